@@ -1,0 +1,39 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when missing
+# and (re)install when pyproject.toml or the constraints change.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Without CUDA, pin the CPU torch build so nothing pulls multi-GB CUDA wheels.
+# GPU users: install their CUDA torch into .venv first, then `make ... CONSTRAINTS=`.
+CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(CURDIR)/constraints-cpu.txt)
+export PIP_CONSTRAINT := $(CONSTRAINTS)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-base: pyproject.toml constraints-cpu.txt | $(BIN)/python
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e '.[dev,generator]'
+	touch $@ $(VENV)/.installed-base
+
+demo: $(VENV)/.installed-base
+	$(BIN)/ragtune demo
+
+test: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(VENV)/.installed-base
+	$(BIN)/python benchmarks/retrieval_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

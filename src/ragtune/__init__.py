@@ -1,0 +1,3 @@
+"""ragtune: domain-adapted retrieval for RAG."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,172 @@
+"""Config: one pydantic class per command, YAML files plus dotted key=value overrides.
+
+    cfg = load_config(EvalConfig, "eval.yaml", ["bm25.k1=0.9", "split=dev"])
+
+Unknown keys and wrong values raise ConfigError naming the key, the allowed values and
+the closest match; `dump_config` writes the resolved config next to an output.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ragtune.io import atomic_open
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; the CLI prints it without a traceback."""
+
+
+class ConfigModel(BaseModel):
+    """Base for every command's config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+C = TypeVar("C", bound=ConfigModel)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f'override "{item}" must look like key=value (dotted keys for nesting, e.g. bm25.k1=0.9)')
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f'override "{item}" has an empty key')
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            child = node.get(k)
+            if not isinstance(child, dict):
+                child = {}
+                node[k] = child
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def _field_at(cls: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, Any]:
+    """Walk `loc` through nested models: (model owning the last key, that key's annotation)."""
+    model: type[BaseModel] | None = cls
+    annotation: Any = None
+    for part in loc:
+        if model is None or not isinstance(part, str):
+            return None, None
+        owner = model
+        field = owner.model_fields.get(part)
+        if field is None:
+            return owner, None
+        annotation = field.annotation
+        model = _model_in(annotation)
+        if part == loc[-1]:
+            return owner, annotation
+    return model, annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _literal_values(annotation: Any) -> list[str]:
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    out: list[str] = []
+    for arg in typing.get_args(annotation):
+        out += _literal_values(arg)
+    return out
+
+
+def _explain(cls: type[ConfigModel], err: dict, label: str) -> str:
+    loc = tuple(err.get("loc", ()))
+    key = ".".join(str(p) for p in loc)
+    owner, annotation = _field_at(cls, loc)
+    if err["type"] == "extra_forbidden":
+        names = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
+        guess = f'; did you mean "{".".join([*map(str, loc[:-1]), close[0]])}"?' if close else ""
+        return f'unknown key "{key}" in {label} config{guess} (allowed here: {", ".join(names)})'
+    got = err.get("input")
+    allowed = _literal_values(annotation)
+    if allowed:
+        close = difflib.get_close_matches(str(got), allowed, n=1, cutoff=0.5)
+        guess = f'; did you mean "{close[0]}"?' if close else ""
+        return f'key "{key}": got {got!r}; allowed values: {", ".join(allowed)}{guess}'
+    if err["type"] == "missing":
+        return f'key "{key}" is required in {label} config'
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) and got is not None else ""
+    return f'key "{key}": {msg}{shown}'
+
+
+def build_config(cls: type[C], data: dict[str, Any], label: str | None = None) -> C:
+    label = label or cls.__name__.removesuffix("Config").lower()
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        lines = [_explain(cls, err, label) for err in e.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: dict[str, Any] | None = None) -> C:
+    """defaults < YAML file < key=value overrides, validated into `cls`."""
+    data: dict[str, Any] = dict(defaults or {})
+    if path is not None:
+        data = _deep_merge(data, read_yaml(path))
+    data = apply_overrides(data, list(overrides or []))
+    return build_config(cls, data)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dump_config(cfg: BaseModel, path: str | Path) -> Path:
+    """Write the resolved config (every default filled in) as YAML, atomically."""
+    path = Path(path)
+    with atomic_open(path) as f:
+        yaml.safe_dump(cfg.model_dump(mode="json"), f, sort_keys=False, allow_unicode=True)
+    return path

@@ -1,0 +1,198 @@
+"""BEIR folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+
+Readers stream and validate (duplicate ids, empty texts, qrels naming unknown ids,
+encoding); writers are atomic and always write the qrels header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragtune.data.errors import DataFormatError, ProblemLog, report
+from ragtune.data.jsonl import iter_jsonl, iter_lines
+from ragtune.data.records import Doc, Query, parse_record
+from ragtune.io import atomic_open
+
+Qrels = dict[str, dict[str, int]]
+QRELS_HEADER = "query-id\tcorpus-id\tscore"
+QRELS_HINT = 'qrels lines are "query-id<TAB>corpus-id<TAB>score" with an integer score (header optional)'
+
+
+def _dup_check(seen: set[str], first_line: dict[str, int], id_: str, path: Path, lineno: int,
+               problems: ProblemLog | None, what: str) -> bool:
+    if id_ in seen:
+        report(problems, path, lineno, f'duplicate {what} id "{id_}" (first seen on line {first_line[id_]})',
+               field="_id", hint="ids must be unique within a file")
+        return False
+    seen.add(id_)
+    first_line[id_] = lineno
+    return True
+
+
+def iter_corpus(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Doc]:
+    """Stream documents from corpus.jsonl (or a BEIR folder), one validated Doc at a time."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "corpus.jsonl"
+    seen: set[str] = set()
+    first: dict[str, int] = {}
+    for lineno, obj in iter_jsonl(path, problems):
+        doc = parse_record(Doc, obj, path, lineno, problems)
+        if doc is not None and _dup_check(seen, first, doc.id, path, lineno, problems, "document"):
+            yield doc
+
+
+def load_corpus(path: str | Path, problems: ProblemLog | None = None) -> dict[str, Doc]:
+    return {d.id: d for d in iter_corpus(path, problems)}
+
+
+def iter_queries(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Query]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    seen: set[str] = set()
+    first: dict[str, int] = {}
+    for lineno, obj in iter_jsonl(path, problems):
+        q = parse_record(Query, obj, path, lineno, problems)
+        if q is not None and _dup_check(seen, first, q.id, path, lineno, problems, "query"):
+            yield q
+
+
+def load_queries(path: str | Path, problems: ProblemLog | None = None) -> dict[str, str]:
+    return {q.id: q.text for q in iter_queries(path, problems)}
+
+
+def load_qrels(path: str | Path, problems: ProblemLog | None = None, *,
+               query_ids: Iterable[str] | None = None, doc_ids: Iterable[str] | None = None) -> Qrels:
+    """Read a qrels TSV (BEIR 3-column or TREC 4-column, header optional).
+
+    With `query_ids`/`doc_ids`, rows naming ids outside them are reported.
+    """
+    path = Path(path)
+    qset = set(query_ids) if query_ids is not None else None
+    dset = set(doc_ids) if doc_ids is not None else None
+    qrels: Qrels = {}
+    first: dict[tuple[str, str], int] = {}
+    for lineno, text in iter_lines(path, problems):
+        cols = text.split("\t") if "\t" in text else text.split()
+        if lineno == 1 and (cols[-1].strip() in {"score", "relevance", "rel"} or text.startswith("query-id")):
+            continue
+        if len(cols) == 4:  # TREC qrels: qid iter docid rel
+            cols = [cols[0], cols[2], cols[3]]
+        if len(cols) != 3:
+            report(problems, path, lineno, f"expected 3 tab-separated columns, found {len(cols)}", hint=QRELS_HINT)
+            continue
+        qid, did, score_s = (c.strip() for c in cols)
+        try:
+            score = int(score_s)
+        except ValueError:
+            report(problems, path, lineno, f'score "{score_s}" is not an integer', field="score", hint=QRELS_HINT)
+            continue
+        if qset is not None and qid not in qset:
+            report(problems, path, lineno, f'unknown query id "{qid}" (not in queries.jsonl)', field="query-id",
+                   hint="every qrels query must exist in queries.jsonl")
+            continue
+        if dset is not None and did not in dset:
+            report(problems, path, lineno, f'unknown document id "{did}" (not in corpus.jsonl)',
+                   field="corpus-id", hint="every qrels document must exist in corpus.jsonl")
+            continue
+        if (qid, did) in first:
+            report(problems, path, lineno, f'duplicate judgment for ("{qid}", "{did}") (first on line '
+                   f"{first[qid, did]})", hint="judge each query-document pair once")
+            continue
+        first[qid, did] = lineno
+        qrels.setdefault(qid, {})[did] = score
+    return qrels
+
+
+def qrels_splits(folder: str | Path) -> list[str]:
+    qdir = Path(folder) / "qrels"
+    return sorted(p.stem for p in qdir.glob("*.tsv")) if qdir.is_dir() else []
+
+
+@dataclass
+class BeirDataset:
+    """A loaded BEIR folder. Use `load_beir`; for huge corpora stream with `iter_corpus`."""
+
+    path: Path
+    corpus: dict[str, Doc]
+    queries: dict[str, str]
+    qrels: dict[str, Qrels] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def split_queries(self, split: str) -> dict[str, str]:
+        """The queries judged in `split`, in qrels order."""
+        return {q: self.queries[q] for q in self.qrels[split]}
+
+
+def load_beir(folder: str | Path, splits: Iterable[str] | None = None) -> BeirDataset:
+    """Load and cross-check a BEIR folder; raises DataFormatError on the first problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, None, "not a directory",
+                              hint="pass a BEIR folder holding corpus.jsonl, queries.jsonl and qrels/")
+    corpus = load_corpus(folder)
+    queries = load_queries(folder)
+    available = qrels_splits(folder)
+    wanted = list(splits) if splits is not None else available
+    qrels: dict[str, Qrels] = {}
+    for split in wanted:
+        if split not in available:
+            raise DataFormatError(folder / "qrels" / f"{split}.tsv", None, f'split "{split}" not found',
+                                  hint=f"available splits: {', '.join(available) or 'none'}")
+        qrels[split] = load_qrels(folder / "qrels" / f"{split}.tsv", query_ids=queries, doc_ids=corpus)
+    return BeirDataset(folder, corpus, queries, qrels)
+
+
+# ---------------------------------------------------------------- writers
+
+
+def write_corpus(path: str | Path, docs: Iterable[Doc | dict]) -> int:
+    import json
+
+    n = 0
+    with atomic_open(path) as f:
+        for d in docs:
+            row = d.model_dump(by_alias=True) if isinstance(d, Doc) else d
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_queries(path: str | Path, queries: dict[str, str] | Iterable[dict]) -> int:
+    import json
+
+    rows = ({"_id": k, "text": v} for k, v in queries.items()) if isinstance(queries, dict) else queries
+    n = 0
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_qrels(path: str | Path, qrels: Qrels) -> int:
+    n = 0
+    with atomic_open(path) as f:
+        f.write(QRELS_HEADER + "\n")
+        for qid, docs in qrels.items():
+            for did, score in docs.items():
+                f.write(f"{qid}\t{did}\t{int(score)}\n")
+                n += 1
+    return n
+
+
+def write_beir(folder: str | Path, corpus: Iterable[Doc | dict] | None, queries: dict[str, str],
+               qrels: dict[str, Qrels]) -> None:
+    """Write a BEIR folder; `corpus=None` writes queries and qrels only (pseudo-query sets)."""
+    folder = Path(folder)
+    if corpus is not None:
+        write_corpus(folder / "corpus.jsonl", corpus)
+    write_queries(folder / "queries.jsonl", queries)
+    for split, q in qrels.items():
+        write_qrels(folder / "qrels" / f"{split}.tsv", q)

@@ -1,0 +1,204 @@
+"""Typed records for every JSONL format of DESIGN.md, with file:line validation.
+
+Each record class carries a HINT telling the user what a valid line looks like;
+`parse_record` turns pydantic's errors into DataFormatError/Problem entries that name
+the file, the line, the field, the fields that were found and the closest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ragtune.data.errors import ProblemLog, report
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("empty text")
+    return value
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True,
+                              frozen=True)
+    HINT: ClassVar[str] = ""
+
+
+# ---------------------------------------------------------------- BEIR
+
+
+class Doc(Record):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True, frozen=True)
+    HINT: ClassVar[str] = 'BEIR corpus lines need "_id", "text" and optional "title"'
+    id: NonEmptyStr = Field(alias="_id")
+    title: str = ""
+    text: str
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Doc:
+        if not self.text.strip() and not self.title.strip():
+            raise ValueError("empty document: both text and title are empty")
+        return self
+
+    @property
+    def content(self) -> str:
+        """Title and text joined, as BEIR's retrievers index them."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+class Query(Record):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True, frozen=True)
+    HINT: ClassVar[str] = 'BEIR query lines need "_id" and "text"'
+    id: NonEmptyStr = Field(alias="_id")
+    text: NonEmptyStr
+
+
+# ---------------------------------------------------------------- SFT
+
+
+class Alpaca(Record):
+    HINT: ClassVar[str] = 'alpaca lines need "instruction" and "output", optional "input", "system", "history"'
+    instruction: NonEmptyStr
+    input: str = ""
+    output: NonEmptyStr
+    system: str | None = None
+    history: list[tuple[str, str]] | None = None
+
+
+class Turn(Record):
+    HINT: ClassVar[str] = 'sharegpt turns are {"from": "human"|"gpt"|"system"|..., "value": "..."}'
+    role: str = Field(alias="from")
+    value: str
+
+    @model_validator(mode="after")
+    def _known_role(self) -> Turn:
+        allowed = {"human", "gpt", "system", "observation", "function_call", "user", "assistant"}
+        if self.role not in allowed:
+            raise ValueError(f'unknown role "{self.role}"; allowed: {", ".join(sorted(allowed))}')
+        return self
+
+
+class ShareGPT(Record):
+    HINT: ClassVar[str] = 'sharegpt lines need "conversations": [{"from", "value"}, ...] and optional "system"'
+    conversations: list[Turn] = Field(min_length=2)
+    system: str | None = None
+    tools: str | None = None
+
+
+# ---------------------------------------------------------------- preference
+
+
+class Preference(Record):
+    HINT: ClassVar[str] = ('preference lines need "instruction", "chosen", "rejected" (optional "input"), '
+                           'or LLaMA-Factory ranking rows with "output": [chosen, rejected]')
+    instruction: NonEmptyStr
+    input: str = ""
+    chosen: NonEmptyStr
+    rejected: NonEmptyStr
+    system: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ranking_row(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "output" in data and "chosen" not in data:
+            out = data["output"]
+            if not (isinstance(out, list) and len(out) == 2):
+                raise ValueError('"output" of a ranking row must be a list [chosen, rejected]')
+            data = {k: v for k, v in data.items() if k != "output"} | {"chosen": out[0], "rejected": out[1]}
+        return data
+
+
+# ---------------------------------------------------------------- embedding
+
+
+class Embedding(Record):
+    HINT: ClassVar[str] = ('embedding lines need "query" and "pos": [..], optional "neg": [..], '
+                           '"scores": [..] (one per pos, then per neg) and "prompt_for_query"')
+    query: NonEmptyStr
+    pos: list[NonEmptyStr] = Field(min_length=1)
+    neg: list[NonEmptyStr] | None = None
+    scores: list[float] | None = None
+    prompt_for_query: str | None = None
+
+    @model_validator(mode="after")
+    def _scores_align(self) -> Embedding:
+        if self.scores is not None:
+            n = len(self.pos) + len(self.neg or [])
+            if len(self.scores) != n:
+                raise ValueError(f'"scores" has {len(self.scores)} values but pos+neg hold {n} passages')
+        return self
+
+
+class TeacherQuery(Record):
+    HINT: ClassVar[str] = 'teacher-distillation lines need "query" (its vector is the same row of the .npy)'
+    query: NonEmptyStr
+    prompt_for_query: str | None = None
+
+
+# ---------------------------------------------------------------- reranker
+
+
+class RerankerPoint(Record):
+    HINT: ClassVar[str] = 'pointwise reranker lines need "query", "content" and a numeric "label"'
+    query: NonEmptyStr
+    content: NonEmptyStr
+    label: float
+
+
+class Hit(Record):
+    HINT: ClassVar[str] = 'hits are {"content": "...", "label": number}'
+    content: NonEmptyStr
+    label: float
+
+
+class RerankerGroup(Record):
+    HINT: ClassVar[str] = 'grouped reranker lines need "query" and "hits": [{"content", "label"}, ...]'
+    query: NonEmptyStr
+    hits: list[Hit] = Field(min_length=1)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _describe(err: dict, obj: dict, cls: type[Record]) -> tuple[str, str | None]:
+    """One pydantic error -> (message, field path)."""
+    loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+    field = ".".join(loc) or None
+    kind = err.get("type", "")
+    if kind == "missing":
+        found = ", ".join(sorted(obj)) or "nothing"
+        return f'missing field "{field}" (found: {found})', field
+    if kind == "extra_forbidden":
+        names = [f.alias or n for n, f in cls.model_fields.items()]
+        close = difflib.get_close_matches(loc[-1], names, n=1)
+        guess = f'; did you mean "{close[0]}"?' if close else ""
+        return f'unknown field "{field}"{guess}', field
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    if field is None:
+        return msg, None
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f'field "{field}": {msg} (got {shown})', field
+
+
+def parse_record(cls: type[R], obj: dict, path: str | Path, line: int,
+                 problems: ProblemLog | None = None) -> R | None:
+    """Validate one decoded JSON object; None (and problems recorded) when invalid."""
+    try:
+        return cls.model_validate(obj, by_alias=True, by_name=False)
+    except ValidationError as e:
+        for err in e.errors():
+            msg, field = _describe(err, obj, cls)
+            report(problems, path, line, msg, field=field, hint=cls.HINT)
+            if problems is None:
+                break
+        return None

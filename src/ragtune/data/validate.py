@@ -1,0 +1,88 @@
+"""`ragtune data validate PATH`: detect what PATH holds, check all of it, count it.
+
+Every problem is collected (up to a limit) with its file and line, instead of stopping
+at the first; `ValidationResult.ok` is what the CLI turns into exit 0 or 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragtune.data.beir import iter_corpus, iter_queries, load_qrels, qrels_splits
+from ragtune.data.errors import ProblemLog, report
+from ragtune.data.trec import read_run
+
+
+@dataclass
+class ValidationResult:
+    path: Path
+    kind: str
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: ProblemLog = field(default_factory=ProblemLog)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate_beir(folder: Path, problems: ProblemLog) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    doc_ids = {d.id for d in iter_corpus(folder / "corpus.jsonl", problems)}
+    query_ids = {q.id for q in iter_queries(folder / "queries.jsonl", problems)}
+    counts["docs"] = len(doc_ids)
+    counts["queries"] = len(query_ids)
+    splits = qrels_splits(folder)
+    if not splits:
+        report(problems, folder / "qrels", None, "no qrels/<split>.tsv files",
+               hint="BEIR folders hold judgments in qrels/train.tsv, qrels/dev.tsv, qrels/test.tsv")
+    for split in splits:
+        qrels = load_qrels(folder / "qrels" / f"{split}.tsv", problems, query_ids=query_ids, doc_ids=doc_ids)
+        counts[f"{split} qrels rows"] = sum(len(d) for d in qrels.values())
+        counts[f"{split} queries"] = len(qrels)
+    return counts
+
+
+def validate_run(path: Path, problems: ProblemLog) -> dict[str, int]:
+    run = read_run(path, problems)
+    return {"queries": len(run), "rows": sum(len(d) for d in run.values())}
+
+
+# kind -> validator(path, problems) -> counts; other modules register their formats here.
+VALIDATORS: dict[str, Callable[[Path, ProblemLog], dict[str, int]]] = {
+    "beir": validate_beir,
+    "trec-run": validate_run,
+}
+
+
+def detect_kind(path: Path) -> str:
+    if path.is_dir():
+        if (path / "corpus.jsonl").exists() or (path / "queries.jsonl").exists():
+            return "beir"
+        if (path / "dataset_info.json").exists() and "dataset-info" in VALIDATORS:
+            return "dataset-info"
+        raise ValueError(f"{path}: cannot tell what this folder holds (no corpus.jsonl, queries.jsonl or "
+                         f"dataset_info.json); pass --format")
+    if path.name == "dataset_info.json" and "dataset-info" in VALIDATORS:
+        return "dataset-info"
+    if path.suffix in {".trec", ".run"} or path.name.endswith(".trec.txt"):
+        return "trec-run"
+    if path.suffix in {".jsonl", ".json"} and "records" in VALIDATORS:
+        return "records"
+    raise ValueError(f"{path}: cannot tell the format from the name; pass --format "
+                     f"({', '.join(sorted(VALIDATORS))})")
+
+
+def validate(path: str | Path, kind: str = "auto", limit: int = 50) -> ValidationResult:
+    path = Path(path)
+    if not path.exists():
+        result = ValidationResult(path, kind, problems=ProblemLog(limit))
+        report(result.problems, path, None, "no such file or folder")
+        return result
+    kind = detect_kind(path) if kind == "auto" else kind
+    if kind not in VALIDATORS:
+        raise ValueError(f'unknown format "{kind}"; known: {", ".join(sorted(VALIDATORS))}')
+    result = ValidationResult(path, kind, problems=ProblemLog(limit))
+    result.counts = VALIDATORS[kind](path, result.problems)
+    return result

@@ -1,0 +1,118 @@
+"""`ragtune eval`: retrieve (or read a run) on a BEIR split, score it, save everything."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ragtune.config import ConfigModel, dump_config
+from ragtune.data.beir import load_beir, load_qrels
+from ragtune.data.trec import Run, read_run, write_run
+from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, parse_metric
+from ragtune.evaluate.significance import compare_per_query
+from ragtune.io import atomic_open, write_json
+from ragtune.retrieval.bm25 import BM25Config
+from ragtune.retrieval.dense import DenseConfig
+
+
+class EvalConfig(ConfigModel):
+    data: Path
+    """A BEIR folder."""
+    split: str = "test"
+    retriever: Literal["bm25", "dense", "run"] = "bm25"
+    """`run` scores an existing TREC run file given as `run`."""
+    run: Path | None = None
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    k: int = Field(1000, ge=1)
+    """Documents retrieved per query."""
+    ignore_identical_ids: bool = False
+    """BEIR's behaviour: drop a retrieved document whose id equals the query id."""
+    bm25: BM25Config = Field(default_factory=BM25Config)
+    dense: DenseConfig = Field(default_factory=DenseConfig)
+    out: Path | None = None
+    """Folder for run.trec, per_query.tsv, metrics.json and config.yaml; default runs/eval/<data>-<split>-<retriever>."""
+    json_out: Path | None = None
+    """Also write the summary JSON here."""
+    show_progress: bool = True
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        for m in v:
+            parse_metric(m)
+        return v
+
+
+def summary(cfg: EvalConfig, result: EvalResult, seconds: float) -> dict:
+    name = cfg.retriever if cfg.retriever != "run" else f"run:{cfg.run}"
+    if cfg.retriever == "dense":
+        name = f"dense:{cfg.dense.model}"
+    return {"dataset": Path(cfg.data).name, "split": cfg.split, "retriever": name,
+            "num_queries": result.num_queries, "metrics": result.metrics, "seconds": round(seconds, 2)}
+
+
+def write_per_query(path: Path, result: EvalResult) -> None:
+    metrics = list(result.per_query)
+    with atomic_open(path) as f:
+        f.write("query-id\t" + "\t".join(metrics) + "\n")
+        for qid in next(iter(result.per_query.values())):
+            f.write(qid + "\t" + "\t".join(f"{result.per_query[m][qid]:.6f}" for m in metrics) + "\n")
+
+
+def retrieve(cfg: EvalConfig) -> tuple[Run, dict]:
+    """The run for cfg.split's queries, and the loaded qrels for the split."""
+    if cfg.retriever == "run":
+        if cfg.run is None:
+            raise ValueError("retriever=run needs run=PATH (a TREC run file)")
+        ds = load_beir(cfg.data, splits=[cfg.split])
+        return read_run(cfg.run), ds.qrels[cfg.split]
+    from ragtune.retrieval.factory import index_corpus
+
+    ds = load_beir(cfg.data, splits=[cfg.split])
+    retriever = index_corpus(cfg.retriever, ds.corpus.values(), cfg.bm25, cfg.dense,
+                             show_progress=cfg.show_progress)
+    return retriever.search(ds.split_queries(cfg.split), k=cfg.k), ds.qrels[cfg.split]
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
+    start = time.perf_counter()
+    run, qrels = retrieve(cfg)
+    result = evaluate(qrels, run, cfg.metrics, ignore_identical_ids=cfg.ignore_identical_ids)
+    out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}"
+    info = summary(cfg, result, time.perf_counter() - start)
+    write_run(out / "run.trec", run, tag=f"ragtune-{cfg.retriever}")
+    write_per_query(out / "per_query.tsv", result)
+    write_json(out / "metrics.json", info)
+    dump_config(cfg, out / "config.yaml")
+    if cfg.json_out:
+        write_json(cfg.json_out, info)
+        dump_config(cfg, cfg.json_out.with_name(cfg.json_out.stem + ".config.yaml"))
+    info["out"] = str(out)
+    return info
+
+
+class CompareConfig(ConfigModel):
+    run_a: Path
+    run_b: Path
+    data: Path
+    split: str = "test"
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    ignore_identical_ids: bool = False
+    json_out: Path | None = None
+
+
+def run_compare(cfg: CompareConfig) -> dict:
+    """Per-metric means of two runs on the same judged queries, with paired t-test p-values."""
+    folder = Path(cfg.data)
+    qrels = load_qrels(folder / "qrels" / f"{cfg.split}.tsv") if folder.is_dir() else load_qrels(folder)
+    a = evaluate(qrels, read_run(cfg.run_a), cfg.metrics, cfg.ignore_identical_ids)
+    b = evaluate(qrels, read_run(cfg.run_b), cfg.metrics, cfg.ignore_identical_ids)
+    out = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "split": cfg.split,
+           "metrics": compare_per_query(a.per_query, b.per_query)}
+    if cfg.json_out:
+        write_json(cfg.json_out, out)
+    return out

@@ -1,0 +1,42 @@
+"""The Retriever protocol and the Run type every stage exchanges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ragtune.data.records import Doc
+from ragtune.data.trec import Run
+
+__all__ = ["Retriever", "Run", "top_k", "check_k"]
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Index documents once, then answer batches of queries.
+
+    `search` returns `{qid: {docid: score}}` with at most k documents per query,
+    higher scores better. Implementations save to and load from a folder.
+    """
+
+    name: str
+
+    def index(self, docs: Iterable[Doc]) -> None: ...
+
+    def search(self, queries: Mapping[str, str], k: int = 100) -> Run: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+
+def check_k(k: int, num_docs: int) -> int:
+    if k < 1:
+        raise ValueError(f"k={k}: pass k >= 1")
+    if num_docs == 0:
+        raise ValueError("the index is empty: call index(docs) with at least one document first")
+    return min(k, num_docs)
+
+
+def top_k(run: Run, k: int) -> Run:
+    """Keep each query's k best documents."""
+    return {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:k]) for q, d in run.items()}

@@ -1,0 +1,155 @@
+"""Dense retrieval: a sentence-transformers encoder + faiss (flat or HNSW).
+
+Corpus embeddings are cached on disk keyed by the model's fingerprint, the encoding
+settings and the corpus content, so the same corpus is never encoded twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ragtune.config import ConfigModel
+from ragtune.data.records import Doc
+from ragtune.io import atomic_open, write_json
+from ragtune.retrieval.base import Run, check_k
+from ragtune.retrieval.encode_cache import cached_encode, corpus_key
+from ragtune.shared import cache_dir
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class DenseConfig(ConfigModel):
+    model: str = DEFAULT_ENCODER
+    """Hub name (resolved offline first), local folder, or a model ragtune trained."""
+    max_seq_length: int | None = 256
+    batch_size: int = 64
+    index: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    query_prompt: str = ""
+    doc_prompt: str = ""
+    normalize: bool = True
+    """L2-normalize, so inner product = cosine."""
+    device: str = "auto"
+    threads: int = 0
+    """torch/faiss threads; 0 = all cores."""
+    cache: bool = True
+    """Reuse corpus embeddings from ~/.cache/ragtune (or $RAGTUNE_CACHE)."""
+
+
+def load_encoder(cfg: DenseConfig):
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.models import resolve_model
+    from ragtune.runtime import pick_device, set_threads
+
+    set_threads(cfg.threads)
+    path = resolve_model(cfg.model)
+    model = SentenceTransformer(str(path), device=pick_device(cfg.device), local_files_only=True)
+    if cfg.max_seq_length:
+        model.max_seq_length = cfg.max_seq_length
+    return model, path
+
+
+class DenseRetriever:
+    name = "dense"
+
+    def __init__(self, cfg: DenseConfig | None = None, model=None, model_path: str | Path | None = None):
+        """`model`: an already loaded SentenceTransformer (with `model_path`, its folder, for caching)."""
+        self.cfg = cfg or DenseConfig()
+        if model is None:
+            self.model, self.model_path = load_encoder(self.cfg)
+        else:
+            self.model, self.model_path = model, Path(model_path or self.cfg.model)
+        self.doc_ids: list[str] = []
+        self.embeddings: np.ndarray | None = None
+        self._index = None
+
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: list[str], prompt: str = "", show_progress: bool = False) -> np.ndarray:
+        return self.model.encode(texts, prompt=prompt or None, batch_size=self.cfg.batch_size,
+                                 normalize_embeddings=self.cfg.normalize, convert_to_numpy=True,
+                                 show_progress_bar=show_progress).astype(np.float32, copy=False)
+
+    def _cache_folder(self, ids: list[str], texts: list[str]) -> Path:
+        from ragtune.models import fingerprint
+
+        settings = f"{self.cfg.max_seq_length}|{self.cfg.doc_prompt}|{self.cfg.normalize}"
+        return cache_dir("embeddings", corpus_key(fingerprint(self.model_path), settings, ids, texts))
+
+    def index(self, docs: Iterable[Doc], show_progress: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        pairs = [(d.id, d.content) for d in docs]
+        self.doc_ids = [p[0] for p in pairs]
+        texts = [p[1] for p in pairs]
+        bar = tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress)
+
+        def encode(chunk: list[str]) -> np.ndarray:
+            return self.encode(chunk, self.cfg.doc_prompt)
+
+        if not texts:
+            raise ValueError("no documents to index")
+        if self.cfg.cache:
+            folder = self._cache_folder(self.doc_ids, texts)
+            self.embeddings = cached_encode(folder, self.doc_ids, texts, encode, self.dim, progress=bar.update)
+        else:
+            self.embeddings = encode(texts)
+            bar.update(len(texts))
+        bar.close()
+        self._build_index()
+
+    def _build_index(self) -> None:
+        import faiss
+
+        emb = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        if self.cfg.index == "hnsw":
+            index = faiss.IndexHNSWFlat(emb.shape[1], self.cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = self.cfg.hnsw_ef_search
+        else:
+            index = faiss.IndexFlatIP(emb.shape[1])
+        index.add(emb)
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def search(self, queries: Mapping[str, str], k: int = 100, show_progress: bool = False) -> Run:
+        if self._index is None:
+            raise ValueError("the dense index is empty: call index(docs) or DenseRetriever.load(path) first")
+        k = check_k(k, len(self.doc_ids))
+        qids = list(queries)
+        if not qids:
+            return {}
+        q = self.encode([queries[i] for i in qids], self.cfg.query_prompt, show_progress=show_progress)
+        scores, idx = self._index.search(q, k)
+        run: Run = {}
+        for qid, row_idx, row_sc in zip(qids, idx, scores, strict=True):
+            run[qid] = {self.doc_ids[i]: float(s) for i, s in zip(row_idx, row_sc, strict=True) if i >= 0}
+        return run
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        with atomic_open(path / "embeddings.npy", "wb") as f:
+            np.save(f, np.asarray(self.embeddings, dtype=np.float32))
+        write_json(path / "doc_ids.json", self.doc_ids)
+        write_json(path / "ragtune_dense.json", self.cfg.model_dump() | {"model": str(self.model_path)})
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> DenseRetriever:
+        path = Path(path)
+        cfg = DenseConfig(**json.loads((path / "ragtune_dense.json").read_text()))
+        self = cls(cfg, model=model, model_path=cfg.model)
+        self.doc_ids = json.loads((path / "doc_ids.json").read_text())
+        self.embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
+        self._build_index()
+        return self

@@ -1,0 +1,64 @@
+"""Corpus embeddings cached on disk, written in chunks so a killed encode resumes.
+
+Layout of one cache entry (`<cache>/embeddings/<key>/`): `emb.npy` (float32, N x d,
+opened as a memmap), `ids.json`, `meta.json`. While encoding, `emb.partial.npy` and
+`progress.json` hold the rows done so far; they are renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from ragtune.io import write_json
+
+
+def corpus_key(model_fp: str, settings: str, ids: Sequence[str], texts: Sequence[str]) -> str:
+    h = hashlib.sha256(f"{model_fp}|{settings}".encode())
+    for i, t in zip(ids, texts, strict=True):
+        h.update(i.encode())
+        h.update(b"\x00")
+        h.update(t.encode())
+        h.update(b"\x01")
+    return h.hexdigest()[:24]
+
+
+def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
+                  encode: Callable[[list[str]], np.ndarray], dim: int, chunk: int = 512,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embeddings for `texts`, from `folder` if complete, else encoded chunk by chunk (resuming)."""
+    final = folder / "emb.npy"
+    if final.exists():
+        return np.load(final, mmap_mode="r")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial, prog_file = folder / "emb.partial.npy", folder / "progress.json"
+    done = 0
+    if partial.exists() and prog_file.exists():
+        done = json.loads(prog_file.read_text())["done"]
+        emb = open_memmap(partial, mode="r+")
+        if emb.shape != (len(texts), dim):
+            done, emb = 0, None
+    else:
+        emb = None
+    if emb is None:
+        emb = open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
+    if progress and done:
+        progress(done)
+    for start in range(done, len(texts), chunk):
+        stop = min(start + chunk, len(texts))
+        emb[start:stop] = encode(list(texts[start:stop]))
+        emb.flush()
+        write_json(prog_file, {"done": stop})  # rows before `stop` are on disk
+        if progress:
+            progress(stop - start)
+    del emb
+    write_json(folder / "ids.json", list(ids))
+    os.replace(partial, final)
+    prog_file.unlink(missing_ok=True)
+    return np.load(final, mmap_mode="r")
