@@ -11,7 +11,8 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from ragtune.data.errors import ProblemLog, report
 
@@ -72,22 +73,44 @@ class Alpaca(Record):
     history: list[tuple[str, str]] | None = None
 
 
+def _field_error(field: str, message: str) -> PydanticCustomError:
+    """A model-level error that still names its field (see `_describe`)."""
+    return PydanticCustomError("record_field", message, {"field": field})
+
+
+def _key(cls: type[BaseModel], name: str) -> str:
+    """The JSON key of field `name` (its alias, when a dataset_info column mapping renamed it)."""
+    return cls.model_fields[name].alias or name
+
+
 class Turn(Record):
     HINT: ClassVar[str] = 'sharegpt turns are {"from": "human"|"gpt"|"system"|..., "value": "..."}'
+    ROLES: ClassVar[frozenset[str]] = frozenset(
+        {"human", "gpt", "system", "observation", "function_call", "user", "assistant"})
     role: str = Field(alias="from")
     value: str
 
     @model_validator(mode="after")
     def _known_role(self) -> Turn:
-        allowed = {"human", "gpt", "system", "observation", "function_call", "user", "assistant"}
-        if self.role not in allowed:
-            raise ValueError(f'unknown role "{self.role}"; allowed: {", ".join(sorted(allowed))}')
+        if self.role not in self.ROLES:
+            raise _field_error(_key(type(self), "role"),
+                               f'unknown role "{self.role}"; allowed: {", ".join(sorted(self.ROLES))}')
         return self
 
 
 class ShareGPT(Record):
     HINT: ClassVar[str] = 'sharegpt lines need "conversations": [{"from", "value"}, ...] and optional "system"'
     conversations: list[Turn] = Field(min_length=2)
+    system: str | None = None
+    tools: str | None = None
+
+
+class ShareGPTPreference(Record):
+    HINT: ClassVar[str] = ('sharegpt preference lines need "conversations": [{"from", "value"}, ...], '
+                           '"chosen": {"from": "gpt", "value"} and "rejected": {"from": "gpt", "value"}')
+    conversations: list[Turn] = Field(min_length=1)
+    chosen: Turn
+    rejected: Turn
     system: str | None = None
     tools: str | None = None
 
@@ -103,15 +126,20 @@ class Preference(Record):
     chosen: NonEmptyStr
     rejected: NonEmptyStr
     system: str | None = None
+    RESPONSE: ClassVar[str] = "output"
+    """Key of the LLaMA-Factory ranking-row list (its `columns.response`)."""
 
     @model_validator(mode="before")
     @classmethod
     def _ranking_row(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "output" in data and "chosen" not in data:
-            out = data["output"]
+        chosen, rejected = _key(cls, "chosen"), _key(cls, "rejected")
+        if isinstance(data, dict) and cls.RESPONSE in data and chosen not in data:
+            out = data[cls.RESPONSE]
             if not (isinstance(out, list) and len(out) == 2):
-                raise ValueError('"output" of a ranking row must be a list [chosen, rejected]')
-            data = {k: v for k, v in data.items() if k != "output"} | {"chosen": out[0], "rejected": out[1]}
+                got = f"a list of {len(out)}" if isinstance(out, list) else type(out).__name__
+                raise _field_error(cls.RESPONSE, f'"{cls.RESPONSE}" of a ranking row must be a list '
+                                   f"[chosen, rejected] of 2 answers (got {got})")
+            data = {k: v for k, v in data.items() if k != cls.RESPONSE} | {chosen: out[0], rejected: out[1]}
         return data
 
 
@@ -124,7 +152,7 @@ class Embedding(Record):
     query: NonEmptyStr
     pos: list[NonEmptyStr] = Field(min_length=1)
     neg: list[NonEmptyStr] | None = None
-    scores: list[float] | None = None
+    scores: list[StrictFloat] | None = None
     prompt_for_query: str | None = None
 
     @model_validator(mode="after")
@@ -132,7 +160,8 @@ class Embedding(Record):
         if self.scores is not None:
             n = len(self.pos) + len(self.neg or [])
             if len(self.scores) != n:
-                raise ValueError(f'"scores" has {len(self.scores)} values but pos+neg hold {n} passages')
+                raise _field_error("scores", f'"scores" has {len(self.scores)} values but pos+neg hold {n} '
+                                   "passages")
         return self
 
 
@@ -149,13 +178,13 @@ class RerankerPoint(Record):
     HINT: ClassVar[str] = 'pointwise reranker lines need "query", "content" and a numeric "label"'
     query: NonEmptyStr
     content: NonEmptyStr
-    label: float
+    label: StrictFloat
 
 
 class Hit(Record):
     HINT: ClassVar[str] = 'hits are {"content": "...", "label": number}'
     content: NonEmptyStr
-    label: float
+    label: StrictFloat
 
 
 class RerankerGroup(Record):
@@ -167,13 +196,21 @@ class RerankerGroup(Record):
 R = TypeVar("R", bound=Record)
 
 
+def _has(node: dict | list, part: Any) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)
+
+
 def _describe(err: dict, obj: dict, cls: type[Record]) -> tuple[str, str | None]:
     """One pydantic error -> (message, field path)."""
     loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
-    field = ".".join(loc) or None
+    named = (err.get("ctx") or {}).get("field")  # set by _field_error for model-level checks
+    field = ".".join([*loc, named] if named else loc) or None
     kind = err.get("type", "")
     if kind == "missing":
-        found = ", ".join(sorted(obj)) or "nothing"
+        node: Any = obj
+        for part in err.get("loc", ())[:-1]:  # the object that lacks the field, e.g. a sharegpt turn
+            node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        found = ", ".join(sorted(map(str, node))) if isinstance(node, dict) and node else "nothing"
         return f'missing field "{field}" (found: {found})', field
     if kind == "extra_forbidden":
         names = [f.alias or n for n, f in cls.model_fields.items()]
@@ -181,8 +218,8 @@ def _describe(err: dict, obj: dict, cls: type[Record]) -> tuple[str, str | None]
         guess = f'; did you mean "{close[0]}"?' if close else ""
         return f'unknown field "{field}"{guess}', field
     msg = err.get("msg", "invalid value").removeprefix("Value error, ")
-    if field is None:
-        return msg, None
+    if named or not loc:  # model-level error: the message already says what is wrong
+        return msg, field
     got = err.get("input")
     shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
     if len(shown) > 60:
@@ -190,7 +227,7 @@ def _describe(err: dict, obj: dict, cls: type[Record]) -> tuple[str, str | None]
     return f'field "{field}": {msg} (got {shown})', field
 
 
-def parse_record(cls: type[R], obj: dict, path: str | Path, line: int,
+def parse_record(cls: type[R], obj: dict, path: str | Path, line: int | None,
                  problems: ProblemLog | None = None) -> R | None:
     """Validate one decoded JSON object; None (and problems recorded) when invalid."""
     try:

@@ -86,3 +86,7 @@ def validate(path: str | Path, kind: str = "auto", limit: int = 50) -> Validatio
     result = ValidationResult(path, kind, problems=ProblemLog(limit))
     result.counts = VALIDATORS[kind](path, result.problems)
     return result
+
+
+# record kinds and dataset_info.json register themselves in VALIDATORS on import
+import ragtune.data.formats  # noqa: E402, F401

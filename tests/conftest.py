@@ -1,0 +1,66 @@
+"""Offline, CPU test setup, and the shared data location.
+
+Tiny random models (hidden size 32, 2 layers) are built here from tokenizers trained on
+fixture sentences, so no test downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+sys.path.insert(0, os.path.dirname(__file__))  # tiny model builders live beside this file
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ragtune.shared import shared_data  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own ragtune cache, so cached embeddings never leak between runs."""
+    monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "ragtune-cache"))
+
+
+@pytest.fixture(scope="session")
+def scifact() -> Path:
+    path = shared_data("beir", "scifact")
+    if not (path / "corpus.jsonl").exists():
+        pytest.skip(f"shared data not found at {path} (set RAGTUNE_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """Folder of a tiny random sentence-transformers BERT model."""
+    from tiny_bert import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_beir(tmp_path) -> Path:
+    """A 6-document BEIR folder with train/test qrels."""
+    from ragtune.data.beir import write_beir
+
+    docs = [
+        {"_id": "d1", "title": "Comets", "text": "A comet orbits the sun and grows a bright tail near perihelion."},
+        {"_id": "d2", "title": "Sourdough", "text": "Sourdough bread rises with wild yeast and a long fermentation."},
+        {"_id": "d3", "title": "Enzymes", "text": "Enzymes are proteins that catalyse reactions inside the cell."},
+        {"_id": "d4", "title": "Bonds", "text": "Bond prices fall when market interest rates rise."},
+        {"_id": "d5", "title": "Violins", "text": "The violin is a string instrument played with a bow."},
+        {"_id": "d6", "title": "", "text": "Telescopes collect light from distant galaxies and nebulae."},
+    ]
+    queries = {"q1": "why does a comet have a tail", "q2": "how does sourdough rise",
+               "q3": "what do enzymes do in cells", "q4": "bond prices and interest rates",
+               "q5": "how is a violin played", "q6": "what do telescopes collect"}
+    write_beir(tmp_path / "tiny", docs, queries,
+               {"train": {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}},
+                "test": {"q4": {"d4": 1}, "q5": {"d5": 1}, "q6": {"d6": 2, "d1": 1}}})
+    return tmp_path / "tiny"

@@ -1,0 +1,49 @@
+"""A tiny random BERT sentence-transformer (hidden 32, 2 layers) with a WordPiece
+tokenizer trained on fixture sentences; built in seconds, never downloaded."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+TOPICS = {
+    "astronomy": "star planet orbit telescope galaxy comet nebula moon solar light",
+    "cooking": "bread oven flour butter recipe garlic onion soup pepper salt",
+    "biology": "cell protein gene enzyme membrane dna mutation tissue receptor virus",
+    "finance": "stock bond market interest inflation bank loan equity dividend tax",
+    "music": "guitar piano melody rhythm chord concert violin song drum tempo",
+}
+
+
+def fixture_sentences(n: int = 400, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = list(TOPICS.values())[i % len(TOPICS)].split()
+        out.append(" ".join(rng.choice(words) for _ in range(rng.randint(5, 12))) + ".")
+    return out
+
+
+def build_tiny_bert(folder: Path) -> Path:
+    """Save a tiny BertModel + tokenizer as a sentence-transformers folder (mean pooling)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(folder)
+    hf = folder / "hf"
+    hf.mkdir(parents=True, exist_ok=True)
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(fixture_sentences(), vocab_size=300, min_frequency=1, show_progress=False)
+    wp.save_model(str(hf))
+    tok = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), model_max_length=64)
+    tok.save_pretrained(hf)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(hf)
+    st = SentenceTransformer(modules=[Transformer(str(hf), max_seq_length=64), Pooling(32, "mean")], device="cpu")
+    st.save(str(folder / "st"))
+    return folder / "st"

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from ragtune.config import ConfigError, dump_config, load_config
+from ragtune.evaluate.retrieval_eval import EvalConfig
+
+
+def test_yaml_then_dotted_overrides(tmp_path):
+    cfg_file = tmp_path / "eval.yaml"
+    cfg_file.write_text("data: /x\nretriever: bm25\nbm25:\n  k1: 1.5\n")
+    cfg = load_config(EvalConfig, cfg_file, ["bm25.b=0.4", "split=dev", "metrics=[ndcg@10]"])
+    assert cfg.bm25.k1 == 1.5 and cfg.bm25.b == 0.4
+    assert cfg.split == "dev" and cfg.metrics == ["ndcg@10"]
+
+
+def test_unknown_key_names_closest_match():
+    with pytest.raises(ConfigError) as e:
+        load_config(EvalConfig, None, ["data=/x", "retriver=dense"])
+    assert 'unknown key "retriver"' in str(e.value) and 'did you mean "retriever"' in str(e.value)
+
+
+def test_unknown_nested_key():
+    with pytest.raises(ConfigError, match=r'unknown key "bm25.k11".*did you mean "bm25.k1"'):
+        load_config(EvalConfig, None, ["data=/x", "bm25.k11=1"])
+
+
+def test_bad_literal_lists_allowed_values():
+    with pytest.raises(ConfigError) as e:
+        load_config(EvalConfig, None, ["data=/x", "retriever=bm2"])
+    msg = str(e.value)
+    assert "allowed values: bm25, dense, run" in msg and 'did you mean "bm25"' in msg
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(ConfigError, match=r'key "bm25.k1".*number.*abc'):
+        load_config(EvalConfig, None, ["data=/x", "bm25.k1=abc"])
+
+
+def test_bad_metric_and_missing_required():
+    with pytest.raises(ConfigError, match="unknown metric"):
+        load_config(EvalConfig, None, ["data=/x", "metrics=[ndcg@x]"])
+    with pytest.raises(ConfigError, match='key "data" is required'):
+        load_config(EvalConfig, None, [])
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: /x\nbm25: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(EvalConfig, bad)
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(EvalConfig, None, ["data"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(EvalConfig, None, ["data=/x", "bm25.k1=0.9"])
+    path = dump_config(cfg, tmp_path / "out" / "config.yaml")
+    again = load_config(EvalConfig, path)
+    assert again == cfg and again.data == Path("/x")

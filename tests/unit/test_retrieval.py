@@ -1,0 +1,110 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragtune.data.beir import load_beir
+from ragtune.data.records import Doc
+from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
+from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+from ragtune.retrieval.encode_cache import cached_encode
+
+
+def test_bm25_ranks_verbatim_query_document_first(tiny_beir):
+    ds = load_beir(tiny_beir)
+    r = BM25Retriever()
+    r.index(ds.corpus.values())
+    queries = {did: doc.text for did, doc in ds.corpus.items()}
+    run = r.search(queries, k=3)
+    for did, hits in run.items():
+        assert max(hits, key=hits.get) == did
+
+
+def test_bm25_stems_and_drops_stopwords_and_unmatched(tiny_beir):
+    r = BM25Retriever(BM25Config(k1=0.9, b=0.4))
+    r.index(load_beir(tiny_beir).corpus.values())
+    run = r.search({"a": "orbiting comets", "b": "the of and", "c": "zzzz"}, k=10)
+    assert next(iter(run["a"])) == "d1"  # "orbiting" stems to "orbit"
+    assert run["b"] == {} and run["c"] == {}  # no matching term -> nothing retrieved
+    assert len(r.search({"x": "bread"}, k=100)["x"]) <= 6  # k larger than corpus is clamped
+
+
+def test_bm25_save_load_mmap(tiny_beir, tmp_path):
+    r = BM25Retriever(BM25Config(k1=1.5, method="bm25+"))
+    r.index(load_beir(tiny_beir).corpus.values())
+    r.save(tmp_path / "idx")
+    again = BM25Retriever.load(tmp_path / "idx")
+    assert again.cfg.method == "bm25+" and again.cfg.k1 == 1.5
+    q = {"q": "violin bow string instrument"}
+    assert again.search(q, 3)["q"] == pytest.approx(r.search(q, 3)["q"])
+
+
+def test_bm25_chinese_uses_jieba():
+    docs = [Doc(_id="a", text="北京是中华人民共和国的首都。"), Doc(_id="b", text="上海是一座国际化大都市，位于长江入海口。")]
+    r = BM25Retriever(BM25Config(language="zh"))
+    r.index(docs)
+    run = r.search({"q": "中国的首都是哪里"}, k=2)
+    assert next(iter(run["q"])) == "a"
+
+
+def test_bm25_errors():
+    with pytest.raises(ValueError, match="index is empty"):
+        BM25Retriever().search({"q": "x"})
+    r = BM25Retriever()
+    r.index([Doc(_id="a", text="alpha beta")])
+    with pytest.raises(ValueError, match="pass k >= 1"):
+        r.search({"q": "alpha"}, k=0)
+
+
+def test_dense_search_save_load_and_cache(tiny_beir, tiny_bert, tmp_path):
+    ds = load_beir(tiny_beir)
+    cfg = DenseConfig(model=str(tiny_bert), batch_size=4)
+    r = DenseRetriever(cfg)
+    r.index(ds.corpus.values())
+    run = r.search({d: doc.content for d, doc in ds.corpus.items()}, k=6)
+    for did, hits in run.items():  # a document's own text scores cosine 1, the maximum
+        assert hits[did] == pytest.approx(1.0, abs=1e-4) and hits[did] >= max(hits.values()) - 1e-5
+    assert list(Path(os.environ["RAGTUNE_CACHE"]).glob("embeddings/*/emb.npy")), "embeddings were not cached"
+    # a second retriever reuses the cache instead of encoding: make encoding fail to prove it
+    r2 = DenseRetriever(cfg)
+    r2.encode = lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-encoded"))
+    r2.index(ds.corpus.values())
+    np.testing.assert_allclose(r2.embeddings, r.embeddings)
+    r.save(tmp_path / "dense")
+    again = DenseRetriever.load(tmp_path / "dense")
+    q = {"q": "comet tail"}
+    assert again.search(q, 3)["q"] == pytest.approx(r.search(q, 3)["q"], rel=1e-5)
+    assert json.loads((tmp_path / "dense" / "doc_ids.json").read_text()) == list(ds.corpus)
+
+
+def test_dense_hnsw_matches_flat_on_small_corpus(tiny_beir, tiny_bert):
+    docs = list(load_beir(tiny_beir).corpus.values())
+    flat = DenseRetriever(DenseConfig(model=str(tiny_bert), cache=False))
+    flat.index(docs)
+    hnsw = DenseRetriever(DenseConfig(model=str(tiny_bert), index="hnsw", cache=False))
+    hnsw.index(docs)
+    q = {"q": "bread oven yeast"}
+    assert list(hnsw.search(q, 3)["q"]) == list(flat.search(q, 3)["q"])
+
+
+def test_cached_encode_resumes_after_interrupt(tmp_path):
+    texts = [f"t{i}" for i in range(10)]
+    calls: list[list[str]] = []
+    crash_on_call = [3]
+
+    def encode(chunk):
+        calls.append(list(chunk))
+        if len(calls) in crash_on_call:
+            raise KeyboardInterrupt
+        return np.array([[float(t[1:]), 1.0] for t in chunk], dtype=np.float32)
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_encode(tmp_path / "c", texts, texts, encode, dim=2, chunk=3)
+    assert not (tmp_path / "c" / "emb.npy").exists()  # no half-written final artifact
+    calls.clear()
+    crash_on_call.clear()
+    emb = cached_encode(tmp_path / "c", texts, texts, encode, dim=2, chunk=3)
+    np.testing.assert_array_equal(emb[:, 0], np.arange(10))
+    assert calls == [["t6", "t7", "t8"], ["t9"]]  # rows 0..5 were on disk and are not encoded again
