@@ -25,8 +25,9 @@ eval_app = typer.Typer(help="Evaluate retrieval on a BEIR split (and compare run
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 
-out = Console()
-err = Console(stderr=True)
+# piped output (CI logs, `| tee`) gets a wide console instead of rich's 80-column default
+out = Console() if sys.stdout.isatty() else Console(width=200)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides (dotted keys nest)",
                                                          show_default=False)]
@@ -101,6 +102,33 @@ def data_validate(
     raise typer.Exit(1)
 
 
+@data_app.command("convert")
+@user_errors
+def data_convert(
+    kind: Annotated[str, typer.Argument(help="beir-sft | beir-embedding | beir-reranker | squad-sft | webqa-sft")],
+    args: Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...], e.g. data=DIR out=DIR",
+                                                     show_default=False)] = None,
+) -> None:
+    """Convert BEIR or QA data into training records: `ragtune data convert beir-embedding data=DIR out=DIR`."""
+    from ragtune.data.convert import run_convert
+
+    rest = list(args or [])
+    config = Path(rest.pop(0)) if rest and "=" not in rest[0] else None
+    result = run_convert(kind, config, rest)
+    table = Table(title=f"data convert {kind}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for k, v in result.counts.items():
+        table.add_row(k, f"{v:,}")
+    out.print(table)
+    for p in result.outputs:
+        out.print(f"wrote {p}", highlight=False)
+    if result.skipped:
+        err.print(f"[yellow]skipped {result.skipped.total} bad input item(s)[/] (on_error=skip); first:")
+        for p in result.skipped.problems:
+            err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------- eval
 
 
@@ -165,6 +193,30 @@ def eval_compare(
         table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['delta']:+.4f}",
                       f"{r['p_value']:.4g}", str(r["num_queries"]))
     out.print(table)
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command("demo")
+@user_errors
+def demo(
+    config: Annotated[Path | None, typer.Argument(help="YAML DemoConfig (default: the embedded one)")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Run the embedded default job on SciFact and print the table."""
+    from ragtune.config import load_config
+    from ragtune.pipeline.demo import DemoConfig, run_demo
+
+    if config is not None and "=" in config.name and not config.exists():
+        overrides, config = [str(config), *(overrides or [])], None  # `ragtune demo key=value` without a file
+    cfg = load_config(DemoConfig, config, overrides)
+    report = run_demo(cfg)
+    out.print(metrics_table(report["rows"], title="ragtune demo"))
+    for name, metrics in report["comparisons"].items():
+        cells = ", ".join(f"{m} {r['delta']:+.4f} (p={r['p_value']:.3g})" for m, r in metrics.items())
+        out.print(f"{name}: {cells}", highlight=False)
+    out.print(f"report: {cfg.out / 'report.json'}", highlight=False)
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ def test_bm25_save_load_mmap(tiny_beir, tmp_path):
 
 
 def test_bm25_chinese_uses_jieba():
-    docs = [Doc(_id="a", text="北京是中华人民共和国的首都。"), Doc(_id="b", text="上海是一座国际化大都市，位于长江入海口。")]
+    docs = [Doc(_id="a", text="北京是中华人民共和国的首都。"),
+            Doc(_id="b", text="上海是一座国际化大都市，位于长江入海口。")]
     r = BM25Retriever(BM25Config(language="zh"))
     r.index(docs)
     run = r.search({"q": "中国的首都是哪里"}, k=2)

@@ -33,7 +33,7 @@ class EvalConfig(ConfigModel):
     bm25: BM25Config = Field(default_factory=BM25Config)
     dense: DenseConfig = Field(default_factory=DenseConfig)
     out: Path | None = None
-    """Folder for run.trec, per_query.tsv, metrics.json and config.yaml; default runs/eval/<data>-<split>-<retriever>."""
+    """Folder for run.trec, per_query.tsv, metrics.json, config.yaml (default runs/eval/<data>-<split>-<retriever>)."""
     json_out: Path | None = None
     """Also write the summary JSON here."""
     show_progress: bool = True

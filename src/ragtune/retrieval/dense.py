@@ -27,7 +27,7 @@ class DenseConfig(ConfigModel):
     model: str = DEFAULT_ENCODER
     """Hub name (resolved offline first), local folder, or a model ragtune trained."""
     max_seq_length: int | None = 256
-    batch_size: int = 64
+    batch_size: int = 32
     index: Literal["flat", "hnsw"] = "flat"
     hnsw_m: int = 32
     hnsw_ef_search: int = 128

@@ -35,6 +35,8 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
     """Embeddings for `texts`, from `folder` if complete, else encoded chunk by chunk (resuming)."""
     final = folder / "emb.npy"
     if final.exists():
+        if progress:
+            progress(len(texts))
         return np.load(final, mmap_mode="r")
     folder.mkdir(parents=True, exist_ok=True)
     partial, prog_file = folder / "emb.partial.npy", folder / "progress.json"

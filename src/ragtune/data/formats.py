@@ -1,0 +1,339 @@
+"""Training-record files and LLaMA-Factory `dataset_info.json`.
+
+    for rec in read_records("train.jsonl", "embedding"): ...   # validated, file:line errors
+    kind = detect_record_kind("train.jsonl")                   # from the first valid line's fields
+    write_records("out.jsonl", records)                        # atomic
+
+Record files are JSONL; a `.json` file holding a JSON array (LLaMA-Factory's usual layout)
+is read too, its items addressed as `file.json[i]`. Teacher-distillation rows pair with the
+rows of a `.npy` beside them (`teacher.jsonl` + `teacher.npy`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.data.dataset_info import (
+    DATASET_INFO,
+    DatasetEntry,
+    entry_line,
+    entry_record_class,
+    info_path,
+    read_dataset_info,
+)
+from ragtune.data.errors import DataFormatError, ProblemLog, report
+from ragtune.data.jsonl import iter_jsonl, iter_lines
+from ragtune.data.records import (
+    Alpaca,
+    Embedding,
+    Preference,
+    Record,
+    RerankerGroup,
+    RerankerPoint,
+    ShareGPT,
+    ShareGPTPreference,
+    TeacherQuery,
+    parse_record,
+)
+from ragtune.io import atomic_open, write_jsonl
+
+RECORD_KINDS: dict[str, type[Record]] = {
+    "alpaca": Alpaca,
+    "sharegpt": ShareGPT,
+    "preference": Preference,
+    "sharegpt-preference": ShareGPTPreference,
+    "embedding": Embedding,
+    "teacher": TeacherQuery,
+    "reranker-point": RerankerPoint,
+    "reranker-group": RerankerGroup,
+}
+KINDS_HINT = f"pass the kind explicitly (--format {'|'.join(RECORD_KINDS)})"
+
+
+def record_class(kind: str) -> type[Record]:
+    """The record class of a kind name ("embedding" -> Embedding)."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f'unknown record kind "{kind}"; known: {", ".join(RECORD_KINDS)}')
+    return RECORD_KINDS[kind]
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _is_json_array(path: Path) -> bool:
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    with path.open("rb") as f:
+        head = f.read(256).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return head.startswith(b"[")
+
+
+def iter_rows(path: str | Path, problems: ProblemLog | None = None) -> Iterator[tuple[str, int | None, dict]]:
+    """Yield (where, line, object) per record: JSONL lines, or the items of a JSON array file."""
+    path = Path(path)
+    if not _is_json_array(path):
+        for lineno, obj in iter_jsonl(path, problems):
+            yield str(path), lineno, obj
+        return
+    try:
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        report(problems, path, None, "not UTF-8 text", hint="re-encode the file as UTF-8")
+        return
+    except json.JSONDecodeError as e:
+        report(problems, path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}",
+               hint="a .json record file holds one JSON array [{...}, {...}]; or use JSONL, one object a line")
+        return
+    for i, obj in enumerate(items):
+        if not isinstance(obj, dict):
+            report(problems, f"{path}[{i}]", None, f"expected a JSON object, got {type(obj).__name__}",
+                   hint="each item of the array must be one record {...}")
+            continue
+        yield f"{path}[{i}]", None, obj
+
+
+# ---------------------------------------------------------------- kinds
+
+
+def kind_of(obj: dict, teacher_vectors: bool = False) -> str | None:
+    """The record kind a row's field names point to (None when they fit no kind)."""
+    keys = set(obj)
+    if "conversations" in keys:
+        return "sharegpt-preference" if {"chosen", "rejected"} & keys else "sharegpt"
+    if "hits" in keys:
+        return "reranker-group"
+    if {"content", "label"} & keys:
+        return "reranker-point"
+    if {"pos", "neg", "scores"} & keys:
+        return "embedding"
+    if {"chosen", "rejected"} & keys or isinstance(obj.get("output"), list):
+        return "preference"
+    if {"instruction", "output"} & keys:
+        return "alpaca"
+    if "query" in keys:  # a bare {query}: teacher rows when their .npy is there, else embedding without pos
+        return "teacher" if teacher_vectors else "embedding"
+    return None
+
+
+def detect_record_kind(path: str | Path, problems: ProblemLog | None = None) -> str | None:
+    """Record kind from the fields of the first valid row; reports (or raises) when it cannot tell."""
+    path = Path(path)
+    for where, line, obj in iter_rows(path, ProblemLog(limit=0)):  # bad lines are reported when read
+        kind = kind_of(obj, teacher_vectors=path.with_suffix(".npy").is_file())
+        if kind is None:
+            report(problems, where, line, f"cannot tell the record kind from the fields "
+                   f"({', '.join(sorted(obj)) or 'none'})", hint=KINDS_HINT)
+        return kind
+    if path.is_file():
+        report(problems, path, None, "no valid record found (empty file, or no line is a JSON object)")
+    else:
+        report(problems, path, None, "file not found")
+    return None
+
+
+# ---------------------------------------------------------------- read / write
+
+
+def read_records(path: str | Path, kind: str = "auto", problems: ProblemLog | None = None, *,
+                 vectors: str | Path | None = None, record_cls: type[Record] | None = None) -> Iterator[Record]:
+    """Stream validated records of `kind` (or auto-detected) from a JSONL / JSON-array file.
+
+    Strict (problems=None): the first bad row raises DataFormatError with file:line and field.
+    For "teacher", the `.npy` beside the file (or `vectors`) must hold one row per record.
+    `record_cls` overrides the class (dataset_info.json column mappings use it).
+    """
+    path = Path(path)
+    if kind == "auto" and record_cls is None:
+        detected = detect_record_kind(path, problems)
+        if detected is None:
+            return
+        kind = detected
+    cls = record_cls or record_class(kind)
+    if kind == "teacher":
+        teacher_vectors(path, vectors, problems)
+    for where, line, obj in iter_rows(path, problems):
+        rec = parse_record(cls, obj, where, line, problems)
+        if rec is not None:
+            yield rec
+
+
+def record_row(rec: Record | dict) -> dict[str, Any]:
+    """The JSON object written for a record: named fields, unset optionals left out."""
+    return rec.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(rec, Record) else rec
+
+
+def write_records(path: str | Path, records: Iterable[Record | dict]) -> int:
+    """Write records (or plain dict rows) as JSONL, atomically; returns the row count."""
+    return write_jsonl(path, (record_row(r) for r in records))
+
+
+# ---------------------------------------------------------------- teacher vectors
+
+
+def _count_rows(path: Path) -> int:
+    return sum(1 for _ in iter_lines(path, ProblemLog(limit=0)))
+
+
+def teacher_vectors(path: str | Path, vectors: str | Path | None = None,
+                    problems: ProblemLog | None = None) -> np.ndarray | None:
+    """Open the teacher `.npy` (memory-mapped) and check it has one 2-D row per JSONL row."""
+    path = Path(path)
+    npy = Path(vectors) if vectors is not None else path.with_suffix(".npy")
+    hint = f"teacher rows pair line i of {path.name} with row i of a 2-D float array saved as {npy.name}"
+    if not npy.is_file():
+        report(problems, npy, None, "teacher vectors not found", field="vectors", hint=hint)
+        return None
+    try:
+        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        report(problems, npy, None, f"not a readable .npy array: {e}", field="vectors", hint=hint)
+        return None
+    rows = _count_rows(path)
+    if arr.ndim != 2:
+        report(problems, npy, None, f"expected a 2-D array (rows x dim), got shape {arr.shape}", field="vectors",
+               hint=hint)
+        return None
+    if arr.shape[0] != rows:
+        report(problems, npy, None, f"{arr.shape[0]} vectors but {path.name} has {rows} rows", field="vectors",
+               hint=hint)
+        return None
+    return arr
+
+
+def load_teacher(path: str | Path, vectors: str | Path | None = None) -> tuple[list[TeacherQuery], np.ndarray]:
+    """Strictly load teacher queries and their vectors (a memmap)."""
+    arr = teacher_vectors(path, vectors)
+    queries = [r for r in read_records(path, "teacher") if isinstance(r, TeacherQuery)]
+    assert arr is not None  # strict mode raised otherwise
+    return queries, arr
+
+
+def write_teacher(path: str | Path, queries: Iterable[TeacherQuery | dict | str], vectors: np.ndarray,
+                  npy: str | Path | None = None) -> int:
+    """Write `{query}` rows and the matching `.npy`, each atomically."""
+    path = Path(path)
+    rows = [{"query": q} if isinstance(q, str) else record_row(q) for q in queries]
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != len(rows):
+        raise ValueError(f"teacher vectors of shape {vectors.shape} do not match {len(rows)} queries; "
+                         "pass one row per query")
+    with atomic_open(Path(npy) if npy else path.with_suffix(".npy"), "wb") as f:
+        np.save(f, vectors, allow_pickle=False)
+    return write_jsonl(path, rows)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def count_records(kind: str, records: Iterable[Record]) -> dict[str, float]:
+    """Rows per kind, plus what a trainer cares about: negatives, scores, label range."""
+    counts: dict[str, float] = {f"{kind} rows": 0}
+    labels: list[float] = []
+    for rec in records:
+        counts[f"{kind} rows"] += 1
+        if isinstance(rec, Embedding):
+            counts["rows with neg"] = counts.get("rows with neg", 0) + bool(rec.neg)
+            counts["rows with scores"] = counts.get("rows with scores", 0) + (rec.scores is not None)
+            counts["pos passages"] = counts.get("pos passages", 0) + len(rec.pos)
+            counts["neg passages"] = counts.get("neg passages", 0) + len(rec.neg or [])
+        elif isinstance(rec, RerankerPoint):
+            labels.append(rec.label)
+        elif isinstance(rec, RerankerGroup):
+            counts["hits"] = counts.get("hits", 0) + len(rec.hits)
+            labels += [h.label for h in rec.hits]
+    if labels:
+        counts["label min"], counts["label max"] = min(labels), max(labels)
+        counts["labels > 0"] = sum(x > 0 for x in labels)
+    return counts
+
+
+def validate_records(path: Path, problems: ProblemLog, kind: str = "auto") -> dict[str, float]:
+    """Check every row of a record file (kind auto-detected unless given) and count what it holds."""
+    if kind == "auto":
+        detected = detect_record_kind(path, problems)
+        if detected is None:
+            return {}
+        kind = detected
+    counts = count_records(kind, read_records(path, kind, problems))
+    if kind == "teacher":
+        arr = teacher_vectors(path, None, ProblemLog(limit=0))  # problems were reported by read_records
+        if arr is not None:
+            counts["vector dim"] = int(arr.shape[1])
+    return counts
+
+
+def entry_files(folder: Path, entry: DatasetEntry) -> list[Path]:
+    """The data files of a local dataset_info entry (file_name may name a folder of files)."""
+    target = folder / (entry.file_name or "")
+    if target.is_dir():
+        return sorted(p for p in target.iterdir() if p.suffix in {".json", ".jsonl"})
+    return [target]
+
+
+def validate_dataset_info(path: Path, problems: ProblemLog) -> dict[str, float]:
+    """Check dataset_info.json and every local data file it names, with its column mapping."""
+    path = info_path(path)
+    entries = read_dataset_info(path, problems)
+    counts: dict[str, float] = {"datasets": len(entries)}
+    for name, entry in entries.items():
+        if not entry.is_local:
+            counts["remote datasets (not checked)"] = counts.get("remote datasets (not checked)", 0) + 1
+            continue
+        files = entry_files(path.parent, entry)
+        if not files or not files[0].exists():
+            what = "holds no .json/.jsonl files" if (path.parent / entry.file_name).is_dir() else "not found"
+            report(problems, path, entry_line(path, name, "file_name"),
+                   f'dataset "{name}": file_name "{entry.file_name}" {what} in {path.parent}',
+                   field=f"{name}.file_name", hint=f"file_name is relative to the folder holding {DATASET_INFO}")
+            continue
+        cls = entry_record_class(entry)
+        rows = 0
+        seen: set[str] = set()
+        for file in files:
+            for where, line, obj in iter_rows(file, problems):
+                seen.update(obj)
+                rows += parse_record(cls, obj, where, line, problems) is not None
+        counts[f"{name} rows"] = rows
+        _check_columns(path, name, entry, seen, problems)
+    return counts
+
+
+def _check_columns(path: Path, name: str, entry: DatasetEntry, seen: set[str], problems: ProblemLog) -> None:
+    if not seen:
+        return
+    columns = entry.columns.model_dump(exclude_none=True) if entry.columns else {}
+    for column, field in columns.items():
+        if field not in seen:
+            report(problems, path, entry_line(path, name, column),
+                   f'dataset "{name}": columns.{column} names field "{field}" but no row of '
+                   f'"{entry.file_name}" has it (found: {", ".join(sorted(seen))})', field=f"{name}.columns.{column}",
+                   hint="column mappings map LLaMA-Factory roles to the field names used in the data file")
+    # LLaMA-Factory reads system/history/tools only when mapped: an unmapped one is silently dropped
+    for column in ("system", "history", "tools"):
+        if column in seen and column not in columns:
+            report(problems, path, entry_line(path, name),
+                   f'dataset "{name}": rows have a "{column}" field but columns.{column} is '
+                   f"not set, so LLaMA-Factory ignores it", field=f"{name}.columns",
+                   hint=f'add "columns": {{"{column}": "{column}"}} to the entry')
+
+
+def register_validators() -> None:
+    """Make `ragtune data validate` know "records", "dataset-info" and each record kind."""
+    from ragtune.data.validate import VALIDATORS
+
+    VALIDATORS["records"] = validate_records
+    VALIDATORS["dataset-info"] = validate_dataset_info
+    for kind in RECORD_KINDS:
+        VALIDATORS.setdefault(kind, lambda path, problems, kind=kind: validate_records(path, problems, kind))
+
+
+register_validators()
+
+__all__ = ["RECORD_KINDS", "DataFormatError", "count_records", "detect_record_kind", "iter_rows", "kind_of",
+           "load_teacher", "read_records", "record_class", "record_row", "teacher_vectors", "validate_dataset_info",
+           "validate_records", "write_records", "write_teacher"]

@@ -1,0 +1,1 @@
+"""Composition of stages: the demo now, the closed loop later."""

@@ -1,0 +1,100 @@
+"""Converters on the real shared data (skipped when ../shared/data is absent)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.data.beir import load_qrels
+from ragtune.data.convert import run_convert
+from ragtune.data.convert_qa import REFUSALS
+from ragtune.data.errors import DataFormatError
+from ragtune.data.formats import read_records
+from ragtune.data.validate import validate
+from ragtune.shared import shared_data
+
+runner = CliRunner()
+
+
+def qa_file(name: str) -> Path:
+    path = shared_data("qa", name)
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    return path
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_scifact_embedding_records(scifact, tmp_path):
+    res = runner.invoke(app, ["data", "convert", "beir-embedding", f"data={scifact}", f"out={tmp_path}",
+                              "neg_start=10", "neg_end=100", "neg_per_query=8"])
+    assert res.exit_code == 0, res.output
+    qrels = load_qrels(scifact / "qrels" / "train.tsv")
+    rows = jsonl(tmp_path / "mined_negatives.jsonl")
+    assert len(rows) == len(qrels) == 809
+    for row in rows:
+        assert set(row["positives"]) == set(qrels[row["query_id"]])
+        assert not set(row["negatives"]) & set(qrels[row["query_id"]])
+        assert all(11 <= r <= 100 for r in row["ranks"]) and len(row["negatives"]) == 8
+    result = validate(tmp_path / "embedding.jsonl")
+    assert result.ok and result.counts["embedding rows"] == 809 and result.counts["rows with neg"] == 809
+    assert result.counts["pos passages"] == 919  # every train judgment became a positive
+
+
+def test_squad2_articles_split_and_ratio(tmp_path):
+    src = qa_file("squad2-dev-a.json")
+    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=2",
+                                          "unanswerable_fraction=0.5"])
+    train, evals = jsonl(tmp_path / "squad2-dev-a_train.meta.jsonl"), jsonl(tmp_path / "squad2-dev-a_eval.meta.jsonl")
+    assert res.counts["articles (train)"] == 8 and res.counts["articles (eval)"] == 2
+    assert not ({r["article"] for r in train} | {r["context_article"] for r in train}) & \
+        ({r["article"] for r in evals} | {r["context_article"] for r in evals})
+    for rows in (train, evals):
+        assert sum(not r["answerable"] for r in rows) / len(rows) == pytest.approx(0.5, abs=0.002)
+        assert all(r["source"] == "impossible" for r in rows if not r["answerable"])  # SQuAD 2.0 has enough
+    recs = list(read_records(tmp_path / "squad2-dev-a_eval.jsonl", "alpaca"))
+    assert {r.output for r, m in zip(recs, evals, strict=True) if not m["answerable"]} <= set(REFUSALS["en"])
+    assert validate(tmp_path).ok
+
+
+def test_webqa_builds_chinese_unanswerables(tmp_path):
+    src = qa_file("webqa-me_test.ann-sample.json")
+    res = run_convert("webqa-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=100",
+                                          "unanswerable_fraction=0.3"])
+    train = jsonl(tmp_path / "webqa-me_test.ann-sample_train.meta.jsonl")
+    assert train[0]["language"] == "zh" and res.counts["articles (eval)"] == 100
+    unans = [r for r in train if not r["answerable"]]
+    assert unans and all(r["source"] == "mismatched" and r["context_article"] != r["article"] for r in unans)
+    assert len(unans) / len(train) == pytest.approx(0.3, abs=0.002)
+
+
+def test_cmrc_empty_questions_raise_or_are_skipped(tmp_path):
+    src = qa_file("cmrc2018-trial.json")
+    with pytest.raises(DataFormatError) as e:
+        run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}"])
+    assert e.value.field == "data[188].paragraphs[0].qas[4].question"
+    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "on_error=skip", "holdout_articles=30"])
+    assert res.counts["bad questions skipped"] == 2 and res.counts["questions read"] == 1000
+    assert jsonl(tmp_path / "cmrc2018-trial_train.meta.jsonl")[0]["language"] == "zh"
+
+
+def test_dense_mining_uses_the_encoder_ranking(tiny_bert, tmp_path):
+    from ragtune.data.beir import load_corpus, load_queries, write_beir
+    from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+
+    docs = [{"_id": f"d{i}", "title": "", "text": f"cell protein gene number {i} membrane receptor"} for i in range(30)]
+    write_beir(tmp_path / "b", docs, {"q0": "protein receptor", "q1": "gene membrane"},
+               {"train": {"q0": {"d0": 1}, "q1": {"d1": 1}}})
+    run_convert("beir-embedding", None, [f"data={tmp_path / 'b'}", f"out={tmp_path / 'o'}", "miner=dense",
+                                         f"dense.model={tiny_bert}", "dense.cache=false", "neg_start=2", "neg_end=10",
+                                         "neg_per_query=100"])
+    dense = DenseRetriever(DenseConfig(model=str(tiny_bert), cache=False))
+    dense.index(load_corpus(tmp_path / "b").values())
+    run = dense.search(load_queries(tmp_path / "b"), k=10)
+    for row in jsonl(tmp_path / "o" / "mined_negatives.jsonl"):
+        ranking = [d for d, _ in sorted(run[row["query_id"]].items(), key=lambda kv: (-kv[1], kv[0]))]
+        assert row["negatives"] == [d for d in ranking[2:10] if d not in row["positives"]]
