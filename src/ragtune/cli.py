@@ -219,6 +219,32 @@ def demo(
     out.print(f"report: {cfg.out / 'report.json'}", highlight=False)
 
 
+# ---------------------------------------------------------------- filter
+
+
+@app.command("filter")
+@user_errors
+def filter_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML FilterConfig (queries, corpus, out, filters: [...])")],
+    overrides: Overrides = None,
+) -> None:
+    """Filter pseudo queries (BM25 rank, dense round-trip, LossNet, score) and write the yield report."""
+    from ragtune.config import load_config
+    from ragtune.filters.run import FilterConfig, run_filter
+
+    cfg = load_config(FilterConfig, config, overrides)
+    report = run_filter(cfg)
+    table = Table(title=f"filter: kept {report['kept']:,} of {report['candidates']:,} ({report['kept_fraction']:.1%})")
+    for col in ["#", "filter", "settings", "in", "out", "kept of in", "seconds"]:
+        table.add_column(col, justify="left" if col in {"filter", "settings"} else "right")
+    for i, st in enumerate(report["filters"], 1):
+        frac = st["out"] / st["in"] if st["in"] else 0.0
+        table.add_row(str(i), st["name"], st["settings"], f"{st['in']:,}", f"{st['out']:,}", f"{frac:.1%}",
+                      f"{st['seconds']:.1f}")
+    out.print(table)
+    out.print(f"kept queries, provenance.jsonl and filter_report.md in {cfg.out}", highlight=False)
+
+
 def main() -> None:
     try:
         app()

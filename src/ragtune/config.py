@@ -47,16 +47,29 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key; a numeric part indexes into a list (`filters.0.k=30`)."""
     for item in overrides:
         keys, value = parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            child = node.get(k)
-            if not isinstance(child, dict):
-                child = {}
-                node[k] = child
-            node = child
-        node[keys[-1]] = value
+        node: Any = data
+        for depth, k in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    raise ConfigError(f'override "{item}": "{".".join(keys[:depth])}" is a list of {len(node)} '
+                                      f"items; index it with 0..{len(node) - 1}")
+                k = int(k)
+                if last:
+                    node[k] = value
+                elif not isinstance(node[k], (dict, list)):
+                    node[k] = {}
+                node = node[k]
+                continue
+            if last:
+                node[k] = value
+            else:
+                if not isinstance(node.get(k), (dict, list)):
+                    node[k] = {}
+                node = node[k]
     return data
 
 
@@ -126,6 +139,14 @@ def _explain(cls: type[ConfigModel], err: dict, label: str) -> str:
         guess = f'; did you mean "{".".join([*map(str, loc[:-1]), close[0]])}"?' if close else ""
         return f'unknown key "{key}" in {label} config{guess} (allowed here: {", ".join(names)})'
     got = err.get("input")
+    if err["type"] == "union_tag_invalid":  # a discriminated union: `name: bm25 | dense | ...`
+        ctx = err.get("ctx", {})
+        tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
+        tag = str(ctx.get("tag", ""))
+        close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.5)
+        guess = f'; did you mean "{close[0]}"?' if close else ""
+        return f'key "{key}.{ctx.get("discriminator", "name").strip(chr(39))}": got {tag!r}; allowed values: ' \
+               f'{", ".join(tags)}{guess}'
     allowed = _literal_values(annotation)
     if allowed:
         close = difflib.get_close_matches(str(got), allowed, n=1, cutoff=0.5)

@@ -58,3 +58,14 @@ def test_resolved_config_round_trips(tmp_path):
     path = dump_config(cfg, tmp_path / "out" / "config.yaml")
     again = load_config(EvalConfig, path)
     assert again == cfg and again.data == Path("/x")
+
+
+def test_overrides_index_into_lists(tmp_path):
+    from ragtune.filters.run import FilterConfig
+
+    cfg_file = tmp_path / "f.yaml"
+    cfg_file.write_text("queries: /q\ncorpus: /c\nout: /o\nfilters:\n  - {name: bm25, k: 70}\n  - {name: dense}\n")
+    cfg = load_config(FilterConfig, cfg_file, ["filters.0.k=30", "filters.1.dense.batch_size=8"])
+    assert cfg.filters[0].k == 30 and cfg.filters[1].dense.batch_size == 8
+    with pytest.raises(ConfigError, match="index it with 0..1"):
+        load_config(FilterConfig, cfg_file, ["filters.5.k=1"])

@@ -1,0 +1,1 @@
+"""Pseudo-query filters: BM25 rank, dense round-trip, LossNet selection, score threshold."""
