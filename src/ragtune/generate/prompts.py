@@ -1,0 +1,142 @@
+"""Chat templates, SFT records -> messages, and the doc -> query prompt (zero- or few-shot).
+
+Training and generation render prompts through the same code, so a fine-tuned generator sees at inference
+exactly the context it was trained on:
+
+    template = use_template(tokenizer, "auto")         # the model's own template, or "chatml", "llama2", ...
+    messages = query_messages(doc_text, shots=[(doc, query), ...])
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragtune.config import ConfigError
+from ragtune.data.records import Alpaca, Doc, ShareGPT
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named chat template (Jinja, as `tokenizer.chat_template`) and the tokens that end an answer."""
+
+    jinja: str
+    stop: tuple[str, ...] = ()
+    """Tokens that end an assistant turn besides the tokenizer's eos; each must be one token of the vocabulary."""
+
+
+_SYSTEM_FIRST = "{% if messages and messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}" \
+                "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+
+TEMPLATES: dict[str, Template] = {
+    # LLaMA-Factory's "default": Human/Assistant turns, each answer closed by eos.
+    "default": Template(
+        "{% for m in messages %}{% if m['role'] == 'system' %}System: {{ m['content'] }}\n"
+        "{% elif m['role'] == 'user' %}Human: {{ m['content'] }}\nAssistant:"
+        "{% else %} {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"),
+    "alpaca": Template(
+        _SYSTEM_FIRST + "{% if sys %}{{ sys }}\n\n{% endif %}{% for m in msgs %}{% if m['role'] == 'user' %}"
+        "### Instruction:\n{{ m['content'] }}\n\n### Response:\n{% else %}{{ m['content'] }}{{ eos_token }}\n\n"
+        "{% endif %}{% endfor %}"),
+    "chatml": Template(
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+        stop=("<|im_end|>",)),
+    "llama2": Template(
+        _SYSTEM_FIRST + "{% for m in msgs %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] "
+        "{% if loop.first and sys %}<<SYS>>\n{{ sys }}\n<</SYS>>\n\n{% endif %}{{ m['content'] }} [/INST]"
+        "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}"),
+}
+"""`template: auto` uses the tokenizer's own chat template; these names work with any tokenizer."""
+
+
+def use_template(tokenizer, name: str) -> list[int]:
+    """Install template `name` on `tokenizer` ("auto" keeps its own); return the token ids that end an answer."""
+    if name == "auto":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f'key "template": the tokenizer of this model has no chat template; name one '
+                              f'({", ".join(TEMPLATES)})')
+        stop_tokens: tuple[str, ...] = ()
+    else:
+        if name not in TEMPLATES:
+            raise ConfigError(f'key "template": unknown template "{name}"; allowed values: auto, '
+                              f'{", ".join(TEMPLATES)}')
+        tokenizer.chat_template = TEMPLATES[name].jinja
+        stop_tokens = TEMPLATES[name].stop
+    ids: list[int] = []
+    for tok in stop_tokens:
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise ConfigError(f'key "template": template "{name}" ends answers with {tok}, which is not a token of '
+                              "this tokenizer; use template=auto or a template without special tokens (default, "
+                              "alpaca, llama2)")
+        ids.append(tid)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+# ---------------------------------------------------------------- SFT records -> messages
+
+ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def record_messages(rec: Alpaca | ShareGPT, where: str = "") -> list[Message]:
+    """An alpaca or sharegpt record as chat messages, alternating user/assistant and ending with an answer."""
+    msgs: list[Message] = []
+    if rec.system:
+        msgs.append({"role": "system", "content": rec.system})
+    if isinstance(rec, Alpaca):
+        for q, a in rec.history or []:
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        prompt = f"{rec.instruction}\n{rec.input}" if rec.input else rec.instruction
+        return [*msgs, {"role": "user", "content": prompt}, {"role": "assistant", "content": rec.output}]
+    for turn in rec.conversations:
+        role = ROLE_MAP.get(turn.role)
+        if role is None:
+            raise ValueError(f'{where}: sharegpt role "{turn.role}" (tool use) is not supported by SFT in this '
+                             "version; use human/gpt/system turns")
+        if role == "system" and msgs:
+            raise ValueError(f"{where}: a system turn must come first in the conversation")
+        msgs.append({"role": role, "content": turn.value})
+    chat = [m for m in msgs if m["role"] != "system"]
+    for i, m in enumerate(chat):
+        if m["role"] != ("user" if i % 2 == 0 else "assistant"):
+            raise ValueError(f"{where}: sharegpt turns must alternate human, gpt, human, gpt, ... (turn {i + 1} is "
+                             f'"{m["role"]}")')
+    if not chat or chat[-1]["role"] != "assistant":
+        raise ValueError(f"{where}: the conversation must end with a gpt turn (the answer to learn)")
+    return msgs
+
+
+# ---------------------------------------------------------------- doc -> query prompts
+
+DEFAULT_INSTRUCTION = "{document}"
+"""How a document becomes the user turn; `ragtune data convert` writes the same (instruction = document)."""
+FEW_SHOT_SYSTEM = ("You write the search query a user would type to find the given document. "
+                   "Answer with the query only, on one line.")
+
+
+def document_text(doc: Doc) -> str:
+    """Title and text joined by a space, as `ragtune data convert beir-sft` writes the training instruction."""
+    return doc.content
+
+
+def query_messages(document: str, instruction: str = DEFAULT_INSTRUCTION, system: str | None = None,
+                   shots: Sequence[tuple[str, str]] = ()) -> list[Message]:
+    """The chat for one document: optional system turn, then k (document, query) example turns, then the document."""
+    msgs: list[Message] = [{"role": "system", "content": system}] if system else []
+    for doc, query in shots:
+        msgs += [{"role": "user", "content": instruction.replace("{document}", doc)},
+                 {"role": "assistant", "content": query}]
+    msgs.append({"role": "user", "content": instruction.replace("{document}", document)})
+    return msgs
+
+
+def truncate_tokens(tokenizer, text: str, max_tokens: int) -> str:
+    """`text` cut to its first `max_tokens` tokens (unchanged when shorter)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)

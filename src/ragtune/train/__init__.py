@@ -1,0 +1,1 @@
+"""Training: the query generator (generator.py: SFT over trl + peft) and the other trainers beside it."""

@@ -1,0 +1,208 @@
+"""`ragtune train generator`: SFT of the doc -> query generator on trl's SFTTrainer, with peft LoRA, freeze or full.
+
+    cfg = load_config(GeneratorTrainConfig, "configs/generator-sft.yaml", ["max_steps=20"])
+    summary = train_generator(cfg)
+
+Writes into `output_dir`: the adapter (lora) or the model (freeze, full), the tokenizer with the chat template
+used for training (so `ragtune generate` renders the same prompts), `checkpoint-*` folders (resumable),
+`config.yaml` (resolved), `train_summary.json` and `training_loss.png`. Multi-GPU / multi-process through
+`accelerate launch` (DDP, FSDP, DeepSpeed via an accelerate config; see configs/accelerate/).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import ConfigError, dump_config
+from ragtune.train.generator_config import GeneratorTrainConfig, check_precision, check_reporters
+
+SUMMARY = "train_summary.json"
+LOSS_PNG = "training_loss.png"
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def resolve_resume(cfg: GeneratorTrainConfig, is_main: bool = True) -> str | None:
+    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir."""
+    out = Path(cfg.output_dir)
+    existing = _checkpoints(out) if out.is_dir() else []
+    if cfg.resume_from_checkpoint in (None, False):
+        if existing and not cfg.overwrite_output_dir:
+            raise ConfigError(f"{out} already holds {existing[-1].name}; set resume_from_checkpoint=true to "
+                              "continue that run, or overwrite_output_dir=true to start over")
+        if existing and is_main:
+            for p in existing:
+                shutil.rmtree(p)
+        return None
+    if cfg.resume_from_checkpoint is True:
+        if not existing:
+            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {out} to resume from; '
+                              "set resume_from_checkpoint=null to start a fresh run")
+        return str(existing[-1])
+    path = Path(cfg.resume_from_checkpoint)
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f'key "resume_from_checkpoint": {path} is not a checkpoint folder (no trainer_state.json)')
+    return str(path)
+
+
+def apply_freeze(model, n_layers: int) -> list[int]:
+    """Leave only the last `n_layers` transformer blocks trainable; returns their indices."""
+    layer_re = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+    total = getattr(model.config, "num_hidden_layers", None)
+    if total is None:
+        ids = {int(m.group(1)) for n, _ in model.named_parameters() if (m := layer_re.search(n))}
+        total = max(ids) + 1 if ids else 0
+    if not total:
+        raise ConfigError('key "finetuning_type": freeze needs a model with numbered `layers.N.` blocks')
+    if n_layers > total:
+        raise ConfigError(f'key "freeze_trainable_layers": {n_layers} is more than the {total} layers of this '
+                          f"model; pass at most {total} (or finetuning_type=full)")
+    keep = set(range(total - n_layers, total))
+    for name, p in model.named_parameters():
+        m = layer_re.search(name)
+        p.requires_grad_(bool(m) and int(m.group(1)) in keep)
+    return sorted(keep)
+
+
+def lora_config(cfg: GeneratorTrainConfig):
+    from peft import LoraConfig
+
+    target: Any = "all-linear" if cfg.lora_target == ["all"] else list(cfg.lora_target)
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_scale_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=target, bias="none", task_type="CAUSAL_LM")
+
+
+def _check_lora_targets(model, cfg: GeneratorTrainConfig) -> None:
+    if cfg.lora_target == ["all"]:
+        return
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    missing = [t for t in cfg.lora_target if t not in names]
+    if missing:
+        import torch
+
+        linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f'key "lora_target": {", ".join(missing)} not found in this model; its linear layers '
+                          f"are: {', '.join(linear)} (or use all)")
+
+
+def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use_cpu: bool = False):
+    from trl import SFTConfig
+
+    eval_steps = cfg.eval_steps or cfg.logging_steps
+    warmup: float = cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio
+    scheduler = "constant_with_warmup" if cfg.lr_scheduler_type == "constant" and warmup else cfg.lr_scheduler_type
+    return SFTConfig(
+        output_dir=str(cfg.output_dir), num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, fp16=cfg.fp16, seed=cfg.seed, data_seed=cfg.seed,
+        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_dev else "no", eval_steps=eval_steps if has_dev else None,
+        report_to=reporters or "none", max_length=cfg.cutoff_len, packing=False, dataset_num_proc=None,
+        use_cpu=use_cpu, remove_unused_columns=True,
+        ddp_find_unused_parameters=False if cfg.finetuning_type != "full" else None,
+    )
+
+
+def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
+    """Fine-tune the generator; returns a summary (losses, steps, example counts, outputs)."""
+    import torch
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import SFTTrainer
+
+    from ragtune.generate.prompts import use_template
+    from ragtune.io import write_json
+    from ragtune.models import resolve_causal_lm
+    from ragtune.runtime import set_threads
+    from ragtune.train.plot import loss_series, plot_loss
+    from ragtune.train.sft_data import encode_all, load_sft_messages, split_dev
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
+    device = state.device.type
+    check_precision(cfg, device)
+    reporters = check_reporters(cfg)
+    if device == "cpu":
+        set_threads(cfg.threads)
+    set_seed(cfg.seed)
+    resume = resolve_resume(cfg, state.is_main_process)
+    state.wait_for_everyone()
+
+    model_path = resolve_causal_lm(cfg.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    use_template(tokenizer, cfg.template)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    items = load_sft_messages(cfg.dataset, cfg.dataset_dir, cfg.formatting, cfg.max_samples)
+    train_idx, dev_idx = split_dev(len(items), cfg.val_size, cfg.seed)
+    train_ex, train_stats = encode_all(tokenizer, [items[i] for i in train_idx], cfg.cutoff_len)
+    dev_ex, dev_stats = encode_all(tokenizer, [items[i] for i in dev_idx], cfg.cutoff_len)
+    if not train_ex:
+        raise ConfigError(f'key "cutoff_len": no training example keeps an answer token within {cfg.cutoff_len} '
+                          f"tokens (first: {train_stats.dropped[:3]})")
+
+    def to_ds(examples):
+        return Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
+                                                 trust_remote_code=cfg.trust_remote_code)
+    model.config.use_cache = False
+    peft_config = None
+    frozen_layers: list[int] = []
+    if cfg.finetuning_type == "lora":
+        _check_lora_targets(model, cfg)
+        peft_config = lora_config(cfg)
+    elif cfg.finetuning_type == "freeze":
+        frozen_layers = apply_freeze(model, cfg.freeze_trainable_layers)
+
+    args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_ds(train_ex),
+                         eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
+                         peft_config=peft_config)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    final_eval = trainer.evaluate() if dev_ex else {}
+    trainer.model.config.use_cache = True  # the saved config is what generation reads
+    trainer.save_model(str(cfg.output_dir))
+    wall = time.perf_counter() - t0
+
+    out = Path(cfg.output_dir)
+    series = loss_series(trainer.state.log_history)
+    summary: dict[str, Any] = {
+        "stage": cfg.stage, "finetuning_type": cfg.finetuning_type, "model": cfg.model_name_or_path,
+        "model_path": str(model_path), "global_step": trainer.state.global_step, "resumed_from": resume,
+        "train_examples": train_stats.examples, "dev_examples": dev_stats.examples,
+        "prompts_shortened": train_stats.shortened + dev_stats.shortened,
+        "answers_cut": train_stats.answer_cut + dev_stats.answer_cut,
+        "dropped_examples": len(train_stats.dropped) + len(dev_stats.dropped),
+        "dropped_first": (train_stats.dropped + dev_stats.dropped)[:5],
+        "trainable_params": trainable, "total_params": total, "trainable_layers": frozen_layers or None,
+        "train_loss": result.training_loss, "first_logged_loss": series["train"][0][1] if series["train"] else None,
+        "last_logged_loss": series["train"][-1][1] if series["train"] else None,
+        "eval_loss": final_eval.get("eval_loss"), "train_runtime_s": round(wall, 1),
+        "world_size": state.num_processes, "output_dir": str(out),
+    }
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        dump_config(cfg, out / "config.yaml")
+        if cfg.plot_loss:
+            png = plot_loss(trainer.state.log_history, out / LOSS_PNG,
+                            title=f"{cfg.finetuning_type} SFT of {Path(str(cfg.model_name_or_path)).name}")
+            summary["loss_plot"] = str(png) if png else None
+        write_json(out / SUMMARY, summary)
+    state.wait_for_everyone()
+    return summary

