@@ -129,14 +129,17 @@ def _literal_values(annotation: Any) -> list[str]:
     return out
 
 
-def _explain(cls: type[ConfigModel], err: dict, label: str) -> str:
+def _explain(cls: type[ConfigModel], err: dict, label: str, prefix: str = "") -> str:
     loc = tuple(err.get("loc", ()))
-    key = ".".join(str(p) for p in loc)
+    key = ".".join([prefix, *map(str, loc)] if prefix else map(str, loc))
+    if not loc:  # a model-level check (or a nested config's own error): its message already names the key
+        return str(err.get("msg", "invalid config")).removeprefix("Value error, ")
     owner, annotation = _field_at(cls, loc)
     if err["type"] == "extra_forbidden":
         names = list(owner.model_fields) if owner else []
         close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
-        guess = f'; did you mean "{".".join([*map(str, loc[:-1]), close[0]])}"?' if close else ""
+        guess = f'; did you mean "{".".join([*([prefix] if prefix else []), *map(str, loc[:-1]), close[0]])}"?' \
+            if close else ""
         return f'unknown key "{key}" in {label} config{guess} (allowed here: {", ".join(names)})'
     got = err.get("input")
     if err["type"] == "union_tag_invalid":  # a discriminated union: `name: bm25 | dense | ...`
@@ -159,12 +162,13 @@ def _explain(cls: type[ConfigModel], err: dict, label: str) -> str:
     return f'key "{key}": {msg}{shown}'
 
 
-def build_config(cls: type[C], data: dict[str, Any], label: str | None = None) -> C:
+def build_config(cls: type[C], data: dict[str, Any], label: str | None = None, prefix: str = "") -> C:
+    """Validate `data` into `cls`; `prefix` names where these keys sit in an enclosing config (e.g. "sft")."""
     label = label or cls.__name__.removesuffix("Config").lower()
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        lines = [_explain(cls, err, label) for err in e.errors()]
+        lines = [_explain(cls, err, label, prefix) for err in e.errors()]
         raise ConfigError("\n".join(lines)) from None
 
 

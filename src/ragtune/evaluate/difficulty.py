@@ -1,0 +1,78 @@
+"""Difficulty of pseudo queries, from a trained retriever's results, and curriculum tools.
+
+For each pseudo query: the rank and score of its source document, and the margin between
+that score and the best other document's. Difficulty in [0, 1] mixes the two:
+
+    difficulty = 0.5 * (1 - 1/rank) + 0.5 * sigmoid(-margin / temperature)
+
+so an easy query (source ranked first by a wide margin) is near 0, and a query whose
+source is not retrieved at all (rank = depth + 1, margin very negative) is near 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from ragtune.data.trec import Run
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    query_id: str
+    rank: int | None
+    """1-based rank of the source document; None when it is not in the results."""
+    score: float | None
+    margin: float
+    """source score minus the best other document's score (negative: another document wins)."""
+    difficulty: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_difficulty(run: Run, sources: dict[str, str], depth: int | None = None,
+                     temperature: float = 0.1) -> dict[str, Difficulty]:
+    """`sources`: pseudo query id -> source doc id. Queries missing from the run are maximally hard."""
+    out = {}
+    for qid, doc in sources.items():
+        hits = sorted(run.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        d = depth or max(len(hits), 1)
+        rank = next((i for i, (h, _) in enumerate(hits, 1) if h == doc), None)
+        score = dict(hits).get(doc)
+        best_other = next((s for h, s in hits if h != doc), None)
+        if score is None:  # not retrieved: below everything in the list
+            margin = (hits[-1][1] - best_other) if hits and best_other is not None else -1.0
+            margin = min(margin, -1e-6) - 1.0
+        else:
+            margin = score - best_other if best_other is not None else 1.0
+        r = rank if rank is not None else d + 1
+        z = max(-50.0, min(50.0, -margin / temperature))
+        value = 0.5 * (1 - 1 / r) + 0.5 / (1 + math.exp(-z))
+        out[qid] = Difficulty(qid, rank, score, float(margin), float(value))
+    return out
+
+
+def curriculum(difficulties: dict[str, Difficulty], mode: Literal["easy_to_hard", "hard_to_easy", "band"],
+               band: tuple[float, float] = (0.2, 0.8)) -> list[str]:
+    """Query ids in training order: sorted by difficulty, or only those inside `band` (sorted)."""
+    items = sorted(difficulties.values(), key=lambda d: (d.difficulty, d.query_id))
+    if mode == "hard_to_easy":
+        items = items[::-1]
+    elif mode == "band":
+        lo, hi = band
+        items = [d for d in items if lo <= d.difficulty <= hi]
+    return [d.query_id for d in items]
+
+
+def example_weights(difficulties: dict[str, Difficulty], target: float = 0.5, width: float = 0.25,
+                    floor: float = 0.1) -> dict[str, float]:
+    """Per-example weights peaking at the target difficulty (a Gaussian bump), never below `floor`,
+    normalised to mean 1 so the loss scale is unchanged."""
+    raw = {q: max(floor, math.exp(-((d.difficulty - target) ** 2) / (2 * width**2)))
+           for q, d in difficulties.items()}
+    mean = float(np.mean(list(raw.values()))) if raw else 1.0
+    return {q: w / mean for q, w in raw.items()}

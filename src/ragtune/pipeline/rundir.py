@@ -1,0 +1,106 @@
+"""Run directory: stages keyed by hash, outputs published atomically, resumable.
+
+A stage's key is the hash of its resolved config, the keys of the stages it reads from,
+the content of external input files, and the ragtune version. A stage reruns when its
+key changes, and only then: not "the folder exists, so skip". Outputs are written into
+a temporary folder and renamed into place when the stage succeeds, so a crash or Ctrl-C
+never leaves a half-written stage that a later run would trust; the next run resumes at
+the first stage whose key is missing or different.
+
+    rd = RunDir("runs/demo")
+    res = rd.stage("round-0/generate", cfg_dict, lambda out: generate(out), upstream=[sft.key])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune import __version__
+from ragtune.io import write_json
+
+BIG_FILE = 64 * 1024 * 1024
+
+
+def hash_path(path: str | Path) -> str:
+    """Content hash of a file or folder (big files by size + mtime, so model weights cost nothing)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if not path.exists():
+        raise FileNotFoundError(f"stage input {path} does not exist")
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        st = f.stat()
+        if st.st_size > BIG_FILE:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        else:
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def stage_key(config: Any, upstream: Iterable[str] = (), inputs: Iterable[str | Path] = ()) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for k in upstream:
+        h.update(k.encode())
+    for p in inputs:
+        h.update(hash_path(p).encode())
+    h.update(__version__.encode())
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class StageResult:
+    name: str
+    key: str
+    out: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    ran: bool = False
+    """True when the stage ran now; False when its outputs were reused."""
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "manifest.json"
+        self.manifest: dict[str, Any] = {"ragtune": __version__, "stages": {}}
+        if self.manifest_path.exists():
+            self.manifest = json.loads(self.manifest_path.read_text())
+        self.executed: list[str] = []
+
+    def _save(self) -> None:
+        write_json(self.manifest_path, self.manifest)
+
+    def stage(self, name: str, config: Any, fn: Callable[[Path], dict[str, Any] | None],
+              upstream: Iterable[str] = (), inputs: Iterable[str | Path] = ()) -> StageResult:
+        """Run `fn(out_dir)` unless a finished stage with the same key exists; `fn` returns its metrics."""
+        key = stage_key(config, upstream, inputs)
+        out = self.root / name
+        entry = self.manifest["stages"].get(name)
+        if entry and entry.get("key") == key and entry.get("status") == "done" and out.exists():
+            return StageResult(name, key, out, entry.get("metrics", {}), entry.get("seconds", 0.0), ran=False)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.manifest["stages"][name] = {"key": key, "status": "running", "started": time.time()}
+        self._save()
+        start = time.perf_counter()
+        metrics = fn(tmp) or {}
+        seconds = time.perf_counter() - start
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        self.manifest["stages"][name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
+                                         "metrics": metrics, "outputs": sorted(p.name for p in out.iterdir()),
+                                         "finished": time.time()}
+        self._save()
+        self.executed.append(name)
+        return StageResult(name, key, out, metrics, seconds, ran=True)

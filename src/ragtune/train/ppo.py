@@ -1,0 +1,260 @@
+"""PPO for the query generator: ragtune's own, since trl removed PPOTrainer in 1.13.
+
+Policy = base model + a LoRA adapter; reference = the same model with the adapter
+disabled (when an SFT adapter is given it is merged into the base first, so the
+reference is the SFT model); a scalar value head reads the policy's last hidden state.
+Each update: sample responses, score them with `reward_fn`, compute per-token rewards
+(score on the last token minus a KL penalty against the reference), GAE advantages, then
+`ppo_epochs` passes of minibatch updates of the clipped policy and value objectives.
+The KL coefficient is fixed or adaptive. Every update appends its statistics (mean
+reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`.
+
+    trainer = PPOTrainer(PPOConfig(), "HuggingFaceTB/SmolLM2-135M-Instruct")
+    trainer.train(prompts, reward_fn, out_dir)      # reward_fn(prompts, responses) -> list[float]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from ragtune.config import ConfigModel
+from ragtune.io import write_json
+from ragtune.train.ppo_core import AdaptiveKLController, gae, masked_mean, masked_whiten, ppo_losses, token_rewards
+
+RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+class PPOConfig(ConfigModel):
+    steps: int = Field(20, ge=1)
+    """PPO updates (each samples `batch_size` fresh responses)."""
+    batch_size: int = Field(16, ge=2)
+    mini_batch_size: int = Field(4, ge=1)
+    ppo_epochs: int = Field(4, ge=1)
+    learning_rate: float = 1e-4
+    max_grad_norm: float = 1.0
+    gamma: float = 1.0
+    lam: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    init_kl_coef: float = 0.05
+    target_kl: float | None = 6.0
+    """Adaptive KL control target (nats per response); null = fixed coefficient."""
+    kl_horizon: int = 10_000
+    whiten_rewards: bool = True
+    """Whiten the sequence scores within each batch before they enter the per-token rewards."""
+    max_new_tokens: int = Field(24, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = 0
+    top_p: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target: str = "all-linear"
+    save_steps: int = 0
+    """Save adapter + value head every N updates (0 = only at the end)."""
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _minibatches(self) -> PPOConfig:
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size "
+                             f"({self.mini_batch_size})")
+        return self
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding, as generate() uses them."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class PolicyWithValue(nn.Module):
+    def __init__(self, model: nn.Module, hidden_size: int):
+        super().__init__()
+        self.model = model
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, resp_len: int, temperature: float,
+                with_value: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(log-probs of the response tokens, values of the states before them, per-token entropy)."""
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                         output_hidden_states=with_value)
+        logits = out.logits[:, -resp_len - 1:-1].float() / temperature
+        logp_all = torch.log_softmax(logits, -1)
+        logp = logp_all.gather(-1, ids[:, -resp_len:].unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        values = None
+        if with_value:
+            values = self.value_head(out.hidden_states[-1][:, -resp_len - 1:-1].float()).squeeze(-1)
+        return logp, values, entropy
+
+
+class PPOTrainer:
+    def __init__(self, cfg: PPOConfig, model_name_or_path: str, sft_adapter: str | Path | None = None,
+                 device: str = "cpu", resume_from: str | Path | None = None):
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ragtune.models import resolve_model
+
+        try:
+            from ragtune.models import resolve_causal_lm as _resolve
+        except ImportError:  # pragma: no cover - older layout
+            _resolve = resolve_model
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.device = cfg, device
+        base_path = _resolve(model_name_or_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(sft_adapter or base_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        if sft_adapter is not None:  # the SFT model becomes the reference: merge it, then add the PPO adapter
+            base = PeftModel.from_pretrained(base, str(sft_adapter)).merge_and_unload()
+        if resume_from is not None:
+            policy = PeftModel.from_pretrained(base, str(Path(resume_from) / "adapter"), is_trainable=True)
+        else:
+            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=cfg.lora_target, task_type="CAUSAL_LM")
+            policy = get_peft_model(base, lora)
+        self.model = PolicyWithValue(policy, base.config.hidden_size).to(device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+        self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+        self.step_count = 0
+        self.history: list[dict] = []
+        if resume_from is not None:
+            state = torch.load(Path(resume_from) / "trainer_state.pt", weights_only=False)
+            self.model.value_head.load_state_dict(state["value_head"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
+        eos = [self.tokenizer.eos_token_id]
+        gen_eos = getattr(base.generation_config, "eos_token_id", None)
+        self.eos_ids = sorted({*eos, *(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos else [])})
+
+    # ---------------------------------------------------------------- rollout
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str], reward_fn: RewardFn) -> dict:
+        cfg, tok = self.cfg, self.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        self.model.eval()
+        out = self.model.model.generate(**enc, do_sample=True, max_new_tokens=cfg.max_new_tokens,
+                                        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                                        pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids)
+        response = out[:, enc["input_ids"].shape[1]:]
+        is_eos = torch.isin(response, torch.tensor(self.eos_ids, device=self.device))
+        after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0  # tokens after the first eos
+        resp_mask = (~after_eos).float()
+        response = response.masked_fill(after_eos, tok.pad_token_id)
+        texts = tok.batch_decode(response, skip_special_tokens=True)
+        scores = torch.tensor([float(s) for s in reward_fn(prompts, texts)], device=self.device)
+        ids = torch.cat([enc["input_ids"], response], 1)
+        mask = torch.cat([enc["attention_mask"], resp_mask.long()], 1)
+        R = response.shape[1]
+        logp, values, entropy = self.model(ids, mask, R, cfg.temperature)
+        with self.model.model.disable_adapter():
+            ref_logp, _, _ = self.model(ids, mask, R, cfg.temperature, with_value=False)
+        return {"ids": ids, "mask": mask, "resp_mask": resp_mask, "R": R, "logp": logp, "ref_logp": ref_logp,
+                "values": values, "entropy": entropy, "scores": scores, "texts": texts}
+
+    # ---------------------------------------------------------------- update
+
+    def step(self, prompts: list[str], reward_fn: RewardFn) -> dict:
+        cfg = self.cfg
+        start = time.perf_counter()
+        ro = self.rollout(prompts, reward_fn)
+        m = ro["resp_mask"]
+        scores = ro["scores"]
+        shaped = (scores - scores.mean()) / (scores.std() + 1e-8) if cfg.whiten_rewards and len(scores) > 1 \
+            else scores
+        rewards, kl = token_rewards(shaped, ro["logp"], ro["ref_logp"], m, self.kl_ctl.value)
+        adv, returns = gae(rewards, ro["values"], m, cfg.gamma, cfg.lam)
+        adv = masked_whiten(adv, m)
+
+        self.model.train()
+        stats: dict[str, list[float]] = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": []}
+        n = len(prompts)
+        for _ in range(cfg.ppo_epochs):
+            perm = torch.randperm(n)
+            for s in range(0, n, cfg.mini_batch_size):
+                idx = perm[s:s + cfg.mini_batch_size]
+                logp, values, _ = self.model(ro["ids"][idx], ro["mask"][idx], ro["R"], cfg.temperature)
+                losses = ppo_losses(logp, ro["logp"][idx], adv[idx], values, ro["values"][idx], returns[idx],
+                                    m[idx], cfg.cliprange, cfg.cliprange_value)
+                loss = losses["pg_loss"] + cfg.vf_coef * losses["vf_loss"]
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                self.optimizer.step()
+                for k in stats:
+                    stats[k].append(float(losses[k].detach()))
+        mean_kl = float(kl.sum(1).mean())
+        kl_coef = self.kl_ctl.value
+        self.kl_ctl.update(mean_kl, n)
+        self.step_count += 1
+        row = {"step": self.step_count, "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
+               "kl": mean_kl, "kl_coef": kl_coef, "entropy": float(masked_mean(ro["entropy"], m)),
+               "clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
+               "value_loss": sum(stats["vf_loss"]) / len(stats["vf_loss"]),
+               "policy_loss": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
+               "approx_kl": sum(stats["approx_kl"]) / len(stats["approx_kl"]),
+               "response_len": float(m.sum(1).mean()), "seconds": round(time.perf_counter() - start, 3),
+               "sample": ro["texts"][0]}
+        self.history.append(row)
+        return row
+
+    # ---------------------------------------------------------------- loop
+
+    def train(self, prompts: list[str], reward_fn: RewardFn, out_dir: str | Path | None = None,
+              show_progress: bool = True) -> list[dict]:
+        from tqdm.auto import tqdm
+
+        if len(prompts) == 0:
+            raise ValueError("PPO needs at least one prompt")
+        rng = random.Random(self.cfg.seed + self.step_count)
+        order: list[str] = []
+        bar = tqdm(total=self.cfg.steps, initial=self.step_count, desc="ppo", disable=not show_progress)
+        while self.step_count < self.cfg.steps:
+            while len(order) < self.cfg.batch_size:
+                chunk = list(prompts)
+                rng.shuffle(chunk)
+                order += chunk
+            batch, order = order[: self.cfg.batch_size], order[self.cfg.batch_size:]
+            row = self.step(batch, reward_fn)
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=f"{row['kl']:.2f}")
+            if out_dir is not None:
+                self._log(Path(out_dir), row)
+                if self.cfg.save_steps and self.step_count % self.cfg.save_steps == 0:
+                    self.save(Path(out_dir) / f"checkpoint-{self.step_count}")
+        bar.close()
+        if out_dir is not None:
+            self.save(Path(out_dir))
+        return self.history
+
+    def _log(self, out_dir: Path, row: dict) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "ppo_log.jsonl", "a", encoding="utf-8") as f:  # append-only log, one line per update
+            f.write(json.dumps(row) + "\n")
+
+    def save(self, path: Path) -> None:
+        from ragtune.io import atomic_open
+
+        self.model.model.save_pretrained(str(path / "adapter"))
+        self.tokenizer.save_pretrained(str(path / "adapter"))
+        with atomic_open(path / "trainer_state.pt", "wb") as f:
+            torch.save({"value_head": self.model.value_head.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "kl_coef": self.kl_ctl.value, "step": self.step_count, "history": self.history}, f)
+        write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": self.history[-1]
+                                               if self.history else None})

@@ -1,0 +1,142 @@
+"""Reward model for the query generator: trl's RewardTrainer (Bradley-Terry) with LoRA.
+
+Data: preference rows (`{instruction, input, chosen, rejected}` or LLaMA-Factory ranking
+rows, as `ragtune.train.preferences` writes them). Each row becomes a conversational
+pair (the instruction as the user turn, a query as the assistant turn) so the reward model
+reads exactly the chat the generator produced. Pairwise accuracy on held-out pairs is
+computed by scoring both sides with `RewardScorer`, independent of the trainer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ragtune.config import ConfigModel, dump_config
+from ragtune.io import write_json
+
+DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class RewardTrainConfig(ConfigModel):
+    model_name_or_path: str = DEFAULT_GENERATOR
+    train_file: Path
+    """Preference JSONL (alpaca-style chosen/rejected or ranking rows)."""
+    eval_file: Path | None = None
+    """Held-out preference JSONL for pairwise accuracy."""
+    output_dir: Path
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = 16
+    lora_target: str = "all-linear"
+    learning_rate: float = 1e-4
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)
+    logging_steps: int = 5
+    seed: int = 42
+    threads: int = 0
+
+
+def _conversations(path: Path) -> list[dict[str, Any]]:
+    from ragtune.data.formats import read_records
+
+    rows = []
+    for rec in read_records(path, "preference"):
+        user = f"{rec.instruction}\n{rec.input}".strip() if rec.input else rec.instruction
+        rows.append({"prompt": [{"role": "user", "content": user}],
+                     "chosen": [{"role": "assistant", "content": rec.chosen}],
+                     "rejected": [{"role": "assistant", "content": rec.rejected}]})
+    if not rows:
+        raise ValueError(f"{path}: no preference pairs to train on")
+    return rows
+
+
+def _load_base(name: str):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragtune.models import resolve_model
+
+    try:
+        from ragtune.models import resolve_causal_lm as resolve
+    except ImportError:  # pragma: no cover
+        resolve = resolve_model
+    path = resolve(name)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType
+    from trl import RewardConfig, RewardTrainer
+
+    from ragtune.runtime import set_threads
+
+    set_threads(cfg.threads)
+    model, tok = _load_base(cfg.model_name_or_path)
+    train = Dataset.from_list(_conversations(cfg.train_file))
+    args = RewardConfig(output_dir=str(cfg.output_dir), learning_rate=cfg.learning_rate,
+                        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+                        per_device_train_batch_size=cfg.per_device_train_batch_size,
+                        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
+                        logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none", save_strategy="no",
+                        use_cpu=not __import__("torch").cuda.is_available(), disable_tqdm=False)
+    peft = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                      target_modules=cfg.lora_target)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok, peft_config=peft)
+    result = trainer.train()
+    trainer.model.save_pretrained(str(cfg.output_dir))
+    tok.save_pretrained(str(cfg.output_dir))
+    summary: dict[str, Any] = {"train_loss": float(result.training_loss), "train_pairs": len(train),
+                               "steps": int(result.global_step)}
+    if cfg.eval_file is not None:
+        summary |= pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
+    write_json(cfg.output_dir / "reward_summary.json", summary)
+    dump_config(cfg, cfg.output_dir / "config.yaml")
+    return summary
+
+
+class RewardScorer:
+    """Scores (instruction, query) pairs with a trained reward model: higher = preferred."""
+
+    def __init__(self, base: str, adapter: str | Path, device: str = "cpu", batch_size: int = 16):
+        import torch
+        from peft import PeftModel
+
+        model, self.tok = _load_base(base)
+        self.model = PeftModel.from_pretrained(model, str(adapter)).to(device).eval()
+        self.tok.padding_side = "left"
+        self.device, self.batch_size, self.torch = device, batch_size, torch
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
+        """`prompts` are raw instructions (the user turn), as in the preference data."""
+        texts = [self.tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                              tokenize=False) for p, r in zip(prompts, responses, strict=True)]
+        out: list[float] = []
+        with self.torch.no_grad():
+            for s in range(0, len(texts), self.batch_size):
+                enc = self.tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True,
+                               add_special_tokens=False).to(self.device)
+                out += self.model(**enc).logits[:, 0].float().tolist()
+        return out
+
+
+def pairwise_accuracy(scorer: RewardScorer, path: Path) -> dict[str, float]:
+    from ragtune.data.formats import read_records
+
+    recs = list(read_records(path, "preference"))
+    if not recs:
+        return {"heldout_pairs": 0, "heldout_accuracy": float("nan")}
+    prompts = [r.instruction for r in recs]
+    chosen = scorer(prompts, [r.chosen for r in recs])
+    rejected = scorer(prompts, [r.rejected for r in recs])
+    acc = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(recs)
+    return {"heldout_pairs": len(recs), "heldout_accuracy": acc}

@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from ragtune.data.records import Doc
+from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
+from ragtune.train.rl_trl import DPOTrainConfig, GRPOTrainConfig, RetrievalReward, train_dpo, train_grpo
+
+A = "protein virus cell gene cancer brain heart lung liver bone blood kidney".split()
+B = "receptor pathway membrane signal growth response tissue infection memory".split()
+
+
+def _retriever():
+    r = BM25Retriever(BM25Config(stem=False, stopwords=False))
+    r.index([Doc(_id="target", text=" ".join(A)), Doc(_id="other", text=" ".join(B))])
+    return r
+
+
+def test_retrieval_reward_is_reciprocal_rank_and_band_shaped():
+    reward = RetrievalReward(_retriever().search, k=2)
+    assert reward([], ["protein cancer", "receptor signal", "protein receptor signal", "zzz"],
+                  doc_id=["target"] * 4) == [1.0, 0.0, 0.5, 0.0]  # unmatched target = not retrieved
+    shaped = RetrievalReward(_retriever().search, k=2, band=(0.4, 0.6))
+    # rank 1 -> difficulty 0 (0.4 below the band); rank 2 -> difficulty 0.5, inside the band
+    assert shaped([], ["protein", "protein receptor signal"], doc_id=["target"] * 2) == pytest.approx([0.6, 1.0])
+
+
+def test_grpo_raises_a_retrieval_reward_on_a_toy_corpus(tiny_lm, tmp_path):
+    """The reward is the reciprocal rank of the 'target' document for the generated text, so the
+    generator must learn to write words of the target document rather than of the other one.
+    Four documents split the tiny tokenizer's whole-word tokens between them, so the target's rank
+    (1/1 .. 1/4) grades how much of the text is written in its words."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    words = sorted({t[1:].lower() for t in tok.get_vocab() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3})
+    r = BM25Retriever(BM25Config(stem=False, stopwords=False))
+    r.index([Doc(_id="target" if i == 0 else f"d{i}", text=" ".join(words[i::4])) for i in range(4)])
+    reward = RetrievalReward(r.search, k=4)
+    prompts = [f"Write a query about the {w}." for w in ["small", "rapid", "chronic", "stable"]] * 4
+    cfg = GRPOTrainConfig(model_name_or_path=str(tiny_lm), output_dir=tmp_path / "grpo", max_steps=36,
+                          per_device_train_batch_size=16, num_generations=8, max_completion_length=12,
+                          learning_rate=1e-2, lr_scheduler_type="constant", beta=0.0, lora_rank=8, logging_steps=1)
+    summary = train_grpo(cfg, prompts, ["target"] * len(prompts), reward)
+    rewards = [h["reward"] for h in summary["log"] if "reward" in h]
+    assert len(rewards) == 36
+    first, last = sum(rewards[:6]) / 6, sum(rewards[-6:]) / 6
+    assert last > first + 0.3, (first, last, rewards)
+    assert (tmp_path / "grpo" / "adapter" / "adapter_config.json").exists()
+
+
+def test_dpo_trains_on_preference_rows(tiny_lm, tmp_path):
+    rows = [{"instruction": f"Write a query for: the {w} protein", "input": "",
+             "output": [f"{w} protein", "the study in patients"]} for w in A[:8]]
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DPOTrainConfig(model_name_or_path=str(tiny_lm), output_dir=tmp_path / "dpo", train_file=tmp_path /
+                         "prefs.jsonl", max_steps=6, per_device_train_batch_size=4, learning_rate=5e-3, lora_rank=4,
+                         logging_steps=1, max_length=64)
+    summary = train_dpo(cfg)
+    losses = [h["loss"] for h in summary["log"] if "loss" in h]
+    assert summary["pairs"] == 8 and losses[-1] < losses[0]
+    assert (tmp_path / "dpo" / "adapter" / "adapter_config.json").exists()
