@@ -38,7 +38,9 @@ def build_tiny_bert(folder: Path) -> Path:
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(fixture_sentences(), vocab_size=300, min_frequency=1, show_progress=False)
     wp.save_model(str(hf))
-    tok = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), model_max_length=64)
+    # transformers 5 ignores `vocab_file=` here (leaving a 5-token vocabulary); `vocab=` loads the file
+    tok = BertTokenizerFast(vocab=str(hf / "vocab.txt"), model_max_length=64)
+    assert tok.vocab_size > 100, "tiny BERT tokenizer lost its vocabulary"
     tok.save_pretrained(hf)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

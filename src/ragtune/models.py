@@ -176,10 +176,17 @@ def fingerprint_file(path: str | Path) -> str:
 
 
 def fingerprint(path: str | Path) -> str:
-    """A short hash that changes when the model's weight or config files change."""
+    """A short hash that changes when the model's weights or configs change.
+
+    Checkpoints and training logs that trainers write beside a saved model are ignored, so writing
+    a summary after training does not invalidate caches keyed by this fingerprint.
+    """
     path = Path(path)
     h = hashlib.sha256(str(path.resolve()).encode())
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"})
+    skip_names = {"train_summary.json", "trainer_state.json", "rl_summary.json", "reward_summary.json"}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}
+                   and p.name not in skip_names
+                   and not any(part.startswith(("checkpoint-", "runs")) for part in p.relative_to(path).parts))
     for p in files:
         st = p.stat()
         h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())

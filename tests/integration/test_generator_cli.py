@@ -22,7 +22,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NU
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path):
-    res = CliRunner().invoke(app, ["train", "generator", "stage=ppo", "dataset=x", f"output_dir={tmp_path}"])
+    res = CliRunner().invoke(app, ["train", "generator", "stage=ppp", "dataset=x", f"output_dir={tmp_path}"])
     assert res.exit_code == 1
     assert 'key "stage"' in res.output and "allowed values: sft" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["generate", f"corpus={tmp_path}", f"output_dir={tmp_path / 'o'}",

@@ -62,7 +62,7 @@ def test_eval_user_errors_exit_1_without_traceback(tiny_beir, tmp_path):
         ["eval", "--data", str(tiny_beir), "--set", "bm25.k11=1"],
         ["eval", "--data", str(tiny_beir), "--retriever", "dense", "--model", "no/such-model-xyz"],
     ]
-    expected = ['allowed values: bm25, dense, run', 'split "dev" not found', "not a directory",
+    expected = ['allowed values: bm25, dense, colbert, run', 'split "dev" not found', "not a directory",
                 'did you mean "bm25.k1"', "not found"]
     for args, text in zip(cases, expected, strict=True):
         res = runner.invoke(app, args)

@@ -29,7 +29,7 @@ def test_bad_literal_lists_allowed_values():
     with pytest.raises(ConfigError) as e:
         load_config(EvalConfig, None, ["data=/x", "retriever=bm2"])
     msg = str(e.value)
-    assert "allowed values: bm25, dense, run" in msg and 'did you mean "bm25"' in msg
+    assert "allowed values: bm25, dense, colbert, run" in msg and 'did you mean "bm25"' in msg
 
 
 def test_wrong_type_names_key_and_value():

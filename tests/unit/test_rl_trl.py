@@ -6,8 +6,8 @@ from ragtune.data.records import Doc
 from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
 from ragtune.train.rl_trl import DPOTrainConfig, GRPOTrainConfig, RetrievalReward, train_dpo, train_grpo
 
-A = "protein virus cell gene cancer brain heart lung liver bone blood kidney".split()
-B = "receptor pathway membrane signal growth response tissue infection memory".split()
+A = ["protein", "virus", "cell", "gene", "cancer", "brain", "heart", "lung", "liver", "bone", "blood", "kidney"]
+B = ["receptor", "pathway", "membrane", "signal", "growth", "response", "tissue", "infection", "memory"]
 
 
 def _retriever():

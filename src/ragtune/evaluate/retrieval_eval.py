@@ -15,6 +15,7 @@ from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, pars
 from ragtune.evaluate.significance import compare_per_query
 from ragtune.io import atomic_open, write_json
 from ragtune.retrieval.bm25 import BM25Config
+from ragtune.retrieval.colbert import ColbertConfig
 from ragtune.retrieval.dense import DenseConfig
 
 
@@ -22,7 +23,7 @@ class EvalConfig(ConfigModel):
     data: Path
     """A BEIR folder."""
     split: str = "test"
-    retriever: Literal["bm25", "dense", "run"] = "bm25"
+    retriever: Literal["bm25", "dense", "colbert", "run"] = "bm25"
     """`run` scores an existing TREC run file given as `run`."""
     run: Path | None = None
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
@@ -32,6 +33,15 @@ class EvalConfig(ConfigModel):
     """BEIR's behaviour: drop a retrieved document whose id equals the query id."""
     bm25: BM25Config = Field(default_factory=BM25Config)
     dense: DenseConfig = Field(default_factory=DenseConfig)
+    colbert: ColbertConfig = Field(default_factory=ColbertConfig)
+    """retriever=colbert: `colbert.model` is a `ragtune train colbert` output folder."""
+    rerank: str | None = None
+    """A reranker (cross-encoder or LLM reranker folder) applied on top of the first-stage run."""
+    rerank_top: int = Field(100, ge=1)
+    """First-stage documents re-scored per query; the rest keep their order below them."""
+    rerank_batch_size: int = Field(32, ge=1)
+    rerank_max_length: int | None = Field(None, ge=8)
+    """Tokens per (query, document) pair; default: the reranker's own limit."""
     out: Path | None = None
     """Folder for run.trec, per_query.tsv, metrics.json, config.yaml (default runs/eval/<data>-<split>-<retriever>)."""
     json_out: Path | None = None
@@ -50,6 +60,10 @@ def summary(cfg: EvalConfig, result: EvalResult, seconds: float) -> dict:
     name = cfg.retriever if cfg.retriever != "run" else f"run:{cfg.run}"
     if cfg.retriever == "dense":
         name = f"dense:{cfg.dense.model}"
+    if cfg.retriever == "colbert":
+        name = f"colbert:{cfg.colbert.model}"
+    if cfg.rerank:
+        name += f"+rerank{cfg.rerank_top}:{cfg.rerank}"
     return {"dataset": Path(cfg.data).name, "split": cfg.split, "retriever": name,
             "num_queries": result.num_queries, "metrics": result.metrics, "seconds": round(seconds, 2)}
 
@@ -73,16 +87,30 @@ def retrieve(cfg: EvalConfig) -> tuple[Run, dict]:
 
     ds = load_beir(cfg.data, splits=[cfg.split])
     retriever = index_corpus(cfg.retriever, ds.corpus.values(), cfg.bm25, cfg.dense,
-                             show_progress=cfg.show_progress)
+                             show_progress=cfg.show_progress, colbert=cfg.colbert)
     return retriever.search(ds.split_queries(cfg.split), k=cfg.k), ds.qrels[cfg.split]
+
+
+def rerank(cfg: EvalConfig, run: Run) -> Run:
+    """Re-score the top `rerank_top` documents of each query of the first-stage run with `cfg.rerank`."""
+    from ragtune.retrieval.rerank import load_reranker, rerank_run
+
+    ds = load_beir(cfg.data, splits=[cfg.split])
+    reranker = load_reranker(cfg.rerank, max_length=cfg.rerank_max_length)
+    corpus = {d: doc.content for d, doc in ds.corpus.items()}
+    return rerank_run(reranker, run, ds.split_queries(cfg.split), corpus, top=cfg.rerank_top,
+                      batch_size=cfg.rerank_batch_size, show_progress=cfg.show_progress)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
     start = time.perf_counter()
     run, qrels = retrieve(cfg)
+    if cfg.rerank:
+        run = rerank(cfg, run)
     result = evaluate(qrels, run, cfg.metrics, ignore_identical_ids=cfg.ignore_identical_ids)
-    out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}"
+    out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}" \
+        f"{'-rerank' if cfg.rerank else ''}"
     info = summary(cfg, result, time.perf_counter() - start)
     write_run(out / "run.trec", run, tag=f"ragtune-{cfg.retriever}")
     write_per_query(out / "per_query.tsv", result)

@@ -10,7 +10,7 @@ computed by scoring both sides with `RewardScorer`, independent of the trainer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,7 @@ DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 class RewardTrainConfig(ConfigModel):
+    stage: Literal["rm"] = "rm"
     model_name_or_path: str = DEFAULT_GENERATOR
     train_file: Path
     """Preference JSONL (alpaca-style chosen/rejected or ranking rows)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,7 @@ class RLCommon(ConfigModel):
 
 
 class DPOTrainConfig(RLCommon):
+    stage: Literal["dpo"] = "dpo"
     train_file: Path
     """Preference JSONL (chosen/rejected or LLaMA-Factory ranking rows)."""
     max_length: int = 512

@@ -1,0 +1,127 @@
+"""Training (samples/s) and encoding (passages/s) throughput of ragtune's retriever trainers, as a markdown table.
+
+    python benchmarks/training_throughput.py                       # all-MiniLM-L6-v2, SciFact passages, CPU
+    python benchmarks/training_throughput.py --steps 5 --seq 128 --batch 16
+
+Each trainer runs `--steps` optimizer steps of its real training path (sentence-transformers trainer + loss)
+on SciFact-like passages and reports examples/s; a training example is (query, positive, hard negative)
+for the bi-encoder and ColBERT, and a group of 4 (query, passage) pairs for the cross-encoder. Encoding:
+bi-encoder passages/s and ColBERT document token embeddings/s. On a GPU it adds MFU: model FLOPs
+(6 x params x tokens for training, 2 x for encoding) over the dense bf16 peak given by --peak-tflops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import hardware_line, print_table  # noqa: E402
+
+
+def passages(n: int) -> list[str]:
+    from ragtune.shared import shared_data
+
+    corpus = shared_data("beir", "scifact", "corpus.jsonl")
+    if corpus.is_file():
+        out = []
+        with corpus.open(encoding="utf-8") as f:
+            for line in f:
+                d = json.loads(line)
+                out.append(f"{d.get('title', '')} {d['text']}")
+                if len(out) >= n:
+                    break
+        return out
+    return [("cells express a protein that binds the receptor and regulates growth " * 20)] * n
+
+
+def write_records(folder: Path, texts: list[str], n: int) -> tuple[Path, Path]:
+    emb, grp = folder / "emb.jsonl", folder / "grp.jsonl"
+    with emb.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"query": f"what does passage {i} say about " + texts[i][:40],
+                                "pos": [texts[i]], "neg": [texts[(i + 7) % len(texts)]]}) + "\n")
+    with grp.open("w") as f:
+        for i in range(n):
+            hits = [{"content": texts[i], "label": 1.0}] + [{"content": texts[(i + k) % len(texts)], "label": 0.0}
+                                                             for k in (3, 5, 7)]
+            f.write(json.dumps({"query": "passage " + texts[i][:40], "hits": hits}) + "\n")
+    return emb, grp
+
+
+def timed_train(kind: str, data: Path, out: Path, args) -> float:
+    """examples/s over `args.steps` steps (after one warm-up step excluded by timing the rest)."""
+    from ragtune.config import load_config
+
+    common = [f"output_dir={out}", f"train_data={data}", f"model_name_or_path={args.model}",
+              "overwrite_output_dir=true", f"per_device_train_batch_size={args.batch}", f"max_steps={args.steps}",
+              "logging_steps=1", "plot_loss=false", f"threads={args.threads}", "save_steps=100000"]
+    if kind == "embedding":
+        from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+
+        s = train_embedding(load_config(EmbeddingTrainConfig, None, [*common, f"max_seq_length={args.seq}",
+                                                                      "neg_nums=1"]))
+    elif kind == "colbert":
+        from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+
+        s = train_colbert(load_config(ColbertTrainConfig, None, [*common, f"document_length={args.seq}"]))
+    else:
+        from ragtune.train.reranker import RerankerTrainConfig, train_reranker
+
+        s = train_reranker(load_config(RerankerTrainConfig, None, [*common, f"max_length={args.seq}",
+                                                                    "train_group_size=4"]))
+    return args.steps * args.batch / s["train_runtime_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--encode", type=int, default=256, help="passages encoded for the encoding rows")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="GPU dense bf16 peak (H100 SXM: 989)")
+    args = ap.parse_args()
+
+    import torch
+
+    from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
+    from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+    from ragtune.runtime import set_threads
+
+    set_threads(args.threads)
+    texts = passages(max(args.encode, args.steps * args.batch + 8))
+    rows = []
+    gpu = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        emb, grp = write_records(tmp, texts, args.steps * args.batch + 8)
+        for kind, data in (("embedding", emb), ("colbert", emb), ("reranker", grp)):
+            rate = timed_train(kind, data, tmp / kind, args)
+            unit = "groups of 4 pairs/s" if kind == "reranker" else "(q, pos, neg) examples/s"
+            rows.append([f"train {kind}", f"{args.seq}", f"{rate:.2f} {unit}", "-"])
+        dense = DenseRetriever(DenseConfig(model=args.model, max_seq_length=args.seq, cache=False,
+                                           threads=args.threads))
+        t0 = time.perf_counter()
+        dense.encode(texts[: args.encode])
+        dt = time.perf_counter() - t0
+        n_params = sum(p.numel() for p in dense.model.parameters())
+        mfu = f"{2 * n_params * args.seq * args.encode / dt / (args.peak_tflops * 1e12):.1%}" if gpu else "-"
+        rows.append(["encode bi-encoder", f"{args.seq}", f"{args.encode / dt:.1f} passages/s", mfu])
+        colbert = ColbertRetriever(ColbertConfig(model=str(tmp / "colbert"), document_length=args.seq,
+                                                 threads=args.threads))
+        t0 = time.perf_counter()
+        colbert.encode_documents(texts[: args.encode])
+        dt = time.perf_counter() - t0
+        rows.append(["encode ColBERT documents", f"{args.seq}", f"{args.encode / dt:.1f} passages/s", "-"])
+    print(f"\n{hardware_line()}; model {args.model}, batch {args.batch}, {args.steps} steps\n")
+    print_table(["what", "max tokens", "throughput", "MFU"], rows)
+
+
+if __name__ == "__main__":
+    main()

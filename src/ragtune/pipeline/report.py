@@ -1,0 +1,120 @@
+"""report.md, report.json and PNG plots for a `ragtune run` directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragtune.io import write_json, write_text
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+
+
+def to_markdown(report: dict[str, Any], metrics: list[str]) -> str:
+    main = [m for m in ("ndcg@10", "recall@100") if m in metrics] or metrics[:2]
+    lines = [f"# ragtune run: {report['name']}", "", f"data: `{report['data']}` (subset: {report['subset']})", "",
+             "## Retrieval on the test split", "",
+             "| system | " + " | ".join(main) + " | p vs BM25 | p vs zero-shot |",
+             "|---|" + "---|" * (len(main) + 2)]
+    for name, label in (("bm25", "BM25"), ("zero_shot", "zero-shot encoder")):
+        lines.append(f"| {label} | " + " | ".join(f"{report['baselines'][name][m]:.4f}" for m in main) + " | | |")
+    for r in report["rounds"]:
+        ev = r["evaluate"]
+        p_b = ev.get("vs_bm25", {}).get(main[0], {}).get("p_value")
+        p_z = ev.get("vs_zero_shot", {}).get(main[0], {}).get("p_value")
+        lines.append(f"| round {r['round']} retriever | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
+                     + f" | {_fmt_p(p_b) if p_b is not None else ''} | {_fmt_p(p_z) if p_z is not None else ''} |")
+    lines += ["", f"p-values: paired t-test on per-query {main[0]}.", "", "## Per round", ""]
+    for r in report["rounds"]:
+        f = r["filter"]
+        lines.append(f"### round {r['round']}")
+        lines.append(f"- filters kept {f['kept']} of {f['candidates']} ({f['kept_fraction']:.1%}): "
+                     + ", ".join(f"{n} {a}->{b}" for n, (a, b) in f["yield"].items()))
+        lines.append(f"- retriever trained on {r['retriever'].get('train_queries')} labeled + "
+                     f"{r['retriever'].get('pseudo_queries')} pseudo queries")
+        dd = r["difficulty"]
+        lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
+        if "reward_model" in r:
+            rm = r["reward_model"]
+            lines.append(f"- preferences: {r['preferences'].get('train pairs')} train / "
+                         f"{r['preferences'].get('heldout pairs')} held-out pairs; reward model held-out accuracy "
+                         f"{rm.get('heldout_accuracy', float('nan')):.3f}")
+            pp = r["ppo"]
+            lines.append(f"- PPO: {pp['updates']} updates, mean reward {pp['reward_first']:.3f} -> "
+                         f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}")
+        if "dpo" in r:
+            dp = r["dpo"]
+            lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, "
+                         f"loss {dp['loss_first']} -> {dp['loss_last']}")
+        if "grpo" in r:
+            gp = r["grpo"]
+            lines.append(f"- GRPO: {gp['steps']} steps on {gp['prompts']} prompts, retrieval reward "
+                         f"{gp['reward_first']} -> {gp['reward_last']}")
+        lines.append("")
+    lines += ["## Wall time per stage", "", "| stage | seconds | ran now |", "|---|---|---|"]
+    for name, st in report["stages"].items():
+        lines.append(f"| {name} | {st['seconds'] or 0:.1f} | {'yes' if name in report['executed'] else 'cached'} |")
+    lines += ["", "Plots: plots/retrieval.png, plots/rl.png (PPO/GRPO reward and KL), plots/stages.png"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(root: Path, report: dict[str, Any], metrics: list[str]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = root / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    m = "ndcg@10" if "ndcg@10" in metrics else metrics[0]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rounds = [r["round"] for r in report["rounds"]]
+    ax.plot(rounds, [r["evaluate"]["metrics"][m] for r in report["rounds"]], "o-", label="trained retriever")
+    for name, style in (("bm25", "--"), ("zero_shot", ":")):
+        ax.axhline(report["baselines"][name][m], linestyle=style, color="gray", label=name)
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"{m} (test)")
+    ax.set_xticks(rounds)
+    ax.legend()
+    ax.set_title("Retrieval quality per round")
+    fig.tight_layout()
+    fig.savefig(out / "retrieval.png", dpi=120)
+    paths.append(out / "retrieval.png")
+    plt.close(fig)
+
+    curves = [(r["round"], r[k]["curve"]) for r in report["rounds"] for k in ("ppo", "grpo") if k in r]
+    if curves:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for k, c in curves:
+            a1.plot([h["step"] for h in c], [h["reward_mean"] for h in c], label=f"round {k}")
+            a2.plot([h["step"] for h in c], [h["kl"] for h in c], label=f"round {k}")
+        a1.set_title("RL mean reward")
+        a2.set_title("KL to reference (nats/response)")
+        for a in (a1, a2):
+            a.set_xlabel("update")
+            a.legend()
+        fig.tight_layout()
+        fig.savefig(out / "rl.png", dpi=120)
+        paths.append(out / "rl.png")
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(report["stages"]) + 1))
+    names = list(report["stages"])
+    ax.barh(names, [report["stages"][n]["seconds"] or 0 for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title("Wall time per stage")
+    fig.tight_layout()
+    fig.savefig(out / "stages.png", dpi=120)
+    paths.append(out / "stages.png")
+    plt.close(fig)
+    return paths
+
+
+def write_run_report(root: Path, report: dict[str, Any], metrics: list[str]) -> None:
+    write_json(root / "report.json", report)
+    write_text(root / "report.md", to_markdown(report, metrics))
+    plot(root, report, metrics)

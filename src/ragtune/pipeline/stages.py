@@ -1,0 +1,194 @@
+"""The loop's stages. Each takes its inputs as folders and writes only into `out`.
+
+They glue library functions together; the algorithms live in the layers below
+(generate/, filters/, train/, evaluate/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragtune.data.beir import load_beir, load_corpus, load_queries, write_beir
+from ragtune.data.jsonl import iter_jsonl
+from ragtune.io import write_jsonl
+
+
+def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    from ragtune.config import build_config
+    from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
+    from ragtune.train.generator import train_generator
+    from ragtune.train.generator_config import GeneratorTrainConfig
+
+    conv = beir_to_sft(BeirSFTConfig(data=data, split="train", out=out / "data", name="doc2query"))
+    cfg = build_config(GeneratorTrainConfig, {"model_name_or_path": model, "template": template,
+                                              "dataset": ["doc2query"], "dataset_dir": str(out / "data"),
+                                              "output_dir": str(out / "adapter"), "report_to": ["none"],
+                                              **overrides}, "sft")
+    summary = train_generator(cfg)
+    return {"pairs": conv.counts.get("records", 0), **{k: v for k, v in summary.items()
+                                                        if isinstance(v, (int, float, str))}}
+
+
+def generate(data: Path, out: Path, model: str, adapter: Path | None, template: str, round_: int,
+             overrides: dict[str, Any]) -> dict[str, Any]:
+    from ragtune.config import build_config
+    from ragtune.generate.config import GenerateConfig
+    from ragtune.generate.generator import generate_queries
+
+    cfg = build_config(GenerateConfig, {"corpus": str(data), "output_dir": str(out), "model_name_or_path": model,
+                                        "adapter_name_or_path": str(adapter) if adapter else None,
+                                        "template": template, "round": round_, **overrides}, "generate")
+    summary = generate_queries(cfg)
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
+
+
+def filter_queries(queries: Path, data: Path, out: Path, filters: list) -> dict[str, Any]:
+    from ragtune.filters.run import FilterConfig, run_filter
+
+    report = run_filter(FilterConfig(queries=queries, corpus=data, out=out, filters=filters, show_progress=False))
+    return {"candidates": report["candidates"], "kept": report["kept"], "kept_fraction": report["kept_fraction"],
+            "yield": {s["name"]: [s["in"], s["out"]] for s in report["filters"]}}
+
+
+def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overrides: dict[str, Any],
+                    mining: dict[str, Any]) -> dict[str, Any]:
+    """Train pairs + kept pseudo queries -> {query, pos, neg} with BM25 negatives -> fine-tuned bi-encoder."""
+    from ragtune.config import build_config
+    from ragtune.data.convert_beir import BeirEmbeddingConfig, beir_to_embedding
+    from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+
+    ds = load_beir(data, splits=["train"])
+    queries = dict(ds.split_queries("train"))
+    qrels = {q: dict(d) for q, d in ds.qrels["train"].items()}
+    n_pseudo = 0
+    for folder in pseudo:
+        pq = load_queries(folder / "queries.jsonl")
+        for qid, docs in load_beir_qrels(folder).items():
+            queries[qid], qrels[qid] = pq[qid], docs
+            n_pseudo += 1
+    mix = out / "mix"
+    write_beir(mix, ds.corpus.values(), queries, {"train": qrels})
+    conv = beir_to_embedding(build_config(BeirEmbeddingConfig, {"data": str(mix), "split": "train",
+                                                                "out": str(out / "records"), **mining}, "mining"))
+    # the dev slice is carved from the REAL train queries only (never pseudo, never test)
+    dev = {"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50}
+    cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
+                                              "train_data": [str(p) for p in conv.outputs if p.name ==
+                                                             "embedding.jsonl"],
+                                              "dev": dev, **overrides}, "retriever")
+    summary = train_embedding(cfg)
+    return {"train_queries": len(ds.qrels["train"]), "pseudo_queries": n_pseudo,
+            **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
+
+
+def load_beir_qrels(folder: Path) -> dict[str, dict[str, int]]:
+    from ragtune.data.beir import load_qrels
+
+    return load_qrels(folder / "qrels" / "train.tsv")
+
+
+def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list[str],
+             baselines: dict[str, Path]) -> dict[str, Any]:
+    from ragtune.evaluate.retrieval_eval import CompareConfig, EvalConfig, run_compare, run_eval
+    from ragtune.retrieval.dense import DenseConfig
+
+    info = run_eval(EvalConfig(data=data, split=split, retriever="dense", dense=DenseConfig(model=str(model)),
+                               metrics=metrics, out=out, show_progress=False))
+    result: dict[str, Any] = {"metrics": info["metrics"]}
+    for name, run in baselines.items():
+        cmp = run_compare(CompareConfig(run_a=run, run_b=out / "run.trec", data=data, split=split, metrics=metrics))
+        result[f"vs_{name}"] = {m: {"delta": r["delta"], "p_value": r["p_value"]} for m, r in cmp["metrics"].items()}
+    return result
+
+
+def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: int = 100,
+               temperature: float = 0.1) -> dict[str, Any]:
+    """Score every generated pseudo query (kept or not) with the round's trained retriever."""
+    from ragtune.evaluate.difficulty import score_difficulty
+    from ragtune.filters.base import load_pseudo_queries
+    from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+
+    pseudo = load_pseudo_queries(queries)
+    r = DenseRetriever(DenseConfig(model=str(model)))
+    r.index(load_corpus(data / "corpus.jsonl").values())
+    run = r.search({c.query_id: c.text for c in pseudo.candidates}, k=depth)
+    diff = score_difficulty(run, {c.query_id: c.doc_id for c in pseudo.candidates}, depth=depth,
+                            temperature=temperature)
+    rows = [{**row, "difficulty": diff[row["query_id"]].as_dict()} if row["query_id"] in diff else row
+            for row in pseudo.provenance]
+    write_jsonl(out / "provenance.jsonl", rows)
+    values = [d.difficulty for d in diff.values()]
+    return {"queries": len(values), "mean_difficulty": sum(values) / max(1, len(values)),
+            "rank1_fraction": sum(d.rank == 1 for d in diff.values()) / max(1, len(values))}
+
+
+def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg) -> dict[str, Any]:
+    from ragtune.train.generator_rl import user_turn
+    from ragtune.train.preferences import build_pairs, write_pairs
+
+    texts = load_queries(queries / "queries.jsonl")
+    rows = [row for _, row in iter_jsonl(provenance)]
+    corpus = load_corpus(data / "corpus.jsonl")
+    prompts = {d: user_turn(corpus[d]) for d in {r["doc_id"] for r in rows}}  # what PPO/the RM will see
+    pairs = build_pairs(rows, texts, prompts, cfg)
+    return write_pairs(out, pairs, cfg)
+
+
+def reward_model(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides: dict[str, Any]) -> dict:
+    from ragtune.config import build_config
+    from ragtune.train.reward import RewardTrainConfig, train_reward_model
+
+    cfg = build_config(RewardTrainConfig, {"model_name_or_path": model, "train_file": str(prefs /
+                                           "preferences_train.jsonl"),
+                       "eval_file": str(prefs / "preferences_heldout.jsonl"), "output_dir": str(out), **overrides},
+                       "reward")
+    return train_reward_model(cfg)
+
+
+def _round_docs(provenance: Path, n: int, seed: int) -> list[str]:
+    import random
+
+    docs = sorted({row["doc_id"] for _, row in iter_jsonl(provenance)})
+    return random.Random(seed).sample(docs, min(n, len(docs)))
+
+
+def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapter: Path | None, ppo_cfg,
+        n_prompts: int, seed: int) -> dict[str, Any]:
+    """PPO against the round's reward model, on prompts for this round's documents."""
+    from ragtune.train.generator_rl import PPOStageConfig, PromptSource, run_ppo_stage
+
+    cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
+                         output_dir=out, ppo=ppo_cfg,
+                         prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed)))
+    return run_ppo_stage(cfg)
+
+
+def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    from ragtune.config import build_config
+    from ragtune.train.generator_rl import merge_policy
+    from ragtune.train.rl_trl import DPOTrainConfig, train_dpo
+
+    cfg = build_config(DPOTrainConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
+                                        "train_file": str(prefs / "preferences_train.jsonl"),
+                                        "output_dir": str(out / "train"), **overrides}, "dpo", "dpo")
+    summary = train_dpo(cfg)
+    merge_policy(model, sft_adapter, out / "train" / "adapter", out / "merged")
+    losses = [h["loss"] for h in summary["log"] if "loss" in h]
+    return {"pairs": summary["pairs"], "steps": summary["steps"], "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None}
+
+
+def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: str, sft_adapter: Path | None,
+         overrides: dict[str, Any], n_prompts: int, band: tuple[float, float] | None, seed: int) -> dict[str, Any]:
+    """GRPO with an online reward: the reciprocal rank of the source doc under the round's retriever."""
+    from ragtune.config import build_config
+    from ragtune.train.generator_rl import GRPOStageConfig, run_grpo_stage
+
+    cfg = build_config(GRPOStageConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
+                                         "output_dir": str(out), "retriever": "dense",
+                                         "dense_model": str(retriever_model), "band": band,
+                                         "prompts": {"corpus": str(data),
+                                                     "doc_ids": _round_docs(provenance, n_prompts, seed)},
+                                         **overrides}, "grpo", "grpo")
+    return run_grpo_stage(cfg)

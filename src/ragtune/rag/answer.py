@@ -1,0 +1,257 @@
+"""The answerer: a causal LM (+ LoRA adapter) that answers from numbered contexts or refuses.
+
+    answerer = Answerer.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="runs/answerer-squad")
+    [g] = answerer.generate([answerer.prompt("Who ruled Normandy?", ["Rollo ruled ...", "..."])])
+    g.text, g.refused, g.reason, g.margin
+
+Prompts are the ones the training records carry (`ragtune.data.convert_qa.PROMPTS`, rendered with the same chat
+template), so training and inference match; several contexts are numbered `[1] ... [2] ...`.
+
+Decoding is batched greedy search written out here (prompts sorted by length, left padding, explicit position
+ids, a KV cache), because the refusal signal needs the prompt's cache: after the prompt is encoded once, every
+trained refusal phrasing is scored against that cache (then the cache is cropped back) and the answer is decoded
+from it; `ragtune.rag.refusal.decide` compares the two (see there).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragtune.config import ConfigError
+from ragtune.data.convert_qa import PROMPTS
+from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin, refusal_phrasings
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def detect_language(text: str) -> str:
+    """"zh" when at least 30% of the letters are CJK characters, else "en"."""
+    letters = sum(ch.isalpha() for ch in text)
+    return "zh" if letters and len(_CJK.findall(text)) / letters >= 0.3 else "en"
+
+
+def format_contexts(contexts: Sequence[str]) -> str:
+    """One context as is (as in training); several numbered `[1] ...` separated by blank lines."""
+    if len(contexts) == 1:
+        return contexts[0]
+    return "\n\n".join(f"[{i}] {c}" for i, c in enumerate(contexts, 1))
+
+
+@dataclass
+class Prompt:
+    text: str
+    """The rendered chat prompt, ending where the answer starts."""
+    language: str
+    n_contexts: int
+
+
+@dataclass
+class Generation:
+    text: str
+    """The best non-refusal answer: the greedy output, or, when that was a trained refusal phrasing, the greedy
+    decode with the phrasings' first tokens banned."""
+    refused: bool
+    reason: str | None
+    """"text" (a refusal phrasing or cue), "likelihood" (refusing is more probable than the answer), or None."""
+    answer_logprob: float
+    """log P(answer + end-of-turn | prompt) under the model."""
+    refusal_logprob: float
+    """log sum over the trained refusal phrasings r of P(r + end-of-turn | prompt)."""
+    floor: float = FLOOR
+    greedy: str = ""
+    """The plain greedy output (a refusal phrasing when the model's first choice was to refuse)."""
+
+    @property
+    def margin(self) -> float:
+        """`ragtune.rag.refusal.likelihood_margin`: > refusal_margin means refuse."""
+        return likelihood_margin(self.refusal_logprob, self.answer_logprob, self.floor)
+
+
+class Answerer:
+    def __init__(self, model, tokenizer, stop_ids: list[int], max_new_tokens: int = 48, batch_size: int = 8,
+                 max_prompt_tokens: int = 1024, refusal_margin: float = 0.0, refusal_floor: float = FLOOR,
+                 refusals: dict[str, list[str]] | None = None):
+        self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
+        self.max_new_tokens, self.batch_size, self.max_prompt_tokens = max_new_tokens, batch_size, max_prompt_tokens
+        self.refusal_margin, self.refusal_floor = refusal_margin, refusal_floor
+        self.refusals = {lang: refusal_phrasings(lang, (refusals or {}).get(lang)) for lang in ("en", "zh")}
+        self.device = next(model.parameters()).device
+        end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else stop_ids[0]
+        self._refusal_ids = {lang: [self._ids(r) + [end] for r in rs] for lang, rs in self.refusals.items()}
+
+    @classmethod
+    def load(cls, model: str | Path = "HuggingFaceTB/SmolLM2-135M-Instruct", adapter: str | Path | None = None,
+             template: str = "auto", device: str = "auto", **kwargs) -> Answerer:
+        """Base model (hub name, folder, or the offline GGUF default) plus an optional LoRA adapter, merged."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ragtune.generate.prompts import use_template
+        from ragtune.models import resolve_causal_lm
+        from ragtune.runtime import pick_device
+
+        base = resolve_causal_lm(model)
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f'key "adapter": {adapter} holds no adapter_config.json (the output_dir of '
+                              "`ragtune train generator`); for a merged model set `model` instead")
+        has_tok = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(adapter if has_tok else base)
+        tokenizer.padding_side = "left"
+        stop_ids = use_template(tokenizer, template)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        if adapter is not None:
+            from peft import PeftModel
+
+            lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+        lm.to(pick_device(device)).eval()
+        return cls(lm, tokenizer, stop_ids, **kwargs)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # ---------------------------------------------------------------- prompts
+
+    def render(self, question: str, contexts: Sequence[str], language: str) -> str:
+        user = PROMPTS[language].format(context=format_contexts(contexts), question=question)
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def prompt(self, question: str, contexts: Sequence[str], language: str | None = None) -> Prompt:
+        """The chat prompt; contexts that do not fit `max_prompt_tokens` are dropped from the end (the last one
+        kept is shortened), so the question is never cut."""
+        language = language or detect_language(question)
+        contexts = [c for c in contexts if c.strip()] or [""]
+        while True:
+            text = self.render(question, contexts, language)
+            over = len(self._ids(text)) - self.max_prompt_tokens
+            if over <= 0:
+                return Prompt(text, language, len(contexts))
+            if len(contexts) > 1:
+                contexts = contexts[:-1]
+                continue
+            ids = self._ids(contexts[0])
+            if len(ids) <= over:
+                raise ValueError(f"the question alone is longer than max_prompt_tokens={self.max_prompt_tokens}")
+            contexts = [self.tokenizer.decode(ids[: len(ids) - over - 1], skip_special_tokens=True)]
+
+    # ---------------------------------------------------------------- decoding
+
+    def generate(self, prompts: Sequence[Prompt]) -> list[Generation]:
+        """Greedy answers with refusal decisions, in the order of `prompts` (batched by similar length)."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].text))
+        out: list[Generation | None] = [None] * len(prompts)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            for i, g in zip(idx, self._batch([prompts[i] for i in idx]), strict=True):
+                out[i] = g
+        return out  # type: ignore[return-value]
+
+    def _batch(self, prompts: list[Prompt]) -> list[Generation]:
+        import torch
+
+        enc = self.tokenizer([p.text for p in prompts], return_tensors="pt", padding=True,
+                             add_special_tokens=False).to(self.device)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                             logits_to_keep=1)
+            cache = out.past_key_values
+            first = torch.log_softmax(out.logits[:, -1].float(), -1)
+            refusal_lp = self._score_refusals(prompts, cache, mask, pos[:, -1], first)
+            greedy, answer_lp, grown = self._greedy(cache, mask, pos[:, -1], first)
+            texts = list(greedy)
+            again = [i for i, (p, t) in enumerate(zip(prompts, greedy, strict=True))
+                     if is_trained_refusal(t, p.language, self.refusals[p.language])]
+            if again:  # the best answer that is not a refusal: ban the phrasings' first tokens and decode again
+                if grown:
+                    cache.crop(-grown)
+                banned = first.clone()
+                for i in again:
+                    banned[i, [ids[0] for ids in self._refusal_ids[prompts[i].language]]] = -math.inf
+                alt, alt_lp, _ = self._greedy(cache, mask, pos[:, -1], banned)
+                for i in again:
+                    texts[i], answer_lp[i] = alt[i], alt_lp[i]
+        gens = []
+        for p, g, text, a_lp, r_lp in zip(prompts, greedy, texts, answer_lp, refusal_lp, strict=True):
+            refused, why = decide(g, r_lp, a_lp, p.language, self.refusal_margin, self.refusals[p.language],
+                                  self.refusal_floor)
+            gens.append(Generation(text, refused, why, a_lp, r_lp, self.refusal_floor, g))
+        return gens
+
+    def _score_refusals(self, prompts: list[Prompt], cache, mask, last_pos, first) -> list[float]:
+        """log sum_r P(r | prompt) per prompt, scoring one phrasing index at a time on the shared cache."""
+        import torch
+
+        per_item: list[list[float]] = [[] for _ in prompts]
+        n = max(len(self._refusal_ids[p.language]) for p in prompts)
+        for j in range(n):
+            seqs = [self._refusal_ids[p.language][j] if j < len(self._refusal_ids[p.language]) else []
+                    for p in prompts]
+            length = max(len(s) for s in seqs)
+            if length == 0:
+                continue
+            toks = torch.full((len(seqs), length), self.tokenizer.pad_token_id, dtype=torch.long)
+            tmask = torch.zeros((len(seqs), length), dtype=torch.long)
+            for i, s in enumerate(seqs):
+                toks[i, : len(s)] = torch.tensor(s)
+                tmask[i, : len(s)] = 1
+            toks, tmask = toks.to(self.device), tmask.to(self.device)
+            pos = last_pos[:, None] + 1 + torch.arange(length, device=self.device)[None, :]
+            logits = self.model(input_ids=toks, attention_mask=torch.cat([mask, tmask], 1), position_ids=pos,
+                                past_key_values=cache, use_cache=True).logits.float()
+            cache.crop(-length)  # drop the phrasing again: the cache holds the prompt only
+            logp = torch.log_softmax(logits, -1)
+            for i, s in enumerate(seqs):
+                if not s:
+                    continue
+                total = first[i, s[0]].item()
+                if len(s) > 1:
+                    nxt = torch.tensor(s[1:], device=self.device)
+                    total += logp[i, : len(s) - 1].gather(-1, nxt[:, None]).sum().item()
+                per_item[i].append(total)
+        return [_logsumexp(v) for v in per_item]
+
+    def _greedy(self, cache, mask, last_pos, first) -> tuple[list[str], list[float], int]:
+        """(texts, log-probs of text + end token, tokens appended to the cache)."""
+        import torch
+
+        b = mask.shape[0]
+        stop = torch.tensor(self.stop_ids, device=self.device)
+        done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        logp_sum = torch.zeros(b, dtype=torch.float64, device=self.device)
+        tokens: list[torch.Tensor] = []
+        logp, pos, grown = first, last_pos, 0
+        for _ in range(self.max_new_tokens):
+            tok = logp.argmax(-1)
+            logp_sum += torch.where(done, 0.0, logp.gather(-1, tok[:, None]).squeeze(1).double())
+            tok = torch.where(done, torch.full_like(tok, self.tokenizer.pad_token_id), tok)
+            tokens.append(tok)
+            done |= torch.isin(tok, stop)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=self.device)], 1)
+            pos = pos + 1
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=pos[:, None],
+                             past_key_values=cache, use_cache=True)
+            grown += 1
+            logp = torch.log_softmax(out.logits[:, -1].float(), -1)
+        seq = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(b)]
+        texts = []
+        for row in seq:
+            cut = next((k for k, t in enumerate(row) if t in self.stop_ids), len(row))
+            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+        return texts, logp_sum.tolist(), grown
+
+
+def _logsumexp(values: list[float]) -> float:
+    if not values:
+        return -math.inf
+    m = max(values)
+    return m + math.log(sum(math.exp(v - m) for v in values))

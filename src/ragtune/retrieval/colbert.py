@@ -1,0 +1,213 @@
+"""Late-interaction (ColBERT) retrieval: MaxSim scoring, a token-embedding index, BM25-candidate re-ranking.
+
+    retriever = ColbertRetriever(ColbertConfig(model="runs/scifact/colbert"))
+    retriever.index(docs)               # token embeddings -> disk (float16 optional) + a faiss index over tokens
+    run = retriever.search({"q1": "..."}, k=100)   # faiss candidates, then exact MaxSim over their tokens
+    run = retriever.rerank(bm25_run, queries, corpus, top=100)    # cheap mode: MaxSim over BM25's candidates
+
+The model is a sentence-transformers `MultiVectorEncoder` (train/colbert.py builds and trains one):
+`encode_query` / `encode_document` give one normalized vector per token (query marker and mask-token
+expansion included), and the score of a (query, document) pair is MaxSim:
+`sum over query tokens of max over document tokens of q_i . d_j`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ragtune.config import ConfigModel
+from ragtune.data.records import Doc
+from ragtune.io import atomic_open, write_json
+from ragtune.retrieval.base import Run, check_k
+
+META = "ragtune_colbert.json"
+
+
+# ---------------------------------------------------------------- scoring (pure functions)
+
+
+def maxsim(q: np.ndarray, d: np.ndarray) -> float:
+    """MaxSim of one query (Tq x dim) against one document (Td x dim).
+
+    >>> q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> d = np.array([[0.6, 0.8], [1.0, 0.0]])
+    >>> maxsim(q, d)          # max(0.6, 1.0) + max(0.8, 0.0)
+    1.8
+    """
+    if len(q) == 0 or len(d) == 0:
+        return 0.0
+    return float(np.round((q @ d.T).max(axis=1).sum(), 6))
+
+
+def maxsim_many(q: np.ndarray, docs: np.ndarray, offsets: np.ndarray, ids: Iterable[int]) -> np.ndarray:
+    """MaxSim of one query against several documents stored back to back in `docs`.
+
+    Document i's tokens are `docs[offsets[i]:offsets[i + 1]]`.
+
+    >>> q = np.array([[1.0, 0.0]])
+    >>> docs = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    >>> [round(float(s), 2) for s in maxsim_many(q, docs, np.array([0, 2, 3]), [0, 1])]
+    [0.9, 0.2]
+    """
+    ids = list(ids)
+    out = np.zeros(len(ids), dtype=np.float32)
+    if not ids:
+        return out
+    qf = np.asarray(q, dtype=np.float32)
+    for j, i in enumerate(ids):
+        block = np.asarray(docs[offsets[i]:offsets[i + 1]], dtype=np.float32)
+        out[j] = (qf @ block.T).max(axis=1).sum() if len(block) else 0.0
+    return out
+
+
+# ---------------------------------------------------------------- index
+
+
+class ColbertConfig(ConfigModel):
+    model: str = "runs/colbert"
+    """A MultiVectorEncoder folder (`ragtune train colbert` output)."""
+    batch_size: int = 32
+    dtype: Literal["float32", "float16"] = "float16"
+    """Storage of token embeddings on disk and in memory; float16 halves it (scores are computed in float32)."""
+    candidate_tokens: int = 64
+    """faiss neighbours fetched per query token; their documents are the candidates for exact MaxSim."""
+    max_candidates: int = 2000
+    """Cap on documents re-scored per query (the ones hit by the most query tokens first)."""
+    document_length: int | None = None
+    """Override the model's document token limit."""
+    device: str = "auto"
+    threads: int = 0
+
+
+class ColbertRetriever:
+    """Token embeddings of a corpus, faiss over the tokens for candidates, exact MaxSim for the ranking."""
+
+    name = "colbert"
+
+    def __init__(self, cfg: ColbertConfig | None = None, model=None):
+        self.cfg = cfg or ColbertConfig()
+        self.model = model if model is not None else load_colbert(self.cfg)
+        self.doc_ids: list[str] = []
+        self.embeddings: np.ndarray | None = None  # (total tokens, dim)
+        self.offsets: np.ndarray | None = None     # (docs + 1,)
+        self.token_doc: np.ndarray | None = None   # (total tokens,) document index of each token
+        self._index = None
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    # -- encoding
+    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        embs = self.model.encode_query(texts, batch_size=self.cfg.batch_size, convert_to_numpy=True,
+                                       show_progress_bar=False)
+        return [np.asarray(e, dtype=np.float32) for e in embs]
+
+    def encode_documents(self, texts: list[str], show_progress: bool = False) -> list[np.ndarray]:
+        embs = self.model.encode_document(texts, batch_size=self.cfg.batch_size, convert_to_numpy=True,
+                                          show_progress_bar=show_progress)
+        return [np.asarray(e, dtype=self.cfg.dtype) for e in embs]
+
+    # -- index
+    def index(self, docs: Iterable[Doc], show_progress: bool = False) -> None:
+        pairs = [(d.id, d.content) for d in docs]
+        if not pairs:
+            raise ValueError("no documents to index")
+        self.doc_ids = [p[0] for p in pairs]
+        embs = self.encode_documents([p[1] for p in pairs], show_progress=show_progress)
+        lengths = np.array([len(e) for e in embs], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.embeddings = np.concatenate(embs).astype(self.cfg.dtype, copy=False)
+        self._build_index()
+
+    def _build_index(self) -> None:
+        import faiss
+
+        self.token_doc = np.repeat(np.arange(len(self.doc_ids)), np.diff(self.offsets))
+        index = faiss.IndexFlatIP(self.embeddings.shape[1])
+        chunk = 200_000
+        for start in range(0, len(self.embeddings), chunk):
+            index.add(np.ascontiguousarray(self.embeddings[start:start + chunk], dtype=np.float32))
+        self._index = index
+
+    # -- search
+    def candidates(self, q: np.ndarray) -> list[int]:
+        """Documents owning the nearest tokens of any query token, most hits first."""
+        kk = min(self.cfg.candidate_tokens, len(self.embeddings))
+        _, idx = self._index.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        docs = self.token_doc[idx[idx >= 0]]
+        uniq, counts = np.unique(docs, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return uniq[order][: self.cfg.max_candidates].tolist()
+
+    def search(self, queries: Mapping[str, str], k: int = 100, show_progress: bool = False) -> Run:
+        from tqdm.auto import tqdm
+
+        if self._index is None:
+            raise ValueError("the ColBERT index is empty: call index(docs) or ColbertRetriever.load(path) first")
+        k = check_k(k, len(self.doc_ids))
+        qids = list(queries)
+        embs = self.encode_queries([queries[q] for q in qids])
+        run: Run = {}
+        for qid, q in tqdm(list(zip(qids, embs, strict=True)), desc="maxsim", disable=not show_progress):
+            cand = self.candidates(q)
+            scores = maxsim_many(q, self.embeddings, self.offsets, cand)
+            top = np.argsort(-scores, kind="stable")[:k]
+            run[qid] = {self.doc_ids[cand[i]]: float(scores[i]) for i in top}
+        return run
+
+    def rerank(self, run: Run, queries: Mapping[str, str], corpus: Mapping[str, str], top: int = 100) -> Run:
+        """Cheap mode: MaxSim over the first stage's top documents only (no corpus index needed)."""
+        heads = {q: [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+                 for q, docs in run.items() if q in queries}
+        needed = sorted({d for ds in heads.values() for d in ds})
+        embs = self.encode_documents([corpus[d] for d in needed])
+        pos = {d: i for i, d in enumerate(needed)}
+        offsets = np.concatenate([[0], np.cumsum([len(e) for e in embs])]).astype(np.int64)
+        flat = np.concatenate(embs) if embs else np.zeros((0, 1), dtype=np.float32)
+        qids = list(heads)
+        qembs = self.encode_queries([queries[q] for q in qids])
+        out: Run = {}
+        for qid, q in zip(qids, qembs, strict=True):
+            scores = maxsim_many(q, flat, offsets, [pos[d] for d in heads[qid]])
+            out[qid] = {d: float(s) for d, s in zip(heads[qid], scores, strict=True)}
+        return out
+
+    # -- persistence
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        with atomic_open(path / "token_embeddings.npy", "wb") as f:
+            np.save(f, self.embeddings)
+        with atomic_open(path / "offsets.npy", "wb") as f:
+            np.save(f, self.offsets)
+        write_json(path / "doc_ids.json", self.doc_ids)
+        write_json(path / META, self.cfg.model_dump())
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> ColbertRetriever:
+        path = Path(path)
+        cfg = ColbertConfig(**json.loads((path / META).read_text()))
+        self = cls(cfg, model=model)
+        self.doc_ids = json.loads((path / "doc_ids.json").read_text())
+        self.embeddings = np.load(path / "token_embeddings.npy", mmap_mode="r")
+        self.offsets = np.load(path / "offsets.npy")
+        self._build_index()
+        return self
+
+
+def load_colbert(cfg: ColbertConfig):
+    """The MultiVectorEncoder at cfg.model, on the configured device and threads."""
+    from sentence_transformers import MultiVectorEncoder
+
+    from ragtune.models import resolve_model
+    from ragtune.runtime import pick_device, set_threads
+
+    set_threads(cfg.threads)
+    model = MultiVectorEncoder(str(resolve_model(cfg.model)), device=pick_device(cfg.device), local_files_only=True)
+    if cfg.document_length:
+        model[0].document_length = cfg.document_length
+    return model

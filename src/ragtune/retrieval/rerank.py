@@ -1,0 +1,207 @@
+"""Rerankers: score (query, document) pairs, rank documents, re-rank the top of a Run.
+
+    reranker = load_reranker("runs/scifact/reranker")        # a cross-encoder or an LLM reranker folder
+    reranker.compute_score([("what is a comet", "A comet orbits the sun ...")])   # -> [3.1]
+    reranker.rank("what is a comet", docs, top_k=3)          # -> [{"corpus_id": i, "score": s, "text": t}]
+    rerank_run(reranker, run, queries, corpus, top=100)      # Run with the top 100 re-scored
+
+Two kinds, one interface:
+- cross-encoder: a sentence-transformers `CrossEncoder` (BERT-like, one logit per pair);
+- LLM reranker: a causal decoder with a scalar head on its last token (`AutoModelForSequenceClassification`,
+  e.g. Qwen2ForSequenceClassification); the input is `query_format.format(query) + seq +
+  document_format.format(document) + special_token`, the document truncated so the special token is
+  always last. Its settings are stored in `ragtune_llm_reranker.json` beside the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import ConfigModel
+from ragtune.data.trec import Run
+
+LLM_CONFIG = "ragtune_llm_reranker.json"
+
+
+class LLMFormat(ConfigModel):
+    """How an LLM reranker turns a (query, document) pair into one token sequence."""
+
+    query_format: str = "query: {}"
+    document_format: str = "document: {}"
+    seq: str = "\n"
+    """Text between the formatted query and the formatted document."""
+    special_token: str | None = None
+    """Last token, whose hidden state the score head reads; default: the tokenizer's eos token."""
+    max_length: int = 512
+
+
+class LLMReranker:
+    """A causal LM with a scalar scoring head over the last token."""
+
+    kind = "llm"
+
+    def __init__(self, model, tokenizer, fmt: LLMFormat):
+        self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
+        token = fmt.special_token or tokenizer.eos_token
+        if token is None:
+            raise ValueError("the tokenizer has no eos token; set special_token to a token of its vocabulary")
+        ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f'special_token "{token}" is {len(ids)} tokens for this tokenizer; it must be one token '
+                             "(add it with tokenizer.add_special_tokens, or pick an existing one)")
+        self.special_id = ids[0]
+        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == self.special_id:
+            raise ValueError("the pad token must exist and differ from special_token: the score head finds the last "
+                             "non-pad token")
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """Token ids of each formatted pair (document cut to fit, special token last), right-padded."""
+        import torch
+
+        rows = []
+        for query, doc in pairs:
+            q = self.tokenizer(self.fmt.query_format.format(query), add_special_tokens=False)["input_ids"]
+            q = q[: self.fmt.max_length // 2]
+            d = self.tokenizer(self.fmt.seq + self.fmt.document_format.format(doc),
+                               add_special_tokens=False)["input_ids"]
+            d = d[: max(0, self.fmt.max_length - len(q) - 1)]
+            rows.append(q + d + [self.special_id])
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            attention[i, : len(r)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention}
+
+    def forward_scores(self, features: dict[str, Any]):
+        """Scores (B,) with gradients, for training."""
+        return self.model(**features).logits.view(-1)
+
+    def compute_score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 16,
+                      show_progress: bool = False) -> list[float]:
+        import torch
+        from tqdm.auto import tqdm
+
+        self.model.eval()
+        out: list[float] = []
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(pairs), batch_size), disable=not show_progress, desc="rerank"):
+                feats = {k: v.to(self.device) for k, v in self.encode_pairs(pairs[start:start + batch_size]).items()}
+                out += self.forward_scores(feats).float().cpu().tolist()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        from ragtune.io import write_json
+
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        write_json(path / LLM_CONFIG, self.fmt.model_dump())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> LLMReranker:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        fmt = LLMFormat(**json.loads((path / LLM_CONFIG).read_text()))
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).to(device)
+        return cls(model, tok, fmt)
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder behind the reranker interface (raw logits as scores)."""
+
+    kind = "cross_encoder"
+
+    def __init__(self, model):
+        self.model = model
+
+    def compute_score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32,
+                      show_progress: bool = False) -> list[float]:
+        import torch
+
+        if not pairs:
+            return []
+        scores = self.model.predict(list(pairs), batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                                    show_progress_bar=show_progress, convert_to_numpy=True)
+        return [float(s) for s in scores]
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", max_length: int | None = None) -> CrossEncoderReranker:
+        from sentence_transformers import CrossEncoder
+
+        model = CrossEncoder(str(path), device=device, local_files_only=True, max_length=max_length)
+        return cls(model)
+
+
+Reranker = LLMReranker | CrossEncoderReranker
+
+
+def load_reranker(name_or_path: str | Path, device: str = "auto", max_length: int | None = None) -> Reranker:
+    """An LLM reranker folder (has ragtune_llm_reranker.json) or a cross-encoder."""
+    from ragtune.models import resolve_model
+    from ragtune.runtime import pick_device
+
+    path = resolve_model(name_or_path)
+    dev = pick_device(device)
+    if (path / LLM_CONFIG).is_file():
+        reranker = LLMReranker.load(path, dev)
+        if max_length:
+            reranker.fmt = reranker.fmt.model_copy(update={"max_length": max_length})
+        return reranker
+    return CrossEncoderReranker.load(path, dev, max_length)
+
+
+def rank(reranker: Reranker, query: str, documents: Sequence[str], top_k: int | None = None,
+         batch_size: int = 32) -> list[dict[str, Any]]:
+    """Documents sorted by score, best first: [{"corpus_id": index, "score": s, "text": doc}]."""
+    scores = reranker.compute_score([(query, d) for d in documents], batch_size=batch_size)
+    order = sorted(range(len(documents)), key=lambda i: -scores[i])
+    return [{"corpus_id": i, "score": scores[i], "text": documents[i]} for i in order[:top_k]]
+
+
+def rerank_run(reranker: Reranker, run: Run, queries: Mapping[str, str], corpus: Mapping[str, str],
+               top: int = 100, batch_size: int = 32, show_progress: bool = False) -> Run:
+    """Re-score each query's `top` best documents; the rest stay below them in their first-stage order."""
+    from tqdm.auto import tqdm
+
+    pairs: list[tuple[str, str]] = []
+    owners: list[tuple[str, str]] = []
+    heads: dict[str, list[str]] = {}
+    for qid, docs in run.items():
+        if qid not in queries:
+            continue
+        ranked = [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))]
+        heads[qid] = ranked[:top]
+        for d in heads[qid]:
+            pairs.append((queries[qid], corpus[d]))
+            owners.append((qid, d))
+    scores: list[float] = []
+    bar = tqdm(total=len(pairs), desc="rerank", unit="pair", disable=not show_progress)
+    chunk = batch_size * 16
+    for start in range(0, len(pairs), chunk):
+        scores += reranker.compute_score(pairs[start:start + chunk], batch_size=batch_size)
+        bar.update(min(chunk, len(pairs) - start))
+    bar.close()
+    out: Run = {q: {} for q in heads}
+    for (qid, d), s in zip(owners, scores, strict=True):
+        out[qid][d] = s
+    for qid, docs in run.items():
+        if qid not in heads:
+            continue
+        floor = min(out[qid].values(), default=0.0)
+        tail = [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))][top:]
+        for i, d in enumerate(tail):
+            out[qid][d] = floor - 1.0 - i  # below every re-scored document, first-stage order kept
+    return out

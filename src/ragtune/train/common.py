@@ -1,0 +1,279 @@
+"""Plumbing shared by the retriever and reranker trainers (embedding, colbert, reranker).
+
+    dev = build_devset(cfg.dev)                 # dev queries carved from a BEIR *train* split, seeded
+    records = drop_dev_queries(records, dev)    # the dev queries never reach training
+    args = trainer_kwargs(cfg, has_eval=True)   # TrainingArguments fields every trainer shares
+    summary = finish(trainer, cfg, summary)     # loss PNG, resolved config, train_summary.json
+
+Model selection runs on `DevSet`, a slice of the train qrels held out from training, never on
+the test split: `DevConfig` refuses `split: test`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.data.trec import Run
+
+SUMMARY = "train_summary.json"
+LOSS_PNG = "training_loss.png"
+
+
+class DevConfig(ConfigModel):
+    """A dev slice carved from a BEIR split's judged queries, for evaluation during training."""
+
+    data: Path | None = None
+    """BEIR folder; none = no evaluation during training (the last checkpoint is kept)."""
+    split: str = "train"
+    """The qrels split the dev queries are carved from. Never `test`: selection on test labels is leakage."""
+    fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    """Share of the split's judged queries held out as dev (and removed from training)."""
+    max_queries: int | None = Field(None, ge=2)
+    """Cap on the dev queries (after carving), to keep evaluation cheap on CPU."""
+    seed: int = 0
+    candidates: int = Field(30, ge=1)
+    """BM25 candidates per dev query. Rerankers re-rank them; bi-encoders and ColBERT search the union of
+    every dev query's candidates and positives (a NanoBEIR-style sub-corpus), so evaluation costs minutes."""
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10"])
+    metric_for_best: str = "ndcg@10"
+
+    @field_validator("split")
+    @classmethod
+    def _not_test(cls, v: str) -> str:
+        if v.lower().startswith("test"):
+            raise ValueError(f'the dev slice is carved from "{v}": model selection on the test split leaks its '
+                             'labels; carve it from the train split (split: train)')
+        return v
+
+    @model_validator(mode="after")
+    def _metric_listed(self) -> DevConfig:
+        from ragtune.evaluate.metrics import parse_metric
+
+        for m in self.metrics:
+            parse_metric(m)
+        if self.metric_for_best not in self.metrics:
+            raise ValueError(f'metric_for_best "{self.metric_for_best}" must be one of metrics ({self.metrics})')
+        return self
+
+
+class TrainCommon(ConfigModel):
+    """Optimisation and bookkeeping fields shared by `ragtune train embedding|colbert|reranker`."""
+
+    output_dir: Path
+    overwrite_output_dir: bool = False
+    """Start over even if output_dir already holds checkpoints."""
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
+    per_device_train_batch_size: int = Field(32, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    bf16: bool = False
+    """bfloat16 mixed precision; refused where the device lacks it."""
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    dev: DevConfig = Field(default_factory=DevConfig)
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate on the dev slice every N steps (default: once per epoch); the best checkpoint is kept."""
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int | None = Field(None, ge=1)
+    """Checkpoint every N steps (default: eval_steps, or 500 without a dev slice)."""
+    save_total_limit: int | None = Field(2, ge=1)
+    resume_from_checkpoint: bool | str | None = None
+    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
+    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
+    plot_loss: bool = True
+    """Write training_loss.png into output_dir."""
+    threads: int = Field(0, ge=0)
+    """torch CPU threads; 0 = all cores."""
+    dataloader_num_workers: int = Field(0, ge=0)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check_common(self) -> TrainCommon:
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are exclusive; set one of them")
+        if self.eval_steps is not None and self.dev.data is None:
+            raise ValueError("eval_steps needs a dev slice: set dev.data to a BEIR folder")
+        return self
+
+
+# ---------------------------------------------------------------- dev slice
+
+
+@dataclass
+class DevSet:
+    """Dev queries carved from a BEIR split, their qrels, BM25 candidates and the sub-corpus they span."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    candidates: dict[str, list[str]]
+    corpus: dict[str, str]
+    excluded_queries: set[str] = field(default_factory=set)
+    """Texts of every dev query: training records with these queries are dropped."""
+
+
+def carve_dev(qids: list[str], fraction: float, seed: int, max_queries: int | None = None) -> tuple[list[str],
+                                                                                                 list[str]]:
+    """(dev, rest): a seeded `fraction` of the query ids, independent of their order in the file.
+
+    >>> dev, rest = carve_dev([f"q{i}" for i in range(10)], 0.2, seed=0)
+    >>> len(dev), len(rest), set(dev) & set(rest)
+    (2, 8, set())
+    """
+    ordered = sorted(set(qids))
+    random.Random(seed).shuffle(ordered)
+    n = max(1, round(len(ordered) * fraction))
+    if max_queries is not None:
+        n = min(n, max_queries)
+    if n >= len(ordered):
+        raise ConfigError(f'key "dev.fraction": carving {n} dev queries leaves none of the {len(ordered)} for '
+                          "training; lower dev.fraction")
+    return sorted(ordered[:n]), sorted(ordered[n:])
+
+
+def build_devset(cfg: DevConfig, show_progress: bool = False) -> DevSet | None:
+    """Load the BEIR folder, carve the dev queries, collect BM25 candidates (None when cfg.data is unset)."""
+    if cfg.data is None:
+        return None
+    from ragtune.data.beir import load_beir
+    from ragtune.retrieval.bm25 import BM25Retriever
+
+    ds = load_beir(cfg.data, [cfg.split])
+    judged = {q: {d: s for d, s in docs.items() if s > 0} for q, docs in ds.qrels[cfg.split].items()}
+    judged = {q: d for q, d in judged.items() if d and q in ds.queries}
+    dev_ids, _ = carve_dev(list(judged), cfg.fraction, cfg.seed, cfg.max_queries)
+    queries = {q: ds.queries[q] for q in dev_ids}
+    bm25 = BM25Retriever()
+    bm25.index(ds.corpus.values(), show_progress=show_progress)
+    run = bm25.search(queries, k=min(cfg.candidates, len(bm25)))
+    candidates = {q: [d for d, _ in sorted(run.get(q, {}).items(), key=lambda kv: -kv[1])] for q in dev_ids}
+    doc_ids = {d for c in candidates.values() for d in c} | {d for q in dev_ids for d in judged[q]}
+    corpus = {d: ds.corpus[d].content for d in sorted(doc_ids)}
+    return DevSet(queries, {q: judged[q] for q in dev_ids}, candidates, corpus,
+                  excluded_queries={_norm(t) for t in queries.values()})
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_dev_query(text: str, dev: DevSet | None, prompt: str | None = None) -> bool:
+    """True when `text` (with its prompt, if any, removed) is one of the dev queries."""
+    if dev is None:
+        return False
+    if prompt and text.startswith(prompt):
+        text = text[len(prompt):]
+    return _norm(text) in dev.excluded_queries
+
+
+def dev_metrics(dev: DevSet, run: Run, metrics: list[str]) -> dict[str, float]:
+    from ragtune.evaluate.metrics import evaluate
+
+    return evaluate(dev.qrels, run, metrics).metrics
+
+
+def make_run_evaluator(dev: DevSet, cfg: DevConfig, run_fn, name: str = "dev"):
+    """A sentence-transformers evaluator whose score is ragtune's `evaluate` of `run_fn(model) -> Run`."""
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+    class RunEvaluator(BaseEvaluator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.name = name
+            self.primary_metric = cfg.metric_for_best
+            self.history: list[dict[str, Any]] = []
+
+        def __call__(self, model, output_path: str | None = None, epoch: float = -1, steps: int = -1):
+            t0 = time.perf_counter()
+            was_training = model.training
+            model.eval()
+            try:
+                metrics = dev_metrics(dev, run_fn(model), cfg.metrics)
+            finally:
+                model.train(was_training)
+            self.history.append({"steps": steps, "epoch": epoch, **metrics,
+                                 "seconds": round(time.perf_counter() - t0, 1)})
+            metrics = self.prefix_name_to_metrics(metrics, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
+
+    return RunEvaluator()
+
+
+# ---------------------------------------------------------------- trainer arguments and outputs
+
+
+def check_precision(cfg: TrainCommon, device: str) -> None:
+    from ragtune.train.generator_config import check_precision as _check
+
+    _check(cfg, device)  # same rule as the generator trainer: bf16 only where the device runs it
+
+
+def resolve_resume(cfg: TrainCommon) -> str | None:
+    from ragtune.train.generator import resolve_resume as _resolve
+
+    return _resolve(cfg)  # refuses to mix runs in one output_dir; true = last checkpoint
+
+
+def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
+    """transformers.TrainingArguments fields shared by every ragtune trainer."""
+    from ragtune.train.generator_config import check_reporters
+
+    eval_steps = cfg.eval_steps
+    save_steps = cfg.save_steps or eval_steps or 500
+    strategy = "steps" if eval_steps else "epoch"
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(cfg.output_dir), num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, fp16=cfg.fp16, seed=cfg.seed, data_seed=cfg.seed,
+        activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
+        logging_first_step=True, save_total_limit=cfg.save_total_limit, report_to=check_reporters(cfg) or "none",
+        dataloader_num_workers=cfg.dataloader_num_workers, disable_tqdm=False,
+    )
+    if has_eval:
+        kwargs |= dict(eval_strategy=strategy, eval_steps=eval_steps, save_strategy=strategy,
+                       save_steps=eval_steps if eval_steps else save_steps, load_best_model_at_end=True,
+                       metric_for_best_model=metric, greater_is_better=True)
+    else:
+        kwargs |= dict(eval_strategy="no", save_strategy="steps", save_steps=save_steps)
+    return kwargs
+
+
+def finish(trainer, cfg: TrainCommon, summary: dict[str, Any], title: str) -> dict[str, Any]:
+    """Write the loss plot, the resolved config and train_summary.json next to the saved model."""
+    from ragtune.io import write_json
+    from ragtune.train.plot import loss_series, plot_loss
+
+    out = Path(cfg.output_dir)
+    series = loss_series(trainer.state.log_history)
+    summary |= {"global_step": trainer.state.global_step,
+                "first_logged_loss": series["train"][0][1] if series["train"] else None,
+                "last_logged_loss": series["train"][-1][1] if series["train"] else None,
+                "best_checkpoint": trainer.state.best_model_checkpoint,
+                "best_metric": trainer.state.best_metric, "output_dir": str(out)}
+    if trainer.is_world_process_zero():
+        dump_config(cfg, out / "config.yaml")
+        if cfg.plot_loss:
+            png = plot_loss(trainer.state.log_history, out / LOSS_PNG, title=title)
+            summary["loss_plot"] = str(png) if png else None
+        write_json(out / SUMMARY, summary)
+    return summary

@@ -1,0 +1,334 @@
+"""`ragtune train embedding`: bi-encoder fine-tuning on sentence-transformers' trainer and losses.
+
+    cfg = load_config(EmbeddingTrainConfig, "configs/scifact-embedding.yaml", ["max_steps=20"])
+    summary = train_embedding(cfg)
+
+Four record formats (`ragtune.data.records.Embedding` / `TeacherQuery`), told apart by their fields:
+
+| format     | rows                               | ST columns                       | loss (auto)                   |
+|------------|------------------------------------|----------------------------------|-------------------------------|
+| `pair`     | `{query, pos}`                     | query, pos                       | MNRL, in-batch negatives      |
+| `hard_neg` | `{query, pos, neg}`                | query, pos, neg_1..neg_n         | MNRL (or CachedMNRL)          |
+| `distill`  | `{query, pos, neg, scores}`        | query, pos, neg_1..n + label     | DistillKL or MarginMSE        |
+| `teacher`  | `{query}` + `.npy` teacher vectors | query + label (vector)           | MSE or cosine (EmbedDistill)  |
+
+Each positive of a row is one training example; a row with fewer than `neg_nums` negatives draws
+the missing ones again from its own (seeded), and a row without any draws from other rows' passages.
+The `pair` format uses the no-duplicates batch sampler so a batch never holds a text twice (which
+would make an in-batch "negative" a positive). `use_mrl` wraps the loss in MatryoshkaLoss.
+
+The model is saved in sentence-transformers format (`SentenceTransformer(output_dir)` loads it), with
+`prompts["query"]` set when a query prompt was used. Dev evaluation: `ragtune.evaluate.evaluate` on a
+slice carved from the train qrels (train/common.py); the best checkpoint by dev NDCG@10 is kept.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ragtune.config import ConfigError
+from ragtune.data.records import Embedding
+from ragtune.data.trec import Run
+from ragtune.train.common import DevSet, TrainCommon, is_dev_query
+
+FORMATS = ("pair", "hard_neg", "distill", "teacher")
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbeddingTrainConfig(TrainCommon):
+    """Fine-tune a sentence-transformers bi-encoder."""
+
+    model_name_or_path: str = DEFAULT_MODEL
+    """Hub name (resolved offline first), or a local sentence-transformers folder."""
+    train_data: list[Path] = Field(min_length=1)
+    """JSONL record files (comma list); all must share one format."""
+    format: Literal["auto", "pair", "hard_neg", "distill", "teacher"] = "auto"
+    """`auto` tells the format from the fields: teacher (.npy beside the file), distill (scores), hard_neg (neg)."""
+    teacher_vectors: Path | None = None
+    """teacher format: the .npy of teacher vectors (default: the train file with .npy suffix)."""
+    neg_nums: int = Field(7, ge=1)
+    """Negatives per example for hard_neg and distill."""
+    query_prompt: str | None = None
+    """Prepended to queries whose row has no `prompt_for_query`; saved as the model's query prompt."""
+    max_seq_length: int = Field(256, ge=8)
+    loss: Literal["auto", "mnrl", "cached_mnrl", "kl", "margin_mse", "mse", "cosine"] = "auto"
+    """auto: mnrl for pair/hard_neg, kl for distill, mse for teacher."""
+    scale: float = Field(20.0, gt=0)
+    """MNRL logit scale (1 / temperature) over cosine similarities."""
+    temperature: float = Field(1.0, gt=0)
+    """DistillKL temperature."""
+    mini_batch_size: int = Field(16, ge=1)
+    """cached_mnrl: GradCache chunk; memory scales with it, the effective batch stays the full batch."""
+    use_mrl: bool = False
+    """Matryoshka: train so that the first `mrl_dims` dimensions work on their own."""
+    mrl_dims: list[int] = Field(default_factory=lambda: [384, 192, 96, 48])
+    mrl_weights: list[float] | None = None
+    """Loss weight of each of mrl_dims (default: all 1); raise the small ones to favour truncated use."""
+    batch_sampler: Literal["no_duplicates", "batch_sampler"] = "no_duplicates"
+
+    @field_validator("train_data", "mrl_dims", mode="before")
+    @classmethod
+    def _comma(cls, v: object) -> object:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingTrainConfig:
+        pairs = {"kl": ("distill",), "margin_mse": ("distill",), "mse": ("teacher",), "cosine": ("teacher",),
+                 "mnrl": ("pair", "hard_neg"), "cached_mnrl": ("pair", "hard_neg")}
+        if self.loss != "auto" and self.format != "auto" and self.format not in pairs[self.loss]:
+            raise ValueError(f'loss "{self.loss}" does not fit format "{self.format}"; it takes '
+                             f"{' or '.join(pairs[self.loss])} records")
+        if self.use_mrl and (sorted(self.mrl_dims, reverse=True) != self.mrl_dims or min(self.mrl_dims) < 1):
+            raise ValueError(f"mrl_dims must be positive and in decreasing order, got {self.mrl_dims}")
+        if self.mrl_weights is not None and len(self.mrl_weights) != len(self.mrl_dims):
+            raise ValueError(f"mrl_weights has {len(self.mrl_weights)} values for {len(self.mrl_dims)} mrl_dims")
+        return self
+
+
+# ---------------------------------------------------------------- records -> dataset
+
+
+def detect_format(records: list[Embedding], has_vectors: bool) -> str:
+    if has_vectors:
+        return "teacher"
+    if any(r.scores is not None for r in records):
+        return "distill"
+    if any(r.neg for r in records):
+        return "hard_neg"
+    return "pair"
+
+
+def _query_text(rec: Any, default_prompt: str | None) -> tuple[str, str | None]:
+    prompt = rec.prompt_for_query if rec.prompt_for_query is not None else default_prompt
+    return (prompt or "") + rec.query, prompt
+
+
+def _fill(items: list[Any], n: int, rng: random.Random, pool: list[Any]) -> list[Any]:
+    """`n` items: a sample of `items`, topped up by drawing again from them (or from `pool` when empty)."""
+    if len(items) >= n:
+        return rng.sample(items, n)
+    source = items or pool
+    return list(items) + [rng.choice(source) for _ in range(n - len(items))]
+
+
+def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig, dev: DevSet | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """ST training rows (ordered columns) from embedding records; dev queries are dropped."""
+    rng = random.Random(cfg.seed)
+    pool = sorted({p for r in records for p in [*r.pos, *(r.neg or [])]})
+    rows: list[dict[str, Any]] = []
+    stats = {"records": len(records), "dropped_dev_queries": 0, "rows_resampled_negatives": 0}
+    for rec in records:
+        query, prompt = _query_text(rec, cfg.query_prompt)
+        if is_dev_query(query, dev, prompt):
+            stats["dropped_dev_queries"] += 1
+            continue
+        negs = list(rec.neg or [])
+        if fmt == "pair":
+            rows += [{"query": query, "pos": p} for p in rec.pos]
+            continue
+        if fmt == "distill" and rec.scores is None:
+            raise ConfigError(f'format "distill" needs "scores" on every row; the row for query '
+                              f'"{rec.query[:60]}" has none')
+        own_pool = [p for p in pool if p not in rec.pos] if not negs else pool
+        stats["rows_resampled_negatives"] += len(negs) < cfg.neg_nums
+        for i, p in enumerate(rec.pos):
+            if fmt == "distill":
+                scores = rec.scores or []
+                neg_scored = list(zip(negs, scores[len(rec.pos):], strict=True))
+                if not neg_scored:
+                    raise ConfigError(f'format "distill": the row for query "{rec.query[:60]}" has scores but no '
+                                      '"neg" passages to contrast with')
+                picked = _fill(neg_scored, cfg.neg_nums, rng, neg_scored)
+                row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, (n, _) in enumerate(picked)}
+                row["label"] = [float(scores[i])] + [float(s) for _, s in picked]
+            else:
+                picked = _fill(negs, cfg.neg_nums, rng, own_pool)
+                row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, n in enumerate(picked)}
+            rows.append(row)
+    stats["examples"] = len(rows)
+    return rows, stats
+
+
+def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> tuple[str, list[dict[str, Any]],
+                                                                               dict[str, int]]:
+    """Read and validate every train file (file:line errors), detect the format, build rows."""
+    from ragtune.data.formats import load_teacher, read_records
+
+    if cfg.format == "teacher" or (cfg.format == "auto" and (
+            cfg.teacher_vectors is not None or Path(cfg.train_data[0]).with_suffix(".npy").is_file())):
+        if len(cfg.train_data) != 1:
+            raise ConfigError('key "train_data": teacher distillation reads one {query} file and its .npy')
+        queries, vectors = load_teacher(cfg.train_data[0], cfg.teacher_vectors)
+        rows, dropped = [], 0
+        for q, vec in zip(queries, vectors, strict=True):
+            text, prompt = _query_text(q, cfg.query_prompt)
+            if is_dev_query(text, dev, prompt):
+                dropped += 1
+                continue
+            rows.append({"query": text, "label": np.asarray(vec, dtype=np.float32).tolist()})
+        return "teacher", rows, {"records": len(queries), "dropped_dev_queries": dropped, "examples": len(rows),
+                                 "teacher_dim": int(vectors.shape[1])}
+    records: list[Embedding] = []
+    for path in cfg.train_data:
+        records += [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
+    if not records:
+        raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')
+    fmt = detect_format(records, False) if cfg.format == "auto" else cfg.format
+    if fmt == "teacher":
+        raise ConfigError('format "teacher" needs a .npy of teacher vectors: set teacher_vectors=PATH')
+    rows, stats = embedding_rows(records, fmt, cfg, dev)
+    if not rows:
+        raise ConfigError("no training example left after removing the dev queries")
+    return fmt, rows, stats
+
+
+# ---------------------------------------------------------------- loss
+
+
+def resolve_loss(cfg: EmbeddingTrainConfig, fmt: str) -> str:
+    if cfg.loss != "auto":
+        return cfg.loss
+    return {"pair": "mnrl", "hard_neg": "mnrl", "distill": "kl", "teacher": "mse"}[fmt]
+
+
+def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
+    from sentence_transformers.sentence_transformer import losses
+
+    name = resolve_loss(cfg, fmt)
+    if name == "mnrl":
+        loss = losses.MultipleNegativesRankingLoss(model, scale=cfg.scale)
+    elif name == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+    elif name == "kl":
+        loss = losses.DistillKLDivLoss(model, temperature=cfg.temperature)
+    elif name == "margin_mse":
+        loss = losses.MarginMSELoss(model)
+    elif name == "mse":
+        loss = losses.MSELoss(model)
+    else:
+        loss = losses.EmbedDistillLoss(model, distance_metric="cosine")
+    if cfg.use_mrl:
+        dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else \
+            model.get_sentence_embedding_dimension()
+        weights = dict(zip(cfg.mrl_dims, cfg.mrl_weights or [1.0] * len(cfg.mrl_dims), strict=True))
+        dims = [d for d in cfg.mrl_dims if d <= dim]
+        if not dims or dims[0] != dim:
+            dims = [dim, *[d for d in dims if d < dim]]
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims,
+                                     matryoshka_weights=[weights.get(d, 1.0) for d in dims])
+    return loss
+
+
+# ---------------------------------------------------------------- dev evaluation
+
+
+def dense_runs(model, queries: dict[str, str], corpus: dict[str, str], k: int = 100,
+               dims: list[int] | None = None, query_prompt: str | None = None, batch_size: int = 32
+               ) -> dict[int, Run]:
+    """{dim: Run} of cosine search over `corpus`, full dimension and each Matryoshka prefix in `dims`.
+
+    The corpus is encoded once; a prefix is taken and re-normalized per dimension.
+    """
+    qids, dids = list(queries), list(corpus)
+    q = model.encode([(query_prompt or "") + queries[i] for i in qids], batch_size=batch_size,
+                     convert_to_numpy=True, show_progress_bar=False)
+    d = model.encode([corpus[i] for i in dids], batch_size=batch_size, convert_to_numpy=True,
+                     show_progress_bar=False)
+    return truncated_runs(q, d, qids, dids, k, dims)
+
+
+def truncated_runs(q: np.ndarray, d: np.ndarray, qids: list[str], dids: list[str], k: int,
+                   dims: list[int] | None = None) -> dict[int, Run]:
+    """Cosine top-k runs at full dimension and at each prefix dimension of `dims`."""
+    full = q.shape[1]
+    out: dict[int, Run] = {}
+    for dim in sorted({full, *(x for x in (dims or []) if x < full)}, reverse=True):
+        qq = q[:, :dim] / np.linalg.norm(q[:, :dim], axis=1, keepdims=True).clip(1e-12)
+        dd = d[:, :dim] / np.linalg.norm(d[:, :dim], axis=1, keepdims=True).clip(1e-12)
+        scores = qq @ dd.T
+        kk = min(k, len(dids))
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        out[dim] = {qid: {dids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+    return out
+
+
+# ---------------------------------------------------------------- train
+
+
+def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
+    """Fine-tune the bi-encoder; returns a summary (format, loss, examples, dev metrics, outputs)."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import set_seed
+
+    from ragtune.evaluate.metrics import evaluate
+    from ragtune.models import resolve_model
+    from ragtune.runtime import set_threads
+    from ragtune.train.common import build_devset, check_precision, finish, make_run_evaluator, resolve_resume
+
+    state = PartialState()
+    check_precision(cfg, state.device.type)
+    if state.device.type == "cpu":
+        set_threads(cfg.threads)
+    set_seed(cfg.seed)
+    resume = resolve_resume(cfg)
+    dev = build_devset(cfg.dev)
+    fmt, rows, stats = load_training_rows(cfg, dev)
+    loss_name = resolve_loss(cfg, fmt)
+    if fmt == "teacher" and cfg.use_mrl:
+        raise ConfigError("use_mrl is not available with teacher-vector distillation (MSE on full vectors)")
+
+    model_path = resolve_model(cfg.model_name_or_path)
+    model = SentenceTransformer(str(model_path), device=state.device.type, local_files_only=True)
+    model.max_seq_length = cfg.max_seq_length
+    if cfg.query_prompt:
+        model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
+    loss = build_loss(model, cfg, fmt)
+    dims = list(cfg.mrl_dims) if cfg.use_mrl else None
+
+    evaluator = None
+    if dev is not None:
+        def run_fn(m) -> Run:
+            return dense_runs(m, dev.queries, dev.corpus, k=100, query_prompt=cfg.query_prompt)[
+                m.get_embedding_dimension() if hasattr(m, "get_embedding_dimension")
+                else m.get_sentence_embedding_dimension()]
+        evaluator = make_run_evaluator(dev, cfg.dev, run_fn)
+
+    sampler = "no_duplicates" if cfg.batch_sampler == "no_duplicates" and fmt != "teacher" else "batch_sampler"
+    args = SentenceTransformerTrainingArguments(
+        **_trainer_kwargs(cfg, dev is not None), batch_sampler=sampler)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
+                                         evaluator=evaluator)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+    out = Path(cfg.output_dir)
+    trainer.save_model(str(out))
+
+    summary: dict[str, Any] = {
+        "command": "train embedding", "model": cfg.model_name_or_path, "model_path": str(model_path),
+        "format": fmt, "loss": loss_name + ("+matryoshka" if cfg.use_mrl else ""), **stats,
+        "dev_queries": len(dev.queries) if dev else 0, "resumed_from": resume, "train_loss": result.training_loss,
+        "train_runtime_s": round(wall, 1), "samples_per_s": round(stats["examples"] * cfg.num_train_epochs / wall, 2)
+        if cfg.max_steps <= 0 else None, "dev_history": evaluator.history if evaluator else [],
+    }
+    if dev is not None and cfg.use_mrl:  # per-dimension dev metrics of the kept model
+        runs = dense_runs(trainer.model, dev.queries, dev.corpus, k=100, dims=dims, query_prompt=cfg.query_prompt)
+        summary["dev_final"] = {str(d): evaluate(dev.qrels, r, cfg.dev.metrics).metrics for d, r in runs.items()}
+    return finish(trainer, cfg, summary, title=f"{summary['loss']} fine-tuning of {Path(str(model_path)).name}")
+
+
+def _trainer_kwargs(cfg: TrainCommon, has_dev: bool) -> dict[str, Any]:
+    from ragtune.train.common import trainer_kwargs
+
+    return trainer_kwargs(cfg, has_dev, metric=f"dev_{cfg.dev.metric_for_best}")

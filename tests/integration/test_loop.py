@@ -1,0 +1,87 @@
+"""The closed loop end to end with tiny random models: every stage of one round runs,
+a rerun does no work, and a changed filter parameter reruns only its downstream stages."""
+
+import json
+
+import pytest
+
+from ragtune.config import load_config
+from ragtune.pipeline.loop import RunConfig, run_loop
+
+
+@pytest.fixture
+def toy_beir_with_test(tmp_path):
+    from ragtune.data.beir import write_beir
+    from tiny_lm import toy_corpus
+
+    docs, pairs = toy_corpus(60)
+    queries = {f"q{i}": q for i, (_, q) in enumerate(pairs)}
+    train = {f"q{i}": {d: 1} for i, (d, _) in enumerate(pairs[:20])}
+    test = {f"q{i}": {d: 1} for i, (d, _) in enumerate(pairs[20:30], start=20)}
+    write_beir(tmp_path / "toy", docs, {q: queries[q] for q in [*train, *test]}, {"train": train, "test": test})
+    return tmp_path / "toy"
+
+
+def _overrides(tiny_lm, tiny_bert, data, out):
+    return [f"data={data}", f"out={out}", f"generator={tiny_lm}", f"encoder={tiny_bert}",
+            "sft={max_steps: 2, per_device_train_batch_size: 4, cutoff_len: 128, lora_rank: 4, plot_loss: false}",
+            "generate={sample_num: 8, query_per_document: 3, batch_size: 8, max_doc_tokens: 48, "
+            "sampling: {max_new_tokens: 8}, progress: false}",
+            "filters=[{name: bm25, k: 40}]",
+            "retriever={max_steps: 2, per_device_train_batch_size: 8, plot_loss: false}",
+            "mining={neg_start: 1, neg_end: 10, neg_per_query: 2}",
+            "reward={max_steps: 2, per_device_train_batch_size: 4, lora_rank: 4, max_length: 128}",
+            "ppo={steps: 2, batch_size: 4, mini_batch_size: 2, ppo_epochs: 1, max_new_tokens: 6, lora_r: 4}",
+            "rl_prompts=4", "preferences={min_gap: 0.0, heldout_fraction: 0.25}"]
+
+
+def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert, toy_beir_with_test, tmp_path):
+    out = tmp_path / "run"
+    base = _overrides(tiny_lm, tiny_bert, toy_beir_with_test, out)
+    report = run_loop(load_config(RunConfig, None, base))
+    expected = ["data", "baselines", "round-0/sft", "round-0/generate", "round-0/filter", "round-0/retriever",
+                "round-0/evaluate", "round-0/difficulty", "round-0/preferences", "round-0/reward_model",
+                "round-0/ppo"]
+    assert report["executed"] == expected
+    r0 = report["rounds"][0]
+    assert set(r0["evaluate"]["metrics"]) >= {"ndcg@10", "recall@100"}
+    assert 0 <= r0["evaluate"]["vs_bm25"]["ndcg@10"]["p_value"] <= 1
+    assert r0["ppo"]["updates"] == 2 and r0["difficulty"]["queries"] > 0
+    for name in ["report.md", "report.json", "manifest.json", "config.yaml", "plots/retrieval.png",
+                 "plots/rl.png", "plots/stages.png", "round-0/ppo/merged/config.json"]:
+        assert (out / name).exists(), name
+    prov = [json.loads(x) for x in (out / "round-0/difficulty/provenance.jsonl").read_text().splitlines()]
+    assert any(isinstance(r.get("difficulty"), dict) for r in prov)
+
+    again = run_loop(load_config(RunConfig, None, base))
+    assert again["executed"] == []  # same config: no work at all
+
+    changed = run_loop(load_config(RunConfig, None, [*base, "filters.0.k=20"]))
+    assert changed["executed"] == ["round-0/filter", "round-0/retriever", "round-0/evaluate", "round-0/difficulty",
+                                   "round-0/preferences", "round-0/reward_model", "round-0/ppo"]
+
+
+def test_stage_overrides_are_validated_before_anything_runs(tiny_lm, tmp_path):
+    from ragtune.config import ConfigError
+
+    with pytest.raises(ConfigError, match='unknown key "sft.lora_rnk" in sft config; did you mean "sft.lora_rank"'):
+        load_config(RunConfig, None, ["sft={lora_rnk: 4}"])
+    with pytest.raises(ConfigError, match=r'key "retriever.num_train_epochs": Input should be greater than 0'):
+        load_config(RunConfig, None, ["retriever={num_train_epochs: -1}"])
+
+
+@pytest.mark.parametrize("algo", ["dpo", "grpo"])
+def test_dpo_and_grpo_rounds(algo, tiny_lm, tiny_bert, toy_beir_with_test, tmp_path):
+    out = tmp_path / "run"
+    over = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), f"rl={algo}",
+            "dpo={max_steps: 2, per_device_train_batch_size: 2, lora_rank: 4, max_length: 128}",
+            "grpo={max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
+            "lora_rank: 4}", "rounds=2"]
+    report = run_loop(load_config(RunConfig, None, over))
+    assert f"round-0/{algo}" in report["executed"] and f"round-1/{algo}" in report["executed"]
+    assert "round-0/reward_model" not in report["executed"]
+    assert report["rounds"][0][algo]["steps"] == 2 and len(report["rounds"]) == 2
+    assert (out / f"round-0/{algo}/merged/config.json").exists()
+    # round 1 generated with round 0's improved generator
+    prov = (out / "round-1/generate/provenance.jsonl").read_text()
+    assert f"round-0/{algo}/merged" in prov

@@ -1,0 +1,121 @@
+"""ColBERT: MaxSim scoring, the multi-vector model ragtune builds and trains, the token index, eval wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragtune.config import load_config
+from ragtune.data.records import Doc
+from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever, maxsim, maxsim_many
+from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+
+
+def _naive_maxsim(q: np.ndarray, d: np.ndarray) -> float:
+    total = 0.0
+    for i in range(len(q)):
+        best = -np.inf
+        for j in range(len(d)):
+            best = max(best, float(sum(q[i, k] * d[j, k] for k in range(q.shape[1]))))
+        total += best
+    return total
+
+
+def test_maxsim_equals_a_naive_double_loop_and_sentence_transformers():
+    import torch
+    from sentence_transformers.util.similarity import maxsim as st_maxsim
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(5, 8)).astype(np.float32)
+    docs = [rng.normal(size=(n, 8)).astype(np.float32) for n in (3, 7, 1)]
+    naive = [_naive_maxsim(q, d) for d in docs]
+    assert [maxsim(q, d) for d in docs] == pytest.approx(naive, abs=1e-5)
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    assert maxsim_many(q, np.concatenate(docs), offsets, [2, 0, 1]).tolist() == pytest.approx(
+        [naive[2], naive[0], naive[1]], abs=1e-5)
+    ref = st_maxsim(torch.tensor(q), [torch.tensor(d) for d in docs])
+    assert ref.view(-1).tolist() == pytest.approx(naive, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def colbert(tmp_path_factory):
+    """A tiny ColBERT trained on the topic toy task (hard negatives, MNRL)."""
+    from tiny_encoder import build_tiny_encoder, toy_topic_rows, write_jsonl
+
+    root = tmp_path_factory.mktemp("colbert")
+    encoder = build_tiny_encoder(root / "enc")
+    rows = toy_topic_rows(40)
+    data = write_jsonl(root / "train.jsonl", [{k: r[k] for k in ("query", "pos", "neg")} for r in rows])
+    cfg = load_config(ColbertTrainConfig, None, [
+        f"output_dir={root / 'model'}", f"train_data={data}", f"model_name_or_path={encoder}", "dim=16",
+        "query_length=8", "document_length=16", "per_device_train_batch_size=8", "learning_rate=3e-3",
+        "num_train_epochs=4", "warmup_ratio=0", "logging_steps=1", "threads=2", "plot_loss=false"])
+    return cfg, train_colbert(cfg), rows
+
+
+def test_colbert_trains_as_a_sentence_transformers_module_set(colbert):
+    from sentence_transformers import MultiVectorEncoder
+
+    cfg, summary, _ = colbert
+    assert summary["loss"] == "mnrl" and summary["last_logged_loss"] < 0.7 * summary["first_logged_loss"]
+    model = MultiVectorEncoder(str(cfg.output_dir), device="cpu")
+    assert [type(m).__name__ for m in model] == ["Transformer", "Dense", "MultiVectorMask", "Normalize"]
+    assert model.prompts == {"query": "[unused0] ", "document": "[unused1] "}
+    q = model.encode_query(["star"], convert_to_numpy=True)[0]
+    d = model.encode_document(["star planet orbit"], convert_to_numpy=True)[0]
+    assert q.shape == (8, 16)                                      # padded with [MASK] to query_length
+    assert np.allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)  # normalized token embeddings
+    again = MultiVectorEncoder(str(cfg.output_dir), device="cpu").encode_query(["star"], convert_to_numpy=True)[0]
+    assert np.allclose(q, again, atol=1e-6)
+
+
+def test_index_search_matches_exact_maxsim_and_survives_save_load(colbert, tmp_path):
+    cfg, _, rows = colbert
+    docs = [Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows)]
+    queries = {f"q{i}": r["query"] for i, r in enumerate(rows[:10])}
+    retriever = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float32", candidate_tokens=1000))
+    retriever.index(docs)
+    run = retriever.search(queries, k=5)
+    qembs = retriever.encode_queries(list(queries.values()))
+    for (qid, q) in zip(queries, qembs, strict=True):
+        exact = {d.id: maxsim(q, retriever.embeddings[retriever.offsets[i]:retriever.offsets[i + 1]])
+                 for i, d in enumerate(docs)}
+        best = sorted(exact, key=exact.get, reverse=True)[:5]
+        assert list(run[qid]) == best
+        assert run[qid][best[0]] == pytest.approx(exact[best[0]], abs=1e-4)
+    hits = sum(int(max(run[q], key=run[q].get)[1:]) % 5 == int(q[1:]) % 5 for q in queries)
+    assert hits >= 7  # the trained model finds a passage of the query's topic
+    retriever.save(tmp_path / "index")
+    loaded = ColbertRetriever.load(tmp_path / "index", model=retriever.model)
+    assert loaded.search(queries, k=5) == run
+    cheap = retriever.rerank({q: {d: 1.0 for d in run[q]} for q in queries}, queries,
+                             {d.id: d.content for d in docs}, top=5)
+    assert {q: sorted(cheap[q], key=cheap[q].get) for q in queries} == \
+        {q: sorted(run[q], key=run[q].get) for q in queries}
+
+
+def test_float16_storage_halves_memory_and_keeps_the_ranking(colbert):
+    cfg, _, rows = colbert
+    docs = [Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows)]
+    queries = {f"q{i}": r["query"] for i, r in enumerate(rows[:5])}
+    full = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float32"))
+    half = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float16"), model=full.model)
+    full.index(docs)
+    half.index(docs)
+    assert half.embeddings.nbytes * 2 == full.embeddings.nbytes
+    a, b = full.search(queries, k=3), half.search(queries, k=3)
+    for q in queries:  # float16 moves scores by ~1e-3: the ranking must hold wherever the gap is larger than that
+        top = sorted(a[q].values(), reverse=True)
+        assert b[q] == pytest.approx(a[q], abs=5e-3)
+        if len(top) > 1 and top[0] - top[1] > 1e-2:
+            assert max(a[q], key=a[q].get) == max(b[q], key=b[q].get)
+
+
+def test_eval_with_colbert_retriever_and_a_reranker_on_top(colbert, tiny_beir, tmp_path):
+    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
+
+    cfg, _, _ = colbert
+    info = run_eval(EvalConfig(data=tiny_beir, retriever="colbert", colbert=ColbertConfig(model=str(cfg.output_dir)),
+                               out=tmp_path / "eval", k=6, show_progress=False))
+    assert info["retriever"].startswith("colbert:") and info["num_queries"] == 3
+    assert (tmp_path / "eval" / "run.trec").is_file()

@@ -1,0 +1,182 @@
+"""`ragtune train embedding`: the four record formats, losses, dev carving, Matryoshka, save/reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragtune.config import ConfigError, load_config
+from ragtune.data.errors import DataFormatError
+from ragtune.train.common import DevConfig, build_devset, carve_dev
+from ragtune.train.embedding import EmbeddingTrainConfig, embedding_rows, train_embedding, truncated_runs
+
+
+@pytest.fixture(scope="session")
+def encoder(tmp_path_factory):
+    from tiny_encoder import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def _cfg(tmp_path, encoder, data, *extra: str) -> EmbeddingTrainConfig:
+    return load_config(EmbeddingTrainConfig, None, [
+        f"output_dir={tmp_path / 'out'}", f"train_data={data}", f"model_name_or_path={encoder}",
+        "per_device_train_batch_size=8", "learning_rate=1e-3", "logging_steps=1", "max_steps=3",
+        "max_seq_length=32", "threads=2", "plot_loss=false", *extra])
+
+
+def _write_format(tmp_path, fmt: str):
+    from tiny_encoder import toy_topic_rows, write_jsonl
+
+    rows = toy_topic_rows(16)
+    if fmt == "pair":
+        return write_jsonl(tmp_path / "pair.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in rows])
+    if fmt == "hard_neg":
+        return write_jsonl(tmp_path / "neg.jsonl", [{k: r[k] for k in ("query", "pos", "neg")} for r in rows])
+    if fmt == "distill":
+        return write_jsonl(tmp_path / "kd.jsonl", [{"query": r["query"], "pos": r["pos"], "neg": r["neg"],
+                                                    "scores": [4.0, 1.0]} for r in rows])
+    path = write_jsonl(tmp_path / "teacher.jsonl", [{"query": r["query"]} for r in rows])
+    np.save(tmp_path / "teacher.npy", np.random.default_rng(0).normal(size=(len(rows), 32)).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("fmt,loss", [("pair", "mnrl"), ("hard_neg", "mnrl"), ("distill", "kl"),
+                                      ("teacher", "mse")])
+def test_each_format_loads_trains_and_reloads(tmp_path, encoder, fmt, loss):
+    from sentence_transformers import SentenceTransformer
+
+    cfg = _cfg(tmp_path, encoder, _write_format(tmp_path, fmt), "neg_nums=2")
+    summary = train_embedding(cfg)
+    assert summary["format"] == fmt and summary["loss"] == loss
+    assert summary["global_step"] == 3 and np.isfinite(summary["train_loss"])
+    reloaded = SentenceTransformer(str(cfg.output_dir), device="cpu")
+    again = SentenceTransformer(str(cfg.output_dir), device="cpu")
+    texts = ["star planet orbit", "bread oven flour"]
+    assert np.allclose(reloaded.encode(texts), again.encode(texts), atol=1e-6)
+    assert (cfg.output_dir / "train_summary.json").is_file() and (cfg.output_dir / "config.yaml").is_file()
+
+
+def test_bad_row_names_file_line_and_field(tmp_path, encoder):
+    from tiny_encoder import write_jsonl
+
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"query": "a star", "pos": ["star planet"]},
+                                                {"query": "bread", "pos": []}])
+    with pytest.raises(DataFormatError) as e:
+        train_embedding(_cfg(tmp_path, encoder, data))
+    assert e.value.line == 2 and e.value.field == "pos" and "bad.jsonl:2" in str(e.value)
+
+
+def test_mnrl_loss_decreases_and_queries_move_to_their_topic(tmp_path, encoder):
+    from sentence_transformers import SentenceTransformer
+
+    from tiny_encoder import toy_topic_rows, write_jsonl
+
+    rows = toy_topic_rows(40)
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in rows])
+
+    def margin(model) -> float:
+        q = model.encode([r["query"] for r in rows], normalize_embeddings=True)
+        p = model.encode([r["pos"][0] for r in rows], normalize_embeddings=True)
+        n = model.encode([r["neg"][0] for r in rows], normalize_embeddings=True)
+        return float(((q * p).sum(1) - (q * n).sum(1)).mean())
+
+    before = margin(SentenceTransformer(str(encoder), device="cpu"))
+    cfg = _cfg(tmp_path, encoder, data, "max_steps=-1", "num_train_epochs=5", "warmup_ratio=0")
+    s = train_embedding(cfg)
+    assert s["last_logged_loss"] < 0.7 * s["first_logged_loss"]
+    assert margin(SentenceTransformer(str(cfg.output_dir), device="cpu")) > before + 0.05
+
+
+def test_negatives_are_resampled_to_neg_nums(tmp_path, encoder):
+    from ragtune.data.records import Embedding
+
+    cfg = _cfg(tmp_path, encoder, tmp_path / "x.jsonl", "neg_nums=3").model_copy(update={"query_prompt": "query: "})
+    recs = [Embedding(query="a", pos=["p1", "p2"], neg=["n1"]), Embedding(query="b", pos=["p3"])]
+    rows, stats = embedding_rows(recs, "hard_neg", cfg)
+    assert len(rows) == 3 and stats["rows_resampled_negatives"] == 2
+    assert all(list(r) == ["query", "pos", "neg_1", "neg_2", "neg_3"] for r in rows)
+    assert rows[0]["query"] == "query: a" and {rows[0]["neg_2"], rows[0]["neg_3"]} == {"n1"}
+    assert all(r[f"neg_{i}"] != "p3" for r in rows[2:] for i in (1, 2, 3))  # drawn from other rows, not its pos
+
+
+def test_dev_slice_is_carved_from_train_and_removed_from_training(tmp_path, encoder, tiny_beir):
+    from ragtune.data.beir import load_beir
+    from ragtune.data.records import Embedding
+
+    with pytest.raises(ValueError, match="test split"):
+        DevConfig(data=tiny_beir, split="test")
+    ds = load_beir(tiny_beir, ["train", "test"])
+    dev = build_devset(DevConfig(data=tiny_beir, split="train", fraction=0.34, candidates=3))
+    assert set(dev.queries) <= set(ds.qrels["train"]) and not set(dev.queries) & set(ds.qrels["test"])
+    cfg = _cfg(tmp_path, encoder, tmp_path / "x.jsonl")
+    recs = [Embedding(query=ds.queries[q], pos=["x"], neg=["y"]) for q in ds.qrels["train"]]
+    rows, stats = embedding_rows(recs, "pair", cfg, dev)
+    assert stats["dropped_dev_queries"] == len(dev.queries) == 1
+    assert not {r["query"] for r in rows} & set(dev.queries.values())
+    a, b = carve_dev([f"q{i}" for i in range(50)], 0.1, seed=3), carve_dev([f"q{i}" for i in range(49, -1, -1)], 0.1, 3)
+    assert a == b  # seeded, independent of file order
+
+
+def test_dev_evaluation_selects_the_best_checkpoint(tmp_path, encoder, tiny_beir):
+    from tiny_encoder import toy_topic_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
+    cfg = _cfg(tmp_path, encoder, data, "max_steps=4", "eval_steps=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
+               "use_mrl=true", "mrl_dims=[32,16,8]")
+    s = train_embedding(cfg)
+    assert [h["steps"] for h in s["dev_history"]] == [2, 4] and s["best_checkpoint"]
+    assert set(s["dev_final"]) == {"32", "16", "8"} and s["loss"] == "mnrl+matryoshka"
+
+
+def test_truncated_runs_renormalize_prefixes():
+    q = np.array([[1.0, 0.0, 5.0]])
+    d = np.array([[1.0, 0.1, -5.0], [0.0, 1.0, 5.0]])
+    runs = truncated_runs(q, d, ["q"], ["a", "b"], k=2, dims=[2])
+    assert max(runs[3]["q"], key=runs[3]["q"].get) == "b"   # full dims: the third coordinate dominates
+    assert max(runs[2]["q"], key=runs[2]["q"].get) == "a"   # first two dims only
+    assert runs[2]["q"]["a"] == pytest.approx(1 / np.sqrt(1.01))
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="does not fit"):
+        load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "format=pair", "loss=kl"])
+    with pytest.raises(ConfigError, match="decreasing"):
+        load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "use_mrl=true",
+                                                 "mrl_dims=[8,16]"])
+    with pytest.raises(ConfigError, match="dev slice"):
+        load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "eval_steps=5"])
+
+
+def test_mining_excludes_positives_and_filters_false_negatives_with_a_reranker(tmp_path, tiny_beir, monkeypatch):
+    import json
+
+    import ragtune.retrieval.rerank as rerank
+    from ragtune.data.formats import read_records
+    from ragtune.train.mining import MineConfig, mine
+
+    plain = mine(MineConfig(data=tiny_beir, out=tmp_path / "plain", neg_start=0, neg_end=6, neg_per_query=5))
+    audit = [json.loads(x) for x in (tmp_path / "plain" / "mined_negatives.jsonl").read_text().splitlines()]
+    assert plain.counts["queries"] == 3 and all(not set(a["negatives"]) & set(a["positives"]) for a in audit)
+
+    class Fake:  # scores "comet" documents as relevant to every query: a likely false negative
+        def compute_score(self, pairs, batch_size=32, show_progress=False):
+            return [5.0 if "comet" in d.lower() or q.split()[-1] in d.lower() else -5.0 for q, d in pairs]
+
+    monkeypatch.setattr(rerank, "load_reranker", lambda *a, **k: Fake())
+    res = mine(MineConfig(data=tiny_beir, out=tmp_path / "cf", neg_start=0, neg_end=6, neg_per_query=5,
+                          rescore="fake"))
+    recs = list(read_records(tmp_path / "cf" / "embedding.jsonl", "embedding"))
+    assert res.counts["dropped as likely false negatives"] >= 1
+    assert all("comet" not in n.lower() for r in recs for n in r.neg or [])
+    assert all(r.scores is not None and len(r.scores) == len(r.pos) + len(r.neg or []) for r in recs)
+
+
+def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
+    data = _write_format(tmp_path, "pair")
+    first = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=2", "save_steps=1", "gradient_checkpointing=true"))
+    assert first["global_step"] == 2
+    with pytest.raises(ConfigError, match="resume_from_checkpoint"):
+        train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3"))
+    resumed = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3", "resume_from_checkpoint=true"))
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3

@@ -1,0 +1,195 @@
+"""`ragtune train reranker`: pointwise and grouped data, the losses, LLM rerankers, distillation, inference API."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ragtune.config import ConfigError, load_config
+from ragtune.data.errors import DataFormatError
+from ragtune.retrieval.rerank import LLMFormat, LLMReranker, load_reranker, rank, rerank_run
+from ragtune.train.reranker import (
+    RerankerTrainConfig,
+    apply_teacher,
+    group_rows,
+    point_rows,
+    score_loss,
+    train_reranker,
+)
+
+
+@pytest.fixture(scope="session")
+def encoder(tmp_path_factory):
+    from tiny_encoder import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def _data(tmp_path, layout: str, n: int = 24):
+    from tiny_encoder import toy_topic_rows, write_jsonl
+
+    rows = toy_topic_rows(n)
+    if layout == "point":
+        out = [{"query": r["query"], "content": r["pos"][0], "label": 2.0} for r in rows]
+        out += [{"query": r["query"], "content": r["neg"][0], "label": 0.0} for r in rows]
+        return write_jsonl(tmp_path / "point.jsonl", out)
+    return write_jsonl(tmp_path / "group.jsonl", [
+        {"query": r["query"], "hits": [{"content": r["pos"][0], "label": 1.0}, {"content": r["neg"][0], "label": 0.0},
+                                       {"content": rows[(i + 2) % n]["pos"][0], "label": 0.0}]}
+        for i, r in enumerate(rows)])
+
+
+def _cfg(tmp_path, model, data, *extra: str) -> RerankerTrainConfig:
+    return load_config(RerankerTrainConfig, None, [
+        f"output_dir={tmp_path / 'out'}", f"train_data={data}", f"model_name_or_path={model}",
+        "per_device_train_batch_size=8", "learning_rate=1e-3", "logging_steps=1", "max_steps=3", "max_length=32",
+        "train_group_size=3", "threads=2", "plot_loss=false", *extra])
+
+
+@pytest.mark.parametrize("layout,loss", [("point", "bce"), ("point", "mse"), ("group", "ranknet"),
+                                         ("group", "listwise")])
+def test_cross_encoder_formats_and_losses_train(tmp_path, encoder, layout, loss):
+    cfg = _cfg(tmp_path, encoder, _data(tmp_path, layout), f"loss={loss}")
+    s = train_reranker(cfg)
+    assert (s["format"], s["loss"], s["global_step"]) == (layout, loss, 3) and np.isfinite(s["train_loss"])
+    reranker = load_reranker(cfg.output_dir, device="cpu")
+    pairs = [("star planet", "orbit comet star"), ("bread", "oven flour")]
+    assert reranker.compute_score(pairs) == pytest.approx(load_reranker(cfg.output_dir, "cpu").compute_score(pairs))
+
+
+def test_cross_encoder_bce_loss_decreases_on_a_learnable_task(tmp_path, encoder):
+    from tiny_encoder import toy_topic_rows, write_jsonl
+
+    rows = toy_topic_rows(40)  # label = the passage is about astronomy or cooking: learnable by a random tiny BERT
+    data = write_jsonl(tmp_path / "topic.jsonl", [{"query": r["query"], "content": r["pos"][0],
+                                                   "label": float(r["topic"] in (0, 1))} for r in rows])
+    cfg = _cfg(tmp_path, encoder, data, "max_steps=45", "warmup_ratio=0", "lr_scheduler_type=constant",
+               "logging_steps=5")
+    s = train_reranker(cfg)
+    assert s["last_logged_loss"] < 0.8 * s["first_logged_loss"]
+    scores = np.array(load_reranker(cfg.output_dir, "cpu").compute_score([(r["query"], r["pos"][0]) for r in rows]))
+    labels = np.array([r["topic"] in (0, 1) for r in rows])
+    assert scores[labels].mean() > scores[~labels].mean()
+
+
+@pytest.mark.parametrize("name", ["bce", "mse", "ranknet", "listwise", "listwise_soft"])
+def test_each_score_loss_decreases_on_a_toy_scorer(name):
+    torch.manual_seed(0)
+    feats = torch.randn(16, 4, 8)                       # 16 groups of 4 candidates
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(16, 1)
+    feats[:, 0] += 1.0                                  # the positive is learnable from the features
+    if name in ("bce", "mse"):
+        feats, labels = feats.reshape(-1, 1, 8), labels.reshape(-1, 1)
+    head = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(head.parameters(), lr=0.5)
+    losses = []
+    for _ in range(30):
+        loss = score_loss(name, head(feats).squeeze(-1), labels, temperature=0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_ranknet_weights_pairs_by_label_gap():
+    scores = torch.tensor([[0.0, 0.0, 0.0]])
+    gap2 = score_loss("ranknet", scores, torch.tensor([[2.0, 0.0, 2.0]]))
+    gap1 = score_loss("ranknet", scores, torch.tensor([[1.0, 0.0, 1.0]]))
+    assert float(gap2) == pytest.approx(2 * float(gap1))
+
+
+def test_point_labels_scale_and_groups_resample(tmp_path, encoder):
+    from ragtune.data.records import RerankerGroup, RerankerPoint
+
+    cfg = _cfg(tmp_path, encoder, tmp_path / "x.jsonl", "min_label=0", "max_label=4", "train_group_size=4")
+    rows, stats = point_rows([RerankerPoint(query="q", content="c", label=x) for x in (0.0, 2.0, 4.0)], cfg, None)
+    assert [r["label"] for r in rows] == [0.0, 0.5, 1.0] and stats["label_range"] == [0.0, 4.0]
+    group = RerankerGroup(query="q", hits=[{"content": "p", "label": 1.0}, {"content": "n", "label": 0.0}])
+    rows, stats = group_rows([group], cfg, None)
+    assert rows[0]["docs"] == ["p", "n", "n", "n"] and rows[0]["labels"] == [1.0, 0.0, 0.0, 0.0]
+    assert stats["groups_resampled"] == 1
+
+
+def test_bad_rows_name_file_line_and_field(tmp_path, encoder):
+    from tiny_encoder import write_jsonl
+
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"query": "q", "content": "c", "label": 1.0},
+                                                {"query": "q", "content": "c", "label": "high"}])
+    with pytest.raises(DataFormatError) as e:
+        train_reranker(_cfg(tmp_path, encoder, data, "format=point"))
+    assert e.value.line == 2 and e.value.field == "label" and "bad.jsonl:2" in str(e.value)
+    with pytest.raises(ConfigError, match="grouped data"):
+        _cfg(tmp_path, encoder, data, "format=point", "loss=ranknet")
+
+
+def test_llm_reranker_lora_trains_reloads_and_keeps_the_special_token_last(tmp_path, tiny_lm):
+    cfg = _cfg(tmp_path, tiny_lm, _data(tmp_path, "group"), "model_type=llm", "use_lora=true", "max_steps=4",
+               "llm.special_token=<|im_end|>", "max_length=24")
+    s = train_reranker(cfg)
+    assert s["model_type"] == "llm" and s["loss"] == "listwise" and s["last_logged_loss"] < s["first_logged_loss"]
+    assert json.loads((cfg.output_dir / "ragtune_llm_reranker.json").read_text())["special_token"] == "<|im_end|>"
+    reranker = load_reranker(cfg.output_dir, device="cpu")
+    assert isinstance(reranker, LLMReranker)
+    feats = reranker.encode_pairs([("q " * 30, "d " * 50), ("short", "doc")])
+    last = feats["attention_mask"].sum(1) - 1
+    assert feats["input_ids"].shape[1] == 24 and (feats["input_ids"][[0, 1], last] == reranker.special_id).all()
+    pairs = [("protein binds", "The protein binds the receptor."), ("gene", "Heart muscle study.")]
+    assert reranker.compute_score(pairs) == pytest.approx(load_reranker(cfg.output_dir, "cpu").compute_score(pairs))
+
+
+def test_distilling_an_llm_reranker_into_a_cross_encoder(tmp_path, encoder, tiny_lm):
+    llm_cfg = _cfg(tmp_path / "llm", tiny_lm, _data(tmp_path, "group"), "model_type=llm", "max_steps=2")
+    train_reranker(llm_cfg)
+    student = _cfg(tmp_path / "student", encoder, _data(tmp_path, "group"), f"teacher={llm_cfg.output_dir}")
+    s = train_reranker(student)
+    assert s["loss"] == "listwise_soft" and s["teacher"] == str(llm_cfg.output_dir)
+    teacher = load_reranker(llm_cfg.output_dir, "cpu")
+    rows = [{"query": "protein", "docs": ["The protein binds.", "Bread."], "labels": [1.0, 0.0]}]
+    apply_teacher(rows, "group", teacher, 4)
+    assert rows[0]["labels"] == pytest.approx(teacher.compute_score([("protein", "The protein binds."),
+                                                                     ("protein", "Bread.")]))
+
+
+def test_rank_and_rerank_run_keep_unscored_documents_below():
+    class Fake:
+        def compute_score(self, pairs, batch_size=32):
+            return [float(len(set(q.split()) & set(d.split()))) for q, d in pairs]
+
+    docs = ["bread oven", "star planet orbit", "star"]
+    ranked = rank(Fake(), "star orbit", docs, top_k=2)
+    assert [r["corpus_id"] for r in ranked] == [1, 2] and ranked[0]["score"] == 2.0
+    run = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    out = rerank_run(Fake(), run, {"q": "star orbit"}, {"a": "bread", "b": "star orbit", "c": "star"}, top=2)
+    order = sorted(out["q"], key=out["q"].get, reverse=True)
+    assert order == ["b", "a", "c"]  # b re-scored above a; c (not re-ranked) stays below both
+
+
+def test_llm_format_must_have_a_single_special_token(tiny_lm):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_lm, num_labels=1)
+    with pytest.raises(ValueError, match="one token"):
+        LLMReranker(model, tok, LLMFormat(special_token="not a single token"))
+
+
+def test_eval_cli_reranks_the_first_stage_top(tmp_path, encoder, tiny_beir):
+    from sentence_transformers import CrossEncoder
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+    from ragtune.data.trec import read_run
+
+    CrossEncoder(str(encoder), num_labels=1, max_length=32, device="cpu").save(str(tmp_path / "ce"))
+    result = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
+                                      str(tmp_path / "ce"), "--rerank-top", "2", "--out", str(tmp_path / "ev"),
+                                      "--json", str(tmp_path / "ev.json")])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "ev.json").read_text())
+    assert info["retriever"] == f"bm25+rerank2:{tmp_path / 'ce'}" and info["num_queries"] == 3
+    run = read_run(tmp_path / "ev" / "run.trec")
+    assert set(run) == {"q4", "q5", "q6"} and all(docs for docs in run.values())
