@@ -39,12 +39,12 @@ def build_tiny_bert(folder: Path) -> Path:
     wp.train_from_iterator(fixture_sentences(), vocab_size=300, min_frequency=1, show_progress=False)
     wp.save_model(str(hf))
     # transformers 5 ignores `vocab_file=` here (leaving a 5-token vocabulary); `vocab=` loads the file
-    tok = BertTokenizerFast(vocab=str(hf / "vocab.txt"), model_max_length=64)
+    tok = BertTokenizerFast(vocab=str(hf / "vocab.txt"), model_max_length=512)
     assert tok.vocab_size > 100, "tiny BERT tokenizer lost its vocabulary"
     tok.save_pretrained(hf)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+                     intermediate_size=64, max_position_embeddings=512)
     BertModel(cfg).save_pretrained(hf)
     st = SentenceTransformer(modules=[Transformer(str(hf), max_seq_length=64), Pooling(32, "mean")], device="cpu")
     st.save(str(folder / "st"))
