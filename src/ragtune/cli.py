@@ -251,7 +251,7 @@ def run_cmd(
 @app.command("demo")
 @user_errors
 def demo(overrides: Overrides = None) -> None:
-    """One round of the loop on a SciFact subset with the offline default models (about 15 min on 2 CPU cores)."""
+    """One round of the loop on a SciFact subset with the offline default models."""
     from importlib.resources import files
 
     _run(Path(str(files("ragtune") / "configs" / "demo.yaml")), overrides)
