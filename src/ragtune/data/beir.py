@@ -13,7 +13,7 @@ from pathlib import Path
 from ragtune.data.errors import DataFormatError, ProblemLog, report
 from ragtune.data.jsonl import iter_jsonl, iter_lines
 from ragtune.data.records import Doc, Query, parse_record
-from ragtune.io import atomic_open
+from ragtune.io import atomic_open, write_jsonl
 
 Qrels = dict[str, dict[str, int]]
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
@@ -153,27 +153,12 @@ def load_beir(folder: str | Path, splits: Iterable[str] | None = None) -> BeirDa
 
 
 def write_corpus(path: str | Path, docs: Iterable[Doc | dict]) -> int:
-    import json
-
-    n = 0
-    with atomic_open(path) as f:
-        for d in docs:
-            row = d.model_dump(by_alias=True) if isinstance(d, Doc) else d
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_jsonl(path, (d.model_dump(by_alias=True) if isinstance(d, Doc) else d for d in docs))
 
 
 def write_queries(path: str | Path, queries: dict[str, str] | Iterable[dict]) -> int:
-    import json
-
     rows = ({"_id": k, "text": v} for k, v in queries.items()) if isinstance(queries, dict) else queries
-    n = 0
-    with atomic_open(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_jsonl(path, rows)
 
 
 def write_qrels(path: str | Path, qrels: Qrels) -> int:
