@@ -30,8 +30,8 @@ def token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: to
 
     >>> r, kl = token_rewards(torch.tensor([1.0]), torch.zeros(1, 3), torch.zeros(1, 3),
     ...                       torch.tensor([[1.0, 1.0, 0.0]]), kl_coef=0.1)
-    >>> r.tolist()
-    [[0.0, 1.0, 0.0]]
+    >>> r.tolist() == [[0.0, 1.0, 0.0]]
+    True
     """
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl

@@ -1,0 +1,15 @@
+"""The worked examples in docstrings are tests too."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["ragtune.train.ppo_core", "ragtune.filters.lossnet", "ragtune.evaluate.metrics",
+           "ragtune.retrieval.colbert", "ragtune.train.reranker", "ragtune.train.common"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0, result
