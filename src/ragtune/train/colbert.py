@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
-from ragtune.train.common import DevSet, TrainCommon
+from ragtune.train.common import DevSet, TrainCommon, start_run
 
 
 class ColbertTrainConfig(TrainCommon):
@@ -130,35 +130,22 @@ def _loss(model, cfg: ColbertTrainConfig, fmt: str):
 
 def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
     """Train the late-interaction model; returns a summary (loss, examples, dev metrics, outputs)."""
-    from accelerate import PartialState
     from datasets import Dataset
     from sentence_transformers.multi_vector_encoder import (
         MultiVectorEncoderTrainer,
         MultiVectorEncoderTrainingArguments,
     )
-    from transformers import set_seed
 
     from ragtune.data.formats import read_records
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
-    from ragtune.runtime import set_threads
     from ragtune.train.common import (
-        build_devset,
-        check_precision,
         dev_metrics,
         finish,
         make_run_evaluator,
-        resolve_resume,
         trainer_kwargs,
     )
 
-    state = PartialState()
-    device = state.device.type
-    check_precision(cfg, device)
-    if device == "cpu":
-        set_threads(cfg.threads)
-    set_seed(cfg.seed)
-    resume = resolve_resume(cfg)
-    dev = build_devset(cfg.dev)
+    device, resume, dev = start_run(cfg)
     records = [r for p in cfg.train_data for r in read_records(p, "embedding") if isinstance(r, Embedding)]
     if not records:
         raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')

@@ -277,3 +277,21 @@ def finish(trainer, cfg: TrainCommon, summary: dict[str, Any], title: str) -> di
             summary["loss_plot"] = str(png) if png else None
         write_json(out / SUMMARY, summary)
     return summary
+
+
+def start_run(cfg: TrainCommon) -> tuple[str, str | None, DevSet | None]:
+    """Every trainer's preamble: (device type, checkpoint to resume from, dev slice).
+
+    Checks the precision flags against the device, sets CPU threads and the seed.
+    """
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from ragtune.runtime import set_threads
+
+    device = PartialState().device.type
+    check_precision(cfg, device)
+    if device == "cpu":
+        set_threads(cfg.threads)
+    set_seed(cfg.seed)
+    return device, resolve_resume(cfg), build_devset(cfg.dev)

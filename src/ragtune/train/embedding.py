@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
 from ragtune.data.trec import Run
-from ragtune.train.common import DevSet, TrainCommon, is_dev_query
+from ragtune.train.common import DevSet, TrainCommon, is_dev_query, start_run
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -264,32 +264,23 @@ def truncated_runs(q: np.ndarray, d: np.ndarray, qids: list[str], dids: list[str
 
 def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     """Fine-tune the bi-encoder; returns a summary (format, loss, examples, dev metrics, outputs)."""
-    from accelerate import PartialState
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from transformers import set_seed
 
     from ragtune.evaluate.metrics import evaluate
     from ragtune.models import resolve_model
-    from ragtune.runtime import set_threads
-    from ragtune.train.common import build_devset, check_precision, finish, make_run_evaluator, resolve_resume
+    from ragtune.train.common import finish, make_run_evaluator
 
-    state = PartialState()
-    check_precision(cfg, state.device.type)
-    if state.device.type == "cpu":
-        set_threads(cfg.threads)
-    set_seed(cfg.seed)
-    resume = resolve_resume(cfg)
-    dev = build_devset(cfg.dev)
+    device, resume, dev = start_run(cfg)
     fmt, rows, stats = load_training_rows(cfg, dev)
     loss_name = resolve_loss(cfg, fmt)
     if fmt == "teacher" and cfg.use_mrl:
         raise ConfigError("use_mrl is not available with teacher-vector distillation (MSE on full vectors)")
 
     model_path = resolve_model(cfg.model_name_or_path)
-    model = SentenceTransformer(str(model_path), device=state.device.type, local_files_only=True)
+    model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
     model.max_seq_length = cfg.max_seq_length
     if cfg.query_prompt:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}

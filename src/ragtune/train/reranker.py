@@ -34,7 +34,7 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.config import ConfigError
 from ragtune.data.records import RerankerGroup, RerankerPoint
 from ragtune.retrieval.rerank import LLMFormat
-from ragtune.train.common import DevSet, TrainCommon, is_dev_query
+from ragtune.train.common import DevSet, TrainCommon, is_dev_query, start_run
 
 POINT_LOSSES = ("bce", "mse")
 GROUP_LOSSES = ("ranknet", "listwise", "listwise_soft")
@@ -392,21 +392,11 @@ def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: Dev
 
 def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
     """Train the configured reranker; returns a summary (format, loss, examples, dev metrics, outputs)."""
-    from accelerate import PartialState
-    from transformers import set_seed
 
     from ragtune.retrieval.rerank import load_reranker, rerank_run
-    from ragtune.runtime import set_threads
-    from ragtune.train.common import build_devset, check_precision, dev_metrics, finish, resolve_resume
+    from ragtune.train.common import dev_metrics, finish
 
-    state = PartialState()
-    device = state.device.type
-    check_precision(cfg, device)
-    if device == "cpu":
-        set_threads(cfg.threads)
-    set_seed(cfg.seed)
-    resume = resolve_resume(cfg)
-    dev = build_devset(cfg.dev)
+    device, resume, dev = start_run(cfg)
     fmt, records = load_reranker_records(cfg)
     loss_name = resolve_loss(cfg, fmt)
     if fmt == "point":
