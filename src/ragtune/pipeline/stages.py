@@ -72,11 +72,11 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
     conv = beir_to_embedding(build_config(BeirEmbeddingConfig, {"data": str(mix), "split": "train",
                                                                 "out": str(out / "records"), **mining}, "mining"))
     # the dev slice is carved from the REAL train queries only (never pseudo, never test)
-    dev = {"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50}
+    dev = {"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50, **overrides.get("dev", {})}
     cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
                                               "train_data": [str(p) for p in conv.outputs if p.name ==
                                                              "embedding.jsonl"],
-                                              "dev": dev, **overrides}, "retriever")
+                                              **overrides, "dev": dev}, "retriever")
     summary = train_embedding(cfg)
     return {"train_queries": len(ds.qrels["train"]), "pseudo_queries": n_pseudo,
             **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
