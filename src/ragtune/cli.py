@@ -227,11 +227,25 @@ def _print_run_report(report: dict, metrics: list[str]) -> None:
     out.print(f"stages run now: {len(report['executed'])} of {len(report['stages'])}", highlight=False)
 
 
+def _stage_log() -> None:
+    """One line per stage of `ragtune run` (started, done with seconds, or reused) on stderr."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("ragtune.run")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=err, show_path=False, show_level=False))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def _run(config: Path | None, overrides: list[str] | None) -> None:
     from ragtune.config import load_config
     from ragtune.pipeline.loop import RunConfig, run_loop
 
     cfg = load_config(RunConfig, config, overrides)
+    _stage_log()
     report = run_loop(cfg)
     _print_run_report(report, cfg.metrics)
     root = cfg.out or Path("runs") / cfg.name

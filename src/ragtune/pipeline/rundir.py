@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from ragtune import __version__
 from ragtune.io import write_json
 
 BIG_FILE = 64 * 1024 * 1024
+log = logging.getLogger("ragtune.run")
 
 
 def hash_path(path: str | Path) -> str:
@@ -87,15 +89,18 @@ class RunDir:
         out = self.root / name
         entry = self.manifest["stages"].get(name)
         if entry and entry.get("key") == key and entry.get("status") == "done" and out.exists():
+            log.info("%-24s reused (key %s, ran %.0f s before)", name, key[:8], entry.get("seconds", 0.0))
             return StageResult(name, key, out, entry.get("metrics", {}), entry.get("seconds", 0.0), ran=False)
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.manifest["stages"][name] = {"key": key, "status": "running", "started": time.time()}
         self._save()
+        log.info("%-24s running (key %s)", name, key[:8])
         start = time.perf_counter()
         metrics = fn(tmp) or {}
         seconds = time.perf_counter() - start
+        log.info("%-24s done in %.1f s", name, seconds)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         self.manifest["stages"][name] = {"key": key, "status": "done", "seconds": round(seconds, 2),

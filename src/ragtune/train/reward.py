@@ -58,18 +58,21 @@ def _conversations(path: Path) -> list[dict[str, Any]]:
 
 def _load_base(name: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    from ragtune.models import resolve_model
+    from ragtune.models import resolve_causal_lm
 
-    try:
-        from ragtune.models import resolve_causal_lm as resolve
-    except ImportError:  # pragma: no cover
-        resolve = resolve_model
-    path = resolve(name)
+    path = resolve_causal_lm(name)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the scalar head is new by design (trained here, or restored by the adapter)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    finally:
+        hf_logging.set_verbosity(level)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
