@@ -85,3 +85,34 @@ def test_dpo_and_grpo_rounds(algo, tiny_lm, tiny_bert, toy_beir_with_test, tmp_p
     # round 1 generated with round 0's improved generator
     prov = (out / "round-1/generate/provenance.jsonl").read_text()
     assert f"round-0/{algo}/merged" in prov
+
+
+def test_collection_without_train_labels_learns_from_pseudo_queries(tiny_lm, tiny_bert, toy_beir_with_test,
+                                                                     tmp_path):
+    """BEIR nq-style: test qrels only. The generator learns from another folder's train pairs (sft_data) and the
+    retriever from the kept pseudo queries alone, with no dev slice."""
+    import shutil
+
+    target = tmp_path / "test-only"
+    shutil.copytree(toy_beir_with_test, target)
+    (target / "qrels" / "train.tsv").unlink()
+    out = tmp_path / "run"
+    # the tiny LM writes gibberish that BM25 cannot match; a dense filter over the whole toy corpus keeps it
+    over = [*_overrides(tiny_lm, tiny_bert, target, out), f"sft_data={toy_beir_with_test}", "rl=none",
+            "filters=[{name: dense, k: 60}]"]
+    report = run_loop(load_config(RunConfig, None, over))
+    r0 = report["rounds"][0]
+    assert r0["retriever"]["train_queries"] == 0
+    assert r0["retriever"]["pseudo_queries"] == r0["filter"]["kept"] > 0
+    assert r0["retriever"]["dev_queries"] == 0
+    assert (out / "round-0/sft/data").exists() and "round-0/evaluate" in report["executed"]
+
+
+def test_shipped_loop_configs_validate():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("loop-*.yaml"))
+    assert configs, "no configs/loop-*.yaml shipped"
+    for path in configs:
+        cfg = load_config(RunConfig, path)
+        assert cfg.rounds >= 1 and cfg.name, path

@@ -35,6 +35,10 @@ class RunConfig(ConfigModel):
     data: Path | None = None
     """BEIR folder with train and test qrels; default: the shared SciFact."""
     subset: SubsetConfig = Field(default_factory=SubsetConfig)
+    sft_data: Path | None = None
+    """BEIR folder whose train qrels teach the generator (default: `data`). For collections without train
+    labels (BEIR nq, arguana, scidocs) point it at one that has them, e.g. msmarco, as InPars and SPTAR do;
+    the retriever then learns from the pseudo queries alone and keeps its last checkpoint (no dev slice)."""
     rounds: int = Field(1, ge=1)
     test_split: str = "test"
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
@@ -81,8 +85,10 @@ class RunConfig(ConfigModel):
         x = "/placeholder"
         build_config(GeneratorTrainConfig, {"dataset": ["d"], "output_dir": x, **self.sft}, "sft", "sft")
         build_config(GenerateConfig, {"corpus": x, "output_dir": x, **self.generate}, "generate", "generate")
+        dev = {"data": x, **self.retriever.get("dev", {})}  # the stage fills in dev.data
         build_config(
-            EmbeddingTrainConfig, {"train_data": [x], "output_dir": x, **self.retriever}, "retriever", "retriever"
+            EmbeddingTrainConfig, {"train_data": [x], "output_dir": x, **self.retriever, "dev": dev}, "retriever",
+            "retriever",
         )
         build_config(BeirEmbeddingConfig, {"data": x, "out": x, **self.mining}, "mining", "mining")
         build_config(RewardTrainConfig, {"train_file": x, "output_dir": x, **self.reward}, "reward", "reward")
@@ -128,8 +134,9 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
     sft = rd.stage(
         "round-0/sft",
         {"model": cfg.generator, "template": cfg.template, **cfg.sft},
-        lambda out: stages.sft(d, out, cfg.generator, cfg.template, cfg.sft),
+        lambda out: stages.sft(Path(cfg.sft_data or d), out, cfg.generator, cfg.template, cfg.sft),
         upstream=[data.key],
+        inputs=[cfg.sft_data] if cfg.sft_data else [],
     )
     gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
     pseudo_sets: list[Path] = []

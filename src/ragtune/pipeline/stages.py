@@ -53,32 +53,42 @@ def filter_queries(queries: Path, data: Path, out: Path, filters: list) -> dict[
 
 def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overrides: dict[str, Any],
                     mining: dict[str, Any]) -> dict[str, Any]:
-    """Train pairs + kept pseudo queries -> {query, pos, neg} with BM25 negatives -> fine-tuned bi-encoder."""
+    """Train pairs (if any) + kept pseudo queries -> {query, pos, neg} with BM25 negatives -> fine-tuned bi-encoder.
+
+    Without train qrels (BEIR nq, arguana...) the pseudo queries are all there is, and there is no labeled dev
+    slice to select a checkpoint on: the last one is kept, unless `dev` is given explicitly.
+    """
     from ragtune.config import build_config
+    from ragtune.data.beir import qrels_splits
     from ragtune.data.convert_beir import BeirEmbeddingConfig, beir_to_embedding
     from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
 
-    ds = load_beir(data, splits=["train"])
-    queries = dict(ds.split_queries("train"))
-    qrels = {q: dict(d) for q, d in ds.qrels["train"].items()}
-    n_pseudo = 0
+    labeled = "train" in qrels_splits(data)
+    ds = load_beir(data, splits=["train"] if labeled else [])
+    queries = dict(ds.split_queries("train")) if labeled else {}
+    qrels = {q: dict(d) for q, d in ds.qrels["train"].items()} if labeled else {}
+    n_train, n_pseudo = len(qrels), 0
     for folder in pseudo:
         pq = load_queries(folder / "queries.jsonl")
         for qid, docs in load_beir_qrels(folder).items():
             queries[qid], qrels[qid] = pq[qid], docs
             n_pseudo += 1
+    if not qrels:
+        raise ValueError(f"{data}: no train qrels and no kept pseudo queries: nothing to train the retriever on "
+                         "(loosen the filters or generate more queries)")
     mix = out / "mix"
     write_beir(mix, ds.corpus.values(), queries, {"train": qrels})
     conv = beir_to_embedding(build_config(BeirEmbeddingConfig, {"data": str(mix), "split": "train",
                                                                 "out": str(out / "records"), **mining}, "mining"))
     # the dev slice is carved from the REAL train queries only (never pseudo, never test)
-    dev = {"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50, **overrides.get("dev", {})}
+    dev = ({"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50} if labeled else {}) \
+        | overrides.get("dev", {})
     cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
                                               "train_data": [str(p) for p in conv.outputs if p.name ==
                                                              "embedding.jsonl"],
                                               **overrides, "dev": dev}, "retriever")
     summary = train_embedding(cfg)
-    return {"train_queries": len(ds.qrels["train"]), "pseudo_queries": n_pseudo,
+    return {"train_queries": n_train, "pseudo_queries": n_pseudo,
             **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 
 
