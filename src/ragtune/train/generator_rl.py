@@ -64,21 +64,25 @@ class PPOStageConfig(ConfigModel):
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     merge: bool = True
     """Also write output_dir/merged: base + SFT + PPO adapter in one folder (what the next round generates with)."""
+    device: str = "auto"
+    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there."""
 
 
 def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import query_messages
+    from ragtune.runtime import pick_device
     from ragtune.train.ppo import PPOTrainer
     from ragtune.train.reward import RewardScorer
 
     corpus, docs = sample_docs(cfg.prompts)
-    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path)
+    device = pick_device(cfg.device)
+    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
     raw = {}
     for d in docs:
         rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:PROMPT_CHARS]),
                                                          tokenize=False, add_generation_prompt=True)
         raw[rendered] = user_turn(corpus[d])
-    scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model)
+    scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
     history = trainer.train(list(raw), lambda prompts, resp: scorer([raw[p] for p in prompts], resp),
                             cfg.output_dir)
     if cfg.merge:

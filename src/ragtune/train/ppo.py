@@ -105,15 +105,11 @@ class PPOTrainer:
         from peft import LoraConfig, PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ragtune.models import resolve_model
+        from ragtune.models import resolve_causal_lm
 
-        try:
-            from ragtune.models import resolve_causal_lm as _resolve
-        except ImportError:  # pragma: no cover - older layout
-            _resolve = resolve_model
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        base_path = _resolve(model_name_or_path)
+        base_path = resolve_causal_lm(model_name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(sft_adapter or base_path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
