@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtypes", default="float32,auto",
+                    help="comma list; each gets a one-at-a-time and a batched row (auto = what ragtune picks)")
     args = ap.parse_args()
 
     import torch
@@ -76,20 +78,24 @@ def main() -> None:
     corpus = load_corpus(args.corpus or shared_data("beir", "scifact"))
     ids = random.Random(args.seed).sample(sorted(corpus), args.docs)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
-    gen = QueryGenerator.load(args.model, args.adapter, sampling=sampling, device=device)
-    prompts = [gen.prompt(d, document_text(corpus[d]), DEFAULT_INSTRUCTION, None, [], args.max_doc_tokens)
-               for d in ids]
-    gen.raw([prompts[0].text], 1)  # warm-up: first-call allocations are not throughput
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    from ragtune.runtime import auto_dtype
 
     k = args.query_per_document
     rows = []
-    seq = run(gen, prompts, k, 1)
-    rows.append(("one document at a time", 1, *seq))
-    batched = sorted(prompts, key=lambda p: -p.n_tokens)
-    bat = run(gen, batched, k, args.batch_size)
-    rows.append(("ragtune batched (sorted, left-padded, KV cache)", args.batch_size, *bat))
+    dtypes = dict.fromkeys(auto_dtype(device) if d == "auto" else d for d in args.dtypes.split(","))
+    for dtype in dtypes:
+        gen = QueryGenerator.load(args.model, args.adapter, sampling=sampling, device=device, dtype=dtype)
+        prompts = [gen.prompt(d, document_text(corpus[d]), DEFAULT_INSTRUCTION, None, [], args.max_doc_tokens)
+                   for d in ids]
+        gen.raw([prompts[0].text], 1)  # warm-up: first-call allocations are not throughput
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        seq = run(gen, prompts, k, 1)
+        rows.append((f"one document at a time, {dtype}", 1, *seq))
+        batched = sorted(prompts, key=lambda p: -p.n_tokens)
+        bat = run(gen, batched, k, args.batch_size)
+        rows.append((f"ragtune batched (sorted, KV cache), {dtype}", args.batch_size, *bat))
+        del gen
 
     print(f"\n{args.model}: {args.docs} documents x {k} queries, max_new_tokens {args.max_new_tokens}, "
           f"sampling t={sampling.temperature} top_p={sampling.top_p}, prompts {min(p.n_tokens for p in prompts)}-"

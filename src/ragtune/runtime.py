@@ -30,3 +30,30 @@ def pick_device(device: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AMX or AVX512-BF16): there bf16 inference is ~3x fp32.
+
+    RAGTUNE_CPU_BF16=0/1 overrides the detection (which reads /proc/cpuinfo, so it is Linux-only).
+    """
+    forced = os.environ.get("RAGTUNE_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def auto_dtype(device: str) -> str:
+    """Inference dtype for `dtype: auto`: bf16 on CUDA that supports it and on CPUs with native bf16, else fp32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "cpu" and cpu_has_fast_bf16():
+        return "bfloat16"
+    return "float32"

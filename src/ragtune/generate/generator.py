@@ -55,6 +55,7 @@ class QueryGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ragtune.models import resolve_causal_lm
+        from ragtune.runtime import auto_dtype
 
         base = resolve_causal_lm(model_name_or_path)
         if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
@@ -67,7 +68,7 @@ class QueryGenerator:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if dtype == "auto":
-            dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+            dtype = auto_dtype(device)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype),
                                                      trust_remote_code=trust_remote_code)
         if adapter is not None:

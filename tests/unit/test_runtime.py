@@ -1,0 +1,24 @@
+"""dtype: auto picks bf16 only where the hardware multiplies it natively."""
+
+from ragtune.runtime import auto_dtype, cpu_has_fast_bf16
+
+
+def test_cpu_bf16_detection_can_be_forced(monkeypatch):
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
+    assert not cpu_has_fast_bf16() and auto_dtype("cpu") == "float32"
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "1")
+    assert cpu_has_fast_bf16() and auto_dtype("cpu") == "bfloat16"
+    assert auto_dtype("mps") == "float32"
+
+
+def test_cpu_bf16_detection_follows_cpuinfo_flags(monkeypatch, tmp_path):
+    import builtins
+
+    real_open = builtins.open
+    monkeypatch.delenv("RAGTUNE_CPU_BF16", raising=False)
+    for flags, expected in (("fpu avx2 avx512f", False), ("fpu avx512f amx_bf16 amx_tile", True)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor : 0\nflags : {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, _i=info, **k: real_open(
+            _i if p == "/proc/cpuinfo" else p, *a, **k))
+        assert cpu_has_fast_bf16() is expected
