@@ -193,3 +193,51 @@ def test_eval_cli_reranks_the_first_stage_top(tmp_path, encoder, tiny_beir):
     assert info["retriever"] == f"bm25+rerank2:{tmp_path / 'ce'}" and info["num_queries"] == 3
     run = read_run(tmp_path / "ev" / "run.trec")
     assert set(run) == {"q4", "q5", "q6"} and all(docs for docs in run.values())
+
+
+def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny_beir):
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+    from ragtune.retrieval.rerank import FUSION_FILE, choose_fusion_weight
+
+    # a reranker that is right where the first stage is wrong: only full trust in it finds the relevant doc first
+    first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    good = {"q": {"c": 9.0, "a": 1.0, "b": 0.0}}
+    pick = choose_fusion_weight(first, good, {"q": {"c": 1}}, "ndcg@10", top=3)
+    assert pick["weight"] == 1.0 and pick["dev_value"] == pytest.approx(1.0)
+    assert pick["dev_table"]["0.00"] < 1.0
+    # and one that is wrong where the first stage is right: mostly BM25 (the largest weight that keeps "a" first)
+    bad = {"q": {"c": 9.0, "b": 5.0, "a": 0.0}}
+    pick = choose_fusion_weight(first, bad, {"q": {"a": 1}}, "ndcg@10", top=3)
+    assert pick["weight"] == 0.4 and pick["dev_value"] == pytest.approx(1.0) and pick["dev_table"]["0.50"] < 1.0
+
+    data = tmp_path / "group.jsonl"
+    triples = [("comet tail", "A comet orbits the sun.", "Bread rises."),
+               ("bond prices", "Bond prices fall.", "A violin has strings."),
+               ("violin bow", "The violin is played with a bow.", "Telescopes collect light.")] * 4
+    data.write_text("".join(json.dumps({"query": q, "hits": [{"content": p, "label": 1.0},
+                                                             {"content": n, "label": 0.0}]}) + "\n"
+                            for q, p, n in triples))
+    cfg = _cfg(tmp_path, encoder, data, "train_group_size=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
+               "dev.candidates=4")
+    s = train_reranker(cfg)
+    written = json.loads((cfg.output_dir / FUSION_FILE).read_text())
+    assert written == s["dev_fusion"] and 0.0 <= written["weight"] <= 1.0 and written["top"] == 4
+
+    result = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
+                                      str(cfg.output_dir), "--rerank-top", "3", "--out", str(tmp_path / "ev"),
+                                      "--set", "rerank_fusion=dev", "--json", str(tmp_path / "ev.json")])
+    assert result.exit_code == 0, result.output
+    # an explicit weight of 0 keeps BM25's order exactly
+    zero = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
+                                    str(cfg.output_dir), "--rerank-top", "3", "--out", str(tmp_path / "ev0"),
+                                    "--set", "rerank_fusion=0", "--json", str(tmp_path / "ev0.json")])
+    bm25 = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25",
+                                    "--out", str(tmp_path / "bm"), "--json", str(tmp_path / "bm.json")])
+    assert zero.exit_code == 0 and bm25.exit_code == 0, zero.output + bm25.output
+    m0, mb = (json.loads((tmp_path / f).read_text())["metrics"] for f in ("ev0.json", "bm.json"))
+    assert m0 == pytest.approx(mb)
+    missing = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
+                                       str(tmp_path), "--set", "rerank_fusion=dev"])
+    assert missing.exit_code == 1 and FUSION_FILE in missing.output

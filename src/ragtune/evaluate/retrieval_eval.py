@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ragtune.config import ConfigModel, dump_config
+from ragtune.config import ConfigError, ConfigModel, dump_config
 from ragtune.data.beir import load_beir, load_qrels
 from ragtune.data.trec import Run, read_run, write_run
 from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, parse_metric
@@ -42,6 +43,10 @@ class EvalConfig(ConfigModel):
     rerank_batch_size: int = Field(32, ge=1)
     rerank_max_length: int | None = Field(None, ge=8)
     """Tokens per (query, document) pair; default: the reranker's own limit."""
+    rerank_fusion: float | Literal["dev"] | None = None
+    """Fuse the reranker's ranks with the first stage's (weighted RRF; 1 = reranker only, 0 = first stage only).
+    `dev` = the weight `ragtune train reranker` chose on its dev slice (ragtune_fusion.json in the reranker
+    folder). None = the reranker's order."""
     out: Path | None = None
     """Folder for run.trec, per_query.tsv, metrics.json, config.yaml (default runs/eval/<data>-<split>-<retriever>)."""
     json_out: Path | None = None
@@ -64,6 +69,8 @@ def summary(cfg: EvalConfig, result: EvalResult, seconds: float) -> dict:
         name = f"colbert:{cfg.colbert.model}"
     if cfg.rerank:
         name += f"+rerank{cfg.rerank_top}:{cfg.rerank}"
+        if cfg.rerank_fusion is not None:
+            name += f"+fusion:{fusion_weight(cfg):g}"
     return {"dataset": Path(cfg.data).name, "split": cfg.split, "retriever": name,
             "num_queries": result.num_queries, "metrics": result.metrics, "seconds": round(seconds, 2)}
 
@@ -93,18 +100,36 @@ def retrieve(cfg: EvalConfig) -> tuple[Run, dict]:
 
 def rerank(cfg: EvalConfig, run: Run) -> Run:
     """Re-score the top `rerank_top` documents of each query of the first-stage run with `cfg.rerank`."""
-    from ragtune.retrieval.rerank import load_reranker, rerank_run
+    from ragtune.retrieval.rerank import fuse_with_first_stage, load_reranker, rerank_run
 
+    weight = None if cfg.rerank_fusion is None else fusion_weight(cfg)
     ds = load_beir(cfg.data, splits=[cfg.split])
     reranker = load_reranker(cfg.rerank, max_length=cfg.rerank_max_length)
     corpus = {d: doc.content for d, doc in ds.corpus.items()}
-    return rerank_run(reranker, run, ds.split_queries(cfg.split), corpus, top=cfg.rerank_top,
-                      batch_size=cfg.rerank_batch_size, show_progress=cfg.show_progress)
+    reranked = rerank_run(reranker, run, ds.split_queries(cfg.split), corpus, top=cfg.rerank_top,
+                          batch_size=cfg.rerank_batch_size, show_progress=cfg.show_progress)
+    if weight is None:
+        return reranked
+    return fuse_with_first_stage(run, reranked, weight, top=cfg.rerank_top)
+
+
+def fusion_weight(cfg: EvalConfig) -> float:
+    if cfg.rerank_fusion != "dev":
+        return float(cfg.rerank_fusion)
+    from ragtune.retrieval.rerank import FUSION_FILE
+
+    path = Path(str(cfg.rerank)) / FUSION_FILE
+    if not path.is_file():
+        raise ConfigError(f'key "rerank_fusion": dev needs {path}, written by `ragtune train reranker` when it has a '
+                          "dev slice; give a number in [0, 1] instead")
+    return float(json.loads(path.read_text())["weight"])
 
 
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
     start = time.perf_counter()
+    if cfg.rerank and cfg.rerank_fusion is not None:
+        fusion_weight(cfg)  # a missing dev weight fails now, not after retrieval
     run, qrels = retrieve(cfg)
     if cfg.rerank:
         run = rerank(cfg, run)

@@ -205,3 +205,48 @@ def rerank_run(reranker: Reranker, run: Run, queries: Mapping[str, str], corpus:
         for i, d in enumerate(tail):
             out[qid][d] = floor - 1.0 - i  # below every re-scored document, first-stage order kept
     return out
+
+
+# ---------------------------------------------------------------- fusion with the first stage
+
+FUSION_FILE = "ragtune_fusion.json"
+"""Written beside a trained reranker: the fusion weight chosen on the dev slice (`rerank_fusion: dev`)."""
+
+
+def fuse_with_first_stage(first: Run, reranked: Run, weight: float, top: int = 100, k: int = 60) -> Run:
+    """Weighted reciprocal rank fusion of the reranker's and the first stage's ranks over each query's `top`.
+
+    weight 1 = the reranker's order, 0 = the first stage's; documents below `top` stay under the fused head in
+    first-stage order. Ranks, not scores, are fused, so BM25 and cross-encoder scales never meet.
+
+    >>> first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    >>> ce = {"q": {"c": 5.0, "b": 4.0, "a": 0.0}}
+    >>> list(fuse_with_first_stage(first, ce, 1.0, top=3)["q"]), list(fuse_with_first_stage(first, ce, 0.0)["q"])
+    (['c', 'b', 'a'], ['a', 'b', 'c'])
+    """
+    from ragtune.retrieval.fusion import rrf
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"rerank fusion weight {weight}: must be in [0, 1] (1 = reranker only)")
+    out: Run = {}
+    for qid, docs in first.items():
+        ranked = [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))]
+        head, tail = ranked[:top], ranked[top:]
+        rr = reranked.get(qid, {})
+        fused = rrf([{qid: {d: rr.get(d, float("-inf")) for d in head}}, {qid: {d: docs[d] for d in head}}],
+                    k=k, weights=[weight, 1.0 - weight]).get(qid, {})
+        floor = min(fused.values(), default=0.0)
+        out[qid] = dict(fused) | {d: floor - 1.0 - i for i, d in enumerate(tail)}
+    return out
+
+
+def choose_fusion_weight(first: Run, reranked: Run, qrels: Mapping[str, Mapping[str, int]], metric: str,
+                         top: int, grid: Sequence[float] = tuple(i / 10 for i in range(11))) -> dict[str, Any]:
+    """The grid weight with the best `metric` on these (dev) queries; ties go to the larger reranker weight."""
+    from ragtune.evaluate.metrics import evaluate
+
+    table = {w: evaluate(qrels, fuse_with_first_stage(first, reranked, w, top), [metric]).metrics[metric]
+             for w in grid}
+    best = max(table, key=lambda w: (round(table[w], 10), w))
+    return {"weight": best, "k": 60, "top": top, "metric": metric, "dev_value": table[best],
+            "dev_table": {f"{w:.2f}": v for w, v in table.items()}}

@@ -426,7 +426,27 @@ def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
         first = {q: {d: float(len(c) - i) for i, d in enumerate(c)} for q, c in dev.candidates.items()}
         summary["dev_final"] = dev_metrics(dev, rerank_run(saved, first, dev.queries, dev.corpus, top=top),
                                            cfg.dev.metrics)
+    fusion = None
     if dev is not None:
         first = {q: {d: float(len(c) - i) for i, d in enumerate(c)} for q, c in dev.candidates.items()}
         summary["dev_bm25"] = dev_metrics(dev, first, cfg.dev.metrics)
-    return finish(trainer, cfg, summary, title=f"{loss_name} {cfg.model_type} reranker")
+        fusion = dev_fusion(trainer, cfg, dev, first, device)
+        summary["dev_fusion"] = fusion
+    summary = finish(trainer, cfg, summary, title=f"{loss_name} {cfg.model_type} reranker")
+    if fusion is not None and trainer.is_world_process_zero():
+        from ragtune.io import write_json
+        from ragtune.retrieval.rerank import FUSION_FILE
+
+        write_json(Path(cfg.output_dir) / FUSION_FILE, fusion)
+    return summary
+
+
+def dev_fusion(trainer, cfg: RerankerTrainConfig, dev: DevSet, first, device: str) -> dict[str, Any]:
+    """Weight of the reranker against BM25's ranks (weighted RRF), chosen on the dev slice: `rerank_fusion: dev`."""
+    from ragtune.retrieval.rerank import CrossEncoderReranker, choose_fusion_weight, load_reranker, rerank_run
+
+    model = CrossEncoderReranker(trainer.model) if cfg.model_type == "cross_encoder" else \
+        load_reranker(cfg.output_dir, device)
+    top = cfg.dev_top or cfg.dev.candidates
+    reranked = rerank_run(model, first, dev.queries, dev.corpus, top=top)
+    return choose_fusion_weight(first, reranked, dev.qrels, cfg.dev.metric_for_best, top)
