@@ -229,6 +229,9 @@ def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny
                                       str(cfg.output_dir), "--rerank-top", "3", "--out", str(tmp_path / "ev"),
                                       "--set", "rerank_fusion=dev", "--json", str(tmp_path / "ev.json")])
     assert result.exit_code == 0, result.output
+    fused = json.loads((tmp_path / "ev.json").read_text())
+    assert fused["retriever"].endswith(f"+fusion:{written['weight']:g}") and set(fused["reranker_only"]) == \
+        set(fused["metrics"]) and (tmp_path / "ev" / "run.reranker-only.trec").is_file()
     # an explicit weight of 0 keeps BM25's order exactly
     zero = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
                                     str(cfg.output_dir), "--rerank-top", "3", "--out", str(tmp_path / "ev0"),

@@ -98,8 +98,12 @@ def retrieve(cfg: EvalConfig) -> tuple[Run, dict]:
     return retriever.search(ds.split_queries(cfg.split), k=cfg.k), ds.qrels[cfg.split]
 
 
-def rerank(cfg: EvalConfig, run: Run) -> Run:
-    """Re-score the top `rerank_top` documents of each query of the first-stage run with `cfg.rerank`."""
+def rerank(cfg: EvalConfig, run: Run) -> tuple[Run, Run | None]:
+    """Re-score the top `rerank_top` documents of each query of the first-stage run with `cfg.rerank`.
+
+    Returns (final run, reranker-only run): with `rerank_fusion` the final run is the fusion and the reranker's
+    own order comes second (so one scoring pass reports both); without it, (reranked, None).
+    """
     from ragtune.retrieval.rerank import fuse_with_first_stage, load_reranker, rerank_run
 
     weight = None if cfg.rerank_fusion is None else fusion_weight(cfg)
@@ -109,8 +113,8 @@ def rerank(cfg: EvalConfig, run: Run) -> Run:
     reranked = rerank_run(reranker, run, ds.split_queries(cfg.split), corpus, top=cfg.rerank_top,
                           batch_size=cfg.rerank_batch_size, show_progress=cfg.show_progress)
     if weight is None:
-        return reranked
-    return fuse_with_first_stage(run, reranked, weight, top=cfg.rerank_top)
+        return reranked, None
+    return fuse_with_first_stage(run, reranked, weight, top=cfg.rerank_top), reranked
 
 
 def fusion_weight(cfg: EvalConfig) -> float:
@@ -131,12 +135,17 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.rerank and cfg.rerank_fusion is not None:
         fusion_weight(cfg)  # a missing dev weight fails now, not after retrieval
     run, qrels = retrieve(cfg)
+    reranker_only = None
     if cfg.rerank:
-        run = rerank(cfg, run)
+        run, reranker_only = rerank(cfg, run)
     result = evaluate(qrels, run, cfg.metrics, ignore_identical_ids=cfg.ignore_identical_ids)
     out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}" \
         f"{'-rerank' if cfg.rerank else ''}"
     info = summary(cfg, result, time.perf_counter() - start)
+    if reranker_only is not None:  # the fused run is run.trec; the reranker's own order is kept beside it
+        write_run(out / "run.reranker-only.trec", reranker_only, tag="ragtune-reranker-only")
+        info["reranker_only"] = evaluate(qrels, reranker_only, cfg.metrics,
+                                         ignore_identical_ids=cfg.ignore_identical_ids).metrics
     write_run(out / "run.trec", run, tag=f"ragtune-{cfg.retriever}")
     write_per_query(out / "per_query.tsv", result)
     write_json(out / "metrics.json", info)
