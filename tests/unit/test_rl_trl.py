@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -40,12 +41,15 @@ def test_grpo_raises_a_retrieval_reward_on_a_toy_corpus(tiny_lm, tmp_path):
     prompts = [f"Write a query about the {w}." for w in ["small", "rapid", "chronic", "stable"]] * 4
     cfg = GRPOTrainConfig(model_name_or_path=str(tiny_lm), output_dir=tmp_path / "grpo", max_steps=36,
                           per_device_train_batch_size=16, num_generations=8, max_completion_length=12,
-                          learning_rate=1e-2, lr_scheduler_type="constant", beta=0.0, lora_rank=8, logging_steps=1)
+                          learning_rate=1e-2, lr_scheduler_type="constant", beta=0.02, lora_rank=8, logging_steps=1)
     summary = train_grpo(cfg, prompts, ["target"] * len(prompts), reward)
     rewards = [h["reward"] for h in summary["log"] if "reward" in h]
     assert len(rewards) == 36
     first, last = sum(rewards[:6]) / 6, sum(rewards[-6:]) / 6
     assert last > first + 0.3, (first, last, rewards)
+    kls = [h["kl"] for h in summary["log"] if "kl" in h]
+    assert len(kls) == 36 and all(math.isfinite(k) for k in kls)
+    assert max(kls) < 5.0, kls  # the KL to the reference (mean per token) stays bounded while the reward rises
     assert (tmp_path / "grpo" / "adapter" / "adapter_config.json").exists()
 
 
