@@ -69,8 +69,6 @@ def summary(cfg: EvalConfig, result: EvalResult, seconds: float) -> dict:
         name = f"colbert:{cfg.colbert.model}"
     if cfg.rerank:
         name += f"+rerank{cfg.rerank_top}:{cfg.rerank}"
-        if cfg.rerank_fusion is not None:
-            name += f"+fusion:{fusion_weight(cfg):g}"
     return {"dataset": Path(cfg.data).name, "split": cfg.split, "retriever": name,
             "num_queries": result.num_queries, "metrics": result.metrics, "seconds": round(seconds, 2)}
 
@@ -98,15 +96,14 @@ def retrieve(cfg: EvalConfig) -> tuple[Run, dict]:
     return retriever.search(ds.split_queries(cfg.split), k=cfg.k), ds.qrels[cfg.split]
 
 
-def rerank(cfg: EvalConfig, run: Run) -> tuple[Run, Run | None]:
+def rerank(cfg: EvalConfig, run: Run, weight: float | None = None) -> tuple[Run, Run | None]:
     """Re-score the top `rerank_top` documents of each query of the first-stage run with `cfg.rerank`.
 
-    Returns (final run, reranker-only run): with `rerank_fusion` the final run is the fusion and the reranker's
-    own order comes second (so one scoring pass reports both); without it, (reranked, None).
+    Returns (final run, reranker-only run): with a fusion `weight` (see `fusion_weight`) the final run is the
+    fusion and the reranker's own order comes second (so one scoring pass reports both); without, (reranked, None).
     """
     from ragtune.retrieval.rerank import fuse_with_first_stage, load_reranker, rerank_run
 
-    weight = None if cfg.rerank_fusion is None else fusion_weight(cfg)
     ds = load_beir(cfg.data, splits=[cfg.split])
     reranker = load_reranker(cfg.rerank, max_length=cfg.rerank_max_length)
     corpus = {d: doc.content for d, doc in ds.corpus.items()}
@@ -132,16 +129,18 @@ def fusion_weight(cfg: EvalConfig) -> float:
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
     start = time.perf_counter()
-    if cfg.rerank and cfg.rerank_fusion is not None:
-        fusion_weight(cfg)  # a missing dev weight fails now, not after retrieval
+    # resolved once, before retrieval: a missing dev weight fails now, not after it
+    weight = fusion_weight(cfg) if cfg.rerank and cfg.rerank_fusion is not None else None
     run, qrels = retrieve(cfg)
     reranker_only = None
     if cfg.rerank:
-        run, reranker_only = rerank(cfg, run)
+        run, reranker_only = rerank(cfg, run, weight)
     result = evaluate(qrels, run, cfg.metrics, ignore_identical_ids=cfg.ignore_identical_ids)
     out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}" \
         f"{'-rerank' if cfg.rerank else ''}"
     info = summary(cfg, result, time.perf_counter() - start)
+    if weight is not None:
+        info["retriever"] += f"+fusion:{weight:g}"
     if reranker_only is not None:  # the fused run is run.trec; the reranker's own order is kept beside it
         write_run(out / "run.reranker-only.trec", reranker_only, tag="ragtune-reranker-only")
         info["reranker_only"] = evaluate(qrels, reranker_only, cfg.metrics,

@@ -198,13 +198,15 @@ def rerank_run(reranker: Reranker, run: Run, queries: Mapping[str, str], corpus:
     for (qid, d), s in zip(owners, scores, strict=True):
         out[qid][d] = s
     for qid, docs in run.items():
-        if qid not in heads:
-            continue
-        floor = min(out[qid].values(), default=0.0)
-        tail = [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))][top:]
-        for i, d in enumerate(tail):
-            out[qid][d] = floor - 1.0 - i  # below every re-scored document, first-stage order kept
+        if qid in heads:
+            out[qid] = with_tail(out[qid], [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))][top:])
     return out
+
+
+def with_tail(head: dict[str, float], tail: list[str]) -> dict[str, float]:
+    """`head` plus the `tail` documents scored below every head document, in the tail's order."""
+    floor = min(head.values(), default=0.0)
+    return head | {d: floor - 1.0 - i for i, d in enumerate(tail)}
 
 
 # ---------------------------------------------------------------- fusion with the first stage
@@ -235,8 +237,7 @@ def fuse_with_first_stage(first: Run, reranked: Run, weight: float, top: int = 1
         rr = reranked.get(qid, {})
         fused = rrf([{qid: {d: rr.get(d, float("-inf")) for d in head}}, {qid: {d: docs[d] for d in head}}],
                     k=k, weights=[weight, 1.0 - weight]).get(qid, {})
-        floor = min(fused.values(), default=0.0)
-        out[qid] = dict(fused) | {d: floor - 1.0 - i for i, d in enumerate(tail)}
+        out[qid] = with_tail(fused, tail)
     return out
 
 
