@@ -40,10 +40,10 @@ def test_maxsim_equals_a_naive_double_loop_and_sentence_transformers():
 @pytest.fixture(scope="module")
 def colbert(tmp_path_factory):
     """A tiny ColBERT trained on the topic toy task (hard negatives, MNRL)."""
-    from tiny_encoder import build_tiny_encoder, toy_topic_rows, write_jsonl
+    from tiny_bert import build_tiny_bert, toy_topic_rows, write_jsonl
 
     root = tmp_path_factory.mktemp("colbert")
-    encoder = build_tiny_encoder(root / "enc")
+    encoder = build_tiny_bert(root / "enc", max_positions=64)
     rows = toy_topic_rows(40)
     data = write_jsonl(root / "train.jsonl", [{k: r[k] for k in ("query", "pos", "neg")} for r in rows])
     cfg = load_config(ColbertTrainConfig, None, [

@@ -13,9 +13,9 @@ from ragtune.train.embedding import EmbeddingTrainConfig, embedding_rows, train_
 
 @pytest.fixture(scope="session")
 def encoder(tmp_path_factory):
-    from tiny_encoder import build_tiny_encoder
+    from tiny_bert import build_tiny_bert
 
-    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"), max_positions=64)
 
 
 def _cfg(tmp_path, encoder, data, *extra: str) -> EmbeddingTrainConfig:
@@ -26,7 +26,7 @@ def _cfg(tmp_path, encoder, data, *extra: str) -> EmbeddingTrainConfig:
 
 
 def _write_format(tmp_path, fmt: str):
-    from tiny_encoder import toy_topic_rows, write_jsonl
+    from tiny_bert import toy_topic_rows, write_jsonl
 
     rows = toy_topic_rows(16)
     if fmt == "pair":
@@ -58,7 +58,7 @@ def test_each_format_loads_trains_and_reloads(tmp_path, encoder, fmt, loss):
 
 
 def test_bad_row_names_file_line_and_field(tmp_path, encoder):
-    from tiny_encoder import write_jsonl
+    from tiny_bert import write_jsonl
 
     data = write_jsonl(tmp_path / "bad.jsonl", [{"query": "a star", "pos": ["star planet"]},
                                                 {"query": "bread", "pos": []}])
@@ -70,7 +70,7 @@ def test_bad_row_names_file_line_and_field(tmp_path, encoder):
 def test_mnrl_loss_decreases_and_queries_move_to_their_topic(tmp_path, encoder):
     from sentence_transformers import SentenceTransformer
 
-    from tiny_encoder import toy_topic_rows, write_jsonl
+    from tiny_bert import toy_topic_rows, write_jsonl
 
     rows = toy_topic_rows(40)
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in rows])
@@ -119,7 +119,7 @@ def test_dev_slice_is_carved_from_train_and_removed_from_training(tmp_path, enco
 
 
 def test_dev_evaluation_selects_the_best_checkpoint(tmp_path, encoder, tiny_beir):
-    from tiny_encoder import toy_topic_rows, write_jsonl
+    from tiny_bert import toy_topic_rows, write_jsonl
 
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
     cfg = _cfg(tmp_path, encoder, data, "max_steps=4", "eval_steps=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",

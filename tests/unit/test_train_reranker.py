@@ -23,13 +23,13 @@ from ragtune.train.reranker import (
 
 @pytest.fixture(scope="session")
 def encoder(tmp_path_factory):
-    from tiny_encoder import build_tiny_encoder
+    from tiny_bert import build_tiny_bert
 
-    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"), max_positions=64)
 
 
 def _data(tmp_path, layout: str, n: int = 24):
-    from tiny_encoder import toy_topic_rows, write_jsonl
+    from tiny_bert import toy_topic_rows, write_jsonl
 
     rows = toy_topic_rows(n)
     if layout == "point":
@@ -61,7 +61,7 @@ def test_cross_encoder_formats_and_losses_train(tmp_path, encoder, layout, loss)
 
 
 def test_cross_encoder_bce_loss_decreases_on_a_learnable_task(tmp_path, encoder):
-    from tiny_encoder import toy_topic_rows, write_jsonl
+    from tiny_bert import toy_topic_rows, write_jsonl
 
     rows = toy_topic_rows(40)  # label = the passage is about astronomy or cooking: learnable by a random tiny BERT
     data = write_jsonl(tmp_path / "topic.jsonl", [{"query": r["query"], "content": r["pos"][0],
@@ -115,7 +115,7 @@ def test_point_labels_scale_and_groups_resample(tmp_path, encoder):
 
 
 def test_bad_rows_name_file_line_and_field(tmp_path, encoder):
-    from tiny_encoder import write_jsonl
+    from tiny_bert import write_jsonl
 
     data = write_jsonl(tmp_path / "bad.jsonl", [{"query": "q", "content": "c", "label": 1.0},
                                                 {"query": "q", "content": "c", "label": "high"}])
