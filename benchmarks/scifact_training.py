@@ -1,7 +1,8 @@
 """The SciFact must-show of retriever/reranker training, end to end, on CPU.
 
     python benchmarks/scifact_training.py all          # mine, train the three models, evaluate, compare
-    python benchmarks/scifact_training.py mrl [CACHE]  # Matryoshka table of runs/scifact/embedding on test
+    python benchmarks/scifact_training.py mrl [MODEL [CACHE]]  # Matryoshka table of MODEL on test
+                                                               # (default runs/scifact/embedding)
 
 Training reads only the train qrels; every trainer carves its dev slice from train (configs/scifact-*.yaml,
 `dev.split: train`) and keeps the best dev checkpoint; the test split is read only by `ragtune eval`.
@@ -88,8 +89,9 @@ def main() -> None:
             res = json.loads(Path(f"runs/scifact/compare-{name}.json").read_text())["metrics"]
             print(name, {m: {k: round(v, 4) for k, v in r.items()} for m, r in res.items()})
     print(f"\n{hardware_line()}\n")
-    cached = sys.argv[2] if what == "mrl" and len(sys.argv) > 2 else None
-    print_table(["dims", "NDCG@10", "R@100", "of full-dim NDCG@10"], matryoshka(embeddings=cached))
+    model = sys.argv[2] if what == "mrl" and len(sys.argv) > 2 else "runs/scifact/embedding"
+    cached = sys.argv[3] if what == "mrl" and len(sys.argv) > 3 else None
+    print_table(["dims", "NDCG@10", "R@100", "of full-dim NDCG@10"], matryoshka(model, embeddings=cached))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ import pytest
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
 from ragtune.train.common import DevConfig, build_devset, carve_dev
-from ragtune.train.embedding import EmbeddingTrainConfig, embedding_rows, train_embedding, truncated_runs
+from ragtune.train.embedding import (
+    EmbeddingTrainConfig,
+    dense_runs,
+    dev_run,
+    embedding_rows,
+    train_embedding,
+    truncated_runs,
+)
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +130,17 @@ def test_dev_evaluation_selects_the_best_checkpoint(tmp_path, encoder, tiny_beir
 
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
     cfg = _cfg(tmp_path, encoder, data, "max_steps=4", "eval_steps=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
-               "use_mrl=true", "mrl_dims=[32,16,8]")
+               "use_mrl=true", "mrl_dims=[32,16,8]", "mrl_select_dim=8")
     s = train_embedding(cfg)
     assert [h["steps"] for h in s["dev_history"]] == [2, 4] and s["best_checkpoint"]
     assert set(s["dev_final"]) == {"32", "16", "8"} and s["loss"] == "mnrl+matryoshka"
+    # the kept model is the checkpoint best at the 8-dim prefix, and dev scored that prefix
+    assert s["dev_final"]["8"]["ndcg@10"] == pytest.approx(max(h["ndcg@10"] for h in s["dev_history"]))
+    from sentence_transformers import SentenceTransformer
+
+    model, dev = SentenceTransformer(str(tmp_path / "out"), device="cpu"), build_devset(cfg.dev)
+    both = dense_runs(model, dev.queries, dev.corpus, dims=[8])
+    assert dev_run(model, dev, cfg) == both[8] != both[32]
 
 
 def test_truncated_runs_renormalize_prefixes():
@@ -144,6 +158,9 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="decreasing"):
         load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "use_mrl=true",
                                                  "mrl_dims=[8,16]"])
+    with pytest.raises(ConfigError, match="mrl_select_dim"):
+        load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "use_mrl=true",
+                                                 "mrl_dims=[16,8]", "mrl_select_dim=4"])
     with pytest.raises(ConfigError, match="dev slice"):
         load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "eval_steps=5"])
 

@@ -70,6 +70,9 @@ class EmbeddingTrainConfig(TrainCommon):
     mrl_dims: list[int] = Field(default_factory=lambda: [384, 192, 96, 48])
     mrl_weights: list[float] | None = None
     """Loss weight of each of mrl_dims (default: all 1); raise the small ones to favour truncated use."""
+    mrl_select_dim: int | None = None
+    """Matryoshka: choose the best dev checkpoint at this truncated dimension (the one you will deploy);
+    default the full dimension."""
     batch_sampler: Literal["no_duplicates", "batch_sampler"] = "no_duplicates"
 
     @field_validator("train_data", "mrl_dims", mode="before")
@@ -88,6 +91,9 @@ class EmbeddingTrainConfig(TrainCommon):
             raise ValueError(f"mrl_dims must be positive and in decreasing order, got {self.mrl_dims}")
         if self.mrl_weights is not None and len(self.mrl_weights) != len(self.mrl_dims):
             raise ValueError(f"mrl_weights has {len(self.mrl_weights)} values for {len(self.mrl_dims)} mrl_dims")
+        if self.mrl_select_dim is not None and not (self.use_mrl and self.mrl_select_dim in self.mrl_dims):
+            raise ValueError(f"mrl_select_dim {self.mrl_select_dim} needs use_mrl and must be one of mrl_dims "
+                             f"{self.mrl_dims}")
         return self
 
 
@@ -244,6 +250,14 @@ def dense_runs(model, queries: dict[str, str], corpus: dict[str, str], k: int = 
     return truncated_runs(q, d, qids, dids, k, dims)
 
 
+def dev_run(model, dev, cfg: EmbeddingTrainConfig) -> Run:
+    """The run a dev evaluation scores: full dimension, or the `mrl_select_dim` prefix."""
+    full = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
+        else model.get_sentence_embedding_dimension()
+    dim = min(cfg.mrl_select_dim or full, full)
+    return dense_runs(model, dev.queries, dev.corpus, k=100, dims=[dim], query_prompt=cfg.query_prompt)[dim]
+
+
 def truncated_runs(q: np.ndarray, d: np.ndarray, qids: list[str], dids: list[str], k: int,
                    dims: list[int] | None = None) -> dict[int, Run]:
     """Cosine top-k runs at full dimension and at each prefix dimension of `dims`."""
@@ -289,11 +303,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     evaluator = None
     if dev is not None:
-        def run_fn(m) -> Run:
-            return dense_runs(m, dev.queries, dev.corpus, k=100, query_prompt=cfg.query_prompt)[
-                m.get_embedding_dimension() if hasattr(m, "get_embedding_dimension")
-                else m.get_sentence_embedding_dimension()]
-        evaluator = make_run_evaluator(dev, cfg.dev, run_fn)
+        evaluator = make_run_evaluator(dev, cfg.dev, lambda m: dev_run(m, dev, cfg))
 
     sampler = "no_duplicates" if cfg.batch_sampler == "no_duplicates" and fmt != "teacher" else "batch_sampler"
     args = SentenceTransformerTrainingArguments(
