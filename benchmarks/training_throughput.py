@@ -2,12 +2,14 @@
 
     python benchmarks/training_throughput.py                       # all-MiniLM-L6-v2, SciFact passages, CPU
     python benchmarks/training_throughput.py --steps 5 --seq 128 --batch 16
+    python benchmarks/training_throughput.py --dtypes float32,bfloat16   # bf16 autocast rows too (AMX CPUs, GPUs)
 
-Each trainer runs `--steps` optimizer steps of its real training path (sentence-transformers trainer + loss)
-on SciFact-like passages and reports examples/s; a training example is (query, positive, hard negative)
-for the bi-encoder and ColBERT, and a group of 4 (query, passage) pairs for the cross-encoder. Encoding:
-bi-encoder passages/s and ColBERT document token embeddings/s. On a GPU it adds MFU: model FLOPs
-(6 x params x tokens for training, 2 x for encoding) over the dense bf16 peak given by --peak-tflops.
+Each trainer runs its real training path (sentence-transformers trainer + loss) on SciFact passages, once
+for 1 step and once for `--steps` steps; the rate is the extra examples over the extra time, so model
+loading, the first (warm-up) step and saving are not counted. A training example is (query, positive, hard
+negative) for the bi-encoder and ColBERT, and a group of 4 (query, passage) pairs for the cross-encoder.
+Encoding: bi-encoder passages/s (after one warm-up batch) and ColBERT documents/s. On a GPU it adds MFU:
+model FLOPs (6 x params x tokens for training, 2 x for encoding) over the dense bf16 peak `--peak-tflops`.
 """
 
 from __future__ import annotations
@@ -53,13 +55,14 @@ def write_records(folder: Path, texts: list[str], n: int) -> tuple[Path, Path]:
     return emb, grp
 
 
-def timed_train(kind: str, data: Path, out: Path, args) -> float:
-    """examples/s over `args.steps` steps (after one warm-up step excluded by timing the rest)."""
+def train_seconds(kind: str, data: Path, out: Path, args, steps: int, dtype: str) -> float:
+    """Wall seconds of trainer.train() for `steps` optimizer steps."""
     from ragtune.config import load_config
 
     common = [f"output_dir={out}", f"train_data={data}", f"model_name_or_path={args.model}",
-              "overwrite_output_dir=true", f"per_device_train_batch_size={args.batch}", f"max_steps={args.steps}",
-              "logging_steps=1", "plot_loss=false", f"threads={args.threads}", "save_steps=100000"]
+              "overwrite_output_dir=true", f"per_device_train_batch_size={args.batch}", f"max_steps={steps}",
+              "logging_steps=1", "plot_loss=false", f"threads={args.threads}", "save_steps=100000",
+              f"bf16={dtype == 'bfloat16'}"]
     if kind == "embedding":
         from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
 
@@ -74,7 +77,14 @@ def timed_train(kind: str, data: Path, out: Path, args) -> float:
 
         s = train_reranker(load_config(RerankerTrainConfig, None, [*common, f"max_length={args.seq}",
                                                                     "train_group_size=4"]))
-    return args.steps * args.batch / s["train_runtime_s"]
+    return s["train_runtime_s"]
+
+
+def timed_train(kind: str, data: Path, out: Path, args, dtype: str) -> float:
+    """Steady-state examples/s: (steps - 1) extra steps over the extra seconds against a 1-step run."""
+    one = train_seconds(kind, data, out, args, 1, dtype)
+    many = train_seconds(kind, data, out, args, args.steps, dtype)
+    return (args.steps - 1) * args.batch / max(many - one, 1e-9)
 
 
 def main() -> None:
@@ -86,7 +96,11 @@ def main() -> None:
     ap.add_argument("--encode", type=int, default=256, help="passages encoded for the encoding rows")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="GPU dense bf16 peak (H100 SXM: 989)")
+    ap.add_argument("--dtypes", default="float32", help="comma list of float32, bfloat16 (training: bf16=true, "
+                    "encoding: dtype=bfloat16, both torch autocast)")
     args = ap.parse_args()
+    if args.steps < 2:
+        ap.error("--steps must be at least 2 (the rate is measured over steps 2..N)")
 
     import torch
 
@@ -101,26 +115,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         emb, grp = write_records(tmp, texts, args.steps * args.batch + 8)
-        for kind, data in (("embedding", emb), ("colbert", emb), ("reranker", grp)):
-            rate = timed_train(kind, data, tmp / kind, args)
-            unit = "groups of 4 pairs/s" if kind == "reranker" else "(q, pos, neg) examples/s"
-            rows.append([f"train {kind}", f"{args.seq}", f"{rate:.2f} {unit}", "-"])
-        dense = DenseRetriever(DenseConfig(model=args.model, max_seq_length=args.seq, cache=False,
-                                           threads=args.threads))
-        t0 = time.perf_counter()
-        dense.encode(texts[: args.encode])
-        dt = time.perf_counter() - t0
-        n_params = sum(p.numel() for p in dense.model.parameters())
-        mfu = f"{2 * n_params * args.seq * args.encode / dt / (args.peak_tflops * 1e12):.1%}" if gpu else "-"
-        rows.append(["encode bi-encoder", f"{args.seq}", f"{args.encode / dt:.1f} passages/s", mfu])
-        colbert = ColbertRetriever(ColbertConfig(model=str(tmp / "colbert"), document_length=args.seq,
-                                                 threads=args.threads))
-        t0 = time.perf_counter()
-        colbert.encode_documents(texts[: args.encode])
-        dt = time.perf_counter() - t0
-        rows.append(["encode ColBERT documents", f"{args.seq}", f"{args.encode / dt:.1f} passages/s", "-"])
+        for dtype in args.dtypes.split(","):
+            for kind, data in (("embedding", emb), ("colbert", emb), ("reranker", grp)):
+                rate = timed_train(kind, data, tmp / kind, args, dtype)
+                unit = "groups of 4 pairs/s" if kind == "reranker" else "(q, pos, neg) examples/s"
+                rows.append([f"train {kind}", dtype, f"{args.seq}", f"{rate:.2f} {unit}", "-"])
+            dense = DenseRetriever(DenseConfig(model=args.model, max_seq_length=args.seq, cache=False,
+                                               threads=args.threads, dtype=dtype))
+            dense.encode(texts[: dense.cfg.batch_size])  # warm-up
+            t0 = time.perf_counter()
+            dense.encode(texts[: args.encode])
+            dt = time.perf_counter() - t0
+            n_params = sum(p.numel() for p in dense.model.parameters())
+            mfu = f"{2 * n_params * args.seq * args.encode / dt / (args.peak_tflops * 1e12):.1%}" if gpu else "-"
+            rows.append(["encode bi-encoder", dtype, f"{args.seq}", f"{args.encode / dt:.1f} passages/s", mfu])
+            if dtype == "float32":  # the ColBERT retriever encodes in float32 only
+                colbert = ColbertRetriever(ColbertConfig(model=str(tmp / "colbert"), document_length=args.seq,
+                                                         threads=args.threads))
+                t0 = time.perf_counter()
+                colbert.encode_documents(texts[: args.encode])
+                dt = time.perf_counter() - t0
+                rows.append(["encode ColBERT documents", dtype, f"{args.seq}", f"{args.encode / dt:.1f} passages/s",
+                             "-"])
     print(f"\n{hardware_line()}; model {args.model}, batch {args.batch}, {args.steps} steps\n")
-    print_table(["what", "max tokens", "throughput", "MFU"], rows)
+    print_table(["what", "precision", "max tokens", "throughput", "MFU"], rows)
 
 
 if __name__ == "__main__":

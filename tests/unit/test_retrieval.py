@@ -109,3 +109,20 @@ def test_cached_encode_resumes_after_interrupt(tmp_path):
     emb = cached_encode(tmp_path / "c", texts, texts, encode, dim=2, chunk=3)
     np.testing.assert_array_equal(emb[:, 0], np.arange(10))
     assert calls == [["t6", "t7", "t8"], ["t9"]]  # rows 0..5 were on disk and are not encoded again
+
+
+def test_dense_bf16_encoding_is_close_to_float32_and_cached_apart(tiny_beir, tiny_bert, monkeypatch):
+    docs = list(load_beir(tiny_beir).corpus.values())
+    fp32 = DenseRetriever(DenseConfig(model=str(tiny_bert)))
+    bf16 = DenseRetriever(DenseConfig(model=str(tiny_bert), dtype="bfloat16"))
+    texts = [d.content for d in docs]
+    a, b = fp32.encode(texts), bf16.encode(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-6)
+    assert not np.array_equal(a, b) and (a * b).sum(axis=1).min() > 0.99  # really bf16, and still the same vectors
+    assert fp32._cache_folder(["x"], ["y"]) != bf16._cache_folder(["x"], ["y"])
+    assert bf16.encode([]).shape == (0, bf16.dim)
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "1")
+    assert DenseRetriever(DenseConfig(model=str(tiny_bert), dtype="auto")).dtype == "bfloat16"
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
+    auto = DenseRetriever(DenseConfig(model=str(tiny_bert), dtype="auto"))
+    assert auto.dtype == "float32" and auto._cache_folder(["x"], ["y"]) == fp32._cache_folder(["x"], ["y"])

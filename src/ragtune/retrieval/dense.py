@@ -36,6 +36,10 @@ class DenseConfig(ConfigModel):
     normalize: bool = True
     """L2-normalize, so inner product = cosine."""
     device: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """Encoding precision: matmuls run under torch autocast in this dtype (weights and outputs stay float32).
+    auto = bfloat16 on GPUs and on CPUs with native bf16 (AMX / AVX512-BF16), else float32. Embeddings of
+    another dtype are cached apart."""
     threads: int = 0
     """torch/faiss threads; 0 = all cores."""
     cache: bool = True
@@ -56,6 +60,23 @@ def load_encoder(cfg: DenseConfig):
     return model, path
 
 
+def resolve_dtype(dtype: str, device: str) -> str:
+    from ragtune.runtime import auto_dtype
+
+    return auto_dtype(device) if dtype == "auto" else dtype
+
+
+def precision(dtype: str, device: str):
+    """torch autocast to `dtype` on `device`, or nothing for float32."""
+    import contextlib
+
+    import torch
+
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=getattr(torch, dtype))
+
+
 class DenseRetriever:
     name = "dense"
 
@@ -69,6 +90,7 @@ class DenseRetriever:
         self.doc_ids: list[str] = []
         self.embeddings: np.ndarray | None = None
         self._index = None
+        self.dtype = resolve_dtype(self.cfg.dtype, self.model.device.type)
 
     @property
     def dim(self) -> int:
@@ -76,14 +98,24 @@ class DenseRetriever:
         return int(get())
 
     def encode(self, texts: list[str], prompt: str = "", show_progress: bool = False) -> np.ndarray:
-        return self.model.encode(texts, prompt=prompt or None, batch_size=self.cfg.batch_size,
-                                 normalize_embeddings=self.cfg.normalize, convert_to_numpy=True,
-                                 show_progress_bar=show_progress).astype(np.float32, copy=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with precision(self.dtype, self.model.device.type):
+            emb = self.model.encode(texts, prompt=prompt or None, batch_size=self.cfg.batch_size,
+                                    normalize_embeddings=self.cfg.normalize, convert_to_tensor=True,
+                                    show_progress_bar=show_progress)
+        if self.dtype != "float32":
+            emb = emb.float()
+            if self.cfg.normalize:  # again in float32: a half-precision norm is off in the third decimal
+                emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return emb.cpu().numpy().astype(np.float32, copy=False)
 
     def _cache_folder(self, ids: list[str], texts: list[str]) -> Path:
         from ragtune.models import fingerprint
 
         settings = f"{self.cfg.max_seq_length}|{self.cfg.doc_prompt}|{self.cfg.normalize}"
+        if self.dtype != "float32":  # float32 keeps the key that caches written before `dtype` existed have
+            settings += f"|{self.dtype}"
         return cache_dir("embeddings", corpus_key(fingerprint(self.model_path), settings, ids, texts))
 
     def index(self, docs: Iterable[Doc], show_progress: bool = False) -> None:
