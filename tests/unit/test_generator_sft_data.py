@@ -113,7 +113,7 @@ def test_config_parses_comma_lists():
 
 
 def test_fp16_needs_a_gpu():
-    from ragtune.train.generator_config import check_precision
+    from ragtune.train.trainer_config import check_precision
 
     cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "fp16=true"])
     with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA GPU"):

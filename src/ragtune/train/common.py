@@ -15,12 +15,13 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from ragtune.config import ConfigError, ConfigModel, dump_config
 from ragtune.data.trec import Run
+from ragtune.train.trainer_config import TrainerConfig, check_precision, check_reporters
 
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
@@ -63,52 +64,18 @@ class DevConfig(ConfigModel):
         return self
 
 
-class TrainCommon(ConfigModel):
+class TrainCommon(TrainerConfig):
     """Optimisation and bookkeeping fields shared by `ragtune train embedding|colbert|reranker`."""
 
-    output_dir: Path
-    overwrite_output_dir: bool = False
-    """Start over even if output_dir already holds checkpoints."""
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
-    per_device_train_batch_size: int = Field(32, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float = Field(2e-5, gt=0)
-    lr_scheduler_type: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    max_grad_norm: float = Field(1.0, ge=0.0)
-    bf16: bool = False
-    """bfloat16 mixed precision; refused where the device lacks it."""
-    fp16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 42
     dev: DevConfig = Field(default_factory=DevConfig)
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate on the dev slice every N steps (default: once per epoch); the best checkpoint is kept."""
-    logging_steps: int = Field(10, ge=1)
     save_steps: int | None = Field(None, ge=1)
     """Checkpoint every N steps (default: eval_steps, or 500 without a dev slice)."""
-    save_total_limit: int | None = Field(2, ge=1)
-    resume_from_checkpoint: bool | str | None = None
-    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
-    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
-    plot_loss: bool = True
-    """Write training_loss.png into output_dir."""
-    threads: int = Field(0, ge=0)
-    """torch CPU threads; 0 = all cores."""
     dataloader_num_workers: int = Field(0, ge=0)
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _comma_list(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _check_common(self) -> TrainCommon:
-        if self.bf16 and self.fp16:
-            raise ValueError("bf16 and fp16 are exclusive; set one of them")
         if self.eval_steps is not None and self.dev.data is None:
             raise ValueError("eval_steps needs a dev slice: set dev.data to a BEIR folder")
         return self
@@ -220,12 +187,6 @@ def make_run_evaluator(dev: DevSet, cfg: DevConfig, run_fn, name: str = "dev"):
 # ---------------------------------------------------------------- trainer arguments and outputs
 
 
-def check_precision(cfg: TrainCommon, device: str) -> None:
-    from ragtune.train.generator_config import check_precision as _check
-
-    _check(cfg, device)  # same rule as the generator trainer: bf16 only where the device runs it
-
-
 def resolve_resume(cfg: TrainCommon) -> str | None:
     from ragtune.train.generator import resolve_resume as _resolve
 
@@ -234,7 +195,6 @@ def resolve_resume(cfg: TrainCommon) -> str | None:
 
 def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
     """transformers.TrainingArguments fields shared by every ragtune trainer."""
-    from ragtune.train.generator_config import check_reporters
 
     eval_steps = cfg.eval_steps
     save_steps = cfg.save_steps or eval_steps or 500

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.config import ConfigError, dump_config
-from ragtune.train.generator_config import GeneratorTrainConfig, check_precision, check_reporters
+from ragtune.train.generator_config import GeneratorTrainConfig
+from ragtune.train.trainer_config import check_precision, check_reporters
 
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"

@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ragtune.config import ConfigError, ConfigModel
+from ragtune.train.trainer_config import TrainerConfig
 
 
-class GeneratorTrainConfig(ConfigModel):
+class GeneratorTrainConfig(TrainerConfig):
     """Supervised fine-tuning of the doc -> query generator (trl SFTTrainer + peft)."""
 
     stage: Literal["sft"] = "sft"
@@ -56,42 +56,23 @@ class GeneratorTrainConfig(ConfigModel):
     val_size: float = Field(0.0, ge=0.0)
     """Dev slice carved from train for eval loss: a fraction (< 1) or a number of examples (>= 1)."""
 
-    # ---- optimisation
-    output_dir: Path
-    overwrite_output_dir: bool = False
-    """Start over even if output_dir already holds checkpoints."""
+    # ---- optimisation (LLaMA-Factory's defaults; the other fields are TrainerConfig's)
     num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = -1
-    """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
     per_device_train_batch_size: int = Field(1, ge=1)
     per_device_eval_batch_size: int = Field(4, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_grad_norm: float = Field(1.0, ge=0.0)
-    bf16: bool = False
-    fp16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 42
 
     # ---- bookkeeping
-    logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(500, ge=1)
     save_total_limit: int | None = Field(None, ge=1)
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate the dev slice every N steps (default: logging_steps); needs val_size > 0."""
-    resume_from_checkpoint: bool | str | None = None
-    """true = the last checkpoint in output_dir; or a checkpoint folder."""
-    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
-    plot_loss: bool = True
-    """Write training_loss.png (train and eval loss) into output_dir."""
-    threads: int = Field(0, ge=0)
-    """torch CPU threads; 0 = all cores."""
 
-    @field_validator("dataset", "lora_target", "report_to", mode="before")
+    @field_validator("dataset", "lora_target", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
         if isinstance(v, str):
@@ -100,10 +81,6 @@ class GeneratorTrainConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorTrainConfig:
-        if self.bf16 and self.fp16:
-            raise ValueError("bf16 and fp16 are exclusive; set one of them")
-        if "none" in self.report_to and len(self.report_to) > 1:
-            raise ValueError('report_to "none" cannot be combined with other reporters')
         if self.eval_steps is not None and self.val_size == 0:
             raise ValueError("eval_steps needs a dev slice: set val_size (e.g. 0.1)")
         if "all" in self.lora_target and len(self.lora_target) > 1:
@@ -113,30 +90,3 @@ class GeneratorTrainConfig(ConfigModel):
     @property
     def lora_scale_alpha(self) -> float:
         return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
-
-
-def check_precision(cfg: GeneratorTrainConfig, device: str) -> None:
-    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device)."""
-    import torch
-
-    if cfg.fp16 and device != "cuda":
-        raise ConfigError(f'key "fp16": fp16 mixed precision needs a CUDA GPU (this run is on {device}); '
-                          "set fp16=false, or bf16=true on hardware that supports it")
-    if cfg.bf16:
-        ok = torch.cuda.is_bf16_supported() if device == "cuda" else device == "cpu"
-        if not ok:
-            raise ConfigError(f'key "bf16": {device} does not support bfloat16 here; set bf16=false '
-                              "(or fp16=true on an older CUDA GPU)")
-
-
-def check_reporters(cfg: GeneratorTrainConfig) -> list[str]:
-    """The `report_to` list for transformers, or a ConfigError naming the package to install."""
-    import importlib.util
-
-    wanted = [r for r in cfg.report_to if r != "none"]
-    for r in wanted:
-        modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[r]
-        if not any(importlib.util.find_spec(m) for m in modules):
-            raise ConfigError(f'key "report_to": {r} is not installed; run `pip install {modules[0]}` or set '
-                              "report_to=none")
-    return wanted
