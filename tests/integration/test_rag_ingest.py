@@ -134,5 +134,12 @@ def test_search_is_hybrid_and_excludes_files(docs, tmp_path, tiny_bert):
                                                                       exclude={"liver.pdf"}))
         ex = kb.excerpt(hits[0].chunk_id, margin=5)
         assert ex["text"][ex["start"]:ex["end"]] == hits[0].chunk["text"]
+        dense_only = kb.search("liver filters blood glycogen", k_bm25=0, top=3)
+        assert all(set(h.ranks) == {"dense"} for h in dense_only)
+        kb.encoder = None  # BM25 only must not encode the question
+        bm25_only = kb.search("liver filters blood glycogen", k_dense=0, top=3)
+        assert all(set(h.ranks) == {"bm25"} for h in bm25_only) and bm25_only[0].chunk["file"] == "liver.pdf"
+        with pytest.raises(ValueError, match="nothing to search"):
+            kb.search("liver", k_dense=0, k_bm25=0)
     finally:
         kb.close()

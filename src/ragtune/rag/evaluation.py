@@ -33,18 +33,16 @@ from ragtune.config import ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
 from ragtune.io import write_json, write_jsonl
 from ragtune.rag.ingest import ChunkConfig
+from ragtune.rag.kb import SearchConfig
 from ragtune.rag.pipeline import AnswererConfig
 from ragtune.retrieval.dense import DenseConfig
 
 META_FIELDS = ("question", "context", "answers", "answerable")
 
 
-class EvalRetrieveConfig(ConfigModel):
+class EvalRetrieveConfig(SearchConfig):
     top_k: int = Field(2, ge=1)
     """Chunks given to the answerer per question."""
-    k_dense: int = Field(20, ge=1)
-    k_bm25: int = Field(20, ge=1)
-    rrf_k: int = Field(60, ge=0)
     embedder: DenseConfig = Field(default_factory=lambda: DenseConfig(cache=False))
     chunk: ChunkConfig = Field(default_factory=ChunkConfig)
 

@@ -12,8 +12,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, model_validator
+
+from ragtune.config import ConfigModel
 from ragtune.rag.ingest import kb_info, read_jsonl
 from ragtune.retrieval.fusion import rrf
+
+
+class SearchConfig(ConfigModel):
+    """How a knowledge base is searched: dense and BM25 candidates, fused by reciprocal rank fusion."""
+
+    k_dense: int = Field(20, ge=0)
+    """Dense candidates; 0 = BM25 only (e.g. an English embedder over a Chinese knowledge base)."""
+    k_bm25: int = Field(20, ge=0)
+    """BM25 candidates; 0 = dense only."""
+    rrf_k: int = Field(60, ge=0)
+    """Reciprocal rank fusion constant."""
+
+    @model_validator(mode="after")
+    def _one_side(self) -> SearchConfig:
+        if self.k_dense == 0 and self.k_bm25 == 0:
+            raise ValueError("k_dense and k_bm25 are both 0: nothing would be searched")
+        return self
 
 
 @dataclass
@@ -65,16 +85,20 @@ class KnowledgeBase:
 
     def search(self, query: str, k_dense: int = 20, k_bm25: int = 20, rrf_k: int = 60, top: int = 5,
                exclude: set[str] | None = None) -> list[Hit]:
-        """The `top` chunks by RRF of the dense and BM25 runs; `exclude`: files whose chunks are left out."""
+        """The `top` chunks by RRF of the dense and BM25 runs (k 0 = that side off); `exclude`: files whose
+        chunks are left out."""
         if not self.chunks:
             return []
+        if k_dense == 0 and (k_bm25 == 0 or self.bm25 is None):
+            raise ValueError("nothing to search: k_dense is 0 and there is no BM25 side (k_bm25 0 or no index)")
         s = self.info["settings"]
-        vec = self.encoder.encode([query], prompt=s.get("query_prompt") or None, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)[0]
         extra = 0 if not exclude else min(len(self.chunks), 4 * max(k_dense, k_bm25))
-        dense = {cid: score for cid, score, _ in self.store.search(vec, k_dense + extra)}
-        runs = {"dense": dense}
-        if self.bm25 is not None:
+        runs = {}
+        if k_dense > 0:
+            vec = self.encoder.encode([query], prompt=s.get("query_prompt") or None, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)[0]
+            runs["dense"] = {cid: score for cid, score, _ in self.store.search(vec, k_dense + extra)}
+        if self.bm25 is not None and k_bm25 > 0:
             runs["bm25"] = self.bm25.search({"q": query}, k=min(k_bm25 + extra, len(self.bm25))).get("q", {})
         if exclude:
             runs = {name: {c: v for c, v in run.items() if self.chunks[c]["file"] not in exclude}

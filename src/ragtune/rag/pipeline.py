@@ -22,15 +22,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragtune.config import ConfigModel
+from ragtune.rag.kb import SearchConfig
 
 
-class RetrieveConfig(ConfigModel):
+class RetrieveConfig(SearchConfig):
     top_k: int = Field(3, ge=1, le=20)
     """Passages given to the answerer (numbered [1]..[top_k] in the prompt)."""
-    k_dense: int = Field(20, ge=1)
-    k_bm25: int = Field(20, ge=1)
-    rrf_k: int = Field(60, ge=0)
-    """Reciprocal rank fusion constant."""
     rerank: str | None = None
     """A cross-encoder or LLM reranker (folder or hub name; `ragtune train reranker` output); None = no rerank."""
     rerank_top: int = Field(20, ge=1)
