@@ -197,3 +197,36 @@ def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
         train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3"))
     resumed = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3", "resume_from_checkpoint=true"))
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3
+
+
+def test_pca_rotation_keeps_full_cosines_and_orders_variance(tmp_path, encoder):
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.train.embedding import pca_rotation, with_rotation
+    from tiny_bert import fixture_sentences
+
+    model = SentenceTransformer(str(encoder), device="cpu")
+    texts = fixture_sentences(120)
+    rot = pca_rotation(model, texts)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(rot.shape[0]), atol=1e-8)
+    rotated = with_rotation(model, rot)
+    a, b = model.encode(texts, convert_to_numpy=True), rotated.encode(texts, convert_to_numpy=True)
+    na, nb = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(na @ na.T, nb @ nb.T, atol=1e-4)
+    var = b.var(axis=0)
+    assert var[:4].sum() > var[-4:].sum() * 5 and var[0] >= var[-1]  # leading dimensions carry the variance
+    raw_var = a.var(axis=0)
+    assert var[: len(var) // 4].sum() > np.sort(raw_var)[::-1][: len(var) // 4].sum() - 1e-6
+
+
+def test_mrl_pca_init_trains_and_saves_the_rotation(tmp_path, encoder):
+    from sentence_transformers import SentenceTransformer
+
+    from tiny_bert import toy_topic_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
+    s = train_embedding(_cfg(tmp_path, encoder, data, "use_mrl=true", "mrl_dims=[32,8]", "mrl_init=pca"))
+    reloaded = SentenceTransformer(str(tmp_path / "out"), device="cpu")
+    assert [type(m).__name__ for m in reloaded][-1] == "Dense" and s["loss"] == "mnrl+matryoshka"
+    with pytest.raises(ConfigError, match="use_mrl"):
+        load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "mrl_init=pca"])

@@ -70,6 +70,12 @@ class EmbeddingTrainConfig(TrainCommon):
     mrl_dims: list[int] = Field(default_factory=lambda: [384, 192, 96, 48])
     mrl_weights: list[float] | None = None
     """Loss weight of each of mrl_dims (default: all 1); raise the small ones to favour truncated use."""
+    mrl_init: Literal["none", "pca"] = "none"
+    """pca: before training, rotate the embedding space onto the principal axes of the training texts'
+    embeddings (an orthogonal, trainable Dense layer: full-dimension cosines are unchanged), so the leading
+    dimensions start out carrying the most variance and Matryoshka training refines instead of reorganising."""
+    mrl_pca_texts: int = Field(4096, ge=16)
+    """At most this many distinct training texts (queries and passages) to fit the rotation on."""
     mrl_select_dim: int | None = None
     """Matryoshka: choose the best dev checkpoint at this truncated dimension (the one you will deploy);
     default the full dimension."""
@@ -91,6 +97,8 @@ class EmbeddingTrainConfig(TrainCommon):
             raise ValueError(f"mrl_dims must be positive and in decreasing order, got {self.mrl_dims}")
         if self.mrl_weights is not None and len(self.mrl_weights) != len(self.mrl_dims):
             raise ValueError(f"mrl_weights has {len(self.mrl_weights)} values for {len(self.mrl_dims)} mrl_dims")
+        if self.mrl_init != "none" and not self.use_mrl:
+            raise ValueError(f'mrl_init "{self.mrl_init}" prepares Matryoshka training: set use_mrl=true')
         if self.mrl_select_dim is not None and not (self.use_mrl and self.mrl_select_dim in self.mrl_dims):
             raise ValueError(f"mrl_select_dim {self.mrl_select_dim} needs use_mrl and must be one of mrl_dims "
                              f"{self.mrl_dims}")
@@ -232,6 +240,34 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
     return loss
 
 
+def pca_rotation(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Orthogonal (d, d) matrix whose rows are the principal axes of `model`'s embeddings of `texts`,
+    by decreasing variance."""
+    emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 256)
+    emb = emb.astype(np.float64)
+    _, _, vt = np.linalg.svd(emb - emb.mean(axis=0), full_matrices=True)
+    return vt
+
+
+def with_rotation(model, rotation: np.ndarray):
+    """`model` with a bias-free linear layer y = rotation @ x appended (saved and reloaded with it)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.dense import Dense
+
+    d = rotation.shape[0]
+    dense = Dense(d, d, bias=False, activation_function=torch.nn.Identity(),
+                  init_weight=torch.tensor(rotation, dtype=torch.float32))
+    rotated = SentenceTransformer(modules=[*model, dense], device=str(model.device))
+    rotated.prompts, rotated.max_seq_length = model.prompts, model.max_seq_length
+    return rotated
+
+
+def rotation_texts(rows: list[dict[str, Any]], limit: int, seed: int) -> list[str]:
+    texts = sorted({v for r in rows for k, v in r.items() if isinstance(v, str) and k != "label"})
+    return random.Random(seed).sample(texts, limit) if len(texts) > limit else texts
+
+
 # ---------------------------------------------------------------- dev evaluation
 
 
@@ -298,6 +334,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     model.max_seq_length = cfg.max_seq_length
     if cfg.query_prompt:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
+    if cfg.mrl_init == "pca":
+        model = with_rotation(model, pca_rotation(model, rotation_texts(rows, cfg.mrl_pca_texts, cfg.seed)))
     loss = build_loss(model, cfg, fmt)
     dims = list(cfg.mrl_dims) if cfg.use_mrl else None
 
