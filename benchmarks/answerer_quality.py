@@ -123,9 +123,10 @@ def table(work: Path) -> None:
             rows.append([name, model, mode, r["num_questions"], f"{m['em']:.3f}", f"{m['f1']:.3f}",
                          f"{m['refusal_precision']:.3f}", f"{m['refusal_recall']:.3f}", f"{m['refusal_f1']:.3f}",
                          f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
-                         f"{m['retrieval_hit']:.3f}" if "retrieval_hit" in m else "-"])
+                         f"{m['retrieval_hit']:.3f}" if "retrieval_hit" in m else "-",
+                         f"{m['over_refusal_gold_retrieved']:.3f}" if "over_refusal_gold_retrieved" in m else "-"])
     print_table(["data", "answerer", "contexts", "questions", "EM", "F1", "refusal P", "refusal R", "refusal F1",
-                 "over-refusal", "under-refusal", "gold retrieved"], rows)
+                 "over-refusal", "under-refusal", "gold retrieved", "over-refusal when gold retrieved"], rows)
 
 
 def main() -> None:

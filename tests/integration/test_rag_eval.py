@@ -45,7 +45,11 @@ def test_eval_rag_cli_gold_and_retrieved(tmp_path, tiny_bert, tiny_lm, tmp_path_
         assert m["em"] == sum(p["em"] for p in ans) / 2
         assert m["over_refusal"] == sum(p["refused"] for p in ans) / 2
         assert m["under_refusal"] == sum(not p["refused"] for p in un) / 1
-    assert "retrieval_hit" in report["results"]["retrieved"]
+    r = report["results"]["retrieved"]
+    preds = [json.loads(x) for x in (tmp_path / "out" / "predictions-retrieved.jsonl").read_text().splitlines()]
+    found = [p for p in preds if p.get("gold_retrieved")]
+    assert r["retrieval_hit"] == len(found) / 2
+    assert r["over_refusal_gold_retrieved"] == sum(p["refused"] for p in found) / max(1, len(found))
     assert rows[0]["id"] == "a1"
     assert "eval rag toy_eval" in res.stdout
 

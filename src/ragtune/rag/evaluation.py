@@ -13,7 +13,8 @@ SQuAD 2.0 / CMRC / WebQA JSON file, used whole (balanced the converter's way, se
   retrieved chunks. A mismatched pair (a question paired with another article's context) is unanswerable
   because its own article is not in the knowledge base, so that article's chunks are excluded from its search;
   native unanswerable questions (SQuAD `is_impossible`) search everything. `retrieval_hit` is the share of
-  answerable questions whose gold context is among the retrieved chunks.
+  answerable questions whose gold context is among the retrieved chunks; `over_refusal_gold_retrieved` the
+  share of those the answerer refused anyway (over-refusal that retrieval misses do not explain).
 
 Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1) and
 `report.json` into `out`; prints the metrics of `ragtune.evaluate.rag`.
@@ -208,6 +209,9 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
     if hits is not None:
         ans = [h for h in hits if h is not None]
         metrics["retrieval_hit"] = sum(ans) / max(1, len(ans))
+        # the answerer's own share of over-refusal: answerable questions refused although their gold was retrieved
+        found = [r for r, h in zip(refused, hits, strict=True) if h]
+        metrics["over_refusal_gold_retrieved"] = sum(found) / max(1, len(found))
     rows = []
     for i, (it, g, r) in enumerate(zip(items, gens, refused, strict=True)):
         lang = it.get("language", "en")
