@@ -37,8 +37,9 @@ DATASETS = {
 REPO = Path(__file__).resolve().parents[1]
 
 
-def prepare(name: str, work: Path, max_tokens: int, n_train: int) -> None:
-    """Convert (article-level split, 50/50 refusals) and write `<name>_short`: the first n_train short records."""
+def prepare(name: str, work: Path, max_tokens: int, n_train: int, distractors: int = 0) -> None:
+    """Convert (article-level split, 50/50 refusals; `distractors` other-article contexts beside half the
+    records) and write `<name>_short`: the first n_train short records."""
     from transformers import AutoTokenizer
 
     from ragtune.data.convert import run_convert
@@ -49,7 +50,7 @@ def prepare(name: str, work: Path, max_tokens: int, n_train: int) -> None:
     spec = DATASETS[name]
     out = work / name
     run_convert(spec["kind"], None, [f"data={shared_data(*spec['file'])}", f"out={out}", f"name={name}",
-                                     f"holdout_articles={spec['holdout']}", "seed=0"])
+                                     f"holdout_articles={spec['holdout']}", "seed=0", f"distractors={distractors}"])
     tok = AutoTokenizer.from_pretrained(resolve_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct"))
     rows = [json.loads(line) for line in (out / f"{name}_train.jsonl").open(encoding="utf-8")]
     meta = [json.loads(line) for line in (out / f"{name}_train.meta.jsonl").open(encoding="utf-8")]
@@ -136,6 +137,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/answerer-bench"))
     ap.add_argument("--max-tokens", type=int, default=300)
     ap.add_argument("--train-examples", type=int, default=200)
+    ap.add_argument("--distractors", type=int, default=0,
+                    help="prepare: other-article contexts beside half the training records (as retrieval shows them)")
     ap.add_argument("--eval-examples", type=int, default=100)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="training config override")
     ap.add_argument("--calibrate-examples", type=int, default=30,
@@ -148,7 +151,7 @@ def main() -> None:
     for name in args.datasets if args.step != "table" else []:
         t0 = time.perf_counter()
         if args.step in ("all", "prepare"):
-            prepare(name, args.work, args.max_tokens, args.train_examples)
+            prepare(name, args.work, args.max_tokens, args.train_examples, args.distractors)
         if args.step in ("all", "train"):
             train(name, args.work, args.overrides)
         if args.step in ("all", "eval"):

@@ -61,6 +61,30 @@ def test_squad2_articles_split_and_ratio(tmp_path):
     assert validate(tmp_path).ok
 
 
+def test_squad2_distractors_are_other_articles_and_change_nothing_else(tmp_path):
+    src = qa_file("squad2-dev-a.json")
+    base = [f"data={src}", "holdout_articles=2", "name=s"]
+    run_convert("squad-sft", None, [*base, f"out={tmp_path / 'plain'}"])
+    res = run_convert("squad-sft", None, [*base, f"out={tmp_path / 'd'}", "distractors=2", "distractor_fraction=0.5"])
+    plain = list(read_records(tmp_path / "plain" / "s_train.jsonl", "alpaca"))
+    mixed = list(read_records(tmp_path / "d" / "s_train.jsonl", "alpaca"))
+    meta = jsonl(tmp_path / "d" / "s_train.meta.jsonl")
+    assert jsonl(tmp_path / "plain" / "s_train.meta.jsonl") == meta  # same questions, same order
+    assert [r.output for r in plain] == [r.output for r in mixed]  # same targets
+    contexts = {r["context"]: r["article"] for r in meta}
+    several = 0
+    for rec, m, p in zip(mixed, meta, plain, strict=True):
+        if rec.instruction == p.instruction:
+            continue
+        several += 1
+        assert "[1] " in rec.instruction and "[3] " in rec.instruction and m["context"] in rec.instruction
+        others = [c for c, a in contexts.items() if c in rec.instruction and c != m["context"]]
+        assert len(others) == 2 and all(contexts[c] != m["article"] for c in others)
+        assert not any(a in c for c in others for a in m["answers"])
+    assert res.counts["train with distractors"] == several
+    assert 0.4 < several / len(meta) < 0.6
+
+
 def test_webqa_builds_chinese_unanswerables(tmp_path):
     src = qa_file("webqa-me_test.ann-sample.json")
     res = run_convert("webqa-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=100",

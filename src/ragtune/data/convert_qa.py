@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +79,11 @@ class QAConfig(ConfigModel):
     refusals: list[str] | None = None
     """Refusal targets, one drawn per unanswerable record; default: five per language."""
     system: str | None = None
+    distractors: int = Field(0, ge=0, le=4)
+    """Contexts of other articles put beside a record's own, all numbered in random order the way `rag ask`
+    shows retrieved passages, so the answerer also learns to read several; 0 = its own context alone."""
+    distractor_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of records that get distractors; the others keep the single-context prompt."""
     on_error: Literal["raise", "skip"] = "raise"
     """raise: the first bad question stops the conversion; skip: bad questions are left out, counted and listed."""
 
@@ -174,11 +180,27 @@ def select(items: list[QAItem], fraction: float, mismatched: bool, rng: random.R
     return chosen
 
 
-def _to_record(item: QAItem, template: str, refusals: list[str], system: str | None,
+def format_contexts(contexts: Sequence[str]) -> str:
+    """One context as is; several numbered `[1] ...` separated by blank lines (as `rag ask` prompts them)."""
+    if len(contexts) == 1:
+        return contexts[0]
+    return "\n\n".join(f"[{i}] {c}" for i, c in enumerate(contexts, 1))
+
+
+def with_distractors(item: QAItem, pool: list[tuple[str, str]], n: int, rng: random.Random) -> list[str]:
+    """The item's context and `n` contexts of other articles (none holding one of its answers), shuffled."""
+    own = {item.article, item.context_article}
+    candidates = [c for a, c in pool if a not in own and c != item.context and not any(x in c for x in item.answers)]
+    contexts = [item.context, *rng.sample(candidates, min(n, len(candidates)))]
+    rng.shuffle(contexts)
+    return contexts
+
+
+def _to_record(item: QAItem, contexts: list[str], template: str, refusals: list[str], system: str | None,
                rng: random.Random) -> Alpaca:
     output = item.answers[0] if item.answerable else rng.choice(refusals)
-    return Alpaca(instruction=template.format(context=item.context, question=item.question), output=output,
-                  system=system)
+    return Alpaca(instruction=template.format(context=format_contexts(contexts), question=item.question),
+                  output=output, system=system)
 
 
 def _meta(item: QAItem, language: str) -> dict[str, Any]:
@@ -214,12 +236,19 @@ def build_qa_sft(items: list[QAItem], cfg: QAConfig, kind: str, skipped: Problem
         rng = random.Random(f"{cfg.seed}:{split}")
         chosen = select([i for i in items if i.article in keep], cfg.unanswerable_fraction, cfg.mismatched, rng)
         stem = f"{name}_{split}"
-        records = [_to_record(i, resolved.prompt_template, resolved.refusals, cfg.system, rng) for i in chosen]
+        side = random.Random(f"{cfg.seed}:{split}:distractors")  # leaves `rng`'s draws as without distractors
+        pool = list(dict.fromkeys((i.article, i.context) for i in items if i.article in keep))
+        contexts = [with_distractors(i, pool, cfg.distractors, side)
+                    if cfg.distractors and side.random() < cfg.distractor_fraction else [i.context] for i in chosen]
+        records = [_to_record(i, ctx, resolved.prompt_template, resolved.refusals, cfg.system, rng)
+                   for i, ctx in zip(chosen, contexts, strict=True)]
         write_records(out / f"{stem}.jsonl", records)
         write_jsonl(out / f"{stem}.meta.jsonl", (_meta(i, language) for i in chosen))
         register_dataset(out, stem, f"{stem}.jsonl", "alpaca", columns=columns)
         outputs += [out / f"{stem}.jsonl", out / f"{stem}.meta.jsonl"]
         n_u = sum(not i.answerable for i in chosen)
+        if cfg.distractors:
+            counts[f"{split} with distractors"] = sum(len(c) > 1 for c in contexts)
         counts |= {f"{split} records": len(chosen), f"{split} unanswerable": n_u,
                    f"{split} mismatched": sum(i.source == "mismatched" for i in chosen),
                    f"{split} unanswerable fraction": round(n_u / len(chosen), 4) if chosen else 0.0}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.config import ConfigError
-from ragtune.data.convert_qa import PROMPTS
+from ragtune.data.convert_qa import PROMPTS, format_contexts
 from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin, refusal_phrasings
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -32,13 +32,6 @@ def detect_language(text: str) -> str:
     """"zh" when at least 30% of the letters are CJK characters, else "en"."""
     letters = sum(ch.isalpha() for ch in text)
     return "zh" if letters and len(_CJK.findall(text)) / letters >= 0.3 else "en"
-
-
-def format_contexts(contexts: Sequence[str]) -> str:
-    """One context as is (as in training); several numbered `[1] ...` separated by blank lines."""
-    if len(contexts) == 1:
-        return contexts[0]
-    return "\n\n".join(f"[{i}] {c}" for i, c in enumerate(contexts, 1))
 
 
 @dataclass
