@@ -3,6 +3,7 @@
     python benchmarks/scifact_training.py all          # mine, train the three models, evaluate, compare
     python benchmarks/scifact_training.py mrl [MODEL [CACHE]]  # Matryoshka table of MODEL on test
                                                                # (default runs/scifact/embedding)
+    python benchmarks/scifact_training.py mrl-pca [MODEL]      # the same after a PCA rotation, no training
 
 Training reads only the train qrels; every trainer carves its dev slice from train (configs/scifact-*.yaml,
 `dev.split: train`) and keeps the best dev checkpoint; the test split is read only by `ragtune eval`.
@@ -44,11 +45,13 @@ STEPS = [
 
 
 def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (384, 192, 96, 48),
-               embeddings: str | None = None) -> list[list]:
+               embeddings: str | None = None, pca: bool = False) -> list[list]:
     """NDCG@10 / R@100 on test at each prefix dimension; the corpus is encoded once (cached) at full dimension.
 
     `embeddings`: a ragtune cache entry (folder with emb.npy + ids.json) of this model's corpus embeddings,
     e.g. the one `ragtune eval --retriever dense --model MODEL` wrote, to skip re-encoding.
+    `pca`: first rotate onto the principal axes of the model's embeddings of the mined training texts (what
+    `mrl_init: pca` starts training from), to see what the rotation alone keeps.
     """
     import numpy as np
 
@@ -68,8 +71,20 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
         retriever.index(ds.corpus.values(), show_progress=True)
     queries = ds.split_queries("test")
     qids = list(queries)
-    q = retriever.encode([queries[i] for i in qids])
-    runs = truncated_runs(q, np.asarray(retriever.embeddings), qids, retriever.doc_ids, k=100, dims=list(dims))
+    q, d = retriever.encode([queries[i] for i in qids]), np.asarray(retriever.embeddings)
+    if pca:
+        import random
+
+        from ragtune.train.embedding import pca_rotation
+
+        texts: set[str] = set()
+        for line in Path("runs/scifact/mined/embedding.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            texts |= {row["query"], *row["pos"], *row.get("neg", [])[:1]}
+        picked = random.Random(42).sample(sorted(texts), min(4096, len(texts)))
+        rotation = pca_rotation(retriever.model, picked).astype(np.float32)
+        q, d = q @ rotation.T, d @ rotation.T
+    runs = truncated_runs(q, d, qids, retriever.doc_ids, k=100, dims=list(dims))
     full = None
     rows = []
     for dim in sorted(runs, reverse=True):
@@ -89,9 +104,11 @@ def main() -> None:
             res = json.loads(Path(f"runs/scifact/compare-{name}.json").read_text())["metrics"]
             print(name, {m: {k: round(v, 4) for k, v in r.items()} for m, r in res.items()})
     print(f"\n{hardware_line()}\n")
-    model = sys.argv[2] if what == "mrl" and len(sys.argv) > 2 else "runs/scifact/embedding"
+    table = what.startswith("mrl")
+    model = sys.argv[2] if table and len(sys.argv) > 2 else "runs/scifact/embedding"
     cached = sys.argv[3] if what == "mrl" and len(sys.argv) > 3 else None
-    print_table(["dims", "NDCG@10", "R@100", "of full-dim NDCG@10"], matryoshka(model, embeddings=cached))
+    print_table(["dims", "NDCG@10", "R@100", "of full-dim NDCG@10"],
+                matryoshka(model, embeddings=cached, pca=what == "mrl-pca"))
 
 
 if __name__ == "__main__":
