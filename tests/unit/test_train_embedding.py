@@ -230,3 +230,11 @@ def test_mrl_pca_init_trains_and_saves_the_rotation(tmp_path, encoder):
     assert [type(m).__name__ for m in reloaded][-1] == "Dense" and s["loss"] == "mnrl+matryoshka"
     with pytest.raises(ConfigError, match="use_mrl"):
         load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "mrl_init=pca"])
+
+
+def test_bf16_trains_on_cpu(tmp_path, encoder):
+    from tiny_bert import toy_topic_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
+    s = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=2", "bf16=true"))
+    assert s["global_step"] == 2 and np.isfinite(s["train_loss"])

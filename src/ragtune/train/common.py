@@ -195,6 +195,7 @@ def resolve_resume(cfg: TrainCommon) -> str | None:
 
 def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
     """transformers.TrainingArguments fields shared by every ragtune trainer."""
+    from accelerate import PartialState
 
     eval_steps = cfg.eval_steps
     save_steps = cfg.save_steps or eval_steps or 500
@@ -208,6 +209,8 @@ def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) 
         activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
         logging_first_step=True, save_total_limit=cfg.save_total_limit, report_to=check_reporters(cfg) or "none",
         dataloader_num_workers=cfg.dataloader_num_workers, disable_tqdm=False,
+        # bf16 on CPU (torch autocast) is refused by TrainingArguments unless the run is declared CPU-only
+        use_cpu=PartialState().device.type == "cpu",
     )
     if has_eval:
         kwargs |= dict(eval_strategy=strategy, eval_steps=eval_steps, save_strategy=strategy,
