@@ -72,17 +72,12 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
     queries = ds.split_queries("test")
     qids = list(queries)
     q, d = retriever.encode([queries[i] for i in qids]), np.asarray(retriever.embeddings)
-    if pca:
-        import random
+    if pca:  # about what `mrl_init: pca` fits on: mined rows (query, positive, one negative), dev queries included
+        from ragtune.train.embedding import pca_rotation, rotation_texts
 
-        from ragtune.train.embedding import pca_rotation
-
-        texts: set[str] = set()
-        for line in Path("runs/scifact/mined/embedding.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            texts |= {row["query"], *row["pos"], *row.get("neg", [])[:1]}
-        picked = random.Random(42).sample(sorted(texts), min(4096, len(texts)))
-        rotation = pca_rotation(retriever.model, picked).astype(np.float32)
+        mined = [json.loads(x) for x in Path("runs/scifact/mined/embedding.jsonl").read_text("utf-8").splitlines()]
+        rows = [{"query": r["query"], "pos": p, "neg_1": r.get("neg", [p])[0]} for r in mined for p in r["pos"]]
+        rotation = pca_rotation(retriever.model, rotation_texts(rows, 4096, seed=42)).astype(np.float32)
         q, d = q @ rotation.T, d @ rotation.T
     runs = truncated_runs(q, d, qids, retriever.doc_ids, k=100, dims=list(dims))
     full = None

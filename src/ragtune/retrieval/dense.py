@@ -18,6 +18,7 @@ from ragtune.data.records import Doc
 from ragtune.io import atomic_open, write_json
 from ragtune.retrieval.base import Run, check_k
 from ragtune.retrieval.encode_cache import cached_encode, corpus_key
+from ragtune.runtime import auto_dtype
 from ragtune.shared import cache_dir
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -60,12 +61,6 @@ def load_encoder(cfg: DenseConfig):
     return model, path
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    from ragtune.runtime import auto_dtype
-
-    return auto_dtype(device) if dtype == "auto" else dtype
-
-
 def precision(dtype: str, device: str):
     """torch autocast to `dtype` on `device`, or nothing for float32."""
     import contextlib
@@ -90,7 +85,8 @@ class DenseRetriever:
         self.doc_ids: list[str] = []
         self.embeddings: np.ndarray | None = None
         self._index = None
-        self.dtype = resolve_dtype(self.cfg.dtype, self.model.device.type)
+        device = self.model.device.type
+        self.dtype = auto_dtype(device) if self.cfg.dtype == "auto" else self.cfg.dtype
 
     @property
     def dim(self) -> int:

@@ -162,7 +162,7 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
         evaluator = make_run_evaluator(dev, cfg.dev, run_fn)
 
     args = MultiVectorEncoderTrainingArguments(
-        **trainer_kwargs(cfg, dev is not None, f"dev_{cfg.dev.metric_for_best}"), batch_sampler="no_duplicates",
+        **trainer_kwargs(cfg, device, dev is not None, f"dev_{cfg.dev.metric_for_best}"), batch_sampler="no_duplicates",
         max_length={"query": cfg.query_length, "document": cfg.document_length})
     trainer = MultiVectorEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
                                         evaluator=evaluator)

@@ -2,7 +2,7 @@
 
     dev = build_devset(cfg.dev)                 # dev queries carved from a BEIR *train* split, seeded
     records = drop_dev_queries(records, dev)    # the dev queries never reach training
-    args = trainer_kwargs(cfg, has_eval=True)   # TrainingArguments fields every trainer shares
+    args = trainer_kwargs(cfg, device, has_eval=True)   # TrainingArguments fields every trainer shares
     summary = finish(trainer, cfg, summary)     # loss PNG, resolved config, train_summary.json
 
 Model selection runs on `DevSet`, a slice of the train qrels held out from training, never on
@@ -193,10 +193,8 @@ def resolve_resume(cfg: TrainCommon) -> str | None:
     return _resolve(cfg)  # refuses to mix runs in one output_dir; true = last checkpoint
 
 
-def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
-    """transformers.TrainingArguments fields shared by every ragtune trainer."""
-    from accelerate import PartialState
-
+def trainer_kwargs(cfg: TrainCommon, device: str, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
+    """transformers.TrainingArguments fields shared by every ragtune trainer (`device`: start_run's)."""
     eval_steps = cfg.eval_steps
     save_steps = cfg.save_steps or eval_steps or 500
     strategy = "steps" if eval_steps else "epoch"
@@ -210,7 +208,7 @@ def trainer_kwargs(cfg: TrainCommon, has_eval: bool, metric: str | None = None) 
         logging_first_step=True, save_total_limit=cfg.save_total_limit, report_to=check_reporters(cfg) or "none",
         dataloader_num_workers=cfg.dataloader_num_workers, disable_tqdm=False,
         # bf16 on CPU (torch autocast) is refused by TrainingArguments unless the run is declared CPU-only
-        use_cpu=PartialState().device.type == "cpu",
+        use_cpu=device == "cpu",
     )
     if has_eval:
         kwargs |= dict(eval_strategy=strategy, eval_steps=eval_steps, save_strategy=strategy,

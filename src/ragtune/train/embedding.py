@@ -264,7 +264,7 @@ def with_rotation(model, rotation: np.ndarray):
 
 
 def rotation_texts(rows: list[dict[str, Any]], limit: int, seed: int) -> list[str]:
-    texts = sorted({v for r in rows for k, v in r.items() if isinstance(v, str) and k != "label"})
+    texts = sorted({v for r in rows for v in r.values() if isinstance(v, str)})
     return random.Random(seed).sample(texts, limit) if len(texts) > limit else texts
 
 
@@ -321,7 +321,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     from ragtune.evaluate.metrics import evaluate
     from ragtune.models import resolve_model
-    from ragtune.train.common import finish, make_run_evaluator
+    from ragtune.train.common import finish, make_run_evaluator, trainer_kwargs
 
     device, resume, dev = start_run(cfg)
     fmt, rows, stats = load_training_rows(cfg, dev)
@@ -345,7 +345,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     sampler = "no_duplicates" if cfg.batch_sampler == "no_duplicates" and fmt != "teacher" else "batch_sampler"
     args = SentenceTransformerTrainingArguments(
-        **_trainer_kwargs(cfg, dev is not None), batch_sampler=sampler)
+        **trainer_kwargs(cfg, device, dev is not None, f"dev_{cfg.dev.metric_for_best}"), batch_sampler=sampler)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
                                          evaluator=evaluator)
     t0 = time.perf_counter()
@@ -366,8 +366,3 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         summary["dev_final"] = {str(d): evaluate(dev.qrels, r, cfg.dev.metrics).metrics for d, r in runs.items()}
     return finish(trainer, cfg, summary, title=f"{summary['loss']} fine-tuning of {Path(str(model_path)).name}")
 
-
-def _trainer_kwargs(cfg: TrainCommon, has_dev: bool) -> dict[str, Any]:
-    from ragtune.train.common import trainer_kwargs
-
-    return trainer_kwargs(cfg, has_dev, metric=f"dev_{cfg.dev.metric_for_best}")

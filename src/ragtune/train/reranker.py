@@ -310,7 +310,8 @@ def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str
     path = resolve_model(cfg.model_name_or_path)
     model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device=device, local_files_only=True)
     evaluator = _ce_dev_evaluator(dev, cfg) if dev else None
-    args = CrossEncoderTrainingArguments(**trainer_kwargs(cfg, dev is not None, f"dev_{cfg.dev.metric_for_best}"))
+    args = CrossEncoderTrainingArguments(**trainer_kwargs(cfg, device, dev is not None,
+                                                          f"dev_{cfg.dev.metric_for_best}"))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_ce_dataset(rows, fmt, loss_name,
                                                                                     cfg.temperature),
                                   loss=st_loss(model, loss_name, cfg), evaluator=evaluator)
@@ -377,7 +378,7 @@ def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: Dev
             loss = score_loss(loss_name, scores, labels, cfg.temperature)
             return (loss, {"scores": scores}) if return_outputs else loss
 
-    kwargs = trainer_kwargs(cfg, False)  # dev evaluation of LLM rerankers runs once after training
+    kwargs = trainer_kwargs(cfg, device, False)  # dev evaluation of LLM rerankers runs once after training
     trainer = RerankTrainer(model=reranker.model, args=TrainingArguments(**kwargs, remove_unused_columns=False),
                             train_dataset=Dataset.from_list(rows), data_collator=collate)
     result = trainer.train(resume_from_checkpoint=resume)
