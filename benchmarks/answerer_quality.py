@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from _common import hardware_line, print_table
-from ragtune.shared import shared_data
+from ragtune.paths import shared_data
 
 DATASETS = {
     "squad": {"kind": "squad-sft", "file": ("qa", "squad2-dev-a.json"), "holdout": 3,
@@ -42,9 +42,9 @@ def prepare(name: str, work: Path, max_tokens: int, n_train: int, distractors: i
     records) and write `<name>_short`: the first n_train short records."""
     from transformers import AutoTokenizer
 
+    from ragtune.atomic import write_jsonl
     from ragtune.data.convert import run_convert
     from ragtune.data.dataset_info import register_dataset
-    from ragtune.io import write_jsonl
     from ragtune.models import resolve_causal_lm
 
     spec = DATASETS[name]
@@ -88,7 +88,7 @@ def train(name: str, work: Path, overrides: list[str]) -> None:
 
 def calibration_split(name: str, work: Path) -> Path:
     """Train-split questions (held-in articles) that were NOT among the training records: for refusal_margin."""
-    from ragtune.io import write_jsonl
+    from ragtune.atomic import write_jsonl
 
     used = {json.loads(line)["instruction"] for line in (work / name / f"{name}_short.jsonl").open(encoding="utf-8")}
     records = [json.loads(line) for line in (work / name / f"{name}_train.jsonl").open(encoding="utf-8")]

@@ -22,9 +22,9 @@ from ragtune.data.beir import load_beir
 from ragtune.data.jsonl import iter_jsonl
 from ragtune.filters.base import load_pseudo_queries
 from ragtune.filters.rank import source_ranks
+from ragtune.paths import shared_data
 from ragtune.retrieval.bm25 import BM25Retriever
 from ragtune.retrieval.dense import DenseRetriever
-from ragtune.shared import shared_data
 
 
 def hit_rate(retriever, cands, k: int = 10) -> dict[str, bool]:

@@ -18,8 +18,8 @@ from _common import hardware_line, print_table
 from ragtune.data.beir import load_corpus
 from ragtune.filters.base import Candidate
 from ragtune.filters.bm25 import BM25Filter, BM25FilterConfig
-from ragtune.runtime import set_threads
-from ragtune.shared import shared_data
+from ragtune.hardware import set_threads
+from ragtune.paths import shared_data
 
 
 def pseudo_queries(corpus, n: int, seed: int = 0) -> list[Candidate]:

@@ -70,15 +70,15 @@ def main() -> None:
     from ragtune.generate.config import SamplingConfig
     from ragtune.generate.generator import QueryGenerator
     from ragtune.generate.prompts import DEFAULT_INSTRUCTION, document_text
-    from ragtune.runtime import pick_device, set_threads
-    from ragtune.shared import shared_data
+    from ragtune.hardware import pick_device, set_threads
+    from ragtune.paths import shared_data
 
     device = pick_device(args.device)
     threads = set_threads(args.threads) if device == "cpu" else torch.get_num_threads()
     corpus = load_corpus(args.corpus or shared_data("beir", "scifact"))
     ids = random.Random(args.seed).sample(sorted(corpus), args.docs)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
-    from ragtune.runtime import auto_dtype
+    from ragtune.hardware import auto_dtype
 
     k = args.query_per_document
     rows = []

@@ -60,8 +60,8 @@ def main() -> None:
     from ragtune.generate.config import GenerateConfig
     from ragtune.generate.generator import generate_queries
     from ragtune.generate.prompts import FEW_SHOT_SYSTEM
+    from ragtune.paths import shared_data
     from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
-    from ragtune.shared import shared_data
 
     data = Path(args.data) if args.data else shared_data("beir", "scifact")
     work = Path(args.work)

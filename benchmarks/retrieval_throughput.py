@@ -12,9 +12,9 @@ import time
 
 from _common import hardware_line, print_table
 from ragtune.data.beir import load_beir
+from ragtune.hardware import set_threads
+from ragtune.paths import shared_data
 from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
-from ragtune.runtime import set_threads
-from ragtune.shared import shared_data
 
 
 def timed(fn):

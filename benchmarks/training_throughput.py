@@ -26,7 +26,7 @@ from _common import hardware_line, print_table  # noqa: E402
 
 
 def passages(n: int) -> list[str]:
-    from ragtune.shared import shared_data
+    from ragtune.paths import shared_data
 
     corpus = shared_data("beir", "scifact", "corpus.jsonl")
     if corpus.is_file():
@@ -104,9 +104,9 @@ def main() -> None:
 
     import torch
 
+    from ragtune.hardware import set_threads
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
-    from ragtune.runtime import set_threads
 
     set_threads(args.threads)
     texts = passages(max(args.encode, args.steps * args.batch + 8))

@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from ragtune.shared import shared_data  # noqa: E402
+from ragtune.paths import shared_data  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ragtune.io import atomic_open
+from ragtune.atomic import atomic_open
 
 
 class ConfigError(ValueError):

@@ -113,7 +113,7 @@ def resolve_causal_lm(name_or_path: str | Path) -> Path:
 
 def gguf_cache_dir(name: str) -> Path:
     """Where the converted copy of a GGUF model lives: `cache_dir("models", "<name with -- for />")`."""
-    from ragtune.shared import cache_dir
+    from ragtune.paths import cache_dir
 
     return cache_dir("models", name.replace("/", "--"))
 

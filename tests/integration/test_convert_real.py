@@ -13,7 +13,7 @@ from ragtune.data.convert_qa import REFUSALS
 from ragtune.data.errors import DataFormatError
 from ragtune.data.formats import read_records
 from ragtune.data.validate import validate
-from ragtune.shared import shared_data
+from ragtune.paths import shared_data
 
 runner = CliRunner()
 

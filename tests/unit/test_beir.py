@@ -97,7 +97,7 @@ def test_trec_run_round_trip_and_errors(tmp_path):
 
 
 def test_atomic_writer_leaves_nothing_on_failure(tmp_path):
-    from ragtune.io import write_jsonl
+    from ragtune.atomic import write_jsonl
 
     target = tmp_path / "out.jsonl"
     write_jsonl(target, [{"a": 1}])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from ragtune.atomic import write_jsonl
 from ragtune.data.beir import load_beir, load_queries, write_beir
 from ragtune.filters.base import Candidate, load_pseudo_queries
 from ragtune.filters.bm25 import BM25Filter, BM25FilterConfig
 from ragtune.filters.dense import DenseFilterConfig
 from ragtune.filters.lossnet import LossNet, LossNetFilterConfig, margin_ranking_loss, select_by_loss
 from ragtune.filters.run import FilterConfig, run_filter
-from ragtune.io import write_jsonl
 
 
 def _pseudo(folder, corpus_ids_and_queries):

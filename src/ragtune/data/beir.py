@@ -10,10 +10,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragtune.atomic import atomic_open, write_jsonl
 from ragtune.data.errors import DataFormatError, ProblemLog, report
 from ragtune.data.jsonl import iter_jsonl, iter_lines
 from ragtune.data.records import Doc, Query, parse_record
-from ragtune.io import atomic_open, write_jsonl
 
 Qrels = dict[str, dict[str, int]]
 QRELS_HEADER = "query-id\tcorpus-id\tscore"

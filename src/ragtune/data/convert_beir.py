@@ -16,13 +16,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ragtune.atomic import write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.convert import ConvertResult
 from ragtune.data.dataset_info import register_dataset
 from ragtune.data.formats import write_records
 from ragtune.data.records import Alpaca, Embedding, Hit, RerankerGroup, RerankerPoint
-from ragtune.io import write_jsonl
 from ragtune.retrieval.bm25 import BM25Config
 from ragtune.retrieval.dense import DenseConfig
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.convert import ConvertResult
 from ragtune.data.dataset_info import register_dataset
@@ -35,7 +36,6 @@ from ragtune.data.errors import DataFormatError, ProblemLog
 from ragtune.data.formats import write_records
 from ragtune.data.qa_json import QAItem, read_squad, read_webqa
 from ragtune.data.records import Alpaca
-from ragtune.io import write_json, write_jsonl
 
 PROMPTS = {
     "en": ("Answer the question using only the context below. If the context does not contain the answer, "

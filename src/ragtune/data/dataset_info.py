@@ -21,9 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from ragtune.atomic import write_json
 from ragtune.data.errors import DataFormatError, ProblemLog, report
 from ragtune.data.records import Alpaca, Preference, Record, ShareGPT, ShareGPTPreference, Turn
-from ragtune.io import write_json
 
 DATASET_INFO = "dataset_info.json"
 ENTRY_HINT = ('an entry looks like {"file_name": "data.jsonl", "formatting": "alpaca"|"sharegpt", '

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.atomic import atomic_open, write_jsonl
 from ragtune.data.dataset_info import (
     DATASET_INFO,
     DatasetEntry,
@@ -40,7 +41,6 @@ from ragtune.data.records import (
     TeacherQuery,
     parse_record,
 )
-from ragtune.io import atomic_open, write_jsonl
 
 RECORD_KINDS: dict[str, type[Record]] = {
     "alpaca": Alpaca,

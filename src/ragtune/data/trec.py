@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ragtune.atomic import atomic_open
 from ragtune.data.errors import ProblemLog, report
 from ragtune.data.jsonl import iter_lines
-from ragtune.io import atomic_open
 
 Run = dict[str, dict[str, float]]
 RUN_HINT = 'TREC run lines are "qid Q0 docid rank score tag" separated by spaces or tabs'

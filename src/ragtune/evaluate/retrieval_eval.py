@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigError, ConfigModel, dump_config
 from ragtune.data.beir import load_beir, load_qrels
 from ragtune.data.trec import Run, read_run, write_run
 from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, parse_metric
 from ragtune.evaluate.significance import compare_per_query
-from ragtune.io import atomic_open, write_json
 from ragtune.retrieval.bm25 import BM25Config
 from ragtune.retrieval.colbert import ColbertConfig
 from ragtune.retrieval.dense import DenseConfig

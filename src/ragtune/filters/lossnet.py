@@ -108,8 +108,8 @@ class Encoder:
     def __init__(self, model_name: str, max_seq_length: int, device: str):
         from sentence_transformers import SentenceTransformer
 
+        from ragtune.hardware import pick_device
         from ragtune.models import resolve_model
-        from ragtune.runtime import pick_device
 
         self.device = pick_device(device)
         self.st = SentenceTransformer(str(resolve_model(model_name)), device=self.device, local_files_only=True)

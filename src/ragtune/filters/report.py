@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragtune.io import write_json, write_text
+from ragtune.atomic import write_json, write_text
 
 
 def build_report(stages: list[dict[str, Any]], total: int, failed_at_generation: int) -> dict[str, Any]:

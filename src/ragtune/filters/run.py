@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ragtune.atomic import write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus, write_beir
 from ragtune.filters import bm25, dense, lossnet, score  # noqa: F401  (register the filters)
@@ -22,7 +23,6 @@ from ragtune.filters.dense import DenseFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.report import build_report, write_report
 from ragtune.filters.score import ScoreFilterConfig
-from ragtune.io import write_jsonl
 
 FilterSpec = Annotated[BM25FilterConfig | DenseFilterConfig | LossNetFilterConfig | ScoreFilterConfig,
                        Field(discriminator="name")]

@@ -44,8 +44,8 @@ class ScoreFilterConfig(ConfigModel):
 def cross_encoder_scores(cfg: ScoreFilterConfig, pairs: list[tuple[str, str]]) -> np.ndarray:
     from sentence_transformers import CrossEncoder
 
+    from ragtune.hardware import pick_device
     from ragtune.models import resolve_model
-    from ragtune.runtime import pick_device
 
     model = CrossEncoder(str(resolve_model(cfg.model)), device=pick_device(cfg.device), local_files_only=True)
     return np.asarray(model.predict(pairs, batch_size=cfg.batch_size, show_progress_bar=False), dtype=np.float64)
@@ -57,7 +57,7 @@ def generator_logprobs(cfg: ScoreFilterConfig, docs: list[str], queries: list[st
 
     from ragtune.generate.generator import QueryGenerator
     from ragtune.generate.prompts import DEFAULT_INSTRUCTION
-    from ragtune.runtime import pick_device
+    from ragtune.hardware import pick_device
 
     gen = QueryGenerator.load(cfg.model, cfg.adapter, cfg.template, device=pick_device(cfg.device))
     tok, model = gen.tokenizer, gen.model

@@ -54,8 +54,8 @@ class QueryGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ragtune.hardware import auto_dtype
         from ragtune.models import resolve_causal_lm
-        from ragtune.runtime import auto_dtype
 
         base = resolve_causal_lm(model_name_or_path)
         if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
@@ -163,7 +163,7 @@ def _prepare_output(cfg: GenerateConfig, is_main: bool) -> None:
     """Record the run's fingerprint; a rerun must match it (resume) unless overwrite=true."""
     import json
 
-    from ragtune.io import write_json
+    from ragtune.atomic import write_json
 
     out = Path(cfg.output_dir)
     state = out / RUN_STATE
@@ -191,12 +191,12 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
+    from ragtune.atomic import write_json
     from ragtune.data.beir import load_corpus
     from ragtune.generate.outputs import write_outputs
     from ragtune.generate.selection import beir_folder, few_shot_pairs, select_documents
     from ragtune.generate.shards import ShardWriter, read_shards, shard_path
-    from ragtune.io import write_json
-    from ragtune.runtime import pick_device, set_threads
+    from ragtune.hardware import pick_device, set_threads
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
     rank, world = state.process_index, state.num_processes

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import write_jsonl
 from ragtune.data.beir import write_beir
-from ragtune.io import write_jsonl
 
 PROVENANCE = "provenance.jsonl"
 

@@ -17,10 +17,10 @@ from ragtune.config import ConfigModel, build_config, dump_config
 from ragtune.evaluate.metrics import DEFAULT_METRICS
 from ragtune.filters.bm25 import BM25FilterConfig
 from ragtune.filters.run import FilterSpec
+from ragtune.paths import shared_data
 from ragtune.pipeline import stages
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
-from ragtune.shared import shared_data
 from ragtune.train.ppo import PPOConfig
 from ragtune.train.preferences import PreferenceConfig
 

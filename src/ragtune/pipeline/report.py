@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragtune.io import write_json, write_text
+from ragtune.atomic import write_json, write_text
 
 
 def _fmt_p(p: float) -> str:

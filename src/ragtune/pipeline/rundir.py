@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune import __version__
-from ragtune.io import write_json
+from ragtune.atomic import write_json
 
 BIG_FILE = 64 * 1024 * 1024
 log = logging.getLogger("ragtune.run")

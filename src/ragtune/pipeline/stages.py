@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import write_jsonl
 from ragtune.data.beir import load_beir, load_corpus, load_queries, write_beir
 from ragtune.data.jsonl import iter_jsonl
-from ragtune.io import write_jsonl
 
 
 def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:

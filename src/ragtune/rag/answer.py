@@ -84,8 +84,8 @@ class Answerer:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ragtune.generate.prompts import use_template
+        from ragtune.hardware import pick_device
         from ragtune.models import resolve_causal_lm
-        from ragtune.runtime import pick_device
 
         base = resolve_causal_lm(model)
         if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():

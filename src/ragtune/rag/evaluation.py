@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
-from ragtune.io import write_json, write_jsonl
 from ragtune.rag.ingest import ChunkConfig
 from ragtune.rag.kb import SearchConfig
 from ragtune.rag.pipeline import AnswererConfig
@@ -148,7 +148,7 @@ def _article_file(article: str) -> str:
 
 def build_kb(items: list[dict[str, Any]], cfg: EvalRetrieveConfig, out: Path) -> tuple[Path, dict[str, str]]:
     """A KB over every distinct context (one JSONL corpus per article); returns (kb, {context: doc source})."""
-    from ragtune.io import write_jsonl as write
+    from ragtune.atomic import write_jsonl as write
     from ragtune.rag.ingest import IngestConfig, ingest
 
     per_article: dict[str, dict[str, str]] = {}
@@ -226,9 +226,9 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
 
 
 def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
+    from ragtune.hardware import set_threads
     from ragtune.rag.answer import Answerer
     from ragtune.rag.refusal import calibrate_margin
-    from ragtune.runtime import set_threads
 
     name, all_items = load_items(cfg.data)
     items = balanced(all_items, cfg.limit)

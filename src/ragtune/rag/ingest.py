@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigError, ConfigModel, dump_config
-from ragtune.io import write_json, write_jsonl
 from ragtune.rag.loaders import LoadError, is_supported, load_file
 from ragtune.retrieval.dense import DenseConfig
 

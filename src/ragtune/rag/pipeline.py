@@ -91,9 +91,9 @@ class RagPipeline:
 
     @classmethod
     def open(cls, cfg: AskConfig) -> RagPipeline:
+        from ragtune.hardware import set_threads
         from ragtune.rag.answer import Answerer
         from ragtune.rag.kb import KnowledgeBase
-        from ragtune.runtime import set_threads
 
         set_threads(cfg.answerer.threads)
         kb = KnowledgeBase.open(cfg.kb, device=cfg.answerer.device, threads=cfg.answerer.threads)

@@ -10,9 +10,9 @@ from typing import Literal
 
 import numpy as np
 
+from ragtune.atomic import write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
-from ragtune.io import write_json
 from ragtune.retrieval.base import Run, check_k
 
 

@@ -20,9 +20,9 @@ from typing import Literal
 
 import numpy as np
 
+from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
-from ragtune.io import atomic_open, write_json
 from ragtune.retrieval.base import Run, check_k
 
 META = "ragtune_colbert.json"
@@ -203,8 +203,8 @@ def load_colbert(cfg: ColbertConfig):
     """The MultiVectorEncoder at cfg.model, on the configured device and threads."""
     from sentence_transformers import MultiVectorEncoder
 
+    from ragtune.hardware import pick_device, set_threads
     from ragtune.models import resolve_model
-    from ragtune.runtime import pick_device, set_threads
 
     set_threads(cfg.threads)
     model = MultiVectorEncoder(str(resolve_model(cfg.model)), device=pick_device(cfg.device), local_files_only=True)

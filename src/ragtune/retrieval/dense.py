@@ -13,13 +13,13 @@ from typing import Literal
 
 import numpy as np
 
+from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
-from ragtune.io import atomic_open, write_json
+from ragtune.hardware import auto_dtype
+from ragtune.paths import cache_dir
 from ragtune.retrieval.base import Run, check_k
 from ragtune.retrieval.encode_cache import cached_encode, corpus_key
-from ragtune.runtime import auto_dtype
-from ragtune.shared import cache_dir
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -50,8 +50,8 @@ class DenseConfig(ConfigModel):
 def load_encoder(cfg: DenseConfig):
     from sentence_transformers import SentenceTransformer
 
+    from ragtune.hardware import pick_device, set_threads
     from ragtune.models import resolve_model
-    from ragtune.runtime import pick_device, set_threads
 
     set_threads(cfg.threads)
     path = resolve_model(cfg.model)

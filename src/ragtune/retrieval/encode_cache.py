@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from ragtune.io import write_json
+from ragtune.atomic import write_json
 
 
 def corpus_key(model_fp: str, settings: str, ids: Sequence[str], texts: Sequence[str]) -> str:

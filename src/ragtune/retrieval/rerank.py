@@ -101,7 +101,7 @@ class LLMReranker:
         return out
 
     def save(self, path: str | Path) -> None:
-        from ragtune.io import write_json
+        from ragtune.atomic import write_json
 
         path = Path(path)
         self.model.save_pretrained(path)
@@ -150,8 +150,8 @@ Reranker = LLMReranker | CrossEncoderReranker
 
 def load_reranker(name_or_path: str | Path, device: str = "auto", max_length: int | None = None) -> Reranker:
     """An LLM reranker folder (has ragtune_llm_reranker.json) or a cross-encoder."""
+    from ragtune.hardware import pick_device
     from ragtune.models import resolve_model
-    from ragtune.runtime import pick_device
 
     path = resolve_model(name_or_path)
     dev = pick_device(device)

@@ -221,7 +221,7 @@ def trainer_kwargs(cfg: TrainCommon, device: str, has_eval: bool, metric: str | 
 
 def finish(trainer, cfg: TrainCommon, summary: dict[str, Any], title: str) -> dict[str, Any]:
     """Write the loss plot, the resolved config and train_summary.json next to the saved model."""
-    from ragtune.io import write_json
+    from ragtune.atomic import write_json
     from ragtune.train.plot import loss_series, plot_loss
 
     out = Path(cfg.output_dir)
@@ -248,7 +248,7 @@ def start_run(cfg: TrainCommon) -> tuple[str, str | None, DevSet | None]:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from ragtune.runtime import set_threads
+    from ragtune.hardware import set_threads
 
     device = PartialState().device.type
     check_precision(cfg, device)

@@ -123,10 +123,10 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTTrainer
 
+    from ragtune.atomic import write_json
     from ragtune.generate.prompts import use_template
-    from ragtune.io import write_json
+    from ragtune.hardware import set_threads
     from ragtune.models import resolve_causal_lm
-    from ragtune.runtime import set_threads
     from ragtune.train.plot import loss_series, plot_loss
     from ragtune.train.sft_data import encode_all, load_sft_messages, split_dev
 

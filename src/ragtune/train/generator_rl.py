@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_json
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
-from ragtune.io import write_json
 from ragtune.train.ppo import PPOConfig
 from ragtune.train.rl_trl import GRPOTrainConfig
 
@@ -70,7 +70,7 @@ class PPOStageConfig(ConfigModel):
 
 def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import query_messages
-    from ragtune.runtime import pick_device
+    from ragtune.hardware import pick_device
     from ragtune.train.ppo import PPOTrainer
     from ragtune.train.reward import RewardScorer
 

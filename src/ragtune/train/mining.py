@@ -17,12 +17,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from ragtune.atomic import write_jsonl
 from ragtune.data.beir import load_beir
 from ragtune.data.convert import ConvertResult
 from ragtune.data.convert_beir import BeirEmbeddingConfig, beir_to_embedding, mine_negatives, positives
 from ragtune.data.formats import write_records
 from ragtune.data.records import Embedding
-from ragtune.io import write_jsonl
 
 MINED = "mined_negatives.jsonl"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ragtune.io import atomic_open
+from ragtune.atomic import atomic_open
 
 
 def loss_series(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:

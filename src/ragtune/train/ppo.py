@@ -25,8 +25,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from ragtune.atomic import write_json
 from ragtune.config import ConfigModel
-from ragtune.io import write_json
 from ragtune.train.ppo_core import AdaptiveKLController, gae, masked_mean, masked_whiten, ppo_losses, token_rewards
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
@@ -245,7 +245,7 @@ class PPOTrainer:
             f.write(json.dumps(row) + "\n")
 
     def save(self, path: Path) -> None:
-        from ragtune.io import atomic_open
+        from ragtune.atomic import atomic_open
 
         self.model.model.save_pretrained(str(path / "adapter"))
         self.tokenizer.save_pretrained(str(path / "adapter"))

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_jsonl
 from ragtune.config import ConfigModel
-from ragtune.io import write_jsonl
 
 Criterion = Literal["difficulty_band", "filter", "rank"]
 

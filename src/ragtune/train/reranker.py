@@ -435,7 +435,7 @@ def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
         summary["dev_fusion"] = fusion
     summary = finish(trainer, cfg, summary, title=f"{loss_name} {cfg.model_type} reranker")
     if fusion is not None and trainer.is_world_process_zero():
-        from ragtune.io import write_json
+        from ragtune.atomic import write_json
         from ragtune.retrieval.rerank import FUSION_FILE
 
         write_json(Path(cfg.output_dir) / FUSION_FILE, fusion)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_json
 from ragtune.config import ConfigModel, dump_config
-from ragtune.io import write_json
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -82,7 +82,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     from peft import LoraConfig, TaskType
     from trl import RewardConfig, RewardTrainer
 
-    from ragtune.runtime import set_threads
+    from ragtune.hardware import set_threads
 
     set_threads(cfg.threads)
     model, tok = _load_base(cfg.model_name_or_path)

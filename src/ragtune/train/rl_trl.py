@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.atomic import write_json
 from ragtune.config import ConfigModel, dump_config
-from ragtune.io import write_json
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

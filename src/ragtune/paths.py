@@ -1,21 +1,27 @@
-"""Where the shared data lives: $RAGTUNE_SHARED, else ../shared beside the repository."""
+"""Where ragtune finds the shared data and keeps its caches.
+
+Shared data: $RAGTUNE_SHARED, else a `shared/` folder beside the source checkout (an editable install) or beside
+the working directory. Caches: $RAGTUNE_CACHE, else ~/.cache/ragtune.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+"""The repository root when ragtune runs from a source checkout; inside site-packages it points nowhere useful,
+which is why it is only a fallback after $RAGTUNE_SHARED."""
 
 
 def shared_dir() -> Path:
     env = os.environ.get("RAGTUNE_SHARED")
     if env:
         return Path(env).expanduser()
-    for candidate in (REPO_ROOT.parent / "shared", Path.cwd().parent / "shared"):
+    for candidate in (_CHECKOUT.parent / "shared", Path.cwd().parent / "shared"):
         if candidate.is_dir():
             return candidate
-    return REPO_ROOT.parent / "shared"
+    return _CHECKOUT.parent / "shared"
 
 
 def shared_data(*parts: str) -> Path:

@@ -1,6 +1,6 @@
 """dtype: auto picks bf16 only where the hardware multiplies it natively."""
 
-from ragtune.runtime import auto_dtype, cpu_has_fast_bf16
+from ragtune.hardware import auto_dtype, cpu_has_fast_bf16
 
 
 def test_cpu_bf16_detection_can_be_forced(monkeypatch):

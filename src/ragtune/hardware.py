@@ -1,4 +1,4 @@
-"""Process-level settings set deliberately, never at import time."""
+"""This machine's compute settings, chosen deliberately and never at import time: threads, device, dtype."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Atomic writes: every artifact appears whole or not at all."""
+"""Atomic writers: every artifact appears whole or not at all (temp file beside the target, then rename)."""
 
 from __future__ import annotations
 
