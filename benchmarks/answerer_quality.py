@@ -43,9 +43,9 @@ def prepare(name: str, work: Path, max_tokens: int, n_train: int, distractors: i
     from transformers import AutoTokenizer
 
     from ragtune.atomic import write_jsonl
-    from ragtune.data.convert import run_convert
     from ragtune.data.dataset_info import register_dataset
     from ragtune.models import resolve_causal_lm
+    from ragtune.pipeline.convert import run_convert
 
     spec = DATASETS[name]
     out = work / name

@@ -69,7 +69,7 @@ def main() -> None:
 
     adapter = Path(args.adapter) if args.adapter else work / "generator-lora"
     if args.adapter is None and "train" in stages:
-        from ragtune.data.convert import run_convert
+        from ragtune.pipeline.convert import run_convert
         from ragtune.train.generator import train_generator
         from ragtune.train.generator_config import GeneratorTrainConfig
 

@@ -110,7 +110,7 @@ def data_convert(
                                                      show_default=False)] = None,
 ) -> None:
     """Convert BEIR or QA data into training records: `ragtune data convert beir-embedding data=DIR out=DIR`."""
-    from ragtune.data.convert import run_convert
+    from ragtune.pipeline.convert import run_convert
 
     rest = list(args or [])
     config = Path(rest.pop(0)) if rest and "=" not in rest[0] else None
@@ -465,7 +465,7 @@ def train_mine_cmd(args: ConfigArgs = None) -> None:
     """Mine hard negatives from a BEIR split (BM25 or dense, rank window, optional reranker filter):
     `ragtune train mine data=DIR out=DIR neg_start=10 neg_end=100`."""
     from ragtune.config import load_config
-    from ragtune.train.mining import MineConfig, mine
+    from ragtune.retrieval.mining import MineConfig, mine
 
     config, overrides = _split_config(args)
     result = mine(load_config(MineConfig, config, overrides))

@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app
 from ragtune.data.beir import load_qrels
-from ragtune.data.convert import run_convert
-from ragtune.data.convert_qa import REFUSALS
 from ragtune.data.errors import DataFormatError
 from ragtune.data.formats import read_records
 from ragtune.data.validate import validate
+from ragtune.generate.prompts import REFUSALS
 from ragtune.paths import shared_data
+from ragtune.pipeline.convert import run_convert
 
 runner = CliRunner()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ragtune.config import load_config
-from ragtune.rag.ingest import IngestConfig, ingest, read_jsonl
+from ragtune.rag.ingest import IngestConfig, ingest
+from ragtune.rag.kb_files import read_jsonl
 from ragtune.rag.loaders import LoadError, load_file
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def mined(scifact, tmp_path_factory):
-    from ragtune.train.mining import MineConfig, mine
+    from ragtune.retrieval.mining import MineConfig, mine
 
     out = tmp_path_factory.mktemp("mined")
     result = mine(MineConfig(data=scifact, split="train", out=out, neg_start=10, neg_end=30, neg_per_query=2))

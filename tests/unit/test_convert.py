@@ -9,14 +9,15 @@ from typer.testing import CliRunner
 from ragtune.cli import app
 from ragtune.config import ConfigError, load_config
 from ragtune.data.beir import load_corpus, write_beir
-from ragtune.data.convert import run_convert
-from ragtune.data.convert_beir import BeirEmbeddingConfig
-from ragtune.data.convert_qa import REFUSALS, SquadSFTConfig
 from ragtune.data.dataset_info import read_dataset_info
 from ragtune.data.errors import DataFormatError
 from ragtune.data.formats import read_records
 from ragtune.data.validate import validate
+from ragtune.generate.prompts import REFUSALS
+from ragtune.pipeline.convert import run_convert
+from ragtune.rag.answerer_data import SquadSFTConfig
 from ragtune.retrieval.bm25 import BM25Retriever
+from ragtune.retrieval.mining import BeirEmbeddingConfig
 
 runner = CliRunner()
 VOCAB = ["cell", "protein", "gene", "enzyme", "membrane", "receptor", "virus", "tissue", "mutation", "signal",

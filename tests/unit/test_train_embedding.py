@@ -170,7 +170,7 @@ def test_mining_excludes_positives_and_filters_false_negatives_with_a_reranker(t
 
     import ragtune.retrieval.rerank as rerank
     from ragtune.data.formats import read_records
-    from ragtune.train.mining import MineConfig, mine
+    from ragtune.retrieval.mining import MineConfig, mine
 
     plain = mine(MineConfig(data=tiny_beir, out=tmp_path / "plain", neg_start=0, neg_end=6, neg_per_query=5))
     audit = [json.loads(x) for x in (tmp_path / "plain" / "mined_negatives.jsonl").read_text().splitlines()]

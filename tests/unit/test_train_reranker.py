@@ -199,7 +199,8 @@ def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny
     from typer.testing import CliRunner
 
     from ragtune.cli import app
-    from ragtune.retrieval.rerank import FUSION_FILE, choose_fusion_weight
+    from ragtune.retrieval.rerank import FUSION_FILE
+    from ragtune.train.reranker import choose_fusion_weight
 
     # a reranker that is right where the first stage is wrong: only full trust in it finds the relevant doc first
     first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}

@@ -322,18 +322,6 @@ def _check_columns(path: Path, name: str, entry: DatasetEntry, seen: set[str], p
                    hint=f'add "columns": {{"{column}": "{column}"}} to the entry')
 
 
-def register_validators() -> None:
-    """Make `ragtune data validate` know "records", "dataset-info" and each record kind."""
-    from ragtune.data.validate import VALIDATORS
-
-    VALIDATORS["records"] = validate_records
-    VALIDATORS["dataset-info"] = validate_dataset_info
-    for kind in RECORD_KINDS:
-        VALIDATORS.setdefault(kind, lambda path, problems, kind=kind: validate_records(path, problems, kind))
-
-
-register_validators()
-
 __all__ = ["RECORD_KINDS", "DataFormatError", "count_records", "detect_record_kind", "iter_rows", "kind_of",
            "load_teacher", "read_records", "record_class", "record_row", "teacher_vectors", "validate_dataset_info",
            "validate_records", "write_records", "write_teacher"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ragtune.data.beir import iter_corpus, iter_queries, load_qrels, qrels_splits
 from ragtune.data.errors import ProblemLog, report
+from ragtune.data.formats import RECORD_KINDS, validate_dataset_info, validate_records
 from ragtune.data.trec import read_run
 
 
@@ -49,10 +50,17 @@ def validate_run(path: Path, problems: ProblemLog) -> dict[str, int]:
     return {"queries": len(run), "rows": sum(len(d) for d in run.values())}
 
 
-# kind -> validator(path, problems) -> counts; other modules register their formats here.
-VALIDATORS: dict[str, Callable[[Path, ProblemLog], dict[str, int]]] = {
+def _record_validator(kind: str) -> Callable[[Path, ProblemLog], dict[str, float]]:
+    return lambda path, problems: validate_records(path, problems, kind)
+
+
+# kind -> validator(path, problems) -> counts
+VALIDATORS: dict[str, Callable[[Path, ProblemLog], dict[str, float]]] = {
     "beir": validate_beir,
     "trec-run": validate_run,
+    "records": validate_records,
+    "dataset-info": validate_dataset_info,
+    **{kind: _record_validator(kind) for kind in RECORD_KINDS},
 }
 
 
@@ -60,15 +68,15 @@ def detect_kind(path: Path) -> str:
     if path.is_dir():
         if (path / "corpus.jsonl").exists() or (path / "queries.jsonl").exists():
             return "beir"
-        if (path / "dataset_info.json").exists() and "dataset-info" in VALIDATORS:
+        if (path / "dataset_info.json").exists():
             return "dataset-info"
         raise ValueError(f"{path}: cannot tell what this folder holds (no corpus.jsonl, queries.jsonl or "
                          f"dataset_info.json); pass --format")
-    if path.name == "dataset_info.json" and "dataset-info" in VALIDATORS:
+    if path.name == "dataset_info.json":
         return "dataset-info"
     if path.suffix in {".trec", ".run"} or path.name.endswith(".trec.txt"):
         return "trec-run"
-    if path.suffix in {".jsonl", ".json"} and "records" in VALIDATORS:
+    if path.suffix in {".jsonl", ".json"}:
         return "records"
     raise ValueError(f"{path}: cannot tell the format from the name; pass --format "
                      f"({', '.join(sorted(VALIDATORS))})")
@@ -86,7 +94,3 @@ def validate(path: str | Path, kind: str = "auto", limit: int = 50) -> Validatio
     result = ValidationResult(path, kind, problems=ProblemLog(limit))
     result.counts = VALIDATORS[kind](path, result.problems)
     return result
-
-
-# record kinds and dataset_info.json register themselves in VALIDATORS on import
-import ragtune.data.formats  # noqa: E402, F401

@@ -1,6 +1,7 @@
-"""Chat templates, SFT records -> messages, and the doc -> query prompt (zero- or few-shot).
+"""Every prompt ragtune writes, in one place: chat templates, SFT records -> messages, the doc -> query prompt
+(zero- or few-shot, and the RL stages' user turn), and the answerer's grounded-answer prompt and refusal phrasings.
 
-Training and generation render prompts through the same code, so a fine-tuned generator sees at inference
+Training and generation render prompts through the same code, so a fine-tuned model sees at inference
 exactly the context it was trained on:
 
     template = use_template(tokenizer, "auto")         # the model's own template, or "chatml", "llama2", ...
@@ -140,3 +141,49 @@ def truncate_tokens(tokenizer, text: str, max_tokens: int) -> str:
     """`text` cut to its first `max_tokens` tokens (unchanged when shorter)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+
+
+RL_PROMPT_CHARS = 1200
+"""Documents are cut to this many characters in the RL stages' prompts (bounded sequence length)."""
+
+
+def user_turn(doc: Doc) -> str:
+    """The user turn the RL stages (reward model, PPO, DPO, GRPO) show the generator for `doc`."""
+    return DEFAULT_INSTRUCTION.replace("{document}", doc.content[:RL_PROMPT_CHARS])
+
+
+# ---------------------------------------------------------------- grounded answers and refusals
+
+ANSWER_PROMPTS = {
+    "en": ("Answer the question using only the context below. If the context does not contain the answer, "
+           "say that you cannot answer.\n\nContext:\n{context}\n\nQuestion: {question}"),
+    "zh": ("请只根据下面的资料回答问题。如果资料中没有答案，请直接说明无法回答。"
+           "\n\n资料：\n{context}\n\n问题：{question}"),
+}
+"""The answerer's user turn per language: `ragtune data convert squad-sft|webqa-sft` trains on it, `rag ask` and
+`eval rag` render it."""
+REFUSALS = {
+    "en": ["The context does not contain the answer to this question.",
+           "I cannot answer this question from the given context.",
+           "The provided passage does not say, so I can't answer.",
+           "There is not enough information in the context to answer this question.",
+           "The context doesn't mention this; I don't know the answer from it."],
+    "zh": ["根据提供的资料，无法回答这个问题。",
+           "资料中没有提到相关信息，无法作答。",
+           "提供的内容不包含这个问题的答案。",
+           "抱歉，给定的资料不足以回答该问题。",
+           "资料里找不到答案，我无法回答。"],
+}
+"""The phrasings the answerer is trained to refuse with (five per language); `ragtune.rag.refusal` scores them."""
+
+
+def format_contexts(contexts: Sequence[str]) -> str:
+    """One context as is; several numbered `[1] ...` separated by blank lines (as `rag ask` prompts them)."""
+    if len(contexts) == 1:
+        return contexts[0]
+    return "\n\n".join(f"[{i}] {c}" for i, c in enumerate(contexts, 1))
+
+
+def refusal_phrasings(language: str, custom: Sequence[str] | None = None) -> list[str]:
+    """The phrasings the answerer was trained to refuse with (the converter's defaults unless `custom`)."""
+    return list(custom) if custom else list(REFUSALS["zh" if language == "zh" else "en"])

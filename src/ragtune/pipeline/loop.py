@@ -75,8 +75,8 @@ class RunConfig(ConfigModel):
     @model_validator(mode="after")
     def _check_stage_overrides(self) -> RunConfig:
         """Validate every stage's overrides now, not after an hour of training."""
-        from ragtune.data.convert_beir import BeirEmbeddingConfig
         from ragtune.generate.config import GenerateConfig
+        from ragtune.retrieval.mining import BeirEmbeddingConfig
         from ragtune.train.embedding import EmbeddingTrainConfig
         from ragtune.train.generator_config import GeneratorTrainConfig
         from ragtune.train.reward import RewardTrainConfig

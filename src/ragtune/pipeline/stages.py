@@ -60,7 +60,7 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
     """
     from ragtune.config import build_config
     from ragtune.data.beir import qrels_splits
-    from ragtune.data.convert_beir import BeirEmbeddingConfig, beir_to_embedding
+    from ragtune.retrieval.mining import BeirEmbeddingConfig, beir_to_embedding
     from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
 
     labeled = "train" in qrels_splits(data)
@@ -134,7 +134,7 @@ def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: i
 
 
 def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg) -> dict[str, Any]:
-    from ragtune.train.generator_rl import user_turn
+    from ragtune.generate.prompts import user_turn
     from ragtune.train.preferences import build_pairs, write_pairs
 
     texts = load_queries(queries / "queries.jsonl")

@@ -4,7 +4,7 @@
     [g] = answerer.generate([answerer.prompt("Who ruled Normandy?", ["Rollo ruled ...", "..."])])
     g.text, g.refused, g.reason, g.margin
 
-Prompts are the ones the training records carry (`ragtune.data.convert_qa.PROMPTS`, rendered with the same chat
+Prompts are the ones the training records carry (`ragtune.generate.prompts.ANSWER_PROMPTS`, rendered with the same chat
 template), so training and inference match; several contexts are numbered `[1] ... [2] ...`.
 
 Decoding is batched greedy search written out here (prompts sorted by length, left padding, explicit position
@@ -16,22 +16,14 @@ from it; `ragtune.rag.refusal.decide` compares the two (see there).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.config import ConfigError
-from ragtune.data.convert_qa import PROMPTS, format_contexts
-from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin, refusal_phrasings
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def detect_language(text: str) -> str:
-    """"zh" when at least 30% of the letters are CJK characters, else "en"."""
-    letters = sum(ch.isalpha() for ch in text)
-    return "zh" if letters and len(_CJK.findall(text)) / letters >= 0.3 else "en"
+from ragtune.data.language import detect_language
+from ragtune.generate.prompts import ANSWER_PROMPTS, format_contexts, refusal_phrasings
+from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin
 
 
 @dataclass
@@ -111,7 +103,7 @@ class Answerer:
     # ---------------------------------------------------------------- prompts
 
     def render(self, question: str, contexts: Sequence[str], language: str) -> str:
-        user = PROMPTS[language].format(context=format_contexts(contexts), question=question)
+        user = ANSWER_PROMPTS[language].format(context=format_contexts(contexts), question=question)
         return self.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                                   add_generation_prompt=True)
 

@@ -115,12 +115,12 @@ def load_items(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
 def _from_raw(path: Path) -> list[dict[str, Any]]:
     import random
 
-    from ragtune.data.convert_qa import detect_language, select
     from ragtune.data.qa_json import read_squad, read_webqa
+    from ragtune.data.qa_select import questions_language, select
 
     head = path.read_text(encoding="utf-8-sig")[:4096].lstrip()
     items = read_squad(path) if head.startswith("{") and '"data"' in head[:200] else read_webqa(path)
-    language = detect_language(items)
+    language = questions_language(items)
     chosen = select(items, 0.5, True, random.Random("0:eval"))
     return [{"id": i.id, "question": i.question, "context": i.context, "answers": list(i.answers),
              "answerable": i.answerable, "source": i.source, "article": i.article, "language": language}

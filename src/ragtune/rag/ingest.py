@@ -31,10 +31,9 @@ from pydantic import Field
 
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.rag.kb_files import KB_FORMAT, kb_info, read_jsonl
 from ragtune.rag.loaders import LoadError, is_supported, load_file
 from ragtune.retrieval.dense import DenseConfig
-
-KB_FORMAT = 1
 
 
 class ChunkConfig(ConfigModel):
@@ -61,21 +60,6 @@ class IngestConfig(ConfigModel):
     collection: str = "chunks"
     rebuild: bool = False
     """Start the KB over (required when the embedder or chunking changes)."""
-
-
-# ---------------------------------------------------------------- KB files
-
-
-def kb_info(kb: Path) -> dict[str, Any] | None:
-    p = Path(kb) / "kb.json"
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def file_sha256(path: Path) -> str:
@@ -126,7 +110,7 @@ def _wipe(kb: Path) -> None:
 
 
 def _language(texts: list[str]) -> str:
-    from ragtune.rag.answer import detect_language
+    from ragtune.data.language import detect_language
 
     return detect_language("".join(texts[:2000])[:200_000])
 

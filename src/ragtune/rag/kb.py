@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ragtune.config import ConfigModel
-from ragtune.rag.ingest import kb_info, read_jsonl
+from ragtune.rag.kb_files import kb_info, read_jsonl
 from ragtune.retrieval.fusion import rrf
 
 

@@ -126,7 +126,7 @@ class RagPipeline:
         return hits[:top_k]
 
     def ask(self, question: str, top_k: int | None = None) -> dict[str, Any]:
-        from ragtune.rag.answer import detect_language
+        from ragtune.data.language import detect_language
 
         question = question.strip()
         if not question:

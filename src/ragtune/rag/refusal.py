@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from ragtune.data.convert_qa import REFUSALS
+from ragtune.generate.prompts import REFUSALS
 
 CUES = {
     "en": ["cannot answer", "can't answer", "can not answer", "unable to answer", "does not contain the answer",
@@ -36,11 +36,6 @@ CUES = {
            "不足以回答", "无法确定", "不知道"],
 }
 SIMILARITY = 0.75
-
-
-def refusal_phrasings(language: str, custom: Sequence[str] | None = None) -> list[str]:
-    """The phrasings the answerer was trained to refuse with (the converter's defaults unless `custom`)."""
-    return list(custom) if custom else list(REFUSALS["zh" if language == "zh" else "en"])
 
 
 def _norm(text: str) -> str:

@@ -239,15 +239,3 @@ def fuse_with_first_stage(first: Run, reranked: Run, weight: float, top: int = 1
                     k=k, weights=[weight, 1.0 - weight]).get(qid, {})
         out[qid] = with_tail(fused, tail)
     return out
-
-
-def choose_fusion_weight(first: Run, reranked: Run, qrels: Mapping[str, Mapping[str, int]], metric: str,
-                         top: int, grid: Sequence[float] = tuple(i / 10 for i in range(11))) -> dict[str, Any]:
-    """The grid weight with the best `metric` on these (dev) queries; ties go to the larger reranker weight."""
-    from ragtune.evaluate.metrics import evaluate
-
-    table = {w: evaluate(qrels, fuse_with_first_stage(first, reranked, w, top), [metric]).metrics[metric]
-             for w in grid}
-    best = max(table, key=lambda w: (round(table[w], 10), w))
-    return {"weight": best, "k": 60, "top": top, "metric": metric, "dev_value": table[best],
-            "dev_table": {f"{w:.2f}": v for w, v in table.items()}}

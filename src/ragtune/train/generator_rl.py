@@ -20,8 +20,6 @@ from ragtune.train.ppo import PPOConfig
 from ragtune.train.rl_trl import GRPOTrainConfig
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
-PROMPT_CHARS = 1200
-"""Documents are cut to this many characters in RL prompts (bounded sequence length)."""
 
 
 class PromptSource(ConfigModel):
@@ -44,12 +42,6 @@ def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
     return corpus, random.Random(src.seed).sample(ids, min(src.sample_num, len(ids)))
 
 
-def user_turn(doc: Doc) -> str:
-    from ragtune.generate.prompts import DEFAULT_INSTRUCTION
-
-    return DEFAULT_INSTRUCTION.replace("{document}", doc.content[:PROMPT_CHARS])
-
-
 class PPOStageConfig(ConfigModel):
     stage: Literal["ppo"] = "ppo"
     model_name_or_path: str = DEFAULT_GENERATOR
@@ -69,7 +61,7 @@ class PPOStageConfig(ConfigModel):
 
 
 def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
-    from ragtune.generate.prompts import query_messages
+    from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, user_turn
     from ragtune.hardware import pick_device
     from ragtune.train.ppo import PPOTrainer
     from ragtune.train.reward import RewardScorer
@@ -79,7 +71,7 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
     raw = {}
     for d in docs:
-        rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:PROMPT_CHARS]),
+        rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:RL_PROMPT_CHARS]),
                                                          tokenize=False, add_generation_prompt=True)
         raw[rendered] = user_turn(corpus[d])
     scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
@@ -111,6 +103,7 @@ class GRPOStageConfig(GRPOTrainConfig):
 
 
 def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
+    from ragtune.generate.prompts import user_turn
     from ragtune.retrieval.dense import DenseConfig
     from ragtune.retrieval.factory import index_corpus
     from ragtune.train.rl_trl import RetrievalReward, train_grpo

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ragtune.config import ConfigError
 from ragtune.data.records import RerankerGroup, RerankerPoint
+from ragtune.data.trec import Run
 from ragtune.retrieval.rerank import LLMFormat
 from ragtune.train.common import DevSet, TrainCommon, is_dev_query, start_run
 
@@ -444,10 +446,23 @@ def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
 
 def dev_fusion(trainer, cfg: RerankerTrainConfig, dev: DevSet, first, device: str) -> dict[str, Any]:
     """Weight of the reranker against BM25's ranks (weighted RRF), chosen on the dev slice: `rerank_fusion: dev`."""
-    from ragtune.retrieval.rerank import CrossEncoderReranker, choose_fusion_weight, load_reranker, rerank_run
+    from ragtune.retrieval.rerank import CrossEncoderReranker, load_reranker, rerank_run
 
     model = CrossEncoderReranker(trainer.model) if cfg.model_type == "cross_encoder" else \
         load_reranker(cfg.output_dir, device)
     top = cfg.dev_top or cfg.dev.candidates
     reranked = rerank_run(model, first, dev.queries, dev.corpus, top=top)
     return choose_fusion_weight(first, reranked, dev.qrels, cfg.dev.metric_for_best, top)
+
+
+def choose_fusion_weight(first: Run, reranked: Run, qrels: Mapping[str, Mapping[str, int]], metric: str,
+                         top: int, grid: Sequence[float] = tuple(i / 10 for i in range(11))) -> dict[str, Any]:
+    """The grid weight with the best `metric` on these (dev) queries; ties go to the larger reranker weight."""
+    from ragtune.evaluate.metrics import evaluate
+    from ragtune.retrieval.rerank import fuse_with_first_stage
+
+    table = {w: evaluate(qrels, fuse_with_first_stage(first, reranked, w, top), [metric]).metrics[metric]
+             for w in grid}
+    best = max(table, key=lambda w: (round(table[w], 10), w))
+    return {"weight": best, "k": 60, "top": top, "metric": metric, "dev_value": table[best],
+            "dev_table": {f"{w:.2f}": v for w, v in table.items()}}
