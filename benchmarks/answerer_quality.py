@@ -75,8 +75,8 @@ def prepare(name: str, work: Path, max_tokens: int, n_train: int, distractors: i
 
 def train(name: str, work: Path, overrides: list[str]) -> None:
     from ragtune.config import load_config
-    from ragtune.train.generator import train_generator
-    from ragtune.train.generator_config import GeneratorTrainConfig
+    from ragtune.train.generator.sft import train_generator
+    from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
     cfg = load_config(GeneratorTrainConfig, REPO / DATASETS[name]["config"],
                       [f"dataset={name}_short", f"dataset_dir={work / name}", f"output_dir={work / f'{name}-lora'}",

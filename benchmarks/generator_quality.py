@@ -70,8 +70,8 @@ def main() -> None:
     adapter = Path(args.adapter) if args.adapter else work / "generator-lora"
     if args.adapter is None and "train" in stages:
         from ragtune.pipeline.convert import run_convert
-        from ragtune.train.generator import train_generator
-        from ragtune.train.generator_config import GeneratorTrainConfig
+        from ragtune.train.generator.sft import train_generator
+        from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
         sft = work / "sft-data"
         if not (sft / "dataset_info.json").is_file():

@@ -64,16 +64,16 @@ def train_seconds(kind: str, data: Path, out: Path, args, steps: int, dtype: str
               "logging_steps=1", "plot_loss=false", f"threads={args.threads}", "save_steps=100000",
               f"bf16={dtype == 'bfloat16'}"]
     if kind == "embedding":
-        from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+        from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
 
         s = train_embedding(load_config(EmbeddingTrainConfig, None, [*common, f"max_seq_length={args.seq}",
                                                                       "neg_nums=1"]))
     elif kind == "colbert":
-        from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+        from ragtune.train.retriever.colbert import ColbertTrainConfig, train_colbert
 
         s = train_colbert(load_config(ColbertTrainConfig, None, [*common, f"document_length={args.seq}"]))
     else:
-        from ragtune.train.reranker import RerankerTrainConfig, train_reranker
+        from ragtune.train.retriever.reranker import RerankerTrainConfig, train_reranker
 
         s = train_reranker(load_config(RerankerTrainConfig, None, [*common, f"max_length={args.seq}",
                                                                     "train_group_size=4"]))

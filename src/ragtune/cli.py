@@ -315,28 +315,13 @@ def _split_config(args: list[str] | None) -> tuple[Path | None, list[str]]:
 @user_errors
 def train_generator_cmd(args: ConfigArgs = None) -> None:
     """Train the doc -> query generator; `stage:` sft (lora, freeze, full), rm, ppo, dpo or grpo."""
-    from ragtune.config import apply_overrides, build_config, read_yaml
+    from ragtune.train.generator.stages import train_generator_stage
 
     config, overrides = _split_config(args)
-    data = apply_overrides(read_yaml(config) if config else {}, overrides)
-    stage = str(data.get("stage", "sft"))
+    stage, s = train_generator_stage(config, overrides)
     if stage == "sft":
-        _train_sft(data)
+        _print_sft(s)
         return
-    from ragtune.train import generator_rl, reward, rl_trl
-
-    stages = {"rm": (reward.RewardTrainConfig, reward.train_reward_model),
-              "dpo": (rl_trl.DPOTrainConfig, rl_trl.train_dpo),
-              "ppo": (generator_rl.PPOStageConfig, generator_rl.run_ppo_stage),
-              "grpo": (generator_rl.GRPOStageConfig, generator_rl.run_grpo_stage)}
-    if stage not in stages:
-        from difflib import get_close_matches
-
-        close = get_close_matches(stage, ["sft", *stages], n=1)
-        raise ValueError(f'key "stage": got {stage!r}; allowed values: sft, rm, ppo, dpo, grpo'
-                         + (f'; did you mean "{close[0]}"?' if close else ""))
-    cls, fn = stages[stage]
-    s = fn(build_config(cls, data, stage))
     table = Table(title=f"train generator (stage {stage})")
     shown = {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and v is not None}
     for k in shown:
@@ -345,12 +330,7 @@ def train_generator_cmd(args: ConfigArgs = None) -> None:
     out.print(table)
 
 
-def _train_sft(data: dict) -> None:
-    from ragtune.config import build_config
-    from ragtune.train.generator import train_generator
-    from ragtune.train.generator_config import GeneratorTrainConfig
-
-    s = train_generator(build_config(GeneratorTrainConfig, data, "sft"))
+def _print_sft(s: dict) -> None:
     table = Table(title=f"train generator ({s['finetuning_type']}, {s['global_step']} steps)")
     for col in ["examples", "dev", "trainable params", "first loss", "last loss", "eval loss", "seconds"]:
         table.add_column(col, justify="right")
@@ -388,7 +368,7 @@ def generate_cmd(args: ConfigArgs = None) -> None:
 def export_cmd(args: ConfigArgs = None) -> None:
     """Merge a LoRA adapter into its base, save and verify it: `ragtune export adapter_name_or_path=D export_dir=E`."""
     from ragtune.config import load_config
-    from ragtune.export import ExportConfig, export_merged
+    from ragtune.train.generator.export import ExportConfig, export_merged
 
     config, overrides = _split_config(args)
     r = export_merged(load_config(ExportConfig, config, overrides))
@@ -419,7 +399,7 @@ def train_embedding_cmd(args: ConfigArgs = None) -> None:
     """Fine-tune a bi-encoder (pairs, hard negatives, score or vector distillation; Matryoshka):
     `ragtune train embedding configs/scifact-embedding.yaml`."""
     from ragtune.config import load_config
-    from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
 
     config, overrides = _split_config(args)
     s = train_embedding(load_config(EmbeddingTrainConfig, config, overrides))
@@ -434,7 +414,7 @@ def train_embedding_cmd(args: ConfigArgs = None) -> None:
 def train_colbert_cmd(args: ConfigArgs = None) -> None:
     """Train a late-interaction (ColBERT) model: `ragtune train colbert configs/scifact-colbert.yaml`."""
     from ragtune.config import load_config
-    from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+    from ragtune.train.retriever.colbert import ColbertTrainConfig, train_colbert
 
     config, overrides = _split_config(args)
     s = train_colbert(load_config(ColbertTrainConfig, config, overrides))
@@ -447,7 +427,7 @@ def train_colbert_cmd(args: ConfigArgs = None) -> None:
 def train_reranker_cmd(args: ConfigArgs = None) -> None:
     """Train a cross-encoder or LLM reranker: `ragtune train reranker configs/scifact-reranker.yaml`."""
     from ragtune.config import load_config
-    from ragtune.train.reranker import RerankerTrainConfig, train_reranker
+    from ragtune.train.retriever.reranker import RerankerTrainConfig, train_reranker
 
     config, overrides = _split_config(args)
     s = train_reranker(load_config(RerankerTrainConfig, config, overrides))

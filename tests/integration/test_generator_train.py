@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ragtune.config import ConfigError, load_config
-from ragtune.train.generator import train_generator
-from ragtune.train.generator_config import GeneratorTrainConfig
+from ragtune.train.generator.sft import train_generator
+from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
 
 def _cfg(tiny_lm: Path, data: Path, out: Path, *overrides: str) -> GeneratorTrainConfig:

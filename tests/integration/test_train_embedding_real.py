@@ -29,12 +29,12 @@ def test_minilm_trains_on_scifact_with_a_dev_slice_from_train(tmp_path, mined, s
     from sentence_transformers import SentenceTransformer
 
     from ragtune.data.beir import load_beir
-    from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
 
     cfg = load_config(EmbeddingTrainConfig, None, [*_common(tmp_path, mined, scifact), "max_seq_length=64"])
     s = train_embedding(cfg)
     assert s["dev_queries"] == 8 and s["dropped_dev_queries"] >= 8 and s["dev_history"]
-    from ragtune.train.common import build_devset
+    from ragtune.train.retriever.dev import build_devset
 
     ds = load_beir(scifact, ["train", "test"])
     dev_texts = set(build_devset(cfg.dev).queries)
@@ -43,7 +43,7 @@ def test_minilm_trains_on_scifact_with_a_dev_slice_from_train(tmp_path, mined, s
 
 
 def test_colbert_trains_on_scifact(tmp_path, mined, scifact):
-    from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+    from ragtune.train.retriever.colbert import ColbertTrainConfig, train_colbert
 
     s = train_colbert(load_config(ColbertTrainConfig, None, [*_common(tmp_path / "cb", mined, scifact),
                                                              "document_length=64"]))

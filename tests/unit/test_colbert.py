@@ -8,7 +8,7 @@ import pytest
 from ragtune.config import load_config
 from ragtune.data.records import Doc
 from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever, maxsim, maxsim_many
-from ragtune.train.colbert import ColbertTrainConfig, train_colbert
+from ragtune.train.retriever.colbert import ColbertTrainConfig, train_colbert
 
 
 def _naive_maxsim(q: np.ndarray, d: np.ndarray) -> float:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ragtune.evaluate.difficulty import curriculum, example_weights, score_difficulty
-from ragtune.train.preferences import PreferenceConfig, build_pairs, write_pairs
+from ragtune.train.generator.preferences import PreferenceConfig, build_pairs, write_pairs
 
 
 def test_difficulty_orders_easy_medium_hard():

@@ -5,8 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["ragtune.train.ppo_core", "ragtune.filters.lossnet", "ragtune.evaluate.metrics",
-           "ragtune.retrieval.colbert", "ragtune.train.reranker", "ragtune.train.common"]
+MODULES = ["ragtune.train.generator.ppo_core", "ragtune.filters.lossnet", "ragtune.evaluate.metrics",
+           "ragtune.retrieval.colbert", "ragtune.train.retriever.llm_reranker", "ragtune.train.retriever.dev",
+           "ragtune.data.language", "ragtune.retrieval.fusion", "ragtune.retrieval.rerank"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ragtune.config import ConfigError
-from ragtune.export import ExportCheckError, ExportConfig, export_merged
+from ragtune.train.generator.export import ExportCheckError, ExportConfig, export_merged
 
 
 def test_merge_matches_base_plus_adapter(tiny_lm, tiny_adapter, tmp_path):

@@ -58,9 +58,9 @@ def test_real_gguf_conversion(tmp_path, monkeypatch):
 
 
 def test_shipped_configs_parse():
-    from ragtune.export import ExportConfig
     from ragtune.generate.config import GenerateConfig
-    from ragtune.train.generator_config import GeneratorTrainConfig
+    from ragtune.train.generator.export import ExportConfig
+    from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
     assert load_config(GeneratorTrainConfig, REPO / "configs" / "generator-sft-scifact-cpu.yaml").lora_rank == 16
     assert load_config(GenerateConfig, REPO / "configs" / "generate-scifact.yaml").sample_num == 100

@@ -11,8 +11,8 @@ from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
 from ragtune.data.records import Alpaca, ShareGPT
 from ragtune.generate.prompts import TEMPLATES, record_messages, use_template
-from ragtune.train.generator_config import GeneratorTrainConfig
-from ragtune.train.sft_data import IGNORE, EncodeStats, encode, encode_fitted, load_sft_messages, split_dev
+from ragtune.train.generator.sft_config import GeneratorTrainConfig
+from ragtune.train.generator.sft_data import IGNORE, EncodeStats, encode, encode_fitted, load_sft_messages, split_dev
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_config_parses_comma_lists():
 
 
 def test_fp16_needs_a_gpu():
-    from ragtune.train.trainer_config import check_precision
+    from ragtune.train.harness import check_precision
 
     cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "fp16=true"])
     with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA GPU"):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from ragtune.train.ppo import PPOConfig, PPOTrainer
-from ragtune.train.ppo_core import AdaptiveKLController, gae, ppo_losses, token_rewards
+from ragtune.train.generator.ppo import PPOConfig, PPOTrainer
+from ragtune.train.generator.ppo_core import AdaptiveKLController, gae, ppo_losses, token_rewards
 
 
 def test_gae_matches_a_hand_computed_episode():

@@ -1,7 +1,7 @@
 import json
 import random
 
-from ragtune.train.reward import RewardTrainConfig, train_reward_model
+from ragtune.train.generator.reward import RewardTrainConfig, train_reward_model
 
 
 def _pairs(path, n, seed):

@@ -7,8 +7,8 @@ import pytest
 
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
-from ragtune.train.common import DevConfig, build_devset, carve_dev
-from ragtune.train.embedding import (
+from ragtune.train.retriever.dev import DevConfig, build_devset, carve_dev
+from ragtune.train.retriever.embedding import (
     EmbeddingTrainConfig,
     dense_runs,
     dev_run,
@@ -202,7 +202,7 @@ def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
 def test_pca_rotation_keeps_full_cosines_and_orders_variance(tmp_path, encoder):
     from sentence_transformers import SentenceTransformer
 
-    from ragtune.train.embedding import pca_rotation, with_rotation
+    from ragtune.train.retriever.embedding import pca_rotation, with_rotation
     from tiny_bert import fixture_sentences
 
     model = SentenceTransformer(str(encoder), device="cpu")

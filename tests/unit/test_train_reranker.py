@@ -11,12 +11,12 @@ import torch
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
 from ragtune.retrieval.rerank import LLMFormat, LLMReranker, load_reranker, rank, rerank_run
-from ragtune.train.reranker import (
+from ragtune.train.retriever.llm_reranker import score_loss
+from ragtune.train.retriever.reranker import (
     RerankerTrainConfig,
     apply_teacher,
     group_rows,
     point_rows,
-    score_loss,
     train_reranker,
 )
 
@@ -200,7 +200,7 @@ def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny
 
     from ragtune.cli import app
     from ragtune.retrieval.rerank import FUSION_FILE
-    from ragtune.train.reranker import choose_fusion_weight
+    from ragtune.train.retriever.reranker import choose_fusion_weight
 
     # a reranker that is right where the first stage is wrong: only full trust in it finds the relevant doc first
     first = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}

@@ -21,8 +21,8 @@ from ragtune.paths import shared_data
 from ragtune.pipeline import stages
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
-from ragtune.train.ppo import PPOConfig
-from ragtune.train.preferences import PreferenceConfig
+from ragtune.train.generator.ppo import PPOConfig
+from ragtune.train.generator.preferences import PreferenceConfig
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -77,10 +77,11 @@ class RunConfig(ConfigModel):
         """Validate every stage's overrides now, not after an hour of training."""
         from ragtune.generate.config import GenerateConfig
         from ragtune.retrieval.mining import BeirEmbeddingConfig
-        from ragtune.train.embedding import EmbeddingTrainConfig
-        from ragtune.train.generator_config import GeneratorTrainConfig
-        from ragtune.train.reward import RewardTrainConfig
-        from ragtune.train.rl_trl import DPOTrainConfig, GRPOTrainConfig
+        from ragtune.train.generator.dpo import DPOTrainConfig
+        from ragtune.train.generator.grpo import GRPOTrainConfig
+        from ragtune.train.generator.reward import RewardTrainConfig
+        from ragtune.train.generator.sft_config import GeneratorTrainConfig
+        from ragtune.train.retriever.embedding import EmbeddingTrainConfig
 
         x = "/placeholder"
         build_config(GeneratorTrainConfig, {"dataset": ["d"], "output_dir": x, **self.sft}, "sft", "sft")

@@ -17,8 +17,8 @@ from ragtune.data.jsonl import iter_jsonl
 def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:
     from ragtune.config import build_config
     from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
-    from ragtune.train.generator import train_generator
-    from ragtune.train.generator_config import GeneratorTrainConfig
+    from ragtune.train.generator.sft import train_generator
+    from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
     conv = beir_to_sft(BeirSFTConfig(data=data, split="train", out=out / "data", name="doc2query"))
     cfg = build_config(GeneratorTrainConfig, {"model_name_or_path": model, "template": template,
@@ -61,7 +61,7 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
     from ragtune.config import build_config
     from ragtune.data.beir import qrels_splits
     from ragtune.retrieval.mining import BeirEmbeddingConfig, beir_to_embedding
-    from ragtune.train.embedding import EmbeddingTrainConfig, train_embedding
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
 
     labeled = "train" in qrels_splits(data)
     ds = load_beir(data, splits=["train"] if labeled else [])
@@ -135,7 +135,7 @@ def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: i
 
 def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg) -> dict[str, Any]:
     from ragtune.generate.prompts import user_turn
-    from ragtune.train.preferences import build_pairs, write_pairs
+    from ragtune.train.generator.preferences import build_pairs, write_pairs
 
     texts = load_queries(queries / "queries.jsonl")
     rows = [row for _, row in iter_jsonl(provenance)]
@@ -147,7 +147,7 @@ def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg) -> 
 
 def reward_model(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides: dict[str, Any]) -> dict:
     from ragtune.config import build_config
-    from ragtune.train.reward import RewardTrainConfig, train_reward_model
+    from ragtune.train.generator.reward import RewardTrainConfig, train_reward_model
 
     cfg = build_config(RewardTrainConfig, {"model_name_or_path": model, "train_file": str(prefs /
                                            "preferences_train.jsonl"),
@@ -166,7 +166,8 @@ def _round_docs(provenance: Path, n: int, seed: int) -> list[str]:
 def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapter: Path | None, ppo_cfg,
         n_prompts: int, seed: int) -> dict[str, Any]:
     """PPO against the round's reward model, on prompts for this round's documents."""
-    from ragtune.train.generator_rl import PPOStageConfig, PromptSource, run_ppo_stage
+    from ragtune.train.generator.ppo import PPOStageConfig, run_ppo_stage
+    from ragtune.train.generator.rl import PromptSource
 
     cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
                          output_dir=out, ppo=ppo_cfg,
@@ -176,8 +177,8 @@ def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapt
 
 def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     from ragtune.config import build_config
-    from ragtune.train.generator_rl import merge_policy
-    from ragtune.train.rl_trl import DPOTrainConfig, train_dpo
+    from ragtune.train.generator.dpo import DPOTrainConfig, train_dpo
+    from ragtune.train.generator.rl import merge_policy
 
     cfg = build_config(DPOTrainConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                         "train_file": str(prefs / "preferences_train.jsonl"),
@@ -193,7 +194,7 @@ def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: 
          overrides: dict[str, Any], n_prompts: int, band: tuple[float, float] | None, seed: int) -> dict[str, Any]:
     """GRPO with an online reward: the reciprocal rank of the source doc under the round's retriever."""
     from ragtune.config import build_config
-    from ragtune.train.generator_rl import GRPOStageConfig, run_grpo_stage
+    from ragtune.train.generator.grpo import GRPOStageConfig, run_grpo_stage
 
     cfg = build_config(GRPOStageConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                          "output_dir": str(out), "retriever": "dense",

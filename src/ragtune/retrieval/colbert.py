@@ -5,7 +5,7 @@
     run = retriever.search({"q1": "..."}, k=100)   # faiss candidates, then exact MaxSim over their tokens
     run = retriever.rerank(bm25_run, queries, corpus, top=100)    # cheap mode: MaxSim over BM25's candidates
 
-The model is a sentence-transformers `MultiVectorEncoder` (train/colbert.py builds and trains one):
+The model is a sentence-transformers `MultiVectorEncoder` (train/retriever/colbert.py builds and trains one):
 `encode_query` / `encode_document` give one normalized vector per token (query marker and mask-token
 expansion included), and the score of a (query, document) pair is MaxSim:
 `sum over query tokens of max over document tokens of q_i . d_j`.

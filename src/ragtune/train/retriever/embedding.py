@@ -19,7 +19,7 @@ would make an in-batch "negative" a positive). `use_mrl` wraps the loss in Matry
 
 The model is saved in sentence-transformers format (`SentenceTransformer(output_dir)` loads it), with
 `prompts["query"]` set when a query prompt was used. Dev evaluation: `ragtune.evaluate.evaluate` on a
-slice carved from the train qrels (train/common.py); the best checkpoint by dev NDCG@10 is kept.
+slice carved from the train qrels (train/retriever/dev.py); the best checkpoint by dev NDCG@10 is kept.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
 from ragtune.data.trec import Run
-from ragtune.train.common import DevSet, TrainCommon, is_dev_query, start_run
+from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
+from ragtune.train.retriever.dev import DevSet, is_dev_query
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class EmbeddingTrainConfig(TrainCommon):
+class EmbeddingTrainConfig(RetrieverTrainConfig):
     """Fine-tune a sentence-transformers bi-encoder."""
 
     model_name_or_path: str = DEFAULT_MODEL
@@ -321,7 +322,9 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     from ragtune.evaluate.metrics import evaluate
     from ragtune.models import resolve_model
-    from ragtune.train.common import finish, make_run_evaluator, trainer_kwargs
+    from ragtune.train.harness import finish
+    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.dev import make_run_evaluator
 
     device, resume, dev = start_run(cfg)
     fmt, rows, stats = load_training_rows(cfg, dev)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ragtune.train.trainer_config import TrainerConfig
+from ragtune.train.harness import TrainerConfig
 
 
 class GeneratorTrainConfig(TrainerConfig):

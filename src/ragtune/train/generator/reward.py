@@ -1,7 +1,7 @@
 """Reward model for the query generator: trl's RewardTrainer (Bradley-Terry) with LoRA.
 
 Data: preference rows (`{instruction, input, chosen, rejected}` or LLaMA-Factory ranking
-rows, as `ragtune.train.preferences` writes them). Each row becomes a conversational
+rows, as `ragtune.train.generator.preferences` writes them). Each row becomes a conversational
 pair (the instruction as the user turn, a query as the assistant turn) so the reward model
 reads exactly the chat the generator produced. Pairwise accuracy on held-out pairs is
 computed by scoring both sides with `RewardScorer`, independent of the trainer.

@@ -12,45 +12,13 @@ used for training (so `ragtune generate` renders the same prompts), `checkpoint-
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from ragtune.config import ConfigError, dump_config
-from ragtune.train.generator_config import GeneratorTrainConfig
-from ragtune.train.trainer_config import check_precision, check_reporters
-
-SUMMARY = "train_summary.json"
-LOSS_PNG = "training_loss.png"
-
-
-def _checkpoints(output_dir: Path) -> list[Path]:
-    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def resolve_resume(cfg: GeneratorTrainConfig, is_main: bool = True) -> str | None:
-    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir."""
-    out = Path(cfg.output_dir)
-    existing = _checkpoints(out) if out.is_dir() else []
-    if cfg.resume_from_checkpoint in (None, False):
-        if existing and not cfg.overwrite_output_dir:
-            raise ConfigError(f"{out} already holds {existing[-1].name}; set resume_from_checkpoint=true to "
-                              "continue that run, or overwrite_output_dir=true to start over")
-        if existing and is_main:
-            for p in existing:
-                shutil.rmtree(p)
-        return None
-    if cfg.resume_from_checkpoint is True:
-        if not existing:
-            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {out} to resume from; '
-                              "set resume_from_checkpoint=null to start a fresh run")
-        return str(existing[-1])
-    path = Path(cfg.resume_from_checkpoint)
-    if not (path / "trainer_state.json").is_file():
-        raise ConfigError(f'key "resume_from_checkpoint": {path} is not a checkpoint folder (no trainer_state.json)')
-    return str(path)
+from ragtune.config import ConfigError
+from ragtune.train.generator.sft_config import GeneratorTrainConfig
+from ragtune.train.harness import check_precision, check_reporters, finish, resolve_resume
 
 
 def apply_freeze(model, n_layers: int) -> list[int]:
@@ -123,12 +91,10 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTTrainer
 
-    from ragtune.atomic import write_json
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import set_threads
     from ragtune.models import resolve_causal_lm
-    from ragtune.train.plot import loss_series, plot_loss
-    from ragtune.train.sft_data import encode_all, load_sft_messages, split_dev
+    from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
     device = state.device.type
@@ -181,29 +147,21 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     trainer.save_model(str(cfg.output_dir))
     wall = time.perf_counter() - t0
 
-    out = Path(cfg.output_dir)
-    series = loss_series(trainer.state.log_history)
     summary: dict[str, Any] = {
         "stage": cfg.stage, "finetuning_type": cfg.finetuning_type, "model": cfg.model_name_or_path,
-        "model_path": str(model_path), "global_step": trainer.state.global_step, "resumed_from": resume,
+        "model_path": str(model_path), "resumed_from": resume,
         "train_examples": train_stats.examples, "dev_examples": dev_stats.examples,
         "prompts_shortened": train_stats.shortened + dev_stats.shortened,
         "answers_cut": train_stats.answer_cut + dev_stats.answer_cut,
         "dropped_examples": len(train_stats.dropped) + len(dev_stats.dropped),
         "dropped_first": (train_stats.dropped + dev_stats.dropped)[:5],
         "trainable_params": trainable, "total_params": total, "trainable_layers": frozen_layers or None,
-        "train_loss": result.training_loss, "first_logged_loss": series["train"][0][1] if series["train"] else None,
-        "last_logged_loss": series["train"][-1][1] if series["train"] else None,
-        "eval_loss": final_eval.get("eval_loss"), "train_runtime_s": round(wall, 1),
-        "world_size": state.num_processes, "output_dir": str(out),
+        "train_loss": result.training_loss, "eval_loss": final_eval.get("eval_loss"),
+        "train_runtime_s": round(wall, 1), "world_size": state.num_processes,
     }
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(out)
-        dump_config(cfg, out / "config.yaml")
-        if cfg.plot_loss:
-            png = plot_loss(trainer.state.log_history, out / LOSS_PNG,
-                            title=f"{cfg.finetuning_type} SFT of {Path(str(cfg.model_name_or_path)).name}")
-            summary["loss_plot"] = str(png) if png else None
-        write_json(out / SUMMARY, summary)
+        tokenizer.save_pretrained(cfg.output_dir)
+    summary = finish(trainer, cfg, summary, f"{cfg.finetuning_type} SFT of {Path(str(cfg.model_name_or_path)).name}",
+                     best=False)
     state.wait_for_everyone()
     return summary

@@ -18,8 +18,8 @@ drawn again (seeded) when the row has fewer. `teacher: PATH` distils a trained r
 reranker into a BERT one): the teacher's scores replace the labels (use `listwise_soft` or `mse`).
 
 `model_type: llm` trains a causal LM with a scalar head on the last token (retrieval/rerank.py,
-`LLMReranker`) with transformers' Trainer and the same losses, optionally with LoRA (peft; merged into
-the saved model so it loads without peft).
+`LLMReranker`) with transformers' Trainer and the same losses (llm_reranker.py), optionally with LoRA (peft;
+merged into the saved model so it loads without peft).
 """
 
 from __future__ import annotations
@@ -28,73 +28,15 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import Any
 
 from ragtune.config import ConfigError
 from ragtune.data.records import RerankerGroup, RerankerPoint
 from ragtune.data.trec import Run
-from ragtune.retrieval.rerank import LLMFormat
-from ragtune.train.common import DevSet, TrainCommon, is_dev_query, start_run
-
-POINT_LOSSES = ("bce", "mse")
-GROUP_LOSSES = ("ranknet", "listwise", "listwise_soft")
-
-
-class RerankerTrainConfig(TrainCommon):
-    """Train a cross-encoder or an LLM reranker."""
-
-    model_type: Literal["cross_encoder", "llm"] = "cross_encoder"
-    model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
-    """cross_encoder: a BERT-like model or sentence-transformers folder (its encoder gets a fresh score head);
-    llm: a causal LM folder (a scalar head is added on the last token)."""
-    train_data: list[Path] = Field(min_length=1)
-    format: Literal["auto", "point", "group"] = "auto"
-    loss: Literal["auto", "bce", "mse", "ranknet", "listwise", "listwise_soft"] = "auto"
-    """auto: bce for point data, listwise for groups (listwise_soft when distilling from a teacher)."""
-    train_group_size: int = Field(8, ge=2)
-    """Hits per group: 1 positive + (train_group_size - 1) negatives."""
-    min_label: float | None = None
-    """Pointwise labels are scaled to 0..1 as (label - min_label) / (max_label - min_label); default: data range."""
-    max_label: float | None = None
-    temperature: float = Field(1.0, gt=0)
-    """listwise_soft: labels are softmax(label / temperature)."""
-    max_length: int = Field(512, ge=8)
-    """Tokens per (query, document) pair."""
-    teacher: str | None = None
-    """A trained reranker whose scores replace the labels (distillation)."""
-    teacher_batch_size: int = Field(16, ge=1)
-    # ---- llm
-    llm: LLMFormat = Field(default_factory=LLMFormat)
-    use_lora: bool = False
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target: list[str] = Field(default_factory=lambda: ["all-linear"])
-    # ---- dev evaluation
-    dev_top: int | None = None
-    """Re-rank this many BM25 candidates per dev query (default: dev.candidates)."""
-
-    @field_validator("train_data", "lora_target", mode="before")
-    @classmethod
-    def _comma(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _check(self) -> RerankerTrainConfig:
-        if self.format == "point" and self.loss in GROUP_LOSSES:
-            raise ValueError(f'loss "{self.loss}" needs grouped data ({{query, hits}}); point data takes bce or mse')
-        if self.format == "group" and self.loss in POINT_LOSSES:
-            raise ValueError(f'loss "{self.loss}" is pointwise; grouped data takes {", ".join(GROUP_LOSSES)}')
-        if self.use_lora and self.model_type != "llm":
-            raise ValueError("use_lora applies to model_type=llm")
-        if (self.min_label is None) != (self.max_label is None):
-            raise ValueError("set both min_label and max_label, or neither (the data range is used)")
-        if self.min_label is not None and self.max_label is not None and self.max_label <= self.min_label:
-            raise ValueError(f"max_label ({self.max_label}) must be larger than min_label ({self.min_label})")
-        return self
-
+from ragtune.train.retriever.base import start_run
+from ragtune.train.retriever.dev import DevSet, is_dev_query
+from ragtune.train.retriever.llm_reranker import train_llm
+from ragtune.train.retriever.reranker_config import GROUP_LOSSES, POINT_LOSSES, RerankerTrainConfig
 
 # ---------------------------------------------------------------- records -> rows
 
@@ -228,43 +170,6 @@ def st_loss(model, name: str, cfg: RerankerTrainConfig):
     return losses.ListNetLoss(model)
 
 
-def group_targets(name: str, labels, temperature: float):
-    """Target distribution over a group: one-hot on hit 0 (listwise), or softmax(labels / T) (listwise_soft)."""
-    import torch
-
-    if name == "listwise":
-        target = torch.zeros_like(labels)
-        target[:, 0] = 1.0
-        return target
-    return torch.softmax(labels / temperature, dim=-1)
-
-
-def score_loss(name: str, scores, labels, temperature: float = 1.0):
-    """Loss of scores against labels, both (B, G) (G = 1 for pointwise); used for the LLM reranker.
-
-    >>> import torch
-    >>> s = torch.tensor([[2.0, 0.0]]); y = torch.tensor([[1.0, 0.0]])
-    >>> round(float(score_loss("listwise", s, y)), 4)   # -log softmax(s)[0]
-    0.1269
-    >>> round(float(score_loss("ranknet", s, y)), 4)    # log(1 + e^-2) * (1 - 0)
-    0.1269
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if name == "bce":
-        return F.binary_cross_entropy_with_logits(scores, labels)
-    if name == "mse":
-        return F.mse_loss(torch.sigmoid(scores), labels)
-    if name == "ranknet":
-        diff = scores[:, :, None] - scores[:, None, :]
-        gap = labels[:, :, None] - labels[:, None, :]
-        weight = gap.clamp(min=0.0)
-        return (weight * F.softplus(-diff)).sum() / weight.gt(0).sum().clamp(min=1)
-    target = group_targets(name, labels, temperature)
-    return -(target * F.log_softmax(scores, dim=-1)).sum(-1).mean()
-
-
 # ---------------------------------------------------------------- cross-encoder (sentence-transformers)
 
 
@@ -290,7 +195,7 @@ def _ce_dataset(rows: list[dict[str, Any]], fmt: str, loss: str, temperature: fl
 
 def _ce_dev_evaluator(dev: DevSet, cfg: RerankerTrainConfig):
     from ragtune.retrieval.rerank import CrossEncoderReranker, rerank_run
-    from ragtune.train.common import make_run_evaluator
+    from ragtune.train.retriever.dev import make_run_evaluator
 
     top = cfg.dev_top or cfg.dev.candidates
 
@@ -307,7 +212,7 @@ def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from ragtune.models import resolve_model
-    from ragtune.train.common import trainer_kwargs
+    from ragtune.train.retriever.base import trainer_kwargs
 
     path = resolve_model(cfg.model_name_or_path)
     model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device=device, local_files_only=True)
@@ -322,74 +227,6 @@ def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str
     return trainer, result, evaluator
 
 
-# ---------------------------------------------------------------- LLM reranker (transformers Trainer)
-
-
-def build_llm_reranker(cfg: RerankerTrainConfig, device: str):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ragtune.models import resolve_model
-    from ragtune.retrieval.rerank import LLMReranker
-
-    path = resolve_model(cfg.model_name_or_path)
-    tok = AutoTokenizer.from_pretrained(path)
-    if cfg.llm.special_token and cfg.llm.special_token not in tok.get_vocab():
-        tok.add_special_tokens({"additional_special_tokens": [cfg.llm.special_token]})
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-    if len(tok) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tok))
-    model.config.pad_token_id = tok.pad_token_id
-    fmt = cfg.llm.model_copy(update={"max_length": cfg.max_length})
-    reranker = LLMReranker(model, tok, fmt)
-    if cfg.use_lora:
-        from peft import LoraConfig, get_peft_model
-
-        target: Any = "all-linear" if cfg.lora_target == ["all-linear"] else list(cfg.lora_target)
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=target, task_type="SEQ_CLS", modules_to_save=["score"])
-        reranker.model = get_peft_model(model, lora)
-    reranker.model.to(device)
-    return reranker
-
-
-def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: DevSet | None, resume: str | None,
-              device: str):
-    import torch
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
-
-    from ragtune.train.common import trainer_kwargs
-
-    reranker = build_llm_reranker(cfg, device)
-    group = fmt == "group"
-
-    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        if group:
-            pairs = [(b["query"], d) for b in batch for d in b["docs"]]
-            labels = torch.tensor([b["labels"] for b in batch], dtype=torch.float32)
-        else:
-            pairs = [(b["query"], b["content"]) for b in batch]
-            labels = torch.tensor([[b["label"]] for b in batch], dtype=torch.float32)
-        return {**reranker.encode_pairs(pairs), "labels": labels}
-
-    class RerankTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
-            scores = model(**inputs).logits.view(labels.shape)
-            loss = score_loss(loss_name, scores, labels, cfg.temperature)
-            return (loss, {"scores": scores}) if return_outputs else loss
-
-    kwargs = trainer_kwargs(cfg, device, False)  # dev evaluation of LLM rerankers runs once after training
-    trainer = RerankTrainer(model=reranker.model, args=TrainingArguments(**kwargs, remove_unused_columns=False),
-                            train_dataset=Dataset.from_list(rows), data_collator=collate)
-    result = trainer.train(resume_from_checkpoint=resume)
-    if cfg.use_lora:
-        reranker.model = trainer.model.merge_and_unload()
-    reranker.save(cfg.output_dir)
-    return trainer, result, reranker
-
-
 # ---------------------------------------------------------------- entry point
 
 
@@ -397,7 +234,8 @@ def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
     """Train the configured reranker; returns a summary (format, loss, examples, dev metrics, outputs)."""
 
     from ragtune.retrieval.rerank import load_reranker, rerank_run
-    from ragtune.train.common import dev_metrics, finish
+    from ragtune.train.harness import finish
+    from ragtune.train.retriever.dev import dev_metrics
 
     device, resume, dev = start_run(cfg)
     fmt, records = load_reranker_records(cfg)

@@ -30,10 +30,11 @@ from pydantic import Field, field_validator
 
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
-from ragtune.train.common import DevSet, TrainCommon, start_run
+from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
+from ragtune.train.retriever.dev import DevSet
 
 
-class ColbertTrainConfig(TrainCommon):
+class ColbertTrainConfig(RetrieverTrainConfig):
     """Train a ColBERT (late-interaction) model."""
 
     model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -103,7 +104,7 @@ def build_colbert(cfg: ColbertTrainConfig, device: str):
 
 def colbert_rows(records: list[Embedding], cfg: ColbertTrainConfig, dev: DevSet | None) -> tuple[str, list, dict]:
     """Reuse the embedding trainer's row builder: same formats, same dev-query removal."""
-    from ragtune.train.embedding import EmbeddingTrainConfig, detect_format, embedding_rows
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, detect_format, embedding_rows
 
     fmt = detect_format(records, False)
     shim = EmbeddingTrainConfig.model_construct(neg_nums=cfg.neg_nums, seed=cfg.seed, query_prompt=None)
@@ -138,12 +139,9 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
 
     from ragtune.data.formats import read_records
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
-    from ragtune.train.common import (
-        dev_metrics,
-        finish,
-        make_run_evaluator,
-        trainer_kwargs,
-    )
+    from ragtune.train.harness import finish
+    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.dev import dev_metrics, make_run_evaluator
 
     device, resume, dev = start_run(cfg)
     records = [r for p in cfg.train_data for r in read_records(p, "embedding") if isinstance(r, Embedding)]

@@ -11,6 +11,9 @@ reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`.
 
     trainer = PPOTrainer(PPOConfig(), "HuggingFaceTB/SmolLM2-135M-Instruct")
     trainer.train(prompts, reward_fn, out_dir)      # reward_fn(prompts, responses) -> list[float]
+
+`stage: ppo` (`run_ppo_stage`, also the loop's PPO stage) renders prompts for corpus documents and scores the
+responses with a reward model from `stage: rm`.
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
 from ragtune.atomic import write_json
-from ragtune.config import ConfigModel
-from ragtune.train.ppo_core import AdaptiveKLController, gae, masked_mean, masked_whiten, ppo_losses, token_rewards
+from ragtune.config import ConfigModel, dump_config
+from ragtune.train.generator.ppo_core import (
+    AdaptiveKLController,
+    gae,
+    masked_mean,
+    masked_whiten,
+    ppo_losses,
+    token_rewards,
+)
+from ragtune.train.generator.rl import DEFAULT_GENERATOR, PromptSource, plot_rl_curves, sample_docs
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -254,3 +266,53 @@ class PPOTrainer:
                         "kl_coef": self.kl_ctl.value, "step": self.step_count, "history": self.history}, f)
         write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": self.history[-1]
                                                if self.history else None})
+
+
+# ---------------------------------------------------------------- stage: ppo
+
+
+class PPOStageConfig(ConfigModel):
+    stage: Literal["ppo"] = "ppo"
+    model_name_or_path: str = DEFAULT_GENERATOR
+    adapter_name_or_path: Path | None = None
+    """SFT adapter; merged into the base, which becomes the PPO reference."""
+    reward_model: Path
+    """Adapter folder written by `ragtune train generator` with stage: rm."""
+    reward_base: str | None = None
+    """Base model of the reward model (default: model_name_or_path)."""
+    prompts: PromptSource
+    output_dir: Path
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    merge: bool = True
+    """Also write output_dir/merged: base + SFT + PPO adapter in one folder (what the next round generates with)."""
+    device: str = "auto"
+    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there."""
+
+
+def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
+    from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, user_turn
+    from ragtune.hardware import pick_device
+    from ragtune.train.generator.reward import RewardScorer
+
+    corpus, docs = sample_docs(cfg.prompts)
+    device = pick_device(cfg.device)
+    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
+    raw = {}
+    for d in docs:
+        rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:RL_PROMPT_CHARS]),
+                                                         tokenize=False, add_generation_prompt=True)
+        raw[rendered] = user_turn(corpus[d])
+    scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
+    history = trainer.train(list(raw), lambda prompts, resp: scorer([raw[p] for p in prompts], resp),
+                            cfg.output_dir)
+    if cfg.merge:
+        merged = trainer.model.model.merge_and_unload()
+        merged.save_pretrained(str(cfg.output_dir / "merged"))
+        trainer.tokenizer.save_pretrained(str(cfg.output_dir / "merged"))
+    plot_rl_curves(cfg.output_dir, history)
+    summary = {"updates": len(history), "prompts": len(raw), "reward_first": history[0]["reward_mean"],
+               "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
+               "curve": [{k: h[k] for k in ("step", "reward_mean", "kl", "entropy")} for h in history]}
+    write_json(cfg.output_dir / "ppo_summary.json", summary)
+    dump_config(cfg, cfg.output_dir / "config.yaml")
+    return summary

@@ -1,9 +1,8 @@
-"""Plumbing shared by the retriever and reranker trainers (embedding, colbert, reranker).
+"""The dev slice the retriever and reranker trainers select checkpoints on (embedding, colbert, reranker).
 
     dev = build_devset(cfg.dev)                 # dev queries carved from a BEIR *train* split, seeded
-    records = drop_dev_queries(records, dev)    # the dev queries never reach training
-    args = trainer_kwargs(cfg, device, has_eval=True)   # TrainingArguments fields every trainer shares
-    summary = finish(trainer, cfg, summary)     # loss PNG, resolved config, train_summary.json
+    is_dev_query(text, dev)                     # the dev queries never reach training
+    evaluator = make_run_evaluator(dev, cfg.dev, run_fn)   # ragtune's metrics as a sentence-transformers evaluator
 
 Model selection runs on `DevSet`, a slice of the train qrels held out from training, never on
 the test split: `DevConfig` refuses `split: test`.
@@ -19,12 +18,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.config import ConfigError, ConfigModel
 from ragtune.data.trec import Run
-from ragtune.train.trainer_config import TrainerConfig, check_precision, check_reporters
-
-SUMMARY = "train_summary.json"
-LOSS_PNG = "training_loss.png"
 
 
 class DevConfig(ConfigModel):
@@ -61,23 +56,6 @@ class DevConfig(ConfigModel):
             parse_metric(m)
         if self.metric_for_best not in self.metrics:
             raise ValueError(f'metric_for_best "{self.metric_for_best}" must be one of metrics ({self.metrics})')
-        return self
-
-
-class TrainCommon(TrainerConfig):
-    """Optimisation and bookkeeping fields shared by `ragtune train embedding|colbert|reranker`."""
-
-    dev: DevConfig = Field(default_factory=DevConfig)
-    eval_steps: int | None = Field(None, ge=1)
-    """Evaluate on the dev slice every N steps (default: once per epoch); the best checkpoint is kept."""
-    save_steps: int | None = Field(None, ge=1)
-    """Checkpoint every N steps (default: eval_steps, or 500 without a dev slice)."""
-    dataloader_num_workers: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _check_common(self) -> TrainCommon:
-        if self.eval_steps is not None and self.dev.data is None:
-            raise ValueError("eval_steps needs a dev slice: set dev.data to a BEIR folder")
         return self
 
 
@@ -182,77 +160,3 @@ def make_run_evaluator(dev: DevSet, cfg: DevConfig, run_fn, name: str = "dev"):
             return metrics
 
     return RunEvaluator()
-
-
-# ---------------------------------------------------------------- trainer arguments and outputs
-
-
-def resolve_resume(cfg: TrainCommon) -> str | None:
-    from ragtune.train.generator import resolve_resume as _resolve
-
-    return _resolve(cfg)  # refuses to mix runs in one output_dir; true = last checkpoint
-
-
-def trainer_kwargs(cfg: TrainCommon, device: str, has_eval: bool, metric: str | None = None) -> dict[str, Any]:
-    """transformers.TrainingArguments fields shared by every ragtune trainer (`device`: start_run's)."""
-    eval_steps = cfg.eval_steps
-    save_steps = cfg.save_steps or eval_steps or 500
-    strategy = "steps" if eval_steps else "epoch"
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(cfg.output_dir), num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, fp16=cfg.fp16, seed=cfg.seed, data_seed=cfg.seed,
-        activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
-        logging_first_step=True, save_total_limit=cfg.save_total_limit, report_to=check_reporters(cfg) or "none",
-        dataloader_num_workers=cfg.dataloader_num_workers, disable_tqdm=False,
-        # bf16 on CPU (torch autocast) is refused by TrainingArguments unless the run is declared CPU-only
-        use_cpu=device == "cpu",
-    )
-    if has_eval:
-        kwargs |= dict(eval_strategy=strategy, eval_steps=eval_steps, save_strategy=strategy,
-                       save_steps=eval_steps if eval_steps else save_steps, load_best_model_at_end=True,
-                       metric_for_best_model=metric, greater_is_better=True)
-    else:
-        kwargs |= dict(eval_strategy="no", save_strategy="steps", save_steps=save_steps)
-    return kwargs
-
-
-def finish(trainer, cfg: TrainCommon, summary: dict[str, Any], title: str) -> dict[str, Any]:
-    """Write the loss plot, the resolved config and train_summary.json next to the saved model."""
-    from ragtune.atomic import write_json
-    from ragtune.train.plot import loss_series, plot_loss
-
-    out = Path(cfg.output_dir)
-    series = loss_series(trainer.state.log_history)
-    summary |= {"global_step": trainer.state.global_step,
-                "first_logged_loss": series["train"][0][1] if series["train"] else None,
-                "last_logged_loss": series["train"][-1][1] if series["train"] else None,
-                "best_checkpoint": trainer.state.best_model_checkpoint,
-                "best_metric": trainer.state.best_metric, "output_dir": str(out)}
-    if trainer.is_world_process_zero():
-        dump_config(cfg, out / "config.yaml")
-        if cfg.plot_loss:
-            png = plot_loss(trainer.state.log_history, out / LOSS_PNG, title=title)
-            summary["loss_plot"] = str(png) if png else None
-        write_json(out / SUMMARY, summary)
-    return summary
-
-
-def start_run(cfg: TrainCommon) -> tuple[str, str | None, DevSet | None]:
-    """Every trainer's preamble: (device type, checkpoint to resume from, dev slice).
-
-    Checks the precision flags against the device, sets CPU threads and the seed.
-    """
-    from accelerate import PartialState
-    from transformers import set_seed
-
-    from ragtune.hardware import set_threads
-
-    device = PartialState().device.type
-    check_precision(cfg, device)
-    if device == "cpu":
-        set_threads(cfg.threads)
-    set_seed(cfg.seed)
-    return device, resolve_resume(cfg), build_devset(cfg.dev)

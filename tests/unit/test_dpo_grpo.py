@@ -5,7 +5,8 @@ import pytest
 
 from ragtune.data.records import Doc
 from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
-from ragtune.train.rl_trl import DPOTrainConfig, GRPOTrainConfig, RetrievalReward, train_dpo, train_grpo
+from ragtune.train.generator.dpo import DPOTrainConfig, train_dpo
+from ragtune.train.generator.grpo import GRPOTrainConfig, RetrievalReward, train_grpo
 
 A = ["protein", "virus", "cell", "gene", "cancer", "brain", "heart", "lung", "liver", "bone", "blood", "kidney"]
 B = ["receptor", "pathway", "membrane", "signal", "growth", "response", "tissue", "infection", "memory"]

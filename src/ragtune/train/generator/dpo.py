@@ -1,0 +1,36 @@
+"""DPO for the query generator on trl's DPOTrainer (LoRA via peft): learns directly from the loop's preference
+pairs (`train/generator/preferences.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from ragtune.train.generator.rl import PolicyTrainConfig, load_policy, policy_args, policy_lora, save_policy
+
+
+class DPOTrainConfig(PolicyTrainConfig):
+    stage: Literal["dpo"] = "dpo"
+    train_file: Path
+    """Preference JSONL (chosen/rejected or LLaMA-Factory ranking rows)."""
+    max_length: int = 512
+
+
+def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from ragtune.data.formats import read_records
+
+    rows = [{"prompt": [{"role": "user", "content": f"{r.instruction}\n{r.input}".strip()}],
+             "chosen": [{"role": "assistant", "content": r.chosen}],
+             "rejected": [{"role": "assistant", "content": r.rejected}]}
+            for r in read_records(cfg.train_file, "preference")]
+    if not rows:
+        raise ValueError(f"{cfg.train_file}: no preference pairs")
+    model, tok = load_policy(cfg)
+    args = DPOConfig(max_length=cfg.max_length, **policy_args(cfg))
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=policy_lora(cfg))
+    trainer.train()
+    return save_policy(trainer, tok, cfg, {"pairs": len(rows)})

@@ -1,0 +1,114 @@
+"""GRPO for the query generator on trl's GRPOTrainer (LoRA via peft), and its `stage: grpo`.
+
+GRPO needs no learned reward model: `RetrievalReward` scores each sampled query online
+with the current retriever (the reciprocal rank of its source document), optionally
+shaped toward a target difficulty band, so the generator learns to write queries that
+are neither trivial nor unanswerable for the retriever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ragtune.train.generator.rl import (
+    PolicyTrainConfig,
+    PromptSource,
+    load_policy,
+    merge_policy,
+    plot_rl_curves,
+    policy_args,
+    policy_lora,
+    sample_docs,
+    save_policy,
+)
+
+
+class GRPOTrainConfig(PolicyTrainConfig):
+    num_generations: int = Field(4, ge=2)
+    max_completion_length: int = Field(24, ge=1)
+    temperature: float = 1.0
+    beta: float = Field(0.04, ge=0)
+
+
+class RetrievalReward:
+    """Reward of a generated query = reciprocal rank of its source document under `search`.
+
+    With `band=(lo, hi)`, the reward peaks when the query's difficulty (1 - reciprocal rank)
+    falls inside the band: 1 - distance to the band.
+    """
+
+    __name__ = "retrieval_reward"  # trl logs reward functions by name
+
+    def __init__(self, search: Callable[[dict[str, str], int], dict[str, dict[str, float]]], k: int = 100,
+                 band: tuple[float, float] | None = None):
+        self.search, self.k, self.band = search, k, band
+
+    def reciprocal_ranks(self, queries: list[str], doc_ids: list[str]) -> list[float]:
+        run = self.search({str(i): q if q.strip() else "-" for i, q in enumerate(queries)}, self.k)
+        out = []
+        for i, doc in enumerate(doc_ids):
+            hits = sorted(run.get(str(i), {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            rank = next((r for r, (d, _) in enumerate(hits, 1) if d == doc), None)
+            out.append(1.0 / rank if rank else 0.0)
+        return out
+
+    def __call__(self, prompts: list, completions: list, doc_id: list[str], **_: Any) -> list[float]:
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        rr = self.reciprocal_ranks(texts, doc_id)
+        if self.band is None:
+            return rr
+        lo, hi = self.band
+        return [1.0 - max(lo - (1 - r), 0.0, (1 - r) - hi) for r in rr]
+
+
+def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str], reward: RetrievalReward) -> dict:
+    """`prompts`: user turns (the generation instruction with the document); `doc_ids`: their sources."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    if len(prompts) != len(doc_ids) or not prompts:
+        raise ValueError("GRPO needs one source doc id per prompt, and at least one prompt")
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "doc_id": d}
+                              for p, d in zip(prompts, doc_ids, strict=True)])
+    model, tok = load_policy(cfg)
+    args = GRPOConfig(num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+                      temperature=cfg.temperature, **policy_args(cfg))
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
+                          peft_config=policy_lora(cfg))
+    trainer.train()
+    return save_policy(trainer, tok, cfg, {"prompts": len(prompts)})
+
+
+class GRPOStageConfig(GRPOTrainConfig):
+    stage: Literal["grpo"] = "grpo"
+    prompts: PromptSource
+    retriever: Literal["bm25", "dense"] = "bm25"
+    dense_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    """Encoder for retriever: dense (e.g. the retriever `ragtune train embedding` wrote)."""
+    k: int = Field(100, ge=1)
+    band: tuple[float, float] | None = None
+    """Shape the reward toward this difficulty band (difficulty = 1 - reciprocal rank); null = plain RR."""
+    merge: bool = True
+
+
+def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
+    from ragtune.generate.prompts import user_turn
+    from ragtune.retrieval.dense import DenseConfig
+    from ragtune.retrieval.factory import index_corpus
+
+    corpus, docs = sample_docs(cfg.prompts)
+    retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
+    summary = train_grpo(cfg, [user_turn(corpus[d]) for d in docs], docs,
+                         RetrievalReward(retriever.search, k=cfg.k, band=cfg.band))
+    if cfg.merge:
+        merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
+                     cfg.output_dir / "merged")
+    rewards = [h["reward"] for h in summary["log"] if "reward" in h]
+    curve = [{"step": h.get("step", i), "reward_mean": h["reward"], "kl": h.get("kl", 0.0)}
+             for i, h in enumerate(summary["log"]) if "reward" in h]
+    plot_rl_curves(cfg.output_dir, curve)
+    return {"prompts": len(docs), "steps": summary["steps"], "reward_first": rewards[0] if rewards else None,
+            "reward_last": rewards[-1] if rewards else None, "curve": curve}

@@ -1,0 +1,142 @@
+"""What the generator's RL stages share: prompts sampled from a corpus, the policy config of the trl-based
+stages (DPO, GRPO), loading, saving and merging the policy, and the reward/KL curves.
+
+The loop (`ragtune run`) uses the same functions as `ragtune train generator stage=ppo|dpo|grpo`; standalone,
+a user points them at a BEIR corpus, an SFT adapter and (for PPO) a reward model from `stage: rm`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ragtune.atomic import write_json
+from ragtune.config import ConfigModel, dump_config
+from ragtune.data.beir import load_corpus
+from ragtune.data.records import Doc
+
+DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class PromptSource(ConfigModel):
+    corpus: Path
+    """BEIR folder (or corpus.jsonl) whose documents become generation prompts."""
+    doc_ids: list[str] | None = None
+    """Use exactly these documents (default: a seeded sample of `sample_num`)."""
+    sample_num: int = Field(32, ge=1)
+    seed: int = 0
+
+
+def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
+    corpus = load_corpus(src.corpus / "corpus.jsonl" if src.corpus.is_dir() else src.corpus)
+    if src.doc_ids is not None:
+        missing = [d for d in src.doc_ids if d not in corpus]
+        if missing:
+            raise ValueError(f"doc_ids not in {src.corpus}: {missing[:5]}")
+        return corpus, list(src.doc_ids)
+    ids = sorted(corpus)
+    return corpus, random.Random(src.seed).sample(ids, min(src.sample_num, len(ids)))
+
+
+class PolicyTrainConfig(ConfigModel):
+    """What DPO and GRPO share: the generator policy (base + SFT adapter) trained with a new LoRA adapter."""
+
+    model_name_or_path: str = DEFAULT_GENERATOR
+    adapter_name_or_path: Path | None = None
+    """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
+    output_dir: Path
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = 16
+    lora_target: str = "all-linear"
+    learning_rate: float = 5e-5
+    lr_scheduler_type: str = "linear"
+    max_steps: int = Field(50, ge=1)
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    beta: float = Field(0.1, ge=0)
+    """KL (GRPO) / DPO temperature coefficient."""
+    logging_steps: int = 5
+    seed: int = 42
+
+
+def load_policy(cfg: PolicyTrainConfig):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.models import resolve_causal_lm
+
+    base = resolve_causal_lm(cfg.model_name_or_path)
+    tok = AutoTokenizer.from_pretrained(cfg.adapter_name_or_path or base)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base)
+    if cfg.adapter_name_or_path is not None:
+        model = PeftModel.from_pretrained(model, str(cfg.adapter_name_or_path)).merge_and_unload()
+    return model, tok
+
+
+def policy_lora(cfg: PolicyTrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target,
+                      task_type="CAUSAL_LM")
+
+
+def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
+    import torch
+
+    return {"output_dir": str(cfg.output_dir), "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps,
+            "lr_scheduler_type": cfg.lr_scheduler_type,
+            "per_device_train_batch_size": cfg.per_device_train_batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "beta": cfg.beta,
+            "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none", "save_strategy": "no",
+            "use_cpu": not torch.cuda.is_available()}
+
+
+def save_policy(trainer, tok, cfg: PolicyTrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    trainer.model.save_pretrained(str(cfg.output_dir / "adapter"))
+    tok.save_pretrained(str(cfg.output_dir / "adapter"))
+    logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
+    summary = {"steps": trainer.state.global_step, "log": logs, **extra}
+    write_json(cfg.output_dir / "rl_summary.json", summary)
+    dump_config(cfg, cfg.output_dir / "config.yaml")
+    return summary
+
+
+def merge_policy(model: str, sft_adapter: Path | None, rl_adapter: Path, out: Path) -> None:
+    """base (+ SFT adapter) + RL adapter, merged into one folder the next round generates with."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.models import resolve_causal_lm
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_causal_lm(model))
+    if sft_adapter is not None:
+        base = PeftModel.from_pretrained(base, str(sft_adapter)).merge_and_unload()
+    merged = PeftModel.from_pretrained(base, str(rl_adapter)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(rl_adapter)).save_pretrained(str(out))
+
+
+def plot_rl_curves(out_dir: Path, curve: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not curve:
+        return
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = [h["step"] for h in curve]
+    a1.plot(steps, [h["reward_mean"] for h in curve])
+    a1.set_title("mean reward")
+    a2.plot(steps, [h.get("kl", 0.0) for h in curve])
+    a2.set_title("KL to reference")
+    for a in (a1, a2):
+        a.set_xlabel("update")
+    fig.tight_layout()
+    fig.savefig(out_dir / "rl_curves.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,183 @@
+"""What every trainer shares: the Trainer config base with its precision and reporter checks, checkpoint
+discovery for resume, the summary record (train_summary.json) and the loss plot.
+
+`TrainerConfig` holds the fields every transformers-Trainer-based `ragtune train` command shares (generator SFT,
+embedding, colbert, reranker). A subclass redeclares a field only to change its default: the generator keeps
+LLaMA-Factory's defaults, the retriever trainers (`ragtune.train.retriever.base.RetrieverTrainConfig`)
+sentence-transformers'.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ragtune.atomic import atomic_open, write_json
+from ragtune.config import ConfigError, ConfigModel, dump_config
+
+SUMMARY = "train_summary.json"
+LOSS_PNG = "training_loss.png"
+
+
+class TrainerConfig(ConfigModel):
+    output_dir: Path
+    overwrite_output_dir: bool = False
+    """Start over even if output_dir already holds checkpoints."""
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
+    per_device_train_batch_size: int = Field(32, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    bf16: bool = False
+    """bfloat16 mixed precision (torch autocast on CPU); refused where the device lacks it."""
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    logging_steps: int = Field(10, ge=1)
+    save_total_limit: int | None = Field(2, ge=1)
+    resume_from_checkpoint: bool | str | None = None
+    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
+    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
+    plot_loss: bool = True
+    """Write training_loss.png into output_dir."""
+    threads: int = Field(0, ge=0)
+    """torch CPU threads; 0 = all cores."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, v: object) -> object:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check_trainer(self) -> TrainerConfig:
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are exclusive; set one of them")
+        if "none" in self.report_to and len(self.report_to) > 1:
+            raise ValueError('report_to "none" cannot be combined with other reporters')
+        return self
+
+
+def check_precision(cfg: TrainerConfig, device: str) -> None:
+    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device)."""
+    import torch
+
+    if cfg.fp16 and device != "cuda":
+        raise ConfigError(f'key "fp16": fp16 mixed precision needs a CUDA GPU (this run is on {device}); '
+                          "set fp16=false, or bf16=true on hardware that supports it")
+    if cfg.bf16:
+        ok = torch.cuda.is_bf16_supported() if device == "cuda" else device == "cpu"
+        if not ok:
+            raise ConfigError(f'key "bf16": {device} does not support bfloat16 here; set bf16=false '
+                              "(or fp16=true on an older CUDA GPU)")
+
+
+def check_reporters(cfg: TrainerConfig) -> list[str]:
+    """The `report_to` list for transformers, or a ConfigError naming the package to install."""
+    import importlib.util
+
+    wanted = [r for r in cfg.report_to if r != "none"]
+    for r in wanted:
+        modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[r]
+        if not any(importlib.util.find_spec(m) for m in modules):
+            raise ConfigError(f'key "report_to": {r} is not installed; run `pip install {modules[0]}` or set '
+                              "report_to=none")
+    return wanted
+
+
+# ---------------------------------------------------------------- resume
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def resolve_resume(cfg: TrainerConfig, is_main: bool = True) -> str | None:
+    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir."""
+    out = Path(cfg.output_dir)
+    existing = _checkpoints(out) if out.is_dir() else []
+    if cfg.resume_from_checkpoint in (None, False):
+        if existing and not cfg.overwrite_output_dir:
+            raise ConfigError(f"{out} already holds {existing[-1].name}; set resume_from_checkpoint=true to "
+                              "continue that run, or overwrite_output_dir=true to start over")
+        if existing and is_main:
+            for p in existing:
+                shutil.rmtree(p)
+        return None
+    if cfg.resume_from_checkpoint is True:
+        if not existing:
+            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {out} to resume from; '
+                              "set resume_from_checkpoint=null to start a fresh run")
+        return str(existing[-1])
+    path = Path(cfg.resume_from_checkpoint)
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f'key "resume_from_checkpoint": {path} is not a checkpoint folder (no trainer_state.json)')
+    return str(path)
+
+
+# ---------------------------------------------------------------- summary and loss plot
+
+
+def finish(trainer, cfg: TrainerConfig, summary: dict[str, Any], title: str, best: bool = True) -> dict[str, Any]:
+    """The summary record every trainer returns (and the CLI prints): `summary` plus steps, first and last logged
+    loss, the best checkpoint (`best`: the trainer selects one on a dev slice) and the output folder. Writes the
+    loss plot, the resolved config and train_summary.json next to the saved model."""
+    out = Path(cfg.output_dir)
+    series = loss_series(trainer.state.log_history)
+    summary |= {"global_step": trainer.state.global_step,
+                "first_logged_loss": series["train"][0][1] if series["train"] else None,
+                "last_logged_loss": series["train"][-1][1] if series["train"] else None}
+    if best:
+        summary |= {"best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric}
+    summary["output_dir"] = str(out)
+    if trainer.is_world_process_zero():
+        dump_config(cfg, out / "config.yaml")
+        if cfg.plot_loss:
+            png = plot_loss(trainer.state.log_history, out / LOSS_PNG, title=title)
+            summary["loss_plot"] = str(png) if png else None
+        write_json(out / SUMMARY, summary)
+    return summary
+
+
+def loss_series(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """{"train": [(step, loss)], "eval": [(step, eval_loss)]} from Trainer.state.log_history."""
+    train = [(int(h["step"]), float(h["loss"])) for h in log_history if "loss" in h and "step" in h]
+    evals = [(int(h["step"]), float(h["eval_loss"])) for h in log_history if "eval_loss" in h and "step" in h]
+    return {"train": train, "eval": evals}
+
+
+def plot_loss(log_history: list[dict], path: str | Path, title: str = "training loss") -> Path | None:
+    """Plot train (and eval) loss against the optimizer step; None when nothing was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = loss_series(log_history)
+    if not series["train"] and not series["eval"]:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for name, style in (("train", "-"), ("eval", "o--")):
+        if series[name]:
+            steps, losses = zip(*series[name], strict=True)
+            ax.plot(steps, losses, style, label=f"{name} loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    with atomic_open(path, "wb") as f:
+        f.write(buf.getvalue())
+    return Path(path)

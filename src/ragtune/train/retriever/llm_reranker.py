@@ -1,0 +1,113 @@
+"""LLM rerankers: a causal LM with a scalar head on its last token (`ragtune.retrieval.rerank.LLMReranker`),
+trained with transformers' Trainer on the same losses as the cross-encoder (`score_loss`), optionally with LoRA
+(merged into the saved model so it loads without peft).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragtune.train.retriever.dev import DevSet
+from ragtune.train.retriever.reranker_config import RerankerTrainConfig
+
+
+def group_targets(name: str, labels, temperature: float):
+    """Target distribution over a group: one-hot on hit 0 (listwise), or softmax(labels / T) (listwise_soft)."""
+    import torch
+
+    if name == "listwise":
+        target = torch.zeros_like(labels)
+        target[:, 0] = 1.0
+        return target
+    return torch.softmax(labels / temperature, dim=-1)
+
+
+def score_loss(name: str, scores, labels, temperature: float = 1.0):
+    """Loss of scores against labels, both (B, G) (G = 1 for pointwise); used for the LLM reranker.
+
+    >>> import torch
+    >>> s = torch.tensor([[2.0, 0.0]]); y = torch.tensor([[1.0, 0.0]])
+    >>> round(float(score_loss("listwise", s, y)), 4)   # -log softmax(s)[0]
+    0.1269
+    >>> round(float(score_loss("ranknet", s, y)), 4)    # log(1 + e^-2) * (1 - 0)
+    0.1269
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if name == "bce":
+        return F.binary_cross_entropy_with_logits(scores, labels)
+    if name == "mse":
+        return F.mse_loss(torch.sigmoid(scores), labels)
+    if name == "ranknet":
+        diff = scores[:, :, None] - scores[:, None, :]
+        gap = labels[:, :, None] - labels[:, None, :]
+        weight = gap.clamp(min=0.0)
+        return (weight * F.softplus(-diff)).sum() / weight.gt(0).sum().clamp(min=1)
+    target = group_targets(name, labels, temperature)
+    return -(target * F.log_softmax(scores, dim=-1)).sum(-1).mean()
+
+
+def build_llm_reranker(cfg: RerankerTrainConfig, device: str):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragtune.models import resolve_model
+    from ragtune.retrieval.rerank import LLMReranker
+
+    path = resolve_model(cfg.model_name_or_path)
+    tok = AutoTokenizer.from_pretrained(path)
+    if cfg.llm.special_token and cfg.llm.special_token not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [cfg.llm.special_token]})
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+    fmt = cfg.llm.model_copy(update={"max_length": cfg.max_length})
+    reranker = LLMReranker(model, tok, fmt)
+    if cfg.use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        target: Any = "all-linear" if cfg.lora_target == ["all-linear"] else list(cfg.lora_target)
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=target, task_type="SEQ_CLS", modules_to_save=["score"])
+        reranker.model = get_peft_model(model, lora)
+    reranker.model.to(device)
+    return reranker
+
+
+def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: DevSet | None, resume: str | None,
+              device: str):
+    import torch
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from ragtune.train.retriever.base import trainer_kwargs
+
+    reranker = build_llm_reranker(cfg, device)
+    group = fmt == "group"
+
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        if group:
+            pairs = [(b["query"], d) for b in batch for d in b["docs"]]
+            labels = torch.tensor([b["labels"] for b in batch], dtype=torch.float32)
+        else:
+            pairs = [(b["query"], b["content"]) for b in batch]
+            labels = torch.tensor([[b["label"]] for b in batch], dtype=torch.float32)
+        return {**reranker.encode_pairs(pairs), "labels": labels}
+
+    class RerankTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            scores = model(**inputs).logits.view(labels.shape)
+            loss = score_loss(loss_name, scores, labels, cfg.temperature)
+            return (loss, {"scores": scores}) if return_outputs else loss
+
+    kwargs = trainer_kwargs(cfg, device, False)  # dev evaluation of LLM rerankers runs once after training
+    trainer = RerankTrainer(model=reranker.model, args=TrainingArguments(**kwargs, remove_unused_columns=False),
+                            train_dataset=Dataset.from_list(rows), data_collator=collate)
+    result = trainer.train(resume_from_checkpoint=resume)
+    if cfg.use_lora:
+        reranker.model = trainer.model.merge_and_unload()
+    reranker.save(cfg.output_dir)
+    return trainer, result, reranker
