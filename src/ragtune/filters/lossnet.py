@@ -28,7 +28,7 @@ from ragtune.config import ConfigModel
 from ragtune.data.beir import load_beir
 from ragtune.data.records import Doc
 from ragtune.filters.base import Candidate, Verdict, load_pseudo_queries, register
-from ragtune.retrieval.dense import DEFAULT_ENCODER
+from ragtune.models import DEFAULT_ENCODER
 
 
 class LossNetFilterConfig(ConfigModel):

@@ -57,9 +57,10 @@ def generator_logprobs(cfg: ScoreFilterConfig, docs: list[str], queries: list[st
 
     from ragtune.generate.generator import QueryGenerator
     from ragtune.generate.prompts import DEFAULT_INSTRUCTION
-    from ragtune.hardware import pick_device
+    from ragtune.hardware import auto_dtype, pick_device
 
-    gen = QueryGenerator.load(cfg.model, cfg.adapter, cfg.template, device=pick_device(cfg.device))
+    device = pick_device(cfg.device)
+    gen = QueryGenerator.load(cfg.model, cfg.adapter, cfg.template, dtype=auto_dtype(device), device=device)
     tok, model = gen.tokenizer, gen.model
     eos = tok.eos_token or ""
     out = np.zeros(len(queries))

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from ragtune.config import ConfigModel
 from ragtune.generate.prompts import DEFAULT_INSTRUCTION
+from ragtune.models import DEFAULT_GENERATOR
 
 
 class SamplingConfig(ConfigModel):
@@ -44,7 +45,7 @@ class GenerateConfig(ConfigModel):
     seed: int = 42
 
     # ---- model
-    model_name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model_name_or_path: str = DEFAULT_GENERATOR
     adapter_name_or_path: Path | None = None
     """LoRA adapter from `ragtune train generator`; its tokenizer (and chat template) is used when present."""
     template: str = "auto"

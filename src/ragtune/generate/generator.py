@@ -49,33 +49,15 @@ class QueryGenerator:
 
     @classmethod
     def load(cls, model_name_or_path: str, adapter: Path | None = None, template: str = "auto",
-             sampling: SamplingConfig | None = None, dtype: str = "auto", device: str = "cpu",
+             sampling: SamplingConfig | None = None, dtype: str = "float32", device: str = "cpu",
              trust_remote_code: bool = False) -> QueryGenerator:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Base + merged adapter on `device` in `dtype`, both resolved by the caller (`hardware.auto_dtype`)."""
+        from ragtune.models import load_causal_lm
 
-        from ragtune.hardware import auto_dtype
-        from ragtune.models import resolve_causal_lm
-
-        base = resolve_causal_lm(model_name_or_path)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(f'key "adapter_name_or_path": {adapter} holds no adapter_config.json (a LoRA adapter '
-                              "written by `ragtune train generator`)")
-        has_tok = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
-        tokenizer = AutoTokenizer.from_pretrained(adapter if has_tok else base, trust_remote_code=trust_remote_code)
-        tokenizer.padding_side = "left"
+        model, tokenizer = load_causal_lm(model_name_or_path, adapter, padding_side="left", dtype=dtype,
+                                          device=device, trust_remote_code=trust_remote_code)
         stop_ids = use_template(tokenizer, template)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if dtype == "auto":
-            dtype = auto_dtype(device)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype),
-                                                     trust_remote_code=trust_remote_code)
-        if adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        model.to(device).eval()
+        model.eval()
         return cls(model, tokenizer, stop_ids, sampling or SamplingConfig())
 
     # ---------------------------------------------------------------- prompts
@@ -196,7 +178,7 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
     from ragtune.generate.outputs import write_outputs
     from ragtune.generate.selection import beir_folder, few_shot_pairs, select_documents
     from ragtune.generate.shards import ShardWriter, read_shards, shard_path
-    from ragtune.hardware import pick_device, set_threads
+    from ragtune.hardware import auto_dtype, pick_device, set_threads
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
     rank, world = state.process_index, state.num_processes
@@ -217,8 +199,9 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
     t0 = time.perf_counter()
     written = 0
     if todo:
+        dtype = auto_dtype(device) if cfg.dtype == "auto" else cfg.dtype
         gen = QueryGenerator.load(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.template, cfg.sampling,
-                                  cfg.dtype, device, cfg.trust_remote_code)
+                                  dtype, device, cfg.trust_remote_code)
         shots = [(truncate_tokens(gen.tokenizer, document_text(d), cfg.few_shot_doc_tokens), q) for d, q in
                  few_shot_pairs(corpus, folder, cfg.few_shot_split, cfg.few_shot, cfg.seed, set(selected))]
         mine = todo[rank::world] if world > 1 else todo

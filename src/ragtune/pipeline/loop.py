@@ -16,16 +16,16 @@ from pydantic import Field, model_validator
 from ragtune.config import ConfigModel, build_config, dump_config
 from ragtune.evaluate.metrics import DEFAULT_METRICS
 from ragtune.filters.bm25 import BM25FilterConfig
+from ragtune.filters.dense import DenseFilterConfig
+from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
+from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
 from ragtune.pipeline import stages
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
 from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
-
-DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
-DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class RunConfig(ConfigModel):
@@ -50,6 +50,8 @@ class RunConfig(ConfigModel):
     """Overrides of `ragtune generate` (GenerateConfig)."""
     filters: list[FilterSpec] = Field(default_factory=lambda: [BM25FilterConfig(k=30)])
     encoder: str = DEFAULT_ENCODER
+    """The bi-encoder of the run: zero-shot baseline, the retriever's starting point, and the model of every dense
+    or LossNet filter that names none."""
     retriever: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `ragtune train embedding` (EmbeddingTrainConfig)."""
     mining: dict[str, Any] = Field(default_factory=lambda: {"neg_start": 10, "neg_end": 50, "neg_per_query": 3})
@@ -98,6 +100,18 @@ class RunConfig(ConfigModel):
         return self
 
 
+def run_filters(cfg: RunConfig) -> list[FilterSpec]:
+    """The filters as a run applies them: a dense or LossNet filter that names no model uses the run's `encoder`."""
+    out = []
+    for f in cfg.filters:
+        if isinstance(f, DenseFilterConfig) and "model" not in f.dense.model_fields_set:
+            f = f.model_copy(update={"dense": f.dense.model_copy(update={"model": cfg.encoder})})
+        elif isinstance(f, LossNetFilterConfig) and "model" not in f.model_fields_set:
+            f = f.model_copy(update={"model": cfg.encoder})
+        out.append(f)
+    return out
+
+
 def _plain(cfg: ConfigModel | Any) -> Any:
     return cfg.model_dump(mode="json") if isinstance(cfg, ConfigModel) else cfg
 
@@ -140,6 +154,7 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         inputs=[cfg.sft_data] if cfg.sft_data else [],
     )
     gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
+    filters = run_filters(cfg)
     pseudo_sets: list[Path] = []
     pseudo_keys: list[str] = []
     rounds = []
@@ -153,8 +168,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         )
         filt = rd.stage(
             f"{r}/filter",
-            [_plain(f) for f in cfg.filters],
-            lambda out, g=gen.out: stages.filter_queries(g, d, out, cfg.filters),
+            [_plain(f) for f in filters],
+            lambda out, g=gen.out: stages.filter_queries(g, d, out, filters),
             upstream=[gen.key],
         )
         pseudo_sets.append(filt.out)

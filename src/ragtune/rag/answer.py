@@ -1,6 +1,6 @@
 """The answerer: a causal LM (+ LoRA adapter) that answers from numbered contexts or refuses.
 
-    answerer = Answerer.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="runs/answerer-squad")
+    answerer = Answerer.load(DEFAULT_GENERATOR, adapter="runs/answerer-squad", device="cpu")
     [g] = answerer.generate([answerer.prompt("Who ruled Normandy?", ["Rollo ruled ...", "..."])])
     g.text, g.refused, g.reason, g.margin
 
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtune.config import ConfigError
 from ragtune.data.language import detect_language
 from ragtune.generate.prompts import ANSWER_PROMPTS, format_contexts, refusal_phrasings
+from ragtune.models import DEFAULT_GENERATOR
 from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin
 
 
@@ -69,32 +69,16 @@ class Answerer:
         self._refusal_ids = {lang: [self._ids(r) + [end] for r in rs] for lang, rs in self.refusals.items()}
 
     @classmethod
-    def load(cls, model: str | Path = "HuggingFaceTB/SmolLM2-135M-Instruct", adapter: str | Path | None = None,
-             template: str = "auto", device: str = "auto", **kwargs) -> Answerer:
-        """Base model (hub name, folder, or the offline GGUF default) plus an optional LoRA adapter, merged."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    def load(cls, model: str | Path = DEFAULT_GENERATOR, adapter: str | Path | None = None, template: str = "auto",
+             device: str = "cpu", **kwargs) -> Answerer:
+        """Base model (hub name, folder, or the offline GGUF default) plus an optional LoRA adapter, merged, on
+        `device` (resolved by the caller)."""
         from ragtune.generate.prompts import use_template
-        from ragtune.hardware import pick_device
-        from ragtune.models import resolve_causal_lm
+        from ragtune.models import load_causal_lm
 
-        base = resolve_causal_lm(model)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(f'key "adapter": {adapter} holds no adapter_config.json (the output_dir of '
-                              "`ragtune train generator`); for a merged model set `model` instead")
-        has_tok = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
-        tokenizer = AutoTokenizer.from_pretrained(adapter if has_tok else base)
-        tokenizer.padding_side = "left"
+        lm, tokenizer = load_causal_lm(model, adapter, padding_side="left", device=device, adapter_key="adapter")
         stop_ids = use_template(tokenizer, template)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-        if adapter is not None:
-            from peft import PeftModel
-
-            lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
-        lm.to(pick_device(device)).eval()
+        lm.eval()
         return cls(lm, tokenizer, stop_ids, **kwargs)
 
     def _ids(self, text: str) -> list[int]:

@@ -226,7 +226,7 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
 
 
 def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
-    from ragtune.hardware import set_threads
+    from ragtune.hardware import pick_device, set_threads
     from ragtune.rag.answer import Answerer
     from ragtune.rag.refusal import calibrate_margin
 
@@ -235,7 +235,7 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     out = Path(cfg.out or Path("runs") / "eval-rag" / name)
     a = cfg.answerer
     set_threads(a.threads)
-    answerer = Answerer.load(a.model, a.adapter, a.template, a.device, max_new_tokens=a.max_new_tokens,
+    answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
                              batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
                              refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor)
     margin = a.refusal_margin

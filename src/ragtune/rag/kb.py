@@ -54,6 +54,7 @@ class KnowledgeBase:
 
     @classmethod
     def open(cls, path: str | Path, device: str = "auto", threads: int = 0) -> KnowledgeBase:
+        from ragtune.hardware import pick_device
         from ragtune.rag.store import ChunkStore
         from ragtune.retrieval.bm25 import BM25Retriever
         from ragtune.retrieval.dense import DenseConfig, load_encoder
@@ -64,8 +65,8 @@ class KnowledgeBase:
             raise FileNotFoundError(f"{path}: not a knowledge base (no kb.json); build one with "
                                     f"`ragtune rag ingest FOLDER -o {path}`")
         s = info["settings"]
-        encoder, _ = load_encoder(DenseConfig(model=s["model"], max_seq_length=s["max_seq_length"], device=device,
-                                              threads=threads, cache=False))
+        encoder, _ = load_encoder(DenseConfig(model=s["model"], max_seq_length=s["max_seq_length"], threads=threads,
+                                              cache=False), pick_device(device))
         chunks = {c["chunk_id"]: c for c in read_jsonl(path / "chunks.jsonl")}
         documents = {d["source"]: d["text"] for d in read_jsonl(path / "documents.jsonl")}
         bm25 = BM25Retriever.load(path / "bm25") if (path / "bm25").is_dir() else None

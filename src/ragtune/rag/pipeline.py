@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragtune.config import ConfigModel
+from ragtune.models import DEFAULT_GENERATOR
 from ragtune.rag.kb import SearchConfig
 
 
@@ -35,7 +36,7 @@ class RetrieveConfig(SearchConfig):
 
 
 class AnswererConfig(ConfigModel):
-    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model: str = DEFAULT_GENERATOR
     """Base causal LM (offline default), a merged model from `ragtune export`, or any local folder."""
     adapter: Path | None = None
     """LoRA adapter from `ragtune train generator` (configs/answerer-*.yaml)."""
@@ -91,22 +92,23 @@ class RagPipeline:
 
     @classmethod
     def open(cls, cfg: AskConfig) -> RagPipeline:
-        from ragtune.hardware import set_threads
+        from ragtune.hardware import pick_device, set_threads
         from ragtune.rag.answer import Answerer
         from ragtune.rag.kb import KnowledgeBase
 
         set_threads(cfg.answerer.threads)
-        kb = KnowledgeBase.open(cfg.kb, device=cfg.answerer.device, threads=cfg.answerer.threads)
+        device = pick_device(cfg.answerer.device)  # once: the embedder, the answerer and the reranker share it
+        kb = KnowledgeBase.open(cfg.kb, device=device, threads=cfg.answerer.threads)
         try:
             a = cfg.answerer
-            answerer = Answerer.load(a.model, a.adapter, a.template, a.device, max_new_tokens=a.max_new_tokens,
+            answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,
                                      batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
                                      refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor)
             reranker = None
             if cfg.retrieve.rerank:
                 from ragtune.retrieval.rerank import load_reranker
 
-                reranker = load_reranker(cfg.retrieve.rerank, device=a.device)
+                reranker = load_reranker(cfg.retrieve.rerank, device=device)
         except BaseException:
             kb.close()
             raise

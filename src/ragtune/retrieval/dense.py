@@ -17,11 +17,10 @@ from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
 from ragtune.hardware import auto_dtype
+from ragtune.models import DEFAULT_ENCODER
 from ragtune.paths import cache_dir
 from ragtune.retrieval.base import Run, check_k
 from ragtune.retrieval.encode_cache import cached_encode, corpus_key
-
-DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class DenseConfig(ConfigModel):
@@ -47,7 +46,8 @@ class DenseConfig(ConfigModel):
     """Reuse corpus embeddings from ~/.cache/ragtune (or $RAGTUNE_CACHE)."""
 
 
-def load_encoder(cfg: DenseConfig):
+def load_encoder(cfg: DenseConfig, device: str | None = None):
+    """(SentenceTransformer, its folder); `device`: already resolved, else `cfg.device` is resolved here."""
     from sentence_transformers import SentenceTransformer
 
     from ragtune.hardware import pick_device, set_threads
@@ -55,7 +55,7 @@ def load_encoder(cfg: DenseConfig):
 
     set_threads(cfg.threads)
     path = resolve_model(cfg.model)
-    model = SentenceTransformer(str(path), device=pick_device(cfg.device), local_files_only=True)
+    model = SentenceTransformer(str(path), device=device or pick_device(cfg.device), local_files_only=True)
     if cfg.max_seq_length:
         model.max_seq_length = cfg.max_seq_length
     return model, path

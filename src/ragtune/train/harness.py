@@ -1,5 +1,5 @@
-"""What every trainer shares: the Trainer config base with its precision and reporter checks, checkpoint
-discovery for resume, the summary record (train_summary.json) and the loss plot.
+"""What every trainer shares: the Trainer config base with its precision and reporter checks, the LoRA settings
+block, checkpoint discovery for resume, the summary record (train_summary.json) and the loss plot.
 
 `TrainerConfig` holds the fields every transformers-Trainer-based `ragtune train` command shares (generator SFT,
 embedding, colbert, reranker). A subclass redeclares a field only to change its default: the generator keeps
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigError, ConfigModel, dump_config
@@ -64,6 +64,63 @@ class TrainerConfig(ConfigModel):
         if "none" in self.report_to and len(self.report_to) > 1:
             raise ValueError('report_to "none" cannot be combined with other reporters')
         return self
+
+
+class LoraSettings(ConfigModel):
+    """One LoRA block for every trainer that adds an adapter: SFT, reward model, PPO, DPO, GRPO, LLM reranker.
+
+    A trainer redeclares a field only to change its default (PPO: rank 16; the reward model, DPO, GRPO and the
+    reranker: alpha 16).
+    """
+
+    lora_rank: int = Field(8, ge=1, validation_alias=AliasChoices("lora_rank", "lora_r"))
+    """Adapter rank r (`lora_r`, PPO's former name, is read too)."""
+    lora_alpha: float | None = Field(None, gt=0)
+    """LoRA scaling numerator; default 2 x lora_rank."""
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target: list[str] = Field(default_factory=lambda: ["all"])
+    """Module names to wrap with LoRA (e.g. q_proj,v_proj), or `all` (also written `all-linear`) = every linear
+    layer but the output head."""
+
+    @field_validator("lora_target", mode="before")
+    @classmethod
+    def _target_list(cls, v: object) -> object:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _target_alone(self) -> LoraSettings:
+        if set(self.lora_target) & {"all", "all-linear"} and len(self.lora_target) > 1:
+            raise ValueError('lora_target "all" already covers every linear layer; give it alone')
+        return self
+
+    @property
+    def lora_scale_alpha(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
+
+    @property
+    def lora_all_linear(self) -> bool:
+        return self.lora_target in (["all"], ["all-linear"])
+
+    def lora_config(self, task_type: str, **extra: Any):
+        """The peft LoraConfig of these settings (`task_type`: CAUSAL_LM or SEQ_CLS)."""
+        from peft import LoraConfig
+
+        target: Any = "all-linear" if self.lora_all_linear else list(self.lora_target)
+        return LoraConfig(r=self.lora_rank, lora_alpha=self.lora_scale_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=target, bias="none", task_type=task_type, **extra)
+
+    def check_lora_targets(self, model) -> None:
+        """A ConfigError naming the model's linear layers when a `lora_target` module is not in `model`."""
+        if self.lora_all_linear:
+            return
+        names = {n.split(".")[-1] for n, _ in model.named_modules()}
+        missing = [t for t in self.lora_target if t not in names]
+        if missing:
+            import torch
+
+            linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+            raise ConfigError(f'key "lora_target": {", ".join(missing)} not found in this model; its linear layers '
+                              f"are: {', '.join(linear)} (or use all)")
 
 
 def check_precision(cfg: TrainerConfig, device: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.train.generator.rl import PolicyTrainConfig, load_policy, policy_args, policy_lora, save_policy
+from ragtune.train.generator.rl import PolicyTrainConfig, load_policy, policy_args, save_policy
 
 
 class DPOTrainConfig(PolicyTrainConfig):
@@ -31,6 +31,6 @@ def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:
     model, tok = load_policy(cfg)
     args = DPOConfig(max_length=cfg.max_length, **policy_args(cfg))
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=policy_lora(cfg))
+                         peft_config=cfg.lora_config("CAUSAL_LM"))
     trainer.train()
     return save_policy(trainer, tok, cfg, {"pairs": len(rows)})

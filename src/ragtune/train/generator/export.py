@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.models import DEFAULT_GENERATOR
 
 DEFAULT_PROBES = [
     "Human papillomavirus infection is a major cause of cervical cancer.",
@@ -31,7 +32,7 @@ DEFAULT_PROBES = [
 class ExportConfig(ConfigModel):
     """Merge `adapter_name_or_path` into `model_name_or_path` and save to `export_dir`."""
 
-    model_name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model_name_or_path: str = DEFAULT_GENERATOR
     adapter_name_or_path: Path
     """A LoRA adapter folder (adapter_config.json), e.g. the output_dir of `ragtune train generator`."""
     export_dir: Path
@@ -69,10 +70,9 @@ def _logits(model, batch):
 def export_merged(cfg: ExportConfig) -> dict[str, Any]:
     """Merge, save, reload and verify; returns {"export_dir", "max_abs_diff", "atol", "probes", ...}."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from ragtune.models import resolve_causal_lm
+    from ragtune.models import load_causal_lm, resolve_causal_lm
 
     adapter = Path(cfg.adapter_name_or_path)
     if not (adapter / "adapter_config.json").is_file():
@@ -82,10 +82,8 @@ def export_merged(cfg: ExportConfig) -> dict[str, Any]:
     if target.exists() and not cfg.overwrite:
         raise ConfigError(f'key "export_dir": {target} exists; choose a new folder or set overwrite=true')
     base = resolve_causal_lm(cfg.model_name_or_path)
-    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=cfg.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    model, tokenizer = load_causal_lm(base, adapter, merge=False, trust_remote_code=cfg.trust_remote_code)
+    model.eval()
     batch = _probe_batch(tokenizer, cfg.probes)
     reference = _logits(model, batch)
     with torch.inference_mode():

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.generator.rl import (
     PolicyTrainConfig,
     PromptSource,
@@ -20,7 +21,6 @@ from ragtune.train.generator.rl import (
     merge_policy,
     plot_rl_curves,
     policy_args,
-    policy_lora,
     sample_docs,
     save_policy,
 )
@@ -77,7 +77,7 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str], rew
     args = GRPOConfig(num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
-                          peft_config=policy_lora(cfg))
+                          peft_config=cfg.lora_config("CAUSAL_LM"))
     trainer.train()
     return save_policy(trainer, tok, cfg, {"prompts": len(prompts)})
 
@@ -86,7 +86,7 @@ class GRPOStageConfig(GRPOTrainConfig):
     stage: Literal["grpo"] = "grpo"
     prompts: PromptSource
     retriever: Literal["bm25", "dense"] = "bm25"
-    dense_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    dense_model: str = DEFAULT_ENCODER
     """Encoder for retriever: dense (e.g. the retriever `ragtune train embedding` wrote)."""
     k: int = Field(100, ge=1)
     band: tuple[float, float] | None = None

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from torch import nn
 
 from ragtune.atomic import write_json
 from ragtune.config import ConfigModel, dump_config
+from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.generator.ppo_core import (
     AdaptiveKLController,
     gae,
@@ -39,12 +40,13 @@ from ragtune.train.generator.ppo_core import (
     ppo_losses,
     token_rewards,
 )
-from ragtune.train.generator.rl import DEFAULT_GENERATOR, PromptSource, plot_rl_curves, sample_docs
+from ragtune.train.generator.rl import PromptSource, plot_rl_curves, sample_docs
+from ragtune.train.harness import LoraSettings
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
 
-class PPOConfig(ConfigModel):
+class PPOConfig(LoraSettings):
     steps: int = Field(20, ge=1)
     """PPO updates (each samples `batch_size` fresh responses)."""
     batch_size: int = Field(16, ge=2)
@@ -67,10 +69,9 @@ class PPOConfig(ConfigModel):
     temperature: float = Field(1.0, gt=0)
     top_k: int = 0
     top_p: float = 1.0
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target: str = "all-linear"
+    lora_rank: int = Field(16, ge=1, validation_alias=AliasChoices("lora_rank", "lora_r"))
+    """Adapter rank r (`lora_r`, this config's former name, is read too)."""
+    lora_alpha: float | None = Field(32.0, gt=0)
     save_steps: int = 0
     """Save adapter + value head every N updates (0 = only at the end)."""
     seed: int = 0
@@ -114,27 +115,16 @@ class PolicyWithValue(nn.Module):
 class PPOTrainer:
     def __init__(self, cfg: PPOConfig, model_name_or_path: str, sft_adapter: str | Path | None = None,
                  device: str = "cpu", resume_from: str | Path | None = None):
-        from peft import LoraConfig, PeftModel, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ragtune.models import resolve_causal_lm
+        from peft import PeftModel, get_peft_model
 
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        base_path = resolve_causal_lm(model_name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(sft_adapter or base_path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        if sft_adapter is not None:  # the SFT model becomes the reference: merge it, then add the PPO adapter
-            base = PeftModel.from_pretrained(base, str(sft_adapter)).merge_and_unload()
+        # the SFT model becomes the reference: merge it, then add the PPO adapter
+        base, self.tokenizer = load_causal_lm(model_name_or_path, sft_adapter, padding_side="left")
         if resume_from is not None:
             policy = PeftModel.from_pretrained(base, str(Path(resume_from) / "adapter"), is_trainable=True)
         else:
-            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=cfg.lora_target, task_type="CAUSAL_LM")
-            policy = get_peft_model(base, lora)
+            policy = get_peft_model(base, cfg.lora_config("CAUSAL_LM"))
         self.model = PolicyWithValue(policy, base.config.hidden_size).to(device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)

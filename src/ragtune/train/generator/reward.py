@@ -15,12 +15,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragtune.atomic import write_json
-from ragtune.config import ConfigModel, dump_config
+from ragtune.config import dump_config
+from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
+from ragtune.train.harness import LoraSettings
 
-DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-
-class RewardTrainConfig(ConfigModel):
+class RewardTrainConfig(LoraSettings):
     stage: Literal["rm"] = "rm"
     model_name_or_path: str = DEFAULT_GENERATOR
     train_file: Path
@@ -28,9 +28,7 @@ class RewardTrainConfig(ConfigModel):
     eval_file: Path | None = None
     """Held-out preference JSONL for pairwise accuracy."""
     output_dir: Path
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: int = 16
-    lora_target: str = "all-linear"
+    lora_alpha: float | None = Field(16.0, gt=0)
     learning_rate: float = 1e-4
     num_train_epochs: float = 1.0
     max_steps: int = -1
@@ -56,36 +54,14 @@ def _conversations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _load_base(name: str):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from ragtune.models import resolve_causal_lm
-
-    path = resolve_causal_lm(name)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the scalar head is new by design (trained here, or restored by the adapter)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    finally:
-        hf_logging.set_verbosity(level)
-    model.config.pad_token_id = tok.pad_token_id
-    return model, tok
-
-
 def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     from datasets import Dataset
-    from peft import LoraConfig, TaskType
     from trl import RewardConfig, RewardTrainer
 
     from ragtune.hardware import set_threads
 
     set_threads(cfg.threads)
-    model, tok = _load_base(cfg.model_name_or_path)
+    model, tok = load_causal_lm(cfg.model_name_or_path, head="score", dtype=None)
     train = Dataset.from_list(_conversations(cfg.train_file))
     args = RewardConfig(output_dir=str(cfg.output_dir), learning_rate=cfg.learning_rate,
                         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
@@ -93,9 +69,8 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
                         logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none", save_strategy="no",
                         use_cpu=not __import__("torch").cuda.is_available(), disable_tqdm=False)
-    peft = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                      target_modules=cfg.lora_target)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok, peft_config=peft)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
+                            peft_config=cfg.lora_config("SEQ_CLS"))
     result = trainer.train()
     trainer.model.save_pretrained(str(cfg.output_dir))
     tok.save_pretrained(str(cfg.output_dir))
@@ -113,11 +88,10 @@ class RewardScorer:
 
     def __init__(self, base: str, adapter: str | Path, device: str = "cpu", batch_size: int = 16):
         import torch
-        from peft import PeftModel
 
-        model, self.tok = _load_base(base)
-        self.model = PeftModel.from_pretrained(model, str(adapter)).to(device).eval()
-        self.tok.padding_side = "left"
+        self.model, self.tok = load_causal_lm(base, adapter, merge=False, head="score", dtype=None, device=device,
+                                              padding_side="left", adapter_key="reward_model")
+        self.model.eval()
         self.device, self.batch_size, self.torch = device, batch_size, torch
 
     def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:

@@ -17,8 +17,8 @@ from ragtune.atomic import write_json
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
-
-DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
+from ragtune.train.harness import LoraSettings
 
 
 class PromptSource(ConfigModel):
@@ -41,16 +41,14 @@ def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
     return corpus, random.Random(src.seed).sample(ids, min(src.sample_num, len(ids)))
 
 
-class PolicyTrainConfig(ConfigModel):
+class PolicyTrainConfig(LoraSettings):
     """What DPO and GRPO share: the generator policy (base + SFT adapter) trained with a new LoRA adapter."""
 
     model_name_or_path: str = DEFAULT_GENERATOR
     adapter_name_or_path: Path | None = None
     """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
     output_dir: Path
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: int = 16
-    lora_target: str = "all-linear"
+    lora_alpha: float | None = Field(16.0, gt=0)
     learning_rate: float = 5e-5
     lr_scheduler_type: str = "linear"
     max_steps: int = Field(50, ge=1)
@@ -63,26 +61,8 @@ class PolicyTrainConfig(ConfigModel):
 
 
 def load_policy(cfg: PolicyTrainConfig):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ragtune.models import resolve_causal_lm
-
-    base = resolve_causal_lm(cfg.model_name_or_path)
-    tok = AutoTokenizer.from_pretrained(cfg.adapter_name_or_path or base)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base)
-    if cfg.adapter_name_or_path is not None:
-        model = PeftModel.from_pretrained(model, str(cfg.adapter_name_or_path)).merge_and_unload()
-    return model, tok
-
-
-def policy_lora(cfg: PolicyTrainConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target,
-                      task_type="CAUSAL_LM")
+    """(model, tokenizer): the base with the SFT adapter merged in (the policy's starting point and reference)."""
+    return load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, dtype=None)
 
 
 def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
@@ -108,17 +88,9 @@ def save_policy(trainer, tok, cfg: PolicyTrainConfig, extra: dict[str, Any]) -> 
 
 def merge_policy(model: str, sft_adapter: Path | None, rl_adapter: Path, out: Path) -> None:
     """base (+ SFT adapter) + RL adapter, merged into one folder the next round generates with."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ragtune.models import resolve_causal_lm
-
-    base = AutoModelForCausalLM.from_pretrained(resolve_causal_lm(model))
-    if sft_adapter is not None:
-        base = PeftModel.from_pretrained(base, str(sft_adapter)).merge_and_unload()
-    merged = PeftModel.from_pretrained(base, str(rl_adapter)).merge_and_unload()
+    merged, tokenizer = load_causal_lm(model, [a for a in (sft_adapter, rl_adapter) if a is not None], dtype=None)
     merged.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(rl_adapter)).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
 
 
 def plot_rl_curves(out_dir: Path, curve: list[dict]) -> None:

@@ -40,27 +40,6 @@ def apply_freeze(model, n_layers: int) -> list[int]:
     return sorted(keep)
 
 
-def lora_config(cfg: GeneratorTrainConfig):
-    from peft import LoraConfig
-
-    target: Any = "all-linear" if cfg.lora_target == ["all"] else list(cfg.lora_target)
-    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_scale_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=target, bias="none", task_type="CAUSAL_LM")
-
-
-def _check_lora_targets(model, cfg: GeneratorTrainConfig) -> None:
-    if cfg.lora_target == ["all"]:
-        return
-    names = {n.split(".")[-1] for n, _ in model.named_modules()}
-    missing = [t for t in cfg.lora_target if t not in names]
-    if missing:
-        import torch
-
-        linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ConfigError(f'key "lora_target": {", ".join(missing)} not found in this model; its linear layers '
-                          f"are: {', '.join(linear)} (or use all)")
-
-
 def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use_cpu: bool = False):
     from trl import SFTConfig
 
@@ -88,12 +67,12 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import set_seed
     from trl import SFTTrainer
 
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import set_threads
-    from ragtune.models import resolve_causal_lm
+    from ragtune.models import load_causal_lm, resolve_causal_lm
     from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
@@ -107,10 +86,8 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     state.wait_for_everyone()
 
     model_path = resolve_causal_lm(cfg.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    model, tokenizer = load_causal_lm(model_path, trust_remote_code=cfg.trust_remote_code)
     use_template(tokenizer, cfg.template)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
 
     items = load_sft_messages(cfg.dataset, cfg.dataset_dir, cfg.formatting, cfg.max_samples)
     train_idx, dev_idx = split_dev(len(items), cfg.val_size, cfg.seed)
@@ -123,14 +100,12 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     def to_ds(examples):
         return Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
-                                                 trust_remote_code=cfg.trust_remote_code)
     model.config.use_cache = False
     peft_config = None
     frozen_layers: list[int] = []
     if cfg.finetuning_type == "lora":
-        _check_lora_targets(model, cfg)
-        peft_config = lora_config(cfg)
+        cfg.check_lora_targets(model)
+        peft_config = cfg.lora_config("CAUSAL_LM")
     elif cfg.finetuning_type == "freeze":
         frozen_layers = apply_freeze(model, cfg.freeze_trainable_layers)
 

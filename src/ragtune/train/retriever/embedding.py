@@ -35,17 +35,17 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.config import ConfigError
 from ragtune.data.records import Embedding
 from ragtune.data.trec import Run
+from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
 from ragtune.train.retriever.dev import DevSet, is_dev_query
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class EmbeddingTrainConfig(RetrieverTrainConfig):
     """Fine-tune a sentence-transformers bi-encoder."""
 
-    model_name_or_path: str = DEFAULT_MODEL
+    model_name_or_path: str = DEFAULT_ENCODER
     """Hub name (resolved offline first), or a local sentence-transformers folder."""
     train_data: list[Path] = Field(min_length=1)
     """JSONL record files (comma list); all must share one format."""

@@ -66,12 +66,9 @@ def build_llm_reranker(cfg: RerankerTrainConfig, device: str):
     fmt = cfg.llm.model_copy(update={"max_length": cfg.max_length})
     reranker = LLMReranker(model, tok, fmt)
     if cfg.use_lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        target: Any = "all-linear" if cfg.lora_target == ["all-linear"] else list(cfg.lora_target)
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=target, task_type="SEQ_CLS", modules_to_save=["score"])
-        reranker.model = get_peft_model(model, lora)
+        reranker.model = get_peft_model(model, cfg.lora_config("SEQ_CLS", modules_to_save=["score"]))
     reranker.model.to(device)
     return reranker
 

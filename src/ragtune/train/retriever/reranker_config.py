@@ -7,18 +7,20 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ragtune.models import DEFAULT_ENCODER
 from ragtune.retrieval.rerank import LLMFormat
+from ragtune.train.harness import LoraSettings
 from ragtune.train.retriever.base import RetrieverTrainConfig
 
 POINT_LOSSES = ("bce", "mse")
 GROUP_LOSSES = ("ranknet", "listwise", "listwise_soft")
 
 
-class RerankerTrainConfig(RetrieverTrainConfig):
+class RerankerTrainConfig(RetrieverTrainConfig, LoraSettings):
     """Train a cross-encoder or an LLM reranker."""
 
     model_type: Literal["cross_encoder", "llm"] = "cross_encoder"
-    model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model_name_or_path: str = DEFAULT_ENCODER
     """cross_encoder: a BERT-like model or sentence-transformers folder (its encoder gets a fresh score head);
     llm: a causal LM folder (a scalar head is added on the last token)."""
     train_data: list[Path] = Field(min_length=1)
@@ -40,15 +42,13 @@ class RerankerTrainConfig(RetrieverTrainConfig):
     # ---- llm
     llm: LLMFormat = Field(default_factory=LLMFormat)
     use_lora: bool = False
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target: list[str] = Field(default_factory=lambda: ["all-linear"])
+    """model_type=llm: train a LoRA adapter (the LoRA block's fields, train/harness.py), merged when saved."""
+    lora_alpha: float | None = Field(16.0, gt=0)
     # ---- dev evaluation
     dev_top: int | None = None
     """Re-rank this many BM25 candidates per dev query (default: dev.candidates)."""
 
-    @field_validator("train_data", "lora_target", mode="before")
+    @field_validator("train_data", mode="before")
     @classmethod
     def _comma(cls, v: object) -> object:
         return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
