@@ -14,13 +14,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from ragtune.atomic import atomic_open
 
 
 class ConfigError(ValueError):
     """A config problem the user can fix; the CLI prints it without a traceback."""
+
+
+def split_commas(value: object) -> object:
+    """`"a,b"` -> `["a", "b"]`, anything else unchanged: list fields accept a comma list on the command line.
+
+    Use as `Annotated[list[str], CommaList]`.
+    """
+    return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+CommaList = BeforeValidator(split_commas)
 
 
 class ConfigModel(BaseModel):
@@ -140,7 +151,8 @@ def _explain(cls: type[ConfigModel], err: dict, label: str, prefix: str = "") ->
         close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
         guess = f'; did you mean "{".".join([*([prefix] if prefix else []), *map(str, loc[:-1]), close[0]])}"?' \
             if close else ""
-        return f'unknown key "{key}" in {label} config{guess} (allowed here: {", ".join(names)})'
+        section = next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), label)  # the nested config
+        return f'unknown key "{key}" in {section} config{guess} (allowed here: {", ".join(names)})'
     got = err.get("input")
     if err["type"] == "union_tag_invalid":  # a discriminated union: `name: bm25 | dense | ...`
         ctx = err.get("ctx", {})

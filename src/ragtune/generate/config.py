@@ -27,13 +27,8 @@ class SamplingConfig(ConfigModel):
     """Beam search when > 1 (with do_sample=false: the top query_per_document beams)."""
 
 
-class GenerateConfig(ConfigModel):
-    """Write `query_per_document` pseudo queries for sampled documents of a corpus (resumable, batched)."""
-
-    corpus: Path
-    """BEIR folder (or its corpus.jsonl)."""
-    output_dir: Path
-    """BEIR folder written: queries.jsonl, qrels/train.tsv, provenance.jsonl, config.yaml; shards/ for resume."""
+class GenerateSettings(ConfigModel):
+    """How to write pseudo queries: everything but the corpus and output folders (the loop's `generate:` overrides)."""
 
     # ---- which documents
     sample_num: int | None = Field(None, ge=1)
@@ -90,7 +85,7 @@ class GenerateConfig(ConfigModel):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> GenerateConfig:
+    def _check(self) -> GenerateSettings:
         if "{document}" not in self.instruction:
             raise ValueError('instruction must contain "{document}" where the document goes')
         if self.sampling.num_beams > 1 and not self.sampling.do_sample and \
@@ -101,6 +96,15 @@ class GenerateConfig(ConfigModel):
             raise ValueError("greedy decoding (do_sample=false, num_beams=1) writes one query per document; set "
                              "sampling.do_sample=true or sampling.num_beams >= query_per_document")
         return self
+
+
+class GenerateConfig(GenerateSettings):
+    """Write `query_per_document` pseudo queries for sampled documents of a corpus (resumable, batched)."""
+
+    corpus: Path
+    """BEIR folder (or its corpus.jsonl)."""
+    output_dir: Path
+    """BEIR folder written: queries.jsonl, qrels/train.tsv, provenance.jsonl, config.yaml; shards/ for resume."""
 
     def fingerprint_fields(self) -> dict:
         """What decides the content of the output: a rerun into the same output_dir must agree on these."""

@@ -4,6 +4,10 @@ Round k: [SFT, round 0] -> generate -> filter -> train retriever (train pairs + 
 pseudo queries) -> evaluate on the test split (p-values vs BM25 and zero-shot) ->
 difficulty of every pseudo query -> preference pairs -> reward model -> PPO on the
 generator; round k+1 generates with the PPO-improved generator.
+
+Each stage's section of the run config (`sft:`, `generate:`, `retriever:`, `mining:`, `reward:`, `dpo:`, `grpo:`)
+is that stage's own settings class: every key the stage takes except the paths the loop wires in, with the
+stage's defaults and field docs, validated when the run config is loaded.
 """
 
 from __future__ import annotations
@@ -11,21 +15,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_serializer
 
-from ragtune.config import ConfigModel, build_config, dump_config
+from ragtune.config import ConfigModel, dump_config
 from ragtune.evaluate.metrics import DEFAULT_METRICS
 from ragtune.filters.bm25 import BM25FilterConfig
 from ragtune.filters.dense import DenseFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
+from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
 from ragtune.pipeline import stages
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
+from ragtune.retrieval.mining import BeirEmbeddingSettings
+from ragtune.train.generator.dpo import DPOSettings
+from ragtune.train.generator.grpo import GRPOSettings
 from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
+from ragtune.train.generator.reward import RewardSettings
+from ragtune.train.generator.sft_config import SFTSettings
+from ragtune.train.retriever.embedding import EmbeddingSettings
 
 
 class RunConfig(ConfigModel):
@@ -44,60 +55,47 @@ class RunConfig(ConfigModel):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     generator: str = DEFAULT_GENERATOR
     template: str = "auto"
-    sft: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of `ragtune train generator` (GeneratorTrainConfig) for the round-0 SFT."""
-    generate: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of `ragtune generate` (GenerateConfig)."""
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    """The round-0 SFT: `ragtune train generator` keys but the data and output paths."""
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    """`ragtune generate` keys but the corpus and output folders."""
     filters: list[FilterSpec] = Field(default_factory=lambda: [BM25FilterConfig(k=30)])
     encoder: str = DEFAULT_ENCODER
     """The bi-encoder of the run: zero-shot baseline, the retriever's starting point, and the model of every dense
     or LossNet filter that names none."""
-    retriever: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of `ragtune train embedding` (EmbeddingTrainConfig)."""
-    mining: dict[str, Any] = Field(default_factory=lambda: {"neg_start": 10, "neg_end": 50, "neg_per_query": 3})
-    """Hard-negative mining for the retriever's records (BeirEmbeddingConfig)."""
+    retriever: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    """`ragtune train embedding` keys but the data and output paths; `dev` defaults to a slice of the data's train
+    queries (10%, at most 50)."""
+    mining: BeirEmbeddingSettings = Field(
+        default_factory=lambda: BeirEmbeddingSettings(neg_start=10, neg_end=50, neg_per_query=3))
+    """Hard-negative mining for the retriever's records (`data convert beir-embedding` keys but the paths)."""
     difficulty_temperature: float = 0.1
     preferences: PreferenceConfig = Field(default_factory=PreferenceConfig)
-    reward: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of the reward model (RewardTrainConfig)."""
+    reward: RewardSettings = Field(default_factory=RewardSettings)
+    """The reward model (`train generator stage=rm` keys but the data and output paths)."""
     rl: Literal["ppo", "dpo", "grpo", "none"] = "ppo"
     """How the generator improves: PPO against the reward model, DPO on the preference pairs, or GRPO with
     the retriever as online reward (no reward model)."""
     ppo: PPOConfig = Field(default_factory=PPOConfig)
-    dpo: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of DPOTrainConfig."""
-    grpo: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of GRPOTrainConfig."""
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
+    """`train generator stage=dpo` keys but the policy, data and output paths."""
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    """`train generator stage=grpo` keys but the policy, prompts and output paths."""
     grpo_band: tuple[float, float] | None = (0.2, 0.6)
     """GRPO reward shaping: the difficulty band (1 - reciprocal rank) the generator is pushed toward."""
     rl_prompts: int = Field(32, ge=1)
     """Documents whose prompts the RL stage samples from."""
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _check_stage_overrides(self) -> RunConfig:
-        """Validate every stage's overrides now, not after an hour of training."""
-        from ragtune.generate.config import GenerateConfig
-        from ragtune.retrieval.mining import BeirEmbeddingConfig
-        from ragtune.train.generator.dpo import DPOTrainConfig
-        from ragtune.train.generator.grpo import GRPOTrainConfig
-        from ragtune.train.generator.reward import RewardTrainConfig
-        from ragtune.train.generator.sft_config import GeneratorTrainConfig
-        from ragtune.train.retriever.embedding import EmbeddingTrainConfig
+    @field_serializer("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo")
+    def _as_given(self, settings: ConfigModel) -> dict[str, Any]:
+        # the resolved config.yaml keeps what the user set: reloading it keys every stage as before
+        return overrides(settings)
 
-        x = "/placeholder"
-        build_config(GeneratorTrainConfig, {"dataset": ["d"], "output_dir": x, **self.sft}, "sft", "sft")
-        build_config(GenerateConfig, {"corpus": x, "output_dir": x, **self.generate}, "generate", "generate")
-        dev = {"data": x, **self.retriever.get("dev", {})}  # the stage fills in dev.data
-        build_config(
-            EmbeddingTrainConfig, {"train_data": [x], "output_dir": x, **self.retriever, "dev": dev}, "retriever",
-            "retriever",
-        )
-        build_config(BeirEmbeddingConfig, {"data": x, "out": x, **self.mining}, "mining", "mining")
-        build_config(RewardTrainConfig, {"train_file": x, "output_dir": x, **self.reward}, "reward", "reward")
-        build_config(DPOTrainConfig, {"train_file": x, "output_dir": x, **self.dpo}, "dpo", "dpo")
-        build_config(GRPOTrainConfig, {"output_dir": x, **self.grpo}, "grpo", "grpo")
-        return self
+
+def overrides(settings: ConfigModel) -> dict[str, Any]:
+    """The keys a run config sets in a stage's settings (what the stage's key hashes and its config is built from)."""
+    return settings.model_dump(mode="json", exclude_unset=True)
 
 
 def run_filters(cfg: RunConfig) -> list[FilterSpec]:
@@ -124,6 +122,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
+    sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
+        cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
     root = Path(cfg.out or Path("runs") / cfg.name)
     rd = RunDir(root)
     dump_config(cfg, root / "config.yaml")
@@ -148,8 +148,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
 
     sft = rd.stage(
         "round-0/sft",
-        {"model": cfg.generator, "template": cfg.template, **cfg.sft},
-        lambda out: stages.sft(Path(cfg.sft_data or d), out, cfg.generator, cfg.template, cfg.sft),
+        {"model": cfg.generator, "template": cfg.template, **sft_over},
+        lambda out: stages.sft(Path(cfg.sft_data or d), out, cfg.generator, cfg.template, sft_over),
         upstream=[data.key],
         inputs=[cfg.sft_data] if cfg.sft_data else [],
     )
@@ -162,8 +162,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         r = f"round-{k}"
         gen = rd.stage(
             f"{r}/generate",
-            {"model": gen_model, "adapter": str(gen_adapter), **cfg.generate},
-            lambda out, m=gen_model, a=gen_adapter, k=k: stages.generate(d, out, m, a, cfg.template, k, cfg.generate),
+            {"model": gen_model, "adapter": str(gen_adapter), **gen_over},
+            lambda out, m=gen_model, a=gen_adapter, k=k: stages.generate(d, out, m, a, cfg.template, k, gen_over),
             upstream=[data.key, gen_key],
         )
         filt = rd.stage(
@@ -176,8 +176,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         pseudo_keys.append(filt.key)
         ret = rd.stage(
             f"{r}/retriever",
-            {"encoder": cfg.encoder, **cfg.retriever, "mining": cfg.mining},
-            lambda out, p=list(pseudo_sets): stages.train_retriever(d, p, out, cfg.encoder, cfg.retriever, cfg.mining),
+            {"encoder": cfg.encoder, **ret_over, "mining": mining_over},
+            lambda out, p=list(pseudo_sets): stages.train_retriever(d, p, out, cfg.encoder, ret_over, mining_over),
             upstream=[data.key, *pseudo_keys],
         )
         model_dir = ret.out / "model"
@@ -215,8 +215,8 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         if cfg.rl == "ppo":
             rm = rd.stage(
                 f"{r}/reward_model",
-                {"model": cfg.generator, **cfg.reward},
-                lambda out, p=prefs.out: stages.reward_model(p, out, cfg.generator, None, cfg.reward),
+                {"model": cfg.generator, **reward_over},
+                lambda out, p=prefs.out: stages.reward_model(p, out, cfg.generator, None, reward_over),
                 upstream=[prefs.key],
             )
             rl = rd.stage(
@@ -231,17 +231,17 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
         elif cfg.rl == "dpo":
             rl = rd.stage(
                 f"{r}/dpo",
-                cfg.dpo,
-                lambda out, p=prefs.out, m=gen_model, a=sft_adapter: stages.dpo(p, out, m, a, cfg.dpo),
+                dpo_over,
+                lambda out, p=prefs.out, m=gen_model, a=sft_adapter: stages.dpo(p, out, m, a, dpo_over),
                 upstream=[prefs.key, gen_key],
             )
             round_info["dpo"] = rl.metrics
         elif cfg.rl == "grpo":
             rl = rd.stage(
                 f"{r}/grpo",
-                {"grpo": cfg.grpo, "band": cfg.grpo_band, "prompts": cfg.rl_prompts},
+                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts},
                 lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_=model_dir: stages.grpo(
-                    d, p / "provenance.jsonl", rm_, out, m, a, cfg.grpo, cfg.rl_prompts, cfg.grpo_band, cfg.seed
+                    d, p / "provenance.jsonl", rm_, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed
                 ),
                 upstream=[ret.key, diff.key, gen_key],
             )

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ragtune.atomic import write_jsonl
-from ragtune.config import dump_config
+from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.convert_beir import BeirSource, positives
 from ragtune.data.convert_result import ConvertResult
@@ -39,7 +39,11 @@ from ragtune.retrieval.factory import index_corpus
 MINED = "mined_negatives.jsonl"
 
 
-class MiningConfig(BeirSource):
+class MiningSettings(ConfigModel):
+    """How negatives are mined: everything but the BEIR folder, split and output folder."""
+
+    min_score: int = 1
+    """Qrels score from which a document counts as relevant."""
     miner: Literal["bm25", "dense"] = "bm25"
     bm25: BM25Config = Field(default_factory=BM25Config)
     dense: DenseConfig = Field(default_factory=DenseConfig)
@@ -51,17 +55,25 @@ class MiningConfig(BeirSource):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _range(self) -> MiningConfig:
+    def _range(self) -> MiningSettings:
         if self.neg_end <= self.neg_start:
             raise ValueError(f"neg_end ({self.neg_end}) must be larger than neg_start ({self.neg_start})")
         return self
 
 
-class BeirEmbeddingConfig(MiningConfig):
-    """`{query, pos: [...], neg: [...]}` rows for bi-encoder training."""
+class MiningConfig(MiningSettings, BeirSource):
+    """Mine negatives for a BEIR folder's judged queries of one split."""
+
+
+class BeirEmbeddingSettings(MiningSettings):
+    """The embedding conversion but its paths (the loop's `mining:` overrides)."""
 
     query_prompt: str | None = None
     """Written as `prompt_for_query` on every row (e.g. "query: ")."""
+
+
+class BeirEmbeddingConfig(BeirEmbeddingSettings, MiningConfig):
+    """`{query, pos: [...], neg: [...]}` rows for bi-encoder training."""
 
 
 class BeirRerankerConfig(MiningConfig):

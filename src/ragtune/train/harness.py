@@ -1,10 +1,11 @@
 """What every trainer shares: the Trainer config base with its precision and reporter checks, the LoRA settings
 block, checkpoint discovery for resume, the summary record (train_summary.json) and the loss plot.
 
-`TrainerConfig` holds the fields every transformers-Trainer-based `ragtune train` command shares (generator SFT,
-embedding, colbert, reranker). A subclass redeclares a field only to change its default: the generator keeps
-LLaMA-Factory's defaults, the retriever trainers (`ragtune.train.retriever.base.RetrieverTrainConfig`)
-sentence-transformers'.
+`TrainerSettings` holds the fields every transformers-Trainer-based `ragtune train` command shares (generator SFT,
+embedding, colbert, reranker); `TrainerConfig` adds the output folder. A subclass redeclares a field only to
+change its default: the generator keeps LLaMA-Factory's defaults, the retriever trainers
+(`ragtune.train.retriever.base.RetrieverTrainConfig`) sentence-transformers'. The `...Settings` classes are what a
+user sets; `ragtune run` takes them as its typed stage overrides and fills in the paths itself.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from ragtune.atomic import atomic_open, write_json
-from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
 
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
 
 
-class TrainerConfig(ConfigModel):
-    output_dir: Path
+class TrainerSettings(ConfigModel):
     overwrite_output_dir: bool = False
     """Start over even if output_dir already holds checkpoints."""
     num_train_epochs: float = Field(1.0, gt=0)
@@ -46,24 +46,24 @@ class TrainerConfig(ConfigModel):
     save_total_limit: int | None = Field(2, ge=1)
     resume_from_checkpoint: bool | str | None = None
     """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
-    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["none"])
+    report_to: Annotated[list[Literal["none", "tensorboard", "wandb"]], CommaList] = Field(
+        default_factory=lambda: ["none"])
     plot_loss: bool = True
     """Write training_loss.png into output_dir."""
     threads: int = Field(0, ge=0)
     """torch CPU threads; 0 = all cores."""
 
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _report_to_list(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
-
     @model_validator(mode="after")
-    def _check_trainer(self) -> TrainerConfig:
+    def _check_trainer(self) -> TrainerSettings:
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 are exclusive; set one of them")
         if "none" in self.report_to and len(self.report_to) > 1:
             raise ValueError('report_to "none" cannot be combined with other reporters')
         return self
+
+
+class TrainerConfig(TrainerSettings):
+    output_dir: Path
 
 
 class LoraSettings(ConfigModel):
@@ -78,14 +78,9 @@ class LoraSettings(ConfigModel):
     lora_alpha: float | None = Field(None, gt=0)
     """LoRA scaling numerator; default 2 x lora_rank."""
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target: list[str] = Field(default_factory=lambda: ["all"])
+    lora_target: Annotated[list[str], CommaList] = Field(default_factory=lambda: ["all"])
     """Module names to wrap with LoRA (e.g. q_proj,v_proj), or `all` (also written `all-linear`) = every linear
     layer but the output head."""
-
-    @field_validator("lora_target", mode="before")
-    @classmethod
-    def _target_list(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _target_alone(self) -> LoraSettings:

@@ -6,14 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.train.generator.rl import PolicyTrainConfig, load_policy, policy_args, save_policy
+from ragtune.train.generator.rl import PolicySettings, PolicyTrainConfig, load_policy, policy_args, save_policy
 
 
-class DPOTrainConfig(PolicyTrainConfig):
+class DPOSettings(PolicySettings):
+    """DPO's settings but its paths (the loop's `dpo:` overrides)."""
+
+    max_length: int = 512
+
+
+class DPOTrainConfig(DPOSettings, PolicyTrainConfig):
     stage: Literal["dpo"] = "dpo"
     train_file: Path
     """Preference JSONL (chosen/rejected or LLaMA-Factory ranking rows)."""
-    max_length: int = 512
 
 
 def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:

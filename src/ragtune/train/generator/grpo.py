@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.generator.rl import (
+    PolicySettings,
     PolicyTrainConfig,
     PromptSource,
     load_policy,
@@ -26,11 +27,17 @@ from ragtune.train.generator.rl import (
 )
 
 
-class GRPOTrainConfig(PolicyTrainConfig):
+class GRPOSettings(PolicySettings):
+    """GRPO's settings but its paths (the loop's `grpo:` overrides)."""
+
     num_generations: int = Field(4, ge=2)
     max_completion_length: int = Field(24, ge=1)
     temperature: float = 1.0
     beta: float = Field(0.04, ge=0)
+
+
+class GRPOTrainConfig(GRPOSettings, PolicyTrainConfig):
+    """GRPO of the policy on given prompts (`stage: grpo` adds where the prompts and the reward come from)."""
 
 
 class RetrievalReward:

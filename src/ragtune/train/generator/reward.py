@@ -20,14 +20,10 @@ from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.harness import LoraSettings
 
 
-class RewardTrainConfig(LoraSettings):
-    stage: Literal["rm"] = "rm"
+class RewardSettings(LoraSettings):
+    """The reward model's training settings: everything but its data and output paths (the loop's `reward:`)."""
+
     model_name_or_path: str = DEFAULT_GENERATOR
-    train_file: Path
-    """Preference JSONL (alpaca-style chosen/rejected or ranking rows)."""
-    eval_file: Path | None = None
-    """Held-out preference JSONL for pairwise accuracy."""
-    output_dir: Path
     lora_alpha: float | None = Field(16.0, gt=0)
     learning_rate: float = 1e-4
     num_train_epochs: float = 1.0
@@ -38,6 +34,15 @@ class RewardTrainConfig(LoraSettings):
     logging_steps: int = 5
     seed: int = 42
     threads: int = 0
+
+
+class RewardTrainConfig(RewardSettings):
+    stage: Literal["rm"] = "rm"
+    train_file: Path
+    """Preference JSONL (alpaca-style chosen/rejected or ranking rows)."""
+    eval_file: Path | None = None
+    """Held-out preference JSONL for pairwise accuracy."""
+    output_dir: Path
 
 
 def _conversations(path: Path) -> list[dict[str, Any]]:

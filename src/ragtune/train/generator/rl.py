@@ -41,13 +41,9 @@ def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
     return corpus, random.Random(src.seed).sample(ids, min(src.sample_num, len(ids)))
 
 
-class PolicyTrainConfig(LoraSettings):
-    """What DPO and GRPO share: the generator policy (base + SFT adapter) trained with a new LoRA adapter."""
+class PolicySettings(LoraSettings):
+    """What DPO and GRPO share: a new LoRA adapter on the generator policy and its optimisation."""
 
-    model_name_or_path: str = DEFAULT_GENERATOR
-    adapter_name_or_path: Path | None = None
-    """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
-    output_dir: Path
     lora_alpha: float | None = Field(16.0, gt=0)
     learning_rate: float = 5e-5
     lr_scheduler_type: str = "linear"
@@ -58,6 +54,15 @@ class PolicyTrainConfig(LoraSettings):
     """KL (GRPO) / DPO temperature coefficient."""
     logging_steps: int = 5
     seed: int = 42
+
+
+class PolicyTrainConfig(PolicySettings):
+    """The policy (base + SFT adapter), where its new adapter goes, and how it trains."""
+
+    model_name_or_path: str = DEFAULT_GENERATOR
+    adapter_name_or_path: Path | None = None
+    """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
+    output_dir: Path
 
 
 def load_policy(cfg: PolicyTrainConfig):

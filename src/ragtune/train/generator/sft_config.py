@@ -11,19 +11,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from ragtune.config import CommaList
 from ragtune.models import DEFAULT_GENERATOR
-from ragtune.train.harness import LoraSettings, TrainerConfig
+from ragtune.train.harness import LoraSettings, TrainerConfig, TrainerSettings
 
 
-class GeneratorTrainConfig(TrainerConfig, LoraSettings):
-    """Supervised fine-tuning of the doc -> query generator (trl SFTTrainer + peft)."""
-
-    stage: Literal["sft"] = "sft"
-    """Training stage. This version trains `sft`; reward modelling and preference stages come later."""
+class SFTSettings(TrainerSettings, LoraSettings):
+    """Supervised fine-tuning of the doc -> query generator: everything but the data and output paths (the loop's
+    `sft:` overrides)."""
 
     # ---- model
     model_name_or_path: str = DEFAULT_GENERATOR
@@ -39,10 +38,6 @@ class GeneratorTrainConfig(TrainerConfig, LoraSettings):
     """finetuning_type=freeze: train only the last N transformer layers."""
 
     # ---- data
-    dataset: list[str] = Field(min_length=1)
-    """Dataset names registered in `dataset_dir/dataset_info.json`, or paths to alpaca/sharegpt JSONL (comma list)."""
-    dataset_dir: Path = Path("data")
-    """Folder holding dataset_info.json (LLaMA-Factory layout)."""
     formatting: Literal["auto", "alpaca", "sharegpt"] = "auto"
     """Record format of datasets given by path (registered ones say it in dataset_info.json)."""
     cutoff_len: int = Field(1024, ge=16)
@@ -68,15 +63,19 @@ class GeneratorTrainConfig(TrainerConfig, LoraSettings):
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate the dev slice every N steps (default: logging_steps); needs val_size > 0."""
 
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _comma_list(cls, v: object) -> object:
-        if isinstance(v, str):
-            return [p.strip() for p in v.split(",") if p.strip()]
-        return v
-
     @model_validator(mode="after")
-    def _check(self) -> GeneratorTrainConfig:
+    def _check(self) -> SFTSettings:
         if self.eval_steps is not None and self.val_size == 0:
             raise ValueError("eval_steps needs a dev slice: set val_size (e.g. 0.1)")
         return self
+
+
+class GeneratorTrainConfig(SFTSettings, TrainerConfig):
+    """Supervised fine-tuning of the doc -> query generator (trl SFTTrainer + peft)."""
+
+    stage: Literal["sft"] = "sft"
+    """Training stage: `sft` here; `ragtune train generator` dispatches rm, ppo, dpo and grpo elsewhere."""
+    dataset: Annotated[list[str], CommaList] = Field(min_length=1)
+    """Dataset names registered in `dataset_dir/dataset_info.json`, or paths to alpaca/sharegpt JSONL (comma list)."""
+    dataset_dir: Path = Path("data")
+    """Folder holding dataset_info.json (LLaMA-Factory layout)."""

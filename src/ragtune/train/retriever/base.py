@@ -1,6 +1,7 @@
 """What the retriever and reranker trainers share (embedding, colbert, reranker): their config base with the dev
-slice, the transformers.TrainingArguments fields, and the run's start (device, precision check, threads, seed,
-resume, dev slice).
+slice (`RetrieverTrainSettings` without the output folder, `RetrieverTrainConfig` with it), the
+transformers.TrainingArguments fields, and the run's start (device, precision check, threads, seed, resume, dev
+slice).
 
     device, resume, dev = start_run(cfg)
     args = trainer_kwargs(cfg, device, has_eval=dev is not None, metric="dev_ndcg@10")
@@ -12,11 +13,11 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from ragtune.train.harness import TrainerConfig, check_precision, check_reporters, resolve_resume
+from ragtune.train.harness import TrainerConfig, TrainerSettings, check_precision, check_reporters, resolve_resume
 from ragtune.train.retriever.dev import DevConfig, DevSet, build_devset
 
 
-class RetrieverTrainConfig(TrainerConfig):
+class RetrieverTrainSettings(TrainerSettings):
     """Optimisation and bookkeeping fields shared by `ragtune train embedding|colbert|reranker`."""
 
     dev: DevConfig = Field(default_factory=DevConfig)
@@ -26,6 +27,8 @@ class RetrieverTrainConfig(TrainerConfig):
     """Checkpoint every N steps (default: eval_steps, or 500 without a dev slice)."""
     dataloader_num_workers: int = Field(0, ge=0)
 
+
+class RetrieverTrainConfig(RetrieverTrainSettings, TrainerConfig):
     @model_validator(mode="after")
     def _check_common(self) -> RetrieverTrainConfig:
         if self.eval_steps is not None and self.dev.data is None:

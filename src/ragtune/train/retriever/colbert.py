@@ -24,11 +24,11 @@ from __future__ import annotations
 import string
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ragtune.config import ConfigError
+from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
@@ -41,7 +41,7 @@ class ColbertTrainConfig(RetrieverTrainConfig):
     model_name_or_path: str = DEFAULT_ENCODER
     """A BERT-like encoder (or sentence-transformers folder, its Transformer is reused), or a MultiVectorEncoder
     folder to continue training."""
-    train_data: list[Path] = Field(min_length=1)
+    train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
     """Embedding records: {query, pos, neg} (contrastive) or {query, pos, neg, scores} (distillation)."""
     dim: int = Field(128, ge=8)
     """Projection size of each token embedding."""
@@ -58,11 +58,6 @@ class ColbertTrainConfig(RetrieverTrainConfig):
     temperature: float = Field(1.0, gt=0)
     skip_punctuation: bool = True
     """Leave punctuation tokens of documents out of MaxSim (ColBERT's default)."""
-
-    @field_validator("train_data", mode="before")
-    @classmethod
-    def _comma(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
 
 def _markers(tokenizer, cfg: ColbertTrainConfig) -> tuple[str, str, bool]:

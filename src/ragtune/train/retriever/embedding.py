@@ -27,28 +27,27 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from ragtune.config import ConfigError
+from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.data.trec import Run
 from ragtune.models import DEFAULT_ENCODER
-from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
+from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
 from ragtune.train.retriever.dev import DevSet, is_dev_query
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 
 
-class EmbeddingTrainConfig(RetrieverTrainConfig):
-    """Fine-tune a sentence-transformers bi-encoder."""
+class EmbeddingSettings(RetrieverTrainSettings):
+    """Fine-tune a sentence-transformers bi-encoder: everything but the data and output paths (the loop's
+    `retriever:` overrides)."""
 
     model_name_or_path: str = DEFAULT_ENCODER
     """Hub name (resolved offline first), or a local sentence-transformers folder."""
-    train_data: list[Path] = Field(min_length=1)
-    """JSONL record files (comma list); all must share one format."""
     format: Literal["auto", "pair", "hard_neg", "distill", "teacher"] = "auto"
     """`auto` tells the format from the fields: teacher (.npy beside the file), distill (scores), hard_neg (neg)."""
     teacher_vectors: Path | None = None
@@ -68,7 +67,7 @@ class EmbeddingTrainConfig(RetrieverTrainConfig):
     """cached_mnrl: GradCache chunk; memory scales with it, the effective batch stays the full batch."""
     use_mrl: bool = False
     """Matryoshka: train so that the first `mrl_dims` dimensions work on their own."""
-    mrl_dims: list[int] = Field(default_factory=lambda: [384, 192, 96, 48])
+    mrl_dims: Annotated[list[int], CommaList] = Field(default_factory=lambda: [384, 192, 96, 48])
     mrl_weights: list[float] | None = None
     """Loss weight of each of mrl_dims (default: all 1); raise the small ones to favour truncated use."""
     mrl_init: Literal["none", "pca"] = "none"
@@ -82,13 +81,8 @@ class EmbeddingTrainConfig(RetrieverTrainConfig):
     default the full dimension."""
     batch_sampler: Literal["no_duplicates", "batch_sampler"] = "no_duplicates"
 
-    @field_validator("train_data", "mrl_dims", mode="before")
-    @classmethod
-    def _comma(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
-
     @model_validator(mode="after")
-    def _check(self) -> EmbeddingTrainConfig:
+    def _check(self) -> EmbeddingSettings:
         pairs = {"kl": ("distill",), "margin_mse": ("distill",), "mse": ("teacher",), "cosine": ("teacher",),
                  "mnrl": ("pair", "hard_neg"), "cached_mnrl": ("pair", "hard_neg")}
         if self.loss != "auto" and self.format != "auto" and self.format not in pairs[self.loss]:
@@ -104,6 +98,13 @@ class EmbeddingTrainConfig(RetrieverTrainConfig):
             raise ValueError(f"mrl_select_dim {self.mrl_select_dim} needs use_mrl and must be one of mrl_dims "
                              f"{self.mrl_dims}")
         return self
+
+
+class EmbeddingTrainConfig(EmbeddingSettings, RetrieverTrainConfig):
+    """Fine-tune a sentence-transformers bi-encoder."""
+
+    train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
+    """JSONL record files (comma list); all must share one format."""
 
 
 # ---------------------------------------------------------------- records -> dataset

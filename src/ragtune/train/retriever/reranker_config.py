@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from ragtune.config import CommaList
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.retrieval.rerank import LLMFormat
 from ragtune.train.harness import LoraSettings
@@ -23,7 +24,7 @@ class RerankerTrainConfig(RetrieverTrainConfig, LoraSettings):
     model_name_or_path: str = DEFAULT_ENCODER
     """cross_encoder: a BERT-like model or sentence-transformers folder (its encoder gets a fresh score head);
     llm: a causal LM folder (a scalar head is added on the last token)."""
-    train_data: list[Path] = Field(min_length=1)
+    train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
     format: Literal["auto", "point", "group"] = "auto"
     loss: Literal["auto", "bce", "mse", "ranknet", "listwise", "listwise_soft"] = "auto"
     """auto: bce for point data, listwise for groups (listwise_soft when distilling from a teacher)."""
@@ -47,11 +48,6 @@ class RerankerTrainConfig(RetrieverTrainConfig, LoraSettings):
     # ---- dev evaluation
     dev_top: int | None = None
     """Re-rank this many BM25 candidates per dev query (default: dev.candidates)."""
-
-    @field_validator("train_data", mode="before")
-    @classmethod
-    def _comma(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _check(self) -> RerankerTrainConfig:
