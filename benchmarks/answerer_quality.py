@@ -102,7 +102,7 @@ def evaluate(name: str, work: Path, limit: int, which: list[str], threads: int, 
              calibrate: int) -> None:
     """Untrained and trained answerers, gold and retrieved contexts, on the held-out eval split."""
     from ragtune.config import load_config
-    from ragtune.rag.evaluation import EvalRagConfig, run_eval_rag
+    from ragtune.rag.answerer_eval import EvalRagConfig, run_eval_rag
 
     for model in which:
         lora = (adapter or work / f"{name}-lora") if model == "trained" else None

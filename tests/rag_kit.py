@@ -38,7 +38,7 @@ def build_kb(kb: Path, tiny_bert: Path) -> Path:
 
 def ask_config(kb: Path, model: Path, *extra: str):
     from ragtune.config import load_config
-    from ragtune.rag.pipeline import AskConfig
+    from ragtune.rag.ask import AskConfig
 
     return load_config(AskConfig, None, [f"kb={kb}", f"answerer.model={model}", "answerer.max_new_tokens=24",
                                          "answerer.threads=1", "retrieve.top_k=2", *extra])
@@ -47,7 +47,7 @@ def ask_config(kb: Path, model: Path, *extra: str):
 def train_tiny_answerer(tiny_lm: Path, kb: Path, out: Path, steps: int = 120) -> Path:
     import torch
 
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
 
     with RagPipeline.open(ask_config(kb, tiny_lm)) as rag:
         a = rag.answerer

@@ -520,7 +520,7 @@ def rag_ask_cmd(
 ) -> None:
     """Retrieve (dense + BM25, RRF), optionally rerank, and answer citing passages, or refuse."""
     from ragtune.config import load_config
-    from ragtune.rag.pipeline import AskConfig, ask
+    from ragtune.rag.ask import AskConfig, ask
 
     overrides = _flag_overrides(set_, {"kb": kb, "answerer.model": model, "answerer.adapter": adapter,
                                        "retrieve.rerank": rerank, "retrieve.top_k": top_k})
@@ -569,7 +569,7 @@ def eval_rag_cmd(
 ) -> None:
     """EM / token F1 on answerable questions, refusal P/R/F1, over- and under-refusal; gold or retrieved contexts."""
     from ragtune.config import load_config
-    from ragtune.rag.evaluation import EvalRagConfig, run_eval_rag
+    from ragtune.rag.answerer_eval import EvalRagConfig, run_eval_rag
 
     overrides = _flag_overrides(set_, {"data": data, "contexts": contexts, "answerer.model": model,
                                        "answerer.adapter": adapter, "limit": limit, "out": out_dir,

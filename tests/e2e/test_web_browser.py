@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
 
 def test_ask_answer_citation_and_refusal(tiny_bert, tiny_lm, tmp_path_factory, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
     from ragtune.rag.server import create_app
 
     kb, model = shared_parts(tmp_path_factory, tiny_bert, tiny_lm)

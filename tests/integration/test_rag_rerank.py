@@ -8,7 +8,7 @@ from rag_kit import ANSWERABLE, ask_config, shared_parts
 def test_reranker_reorders_fused_candidates_by_its_own_scores(tmp_path, tmp_path_factory, tiny_bert, tiny_lm):
     from sentence_transformers import CrossEncoder
 
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
     from ragtune.retrieval.rerank import load_reranker
 
     kb, model = shared_parts(tmp_path_factory, tiny_bert, tiny_lm)

@@ -16,7 +16,7 @@ def rag_parts(tiny_bert, tiny_lm, tmp_path_factory):
 
 
 def test_pipeline_answers_cites_and_refuses(rag_parts):
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
 
     kb, model = rag_parts
     with RagPipeline.open(ask_config(kb, model)) as rag:
@@ -48,7 +48,7 @@ def test_cli_ask_json(rag_parts):
 
 @pytest.fixture(scope="module")
 def server(rag_parts):
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
     from ragtune.rag.server import create_app
 
     kb, model = rag_parts

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ragtune.evaluate.rag import exact_match, normalize_answer, refusal_metrics, score_answers, token_f1
+from ragtune.evaluate.answer_metrics import exact_match, normalize_answer, refusal_metrics, score_answers, token_f1
 from ragtune.rag.chunk import Chunker, paragraphs, sentences
 from ragtune.rag.refusal import calibrate_margin, decide, is_refusal_text
 from ragtune.retrieval.fusion import rrf

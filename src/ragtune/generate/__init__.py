@@ -1,1 +1,2 @@
-"""Pseudo-query generation: chat templates and prompts (prompts.py), batched resumable generation (generator.py)."""
+"""Every prompt ragtune writes (prompts.py: chat templates, doc -> query, the answerer's prompt and refusal
+phrasings) and batched, resumable, sharded pseudo-query generation (generator.py)."""

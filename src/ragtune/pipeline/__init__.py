@@ -1,1 +1,2 @@
-"""Composition of stages: the demo now, the closed loop later."""
+"""Composition of stages: the closed loop (`ragtune run`, loop.py + stages.py) with its hash-keyed run folder
+(rundir.py) and report, and the `data convert` converter table (convert.py)."""

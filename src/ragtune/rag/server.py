@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from ragtune.rag.pipeline import AskConfig
+from ragtune.rag.ask import AskConfig
 
 
 class ServeConfig(AskConfig):
@@ -164,7 +164,7 @@ def serve(cfg: ServeConfig, log=print) -> None:
     """Open the KB and the answerer once, then serve until interrupted."""
     import uvicorn
 
-    from ragtune.rag.pipeline import RagPipeline
+    from ragtune.rag.ask import RagPipeline
 
     with RagPipeline.open(cfg) as rag:
         asgi, _ = create_app(rag, cfg)

@@ -1,4 +1,5 @@
-"""First-stage retrievers behind one interface: `search(queries, k) -> Run`."""
+"""First-stage retrievers behind one interface (`search(queries, k) -> Run`), fusion, rerankers (scoring only),
+and hard-negative mining."""
 
 from ragtune.retrieval.base import Retriever, Run, top_k
 

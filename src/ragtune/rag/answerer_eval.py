@@ -17,7 +17,7 @@ SQuAD 2.0 / CMRC / WebQA JSON file, used whole (balanced the converter's way, se
   share of those the answerer refused anyway (over-refusal that retrieval misses do not explain).
 
 Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1) and
-`report.json` into `out`; prints the metrics of `ragtune.evaluate.rag`.
+`report.json` into `out`; prints the metrics of `ragtune.evaluate.answer_metrics`.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from pydantic import Field
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
+from ragtune.rag.ask import AnswererConfig
 from ragtune.rag.ingest import ChunkConfig
 from ragtune.rag.kb import SearchConfig
-from ragtune.rag.pipeline import AnswererConfig
 from ragtune.retrieval.dense import DenseConfig
 
 META_FIELDS = ("question", "context", "answers", "answerable")
@@ -199,7 +199,7 @@ def _generate(answerer, items: list[dict[str, Any]], contexts: list[list[str]]):
 
 
 def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    from ragtune.evaluate.rag import exact_match, score_answers, token_f1
+    from ragtune.evaluate.answer_metrics import exact_match, score_answers, token_f1
 
     refused = [g.reason == "text" or g.margin > margin for g in gens]
     preds = [g.text for g in gens]

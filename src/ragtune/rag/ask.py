@@ -72,7 +72,7 @@ def cite(answer: str, contexts: list[str], language: str) -> list[int]:
     >>> cite("Rollo", ["Rollo was a Viking.", "Paris is in France."], "en")
     [0]
     """
-    from ragtune.evaluate.rag import normalize_answer, tokens
+    from ragtune.evaluate.answer_metrics import normalize_answer, tokens
 
     norm = normalize_answer(answer, language)
     if not norm:
