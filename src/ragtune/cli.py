@@ -1,36 +1,60 @@
-"""The `ragtune` command line. Each command: parse its config, call one library function.
+"""The `ragtune` command line: every command is `[CONFIG.yaml] [key=value ...]` plus `--set key=value`.
 
-User errors (bad data, bad config, missing models) print one clear message and exit 1,
-without a traceback.
+Each command reads its config class (defaults < CONFIG.yaml < shortcut flags < key=value arguments < --set), calls
+one library function and prints what it returns (cli_tables.py). Positional arguments before CONFIG (`eval compare
+RUN_A RUN_B`, `rag ask KB QUESTION`, ...) and flags (`--data`, `--adapter`, ...) are shortcuts for config keys.
+User errors (bad data, bad config, missing models) print one clear message and exit 1, without a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
 from ragtune import __version__
+from ragtune import cli_tables as show
+from ragtune.cli_tables import err, out
+
+
+class _DefaultCommandGroup(TyperGroup):
+    """A group whose arguments, when they name none of its commands, go to its first command: `ragtune eval
+    --data DIR` is `ragtune eval retrieval --data DIR`, while `ragtune eval compare A B` stays compare."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands:
+            name = next(iter(self.commands))
+            return name, self.commands[name], args
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(help="ragtune: domain-adapted retrieval for RAG.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Validate and convert data.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate retrieval on a BEIR split (and compare runs).")
-app.add_typer(data_app, name="data")
-app.add_typer(eval_app, name="eval")
+eval_app = typer.Typer(help="Evaluate retrieval on a BEIR split (the default), compare runs, evaluate the answerer.",
+                       cls=_DefaultCommandGroup, no_args_is_help=True,
+                       context_settings={"ignore_unknown_options": True})
+train_app = typer.Typer(help="Train models: the query generator, retrievers and rerankers.", no_args_is_help=True)
+rag_app = typer.Typer(help="Grounded answering over your files: ingest, ask, serve.", no_args_is_help=True)
+for sub, name in ((data_app, "data"), (eval_app, "eval"), (train_app, "train"), (rag_app, "rag")):
+    app.add_typer(sub, name=name)
 
-# piped output (CI logs, `| tee`) gets a wide console instead of rich's 80-column default
-out = Console() if sys.stdout.isatty() else Console(width=200)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
-
-Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides (dotted keys nest)",
-                                                         show_default=False)]
+Args = Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...] (dotted keys nest)",
+                                                  show_default=False)]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="key=value override (dotted keys nest), repeatable")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="the CONFIG.yaml, as an option")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="output folder")]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="also write the result JSON here")]
+KbArgument = Annotated[Path, typer.Argument(help="knowledge base folder (ragtune rag ingest)")]
+ModelOption = Annotated[str | None, typer.Option(help="answerer base model or merged model")]
+AdapterOption = Annotated[Path | None, typer.Option(help="answerer LoRA adapter (ragtune train generator)")]
 
 
 def user_errors(fn):
@@ -54,15 +78,29 @@ def user_errors(fn):
     return wrapper
 
 
-def metrics_table(rows: list[dict], title: str | None = None) -> Table:
-    metrics = list(rows[0]["metrics"]) if rows else []
-    table = Table(title=title)
-    for col in ["dataset", "split", "retriever", "queries", *metrics]:
-        table.add_column(col, justify="right" if col not in {"dataset", "split", "retriever"} else "left")
-    for r in rows:
-        table.add_row(r["dataset"], r["split"], r["retriever"], str(r["num_queries"]),
-                      *(f"{r['metrics'][m]:.4f}" for m in metrics))
-    return table
+def configured(cls: type | str, args: list[str] | None = None, set_: list[str] | None = None,
+               flags: dict[str, Any] | None = None, config: Path | None = None):
+    """The command's config: `cls` (or "module:Class") from CONFIG.yaml (first argument without "=", or
+    `--config`), shortcut flags, key=value arguments and --set, later ones winning."""
+    from ragtune.config import ConfigError, load_config
+
+    cls = _load(cls) if isinstance(cls, str) else cls
+    rest = list(args or [])
+    if rest and "=" not in rest[0]:
+        if config is not None:
+            raise ConfigError(f"two configs given: {rest[0]} and --config {config}; pass one")
+        config = Path(rest.pop(0))
+    stray = [a for a in rest if "=" not in a]
+    if stray:
+        raise ConfigError(f'"{stray[0]}" is not key=value; only the first argument may be a CONFIG.yaml')
+    shortcuts = [f"{k}={json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in (flags or {}).items()
+                 if v is not None]
+    return load_config(cls, config, shortcuts + rest + list(set_ or []))
+
+
+def _load(target: str) -> Any:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @app.callback(invoke_without_command=True)
@@ -79,64 +117,40 @@ def _root(version: Annotated[bool, typer.Option("--version", help="print the ver
 @user_errors
 def data_validate(
     path: Annotated[Path, typer.Argument(help="BEIR folder, JSONL records, dataset_info.json or TREC run")],
-    format: Annotated[str, typer.Option("--format", "-f", help="auto, or a format name")] = "auto",
-    limit: Annotated[int, typer.Option(help="report at most this many problems")] = 50,
+    args: Args = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="auto, or a format name")] = None,
+    limit: Annotated[int | None, typer.Option(help="report at most this many problems [default: 50]")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Check every line; print counts (exit 0) or every problem with file:line (exit 1)."""
-    from ragtune.data.validate import validate
+    from ragtune.data.validate import ValidateConfig, validate
 
-    result = validate(path, format, limit)
-    if result.ok:
-        table = Table(title=f"{path} ({result.kind})")
-        table.add_column("what")
-        table.add_column("count", justify="right")
-        for k, v in result.counts.items():
-            table.add_row(k, f"{v:,}")
-        out.print(table)
-        return
-    for p in result.problems.problems:
-        err.print(str(p), highlight=False, markup=False, soft_wrap=True)
-    more = result.problems.total - len(result.problems.problems)
-    tail = f" (first {len(result.problems.problems)} shown)" if more > 0 else ""
-    err.print(f"[bold red]{result.problems.total} problem(s)[/] in {path}{tail}")
-    raise typer.Exit(1)
+    cfg = configured(ValidateConfig, args, set_, {"path": path, "format": format, "limit": limit})
+    if not show.validated(validate(cfg.path, cfg.format, cfg.limit)):
+        raise typer.Exit(1)
 
 
 @data_app.command("convert")
 @user_errors
 def data_convert(
     kind: Annotated[str, typer.Argument(help="beir-sft | beir-embedding | beir-reranker | squad-sft | webqa-sft")],
-    args: Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...], e.g. data=DIR out=DIR",
-                                                     show_default=False)] = None,
+    args: Args = None, set_: SetOption = None,
 ) -> None:
     """Convert BEIR or QA data into training records: `ragtune data convert beir-embedding data=DIR out=DIR`."""
-    from ragtune.pipeline.convert import run_convert
+    from ragtune.pipeline.convert import converter
 
-    rest = list(args or [])
-    config = Path(rest.pop(0)) if rest and "=" not in rest[0] else None
-    result = run_convert(kind, config, rest)
-    table = Table(title=f"data convert {kind}")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for k, v in result.counts.items():
-        table.add_row(k, f"{v:,}")
-    out.print(table)
-    for p in result.outputs:
-        out.print(f"wrote {p}", highlight=False)
-    if result.skipped:
-        err.print(f"[yellow]skipped {result.skipped.total} bad input item(s)[/] (on_error=skip); first:")
-        for p in result.skipped.problems:
-            err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
+    cls, fn = converter(kind)
+    show.converted(f"data convert {kind}", fn(configured(cls, args, set_)))
 
 
 # ---------------------------------------------------------------- eval
 
 
-@eval_app.callback(invoke_without_command=True)
+@eval_app.command("retrieval")
 @user_errors
-def eval_main(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML EvalConfig")] = None,
+def eval_retrieval(
+    args: Args = None,
+    config: ConfigOption = None,
     data: Annotated[Path | None, typer.Option(help="BEIR folder")] = None,
     split: Annotated[str | None, typer.Option(help="qrels split [default: test]")] = None,
     retriever: Annotated[str | None, typer.Option(help="bm25 | dense | colbert [default: bm25]")] = None,
@@ -146,30 +160,22 @@ def eval_main(
     k: Annotated[int | None, typer.Option(help="documents retrieved per query [default: 1000]")] = None,
     ignore_identical_ids: Annotated[bool, typer.Option(help="drop retrieved docs whose id equals the query id")]
     = False,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="output folder")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary JSON here")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override, repeatable")] = None,
+    out_dir: OutOption = None,
+    json_out: JsonOption = None,
     rerank: Annotated[str | None, typer.Option(help="reranker folder applied on top of the first-stage run")] = None,
     rerank_top: Annotated[int | None, typer.Option(help="documents re-ranked per query [default: 100]")] = None,
+    set_: SetOption = None,
 ) -> None:
-    """Retrieve for a BEIR split and score it: `ragtune eval --data DIR --split test --retriever bm25`."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from ragtune.config import load_config
-    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
+    """Retrieve for a BEIR split and score it (the default of `ragtune eval`):
+    `ragtune eval --data DIR --split test --retriever bm25`, or `ragtune eval CONFIG.yaml split=dev`."""
+    from ragtune.evaluate.retrieval_eval import run_eval
 
     flags = {"data": data, "split": split, "retriever": "run" if run and not retriever else retriever,
-             "run": run, "k": k, "out": out_dir, "json_out": json_out,
-             "metrics": [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
-             "ignore_identical_ids": ignore_identical_ids or None, "rerank": rerank, "rerank_top": rerank_top}
-    overrides = [f"{key}={json.dumps(str(v) if isinstance(v, Path) else v)}" for key, v in flags.items()
-                 if v is not None]
-    if model:
-        owner = "colbert" if retriever == "colbert" else "dense"
-        overrides.append(f"{owner}.model={json.dumps(model)}")
-    cfg = load_config(EvalConfig, config, overrides + list(set_ or []))
-    info = run_eval(cfg)
-    out.print(metrics_table([info]))
+             "run": run, "k": k, "out": out_dir, "json_out": json_out, "metrics": metrics,
+             "ignore_identical_ids": ignore_identical_ids or None, "rerank": rerank, "rerank_top": rerank_top,
+             f"{'colbert' if retriever == 'colbert' else 'dense'}.model": model}
+    info = run_eval(configured("ragtune.evaluate.retrieval_eval:EvalConfig", args, set_, flags, config))
+    show.metrics([info])
     out.print(f"outputs in {info['out']}", highlight=False)
 
 
@@ -178,326 +184,156 @@ def eval_main(
 def eval_compare(
     run_a: Annotated[Path, typer.Argument(help="baseline TREC run")],
     run_b: Annotated[Path, typer.Argument(help="the run compared against it")],
-    data: Annotated[Path, typer.Option(help="BEIR folder (or a qrels .tsv)")],
-    split: Annotated[str, typer.Option(help="qrels split")] = "test",
-    metrics: Annotated[str, typer.Option(help="comma-separated")] = "ndcg@10,recall@100,mrr@10,map@100",
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the comparison JSON here")] = None,
+    args: Args = None,
+    data: Annotated[Path | None, typer.Option(help="BEIR folder (or a qrels .tsv)")] = None,
+    split: Annotated[str | None, typer.Option(help="qrels split [default: test]")] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma-separated")] = None,
+    json_out: JsonOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Paired t-test per metric between two runs on the same judged queries."""
     from ragtune.evaluate.retrieval_eval import CompareConfig, run_compare
 
-    cfg = CompareConfig(run_a=run_a, run_b=run_b, data=data, split=split, json_out=json_out,
-                        metrics=[m.strip() for m in metrics.split(",")])
-    result = run_compare(cfg)
-    table = Table(title=f"{run_b.name} vs {run_a.name} ({split})")
-    for col in ["metric", "A", "B", "B - A", "p (paired t)", "queries"]:
-        table.add_column(col, justify="right")
-    for m, r in result["metrics"].items():
-        table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['delta']:+.4f}",
-                      f"{r['p_value']:.4g}", str(r["num_queries"]))
-    out.print(table)
+    cfg = configured(CompareConfig, args, set_, {"run_a": run_a, "run_b": run_b, "data": data, "split": split,
+                                                 "metrics": metrics, "json_out": json_out})
+    show.compared(run_compare(cfg), cfg)
 
 
-# ---------------------------------------------------------------- run / demo
+@eval_app.command("rag")
+@user_errors
+def eval_rag_cmd(
+    data: Annotated[Path, typer.Argument(help="converter *_eval.meta.jsonl (or its folder), or SQuAD/WebQA JSON")],
+    args: Args = None,
+    config: ConfigOption = None,
+    contexts: Annotated[str | None, typer.Option(help="gold | retrieved | both [default: gold]")] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    limit: Annotated[int | None, typer.Option(help="evaluate this many questions (half answerable)")] = None,
+    out_dir: OutOption = None,
+    json_out: JsonOption = None,
+    set_: SetOption = None,
+) -> None:
+    """EM / token F1 on answerable questions, refusal P/R/F1, over- and under-refusal; gold or retrieved contexts."""
+    from ragtune.rag.answerer_eval import run_eval_rag
+
+    flags = {"data": data, "contexts": contexts, "answerer.model": model, "answerer.adapter": adapter,
+             "limit": limit, "out": out_dir, "json_out": json_out}
+    r = run_eval_rag(configured("ragtune.rag.answerer_eval:EvalRagConfig", args, set_, flags, config),
+                     log=lambda m: err.print(m, highlight=False))
+    show.rag_evaluated(r)
 
 
-def _print_run_report(report: dict, metrics: list[str]) -> None:
-    main = [m for m in ("ndcg@10", "recall@100", "mrr@10") if m in metrics]
-    table = Table(title=f"ragtune run: {report['name']} (test split)")
-    for col in ["system", *main, "p vs BM25", "p vs zero-shot"]:
-        table.add_column(col, justify="left" if col == "system" else "right")
-    for name, label in (("bm25", "BM25"), ("zero_shot", "zero-shot encoder")):
-        table.add_row(label, *(f"{report['baselines'][name][m]:.4f}" for m in main), "", "")
-    for r in report["rounds"]:
-        ev = r["evaluate"]
-        table.add_row(f"round {r['round']} retriever", *(f"{ev['metrics'][m]:.4f}" for m in main),
-                      f"{ev['vs_bm25'][main[0]]['p_value']:.3g}", f"{ev['vs_zero_shot'][main[0]]['p_value']:.3g}")
-    out.print(table)
-    for r in report["rounds"]:
-        f = r["filter"]
-        line = f"round {r['round']}: filters kept {f['kept']}/{f['candidates']}"
-        if "ppo" in r:
-            line += (f"; reward model held-out accuracy {r['reward_model'].get('heldout_accuracy', float('nan')):.2f}"
-                     f"; PPO reward {r['ppo']['reward_first']:.3f} -> {r['ppo']['reward_last']:.3f}")
-        if "grpo" in r:
-            line += f"; GRPO retrieval reward {r['grpo']['reward_first']} -> {r['grpo']['reward_last']}"
-        if "dpo" in r:
-            line += f"; DPO loss {r['dpo']['loss_first']} -> {r['dpo']['loss_last']}"
-        out.print(line, highlight=False)
-    out.print(f"stages run now: {len(report['executed'])} of {len(report['stages'])}", highlight=False)
+# ---------------------------------------------------------------- run, demo, filter, generate, train, export
 
 
-def _stage_log() -> None:
-    """One line per stage of `ragtune run` (started, done with seconds, or reused) on stderr."""
-    import logging
-
-    from rich.logging import RichHandler
-
-    logger = logging.getLogger("ragtune.run")
-    if not logger.handlers:
-        logger.addHandler(RichHandler(console=err, show_path=False, show_level=False))
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def _run(config: Path | None, overrides: list[str] | None) -> None:
-    from ragtune.config import load_config
+def _run(args: list[str] | None, set_: list[str] | None) -> None:
     from ragtune.pipeline.loop import RunConfig, run_loop
 
-    cfg = load_config(RunConfig, config, overrides)
-    _stage_log()
+    cfg = configured(RunConfig, args, set_)
+    show.stage_log()
     report = run_loop(cfg)
-    _print_run_report(report, cfg.metrics)
+    show.run_report(report, cfg.metrics)
     root = cfg.out or Path("runs") / cfg.name
     out.print(f"report: {root / 'report.md'} (plots in {root / 'plots'})", highlight=False)
 
 
 @app.command("run")
 @user_errors
-def run_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML RunConfig (see configs/)")],
-    overrides: Overrides = None,
-) -> None:
-    """The closed loop for N rounds; reruns only stages whose config or inputs changed."""
-    _run(config, overrides)
+def run_cmd(args: Args = None, set_: SetOption = None) -> None:
+    """The closed loop for N rounds (`ragtune run configs/loop-scifact-cpu.yaml`); reruns only stages whose config
+    or inputs changed."""
+    _run(args, set_)
 
 
 @app.command("demo")
 @user_errors
-def demo(overrides: Overrides = None) -> None:
+def demo(args: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the demo config",
+                                                          show_default=False)] = None,
+         set_: SetOption = None) -> None:
     """One round of the loop on a SciFact subset with the offline default models."""
     from importlib.resources import files
 
-    _run(Path(str(files("ragtune") / "configs" / "demo.yaml")), overrides)
+    _run([str(files("ragtune") / "configs" / "demo.yaml"), *(args or [])], set_)
 
 
-# ---------------------------------------------------------------- filter
+# (app, name, help, "module:ConfigClass", "module:function", printer(result, cfg)): `[CONFIG] key=value... --set`
+PLAIN_COMMANDS: list[tuple[typer.Typer, str, str, str, str, Callable[[Any, Any], None]]] = [
+    (app, "filter", "Filter pseudo queries (BM25 rank, dense round-trip, LossNet, score) and write the yield report.",
+     "ragtune.filters.run:FilterConfig", "ragtune.filters.run:run_filter", show.filtered),
+    (app, "generate", "Write pseudo queries for corpus documents (resumable): `ragtune generate "
+     "configs/generate.yaml`.",
+     "ragtune.generate.config:GenerateConfig", "ragtune.generate.generator:generate_queries", show.generated),
+    (app, "export", "Merge a LoRA adapter into its base, save and verify it: `ragtune export adapter_name_or_path=D "
+     "export_dir=E`.", "ragtune.train.generator.export:ExportConfig", "ragtune.train.generator.export:export_merged",
+     show.exported),
+    (train_app, "embedding", "Fine-tune a bi-encoder (pairs, hard negatives, score or vector distillation; "
+     "Matryoshka): `ragtune train embedding configs/scifact-embedding.yaml`.",
+     "ragtune.train.retriever.embedding:EmbeddingTrainConfig", "ragtune.train.retriever.embedding:train_embedding",
+     show.embedding_trained),
+    (train_app, "colbert", "Train a late-interaction (ColBERT) model: `ragtune train colbert "
+     "configs/scifact-colbert.yaml`.", "ragtune.train.retriever.colbert:ColbertTrainConfig",
+     "ragtune.train.retriever.colbert:train_colbert", show.colbert_trained),
+    (train_app, "reranker", "Train a cross-encoder or LLM reranker: `ragtune train reranker "
+     "configs/scifact-reranker.yaml`.", "ragtune.train.retriever.reranker_config:RerankerTrainConfig",
+     "ragtune.train.retriever.reranker:train_reranker", show.reranker_trained),
+    (train_app, "mine", "Mine hard negatives from a BEIR split (BM25 or dense, rank window, optional reranker "
+     "filter): `ragtune train mine data=DIR out=DIR neg_start=10 neg_end=100`.", "ragtune.retrieval.mining:MineConfig",
+     "ragtune.retrieval.mining:mine", lambda result, cfg: show.converted("train mine", result)),
+]
 
 
-@app.command("filter")
-@user_errors
-def filter_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML FilterConfig (queries, corpus, out, filters: [...])")],
-    overrides: Overrides = None,
-) -> None:
-    """Filter pseudo queries (BM25 rank, dense round-trip, LossNet, score) and write the yield report."""
-    from ragtune.config import load_config
-    from ragtune.filters.run import FilterConfig, run_filter
-
-    cfg = load_config(FilterConfig, config, overrides)
-    report = run_filter(cfg)
-    table = Table(title=f"filter: kept {report['kept']:,} of {report['candidates']:,} ({report['kept_fraction']:.1%})")
-    for col in ["#", "filter", "settings", "in", "out", "kept of in", "seconds"]:
-        table.add_column(col, justify="left" if col in {"filter", "settings"} else "right")
-    for i, st in enumerate(report["filters"], 1):
-        frac = st["out"] / st["in"] if st["in"] else 0.0
-        table.add_row(str(i), st["name"], st["settings"], f"{st['in']:,}", f"{st['out']:,}", f"{frac:.1%}",
-                      f"{st['seconds']:.1f}")
-    out.print(table)
-    out.print(f"kept queries, provenance.jsonl and filter_report.md in {cfg.out}", highlight=False)
+def _plain_command(sub: typer.Typer, name: str, doc: str, cls: str, fn: str, printer) -> None:
+    @sub.command(name, help=doc)
+    @user_errors
+    def command(args: Args = None, set_: SetOption = None) -> None:
+        cfg = configured(cls, args, set_)
+        printer(_load(fn)(cfg), cfg)
 
 
-# ---------------------------------------------------------------- query generator: train, generate, export
-
-train_app = typer.Typer(help="Train models: the query generator, retrievers and rerankers.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-ConfigArgs = Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...] (dotted keys nest)",
-                                                        show_default=False)]
-
-
-def _split_config(args: list[str] | None) -> tuple[Path | None, list[str]]:
-    """`CONFIG.yaml k=v ...` or only `k=v ...`."""
-    rest = list(args or [])
-    return (Path(rest.pop(0)) if rest and "=" not in rest[0] else None), rest
+for _spec in PLAIN_COMMANDS:
+    _plain_command(*_spec)
 
 
 @train_app.command("generator")
 @user_errors
-def train_generator_cmd(args: ConfigArgs = None) -> None:
+def train_generator_cmd(args: Args = None, set_: SetOption = None) -> None:
     """Train the doc -> query generator; `stage:` sft (lora, freeze, full), rm, ppo, dpo or grpo."""
     from ragtune.train.generator.stages import train_generator_stage
 
-    config, overrides = _split_config(args)
-    stage, s = train_generator_stage(config, overrides)
-    if stage == "sft":
-        _print_sft(s)
+    rest = list(args or [])
+    config = Path(rest.pop(0)) if rest and "=" not in rest[0] else None
+    stage, s = train_generator_stage(config, rest + list(set_ or []))
+    if stage != "sft":
+        show.one_row(f"train generator (stage {stage})",
+                     {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and v is not None})
         return
-    table = Table(title=f"train generator (stage {stage})")
-    shown = {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and v is not None}
-    for k in shown:
-        table.add_column(k, justify="right")
-    table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in shown.values()))
-    out.print(table)
+    show.sft_trained(s)
 
 
-def _print_sft(s: dict) -> None:
-    table = Table(title=f"train generator ({s['finetuning_type']}, {s['global_step']} steps)")
-    for col in ["examples", "dev", "trainable params", "first loss", "last loss", "eval loss", "seconds"]:
-        table.add_column(col, justify="right")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    table.add_row(str(s["train_examples"]), str(s["dev_examples"]), f"{s['trainable_params']:,}",
-                  fmt(s["first_logged_loss"]), fmt(s["last_logged_loss"]), fmt(s["eval_loss"]),
-                  str(s["train_runtime_s"]))
-    out.print(table)
-    if s["dropped_examples"]:
-        err.print(f"[yellow]{s['dropped_examples']} example(s) had no answer token within cutoff_len[/]; first: "
-                  f"{', '.join(s['dropped_first'])}", highlight=False)
-    out.print(f"outputs in {s['output_dir']}", highlight=False)
-
-
-@app.command("generate")
-@user_errors
-def generate_cmd(args: ConfigArgs = None) -> None:
-    """Write pseudo queries for corpus documents (resumable): `ragtune generate configs/generate.yaml`."""
-    from ragtune.config import load_config
-    from ragtune.generate.config import GenerateConfig
-    from ragtune.generate.generator import generate_queries
-
-    config, overrides = _split_config(args)
-    s = generate_queries(load_config(GenerateConfig, config, overrides))
-    if "queries" not in s:  # a non-zero rank of `accelerate launch`: rank 0 reports
-        return
-    rate = f"{s['queries_per_s']:.2f} queries/s" if s["queries_per_s"] else "nothing left to generate"
-    out.print(f"{s['documents']} documents: {s['queries']} queries, {s['failed']} failed "
-              f"{s['failed_by_reason'] or ''} ({s['resumed_done']} documents resumed; {rate})", highlight=False)
-    out.print(f"outputs in {s['output_dir']}", highlight=False)
-
-
-@app.command("export")
-@user_errors
-def export_cmd(args: ConfigArgs = None) -> None:
-    """Merge a LoRA adapter into its base, save and verify it: `ragtune export adapter_name_or_path=D export_dir=E`."""
-    from ragtune.config import load_config
-    from ragtune.train.generator.export import ExportConfig, export_merged
-
-    config, overrides = _split_config(args)
-    r = export_merged(load_config(ExportConfig, config, overrides))
-    out.print(f"merged {r['adapter']} into {r['base']}: max |logit diff| vs base+adapter = {r['max_abs_diff']:.3g} "
-              f"(atol {r['atol']:g}, {r['probes']} inputs; the adapter itself moves logits by "
-              f"{r['adapter_effect']:.3g})", highlight=False)
-    out.print(f"saved {r['export_dir']}", highlight=False)
-
-
-# ---------------------------------------------------------------- retriever and reranker training
-
-
-def _train_table(s: dict, title: str) -> Table:
-    table = Table(title=title)
-    for col in ["format", "loss", "examples", "dev queries", "steps", "first loss", "last loss", "dev best",
-                "seconds"]:
-        table.add_column(col, justify="right")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    table.add_row(str(s["format"]), str(s["loss"]), str(s["examples"]), str(s["dev_queries"]),
-                  str(s["global_step"]), fmt(s["first_logged_loss"]), fmt(s["last_logged_loss"]),
-                  fmt(s["best_metric"]), str(s["train_runtime_s"]))
-    return table
-
-
-@train_app.command("embedding")
-@user_errors
-def train_embedding_cmd(args: ConfigArgs = None) -> None:
-    """Fine-tune a bi-encoder (pairs, hard negatives, score or vector distillation; Matryoshka):
-    `ragtune train embedding configs/scifact-embedding.yaml`."""
-    from ragtune.config import load_config
-    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
-
-    config, overrides = _split_config(args)
-    s = train_embedding(load_config(EmbeddingTrainConfig, config, overrides))
-    out.print(_train_table(s, "train embedding"))
-    for dim, metrics in (s.get("dev_final") or {}).items():
-        out.print(f"dev @ {dim} dims: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
-    out.print(f"outputs in {s['output_dir']}", highlight=False)
-
-
-@train_app.command("colbert")
-@user_errors
-def train_colbert_cmd(args: ConfigArgs = None) -> None:
-    """Train a late-interaction (ColBERT) model: `ragtune train colbert configs/scifact-colbert.yaml`."""
-    from ragtune.config import load_config
-    from ragtune.train.retriever.colbert import ColbertTrainConfig, train_colbert
-
-    config, overrides = _split_config(args)
-    s = train_colbert(load_config(ColbertTrainConfig, config, overrides))
-    out.print(_train_table(s, "train colbert"))
-    out.print(f"outputs in {s['output_dir']}", highlight=False)
-
-
-@train_app.command("reranker")
-@user_errors
-def train_reranker_cmd(args: ConfigArgs = None) -> None:
-    """Train a cross-encoder or LLM reranker: `ragtune train reranker configs/scifact-reranker.yaml`."""
-    from ragtune.config import load_config
-    from ragtune.train.retriever.reranker import RerankerTrainConfig, train_reranker
-
-    config, overrides = _split_config(args)
-    s = train_reranker(load_config(RerankerTrainConfig, config, overrides))
-    out.print(_train_table(s, f"train reranker ({s['model_type']})"))
-    if "dev_bm25" in s:
-        best = s.get("dev_final") or {"best " + k: v for k, v in (s["dev_history"] or [{}])[-1].items()}
-        out.print("dev: first stage " + ", ".join(f"{k} {v:.4f}" for k, v in s["dev_bm25"].items())
-                  + " -> re-ranked " + ", ".join(f"{k} {v}" for k, v in best.items()), highlight=False)
-    out.print(f"outputs in {s['output_dir']}", highlight=False)
-
-
-@train_app.command("mine")
-@user_errors
-def train_mine_cmd(args: ConfigArgs = None) -> None:
-    """Mine hard negatives from a BEIR split (BM25 or dense, rank window, optional reranker filter):
-    `ragtune train mine data=DIR out=DIR neg_start=10 neg_end=100`."""
-    from ragtune.config import load_config
-    from ragtune.retrieval.mining import MineConfig, mine
-
-    config, overrides = _split_config(args)
-    result = mine(load_config(MineConfig, config, overrides))
-    table = Table(title="train mine")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for k, v in result.counts.items():
-        table.add_row(k, f"{v:,}")
-    out.print(table)
-    for p in result.outputs:
-        out.print(f"wrote {p}", highlight=False)
-
-
-# ---------------------------------------------------------------- grounded answering: rag ingest/ask/serve, eval rag
-
-rag_app = typer.Typer(help="Grounded answering over your files: ingest, ask, serve.", no_args_is_help=True)
-app.add_typer(rag_app, name="rag")
-
-
-def _flag_overrides(set_: list[str] | None, flags: dict) -> list[str]:
-    """--set overrides, then explicit flags as key=value (flags win)."""
-    return list(set_ or []) + [f"{k}={json.dumps(str(v) if isinstance(v, Path) else v)}"
-                               for k, v in flags.items() if v is not None]
-
-
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="key=value override (dotted keys nest), repeatable")]
+# ---------------------------------------------------------------- grounded answering: rag ingest, ask, serve
 
 
 @rag_app.command("ingest")
 @user_errors
 def rag_ingest_cmd(
     folder: Annotated[Path, typer.Argument(help="folder of .txt .md .html .pdf .docx files and .jsonl corpora")],
-    kb: Annotated[Path, typer.Option("--out", "-o", help="knowledge base folder (created or updated)")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML IngestConfig")] = None,
+    args: Args = None,
+    kb: Annotated[Path | None, typer.Option("--out", "-o", help="knowledge base folder (created or updated)")] = None,
+    config: ConfigOption = None,
     model: Annotated[str | None, typer.Option(help="embedder: sentence-transformers name/folder or ragtune-trained")]
     = None,
     set_: SetOption = None,
 ) -> None:
     """Chunk, embed and index a folder into a KB (Qdrant + BM25); a re-run processes only changed files."""
-    from ragtune.config import load_config
-    from ragtune.rag.ingest import IngestConfig, ingest
+    from ragtune.rag.ingest import ingest
 
-    overrides = _flag_overrides(set_, {"folder": folder, "out": kb, "embedder.model": model})
-    s = ingest(load_config(IngestConfig, config, overrides), progress=lambda m: err.print(m, highlight=False))
-    table = Table(title=f"rag ingest {folder} -> {s['kb']}")
+    cfg = configured("ragtune.rag.ingest:IngestConfig", args, set_,
+                     {"folder": folder, "out": kb, "embedder.model": model}, config)
+    s = ingest(cfg, progress=lambda m: err.print(m, highlight=False))
     cols = {"files new": "files_new", "changed": "files_changed", "unchanged": "files_unchanged",
             "deleted": "files_deleted", "failed": "files_failed", "chunks embedded": "chunks_embedded",
             "removed": "chunks_removed", "chunks total": "chunks_total", "seconds": "seconds"}
-    for col in cols:
-        table.add_column(col, justify="right")
-    table.add_row(*(str(s[k]) for k in cols.values()))
-    out.print(table)
+    show.one_row(f"rag ingest {folder} -> {s['kb']}", {col: str(s[k]) for col, k in cols.items()})
     for f in s["failed"]:
         err.print(f"[yellow]skipped[/] {f}", highlight=False, soft_wrap=True)
     if s["unsupported"]:
@@ -508,84 +344,46 @@ def rag_ingest_cmd(
 @rag_app.command("ask")
 @user_errors
 def rag_ask_cmd(
-    kb: Annotated[Path, typer.Argument(help="knowledge base folder (ragtune rag ingest)")],
+    kb: KbArgument,
     question: Annotated[str, typer.Argument(help="the question")],
+    args: Args = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON result")] = False,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML AskConfig")] = None,
-    model: Annotated[str | None, typer.Option(help="answerer base model or merged model")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="answerer LoRA adapter (ragtune train generator)")] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
     rerank: Annotated[str | None, typer.Option(help="cross-encoder / LLM reranker folder")] = None,
     top_k: Annotated[int | None, typer.Option(help="passages given to the answerer")] = None,
     set_: SetOption = None,
 ) -> None:
     """Retrieve (dense + BM25, RRF), optionally rerank, and answer citing passages, or refuse."""
-    from ragtune.config import load_config
-    from ragtune.rag.ask import AskConfig, ask
+    from ragtune.rag.ask import ask
 
-    overrides = _flag_overrides(set_, {"kb": kb, "answerer.model": model, "answerer.adapter": adapter,
-                                       "retrieve.rerank": rerank, "retrieve.top_k": top_k})
-    r = ask(load_config(AskConfig, config, overrides), question)
+    flags = {"kb": kb, "answerer.model": model, "answerer.adapter": adapter, "retrieve.rerank": rerank,
+             "retrieve.top_k": top_k}
+    r = ask(configured("ragtune.rag.ask:AskConfig", args, set_, flags, config), question)
     if as_json:
         print(json.dumps(r, ensure_ascii=False, indent=2))
         return
-    state = "[bold yellow]refused[/]" if r["refused"] else "[bold green]answer[/]"
-    out.print(f"{state}: {r['answer']}", highlight=False)
-    for c in r["contexts"]:
-        mark = "*" if c["cited"] else " "
-        out.print(f"{mark}[{c['index']}] {c['source']} [{c['start']}:{c['end']}] (score {c['score']:.4f}) "
-                  f"{c['text'][:160]!r}", highlight=False, markup=False, soft_wrap=True)
+    show.answer(r)
 
 
 @rag_app.command("serve")
 @user_errors
 def rag_serve_cmd(
-    kb: Annotated[Path, typer.Argument(help="knowledge base folder (ragtune rag ingest)")],
+    kb: KbArgument,
+    args: Args = None,
     port: Annotated[int | None, typer.Option(help="TCP port [default: 8000]")] = None,
     host: Annotated[str | None, typer.Option(help="bind address [default: 127.0.0.1]")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML ServeConfig")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="answerer LoRA adapter")] = None,
+    config: ConfigOption = None,
+    adapter: AdapterOption = None,
     set_: SetOption = None,
 ) -> None:
     """HTTP API (POST /ask, GET /health, /docs) and the web page at /."""
-    from ragtune.config import load_config
-    from ragtune.rag.server import ServeConfig, serve
+    from ragtune.rag.server import serve
 
-    overrides = _flag_overrides(set_, {"kb": kb, "port": port, "host": host, "answerer.adapter": adapter})
-    serve(load_config(ServeConfig, config, overrides), log=lambda m: err.print(m, highlight=False))
-
-
-@eval_app.command("rag")
-@user_errors
-def eval_rag_cmd(
-    data: Annotated[Path, typer.Argument(help="converter *_eval.meta.jsonl (or its folder), or SQuAD/WebQA JSON")],
-    contexts: Annotated[str | None, typer.Option(help="gold | retrieved | both [default: gold]")] = None,
-    model: Annotated[str | None, typer.Option(help="answerer base model or merged model")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="answerer LoRA adapter")] = None,
-    limit: Annotated[int | None, typer.Option(help="evaluate this many questions (half answerable)")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML EvalRagConfig")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="output folder")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report JSON here")] = None,
-    set_: SetOption = None,
-) -> None:
-    """EM / token F1 on answerable questions, refusal P/R/F1, over- and under-refusal; gold or retrieved contexts."""
-    from ragtune.config import load_config
-    from ragtune.rag.answerer_eval import EvalRagConfig, run_eval_rag
-
-    overrides = _flag_overrides(set_, {"data": data, "contexts": contexts, "answerer.model": model,
-                                       "answerer.adapter": adapter, "limit": limit, "out": out_dir,
-                                       "json_out": json_out})
-    r = run_eval_rag(load_config(EvalRagConfig, config, overrides), log=lambda m: err.print(m, highlight=False))
-    names = ["em", "f1", "refusal_precision", "refusal_recall", "refusal_f1", "over_refusal", "under_refusal"]
-    table = Table(title=f"eval rag {r['dataset']} ({r['num_answerable']} answerable, {r['num_unanswerable']} "
-                        f"unanswerable; refusal_margin {r['refusal_margin']:.3g})")
-    table.add_column("contexts")
-    for n in names + ["retrieval_hit"]:
-        table.add_column(n, justify="right")
-    for mode, m in r["results"].items():
-        table.add_row(mode, *(f"{m[n]:.3f}" for n in names), f"{m['retrieval_hit']:.3f}" if "retrieval_hit" in m
-                      else "-")
-    out.print(table)
-    out.print(f"predictions and report.json in {r['out']}", highlight=False)
+    flags = {"kb": kb, "port": port, "host": host, "answerer.adapter": adapter}
+    serve(configured("ragtune.rag.server:ServeConfig", args, set_, flags, config),
+          log=lambda m: err.print(m, highlight=False))
 
 
 def main() -> None:

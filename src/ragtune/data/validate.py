@@ -10,10 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field
+
+from ragtune.config import ConfigModel
 from ragtune.data.beir import iter_corpus, iter_queries, load_qrels, qrels_splits
 from ragtune.data.errors import ProblemLog, report
 from ragtune.data.formats import RECORD_KINDS, validate_dataset_info, validate_records
 from ragtune.data.trec import read_run
+
+
+class ValidateConfig(ConfigModel):
+    """`ragtune data validate PATH`: what to check and how many problems to list."""
+
+    path: Path
+    """A BEIR folder, a record file (JSONL or JSON array), a dataset_info.json or a TREC run."""
+    format: str = "auto"
+    """auto (told from the path), or a format name: beir, trec-run, records, dataset-info, or a record kind."""
+    limit: int = Field(50, ge=1)
+    """Report at most this many problems (all are counted)."""
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from ragtune.atomic import atomic_open, write_json
-from ragtune.config import ConfigError, ConfigModel, dump_config
+from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
 from ragtune.data.beir import load_beir, load_qrels
 from ragtune.data.trec import Run, read_run, write_run
 from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, parse_metric
@@ -27,7 +27,7 @@ class EvalConfig(ConfigModel):
     retriever: Literal["bm25", "dense", "colbert", "run"] = "bm25"
     """`run` scores an existing TREC run file given as `run`."""
     run: Path | None = None
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: Annotated[list[str], CommaList] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     k: int = Field(1000, ge=1)
     """Documents retrieved per query."""
     ignore_identical_ids: bool = False
@@ -161,7 +161,7 @@ class CompareConfig(ConfigModel):
     run_b: Path
     data: Path
     split: str = "test"
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: Annotated[list[str], CommaList] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     ignore_identical_ids: bool = False
     json_out: Path | None = None
 

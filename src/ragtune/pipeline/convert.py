@@ -37,9 +37,14 @@ CONVERTERS: dict[str, tuple[type[ConfigModel], Callable[[Any], ConvertResult]]] 
 }
 
 
-def run_convert(kind: str, config: str | Path | None = None, overrides: list[str] | None = None) -> ConvertResult:
-    """Resolve KIND's config (YAML < key=value overrides) and run its converter."""
+def converter(kind: str) -> tuple[type[ConfigModel], Callable[[Any], ConvertResult]]:
+    """(config class, function) of KIND, or a ValueError listing the kinds."""
     if kind not in CONVERTERS:
         raise ValueError(f'unknown conversion "{kind}"; choose one of: {", ".join(CONVERTERS)}')
-    cls, fn = CONVERTERS[kind]
+    return CONVERTERS[kind]
+
+
+def run_convert(kind: str, config: str | Path | None = None, overrides: list[str] | None = None) -> ConvertResult:
+    """Resolve KIND's config (YAML < key=value overrides) and run its converter."""
+    cls, fn = converter(kind)
     return fn(load_config(cls, config, overrides))

@@ -27,6 +27,7 @@ from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
 from ragtune.pipeline import stages
+from ragtune.pipeline.report import RoundReport, RunReport, write_run_report
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
 from ragtune.retrieval.mining import BeirEmbeddingSettings
@@ -114,9 +115,8 @@ def _plain(cfg: ConfigModel | Any) -> Any:
     return cfg.model_dump(mode="json") if isinstance(cfg, ConfigModel) else cfg
 
 
-def run_loop(cfg: RunConfig) -> dict[str, Any]:
+def run_loop(cfg: RunConfig) -> RunReport:
     from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
-    from ragtune.pipeline.report import write_run_report
     from ragtune.retrieval.dense import DenseConfig
 
     src = Path(cfg.data or shared_data("beir", "scifact"))
@@ -193,7 +193,7 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
             lambda out, g=gen.out, m=model_dir: stages.difficulty(d, g, m, out, temperature=cfg.difficulty_temperature),
             upstream=[gen.key, ret.key],
         )
-        round_info: dict[str, Any] = {
+        round_info: RoundReport = {
             "round": k,
             "filter": filt.metrics,
             "retriever": ret.metrics,
@@ -250,7 +250,7 @@ def run_loop(cfg: RunConfig) -> dict[str, Any]:
             gen_model, gen_adapter, gen_key = str(rl.out / "merged"), None, rl.key  # next round's generator
         rounds.append(round_info)
 
-    report = {
+    report: RunReport = {
         "name": cfg.name,
         "data": str(src),
         "subset": _plain(cfg.subset),

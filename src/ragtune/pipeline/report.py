@@ -1,18 +1,60 @@
-"""report.md, report.json and PNG plots for a `ragtune run` directory."""
+"""The run report (`RunReport`, what `ragtune run` returns and prints) and its report.md, report.json and PNG plots
+in the run directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ragtune.atomic import write_json, write_text
+
+
+class Comparison(TypedDict):
+    delta: float
+    p_value: float
+
+
+class EvaluateRecord(TypedDict):
+    """A round's retriever on the test split, and its paired t-tests against the baselines, per metric."""
+
+    metrics: dict[str, float]
+    vs_bm25: dict[str, Comparison]
+    vs_zero_shot: dict[str, Comparison]
+
+
+class RoundReport(TypedDict, total=False):
+    """One round: every stage's metrics; `preferences` with ppo or dpo, `reward_model` and `ppo` with ppo."""
+
+    round: int
+    filter: dict[str, Any]
+    retriever: dict[str, Any]
+    evaluate: EvaluateRecord
+    difficulty: dict[str, Any]
+    preferences: dict[str, Any]
+    reward_model: dict[str, Any]
+    ppo: dict[str, Any]
+    dpo: dict[str, Any]
+    grpo: dict[str, Any]
+
+
+class RunReport(TypedDict):
+    name: str
+    data: str
+    subset: dict[str, Any]
+    baselines: dict[str, dict[str, float]]
+    """"bm25" and "zero_shot": metric -> value on the test split."""
+    rounds: list[RoundReport]
+    stages: dict[str, dict[str, Any]]
+    """Every stage of the manifest: {"seconds", "status"}."""
+    executed: list[str]
+    """The stages this invocation ran (the others were reused)."""
 
 
 def _fmt_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 
 
-def to_markdown(report: dict[str, Any], metrics: list[str]) -> str:
+def to_markdown(report: RunReport, metrics: list[str]) -> str:
     main = [m for m in ("ndcg@10", "recall@100") if m in metrics] or metrics[:2]
     lines = [f"# ragtune run: {report['name']}", "", f"data: `{report['data']}` (subset: {report['subset']})", "",
              "## Retrieval on the test split", "",
@@ -60,7 +102,7 @@ def to_markdown(report: dict[str, Any], metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(root: Path, report: dict[str, Any], metrics: list[str]) -> list[Path]:
+def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +156,7 @@ def plot(root: Path, report: dict[str, Any], metrics: list[str]) -> list[Path]:
     return paths
 
 
-def write_run_report(root: Path, report: dict[str, Any], metrics: list[str]) -> None:
+def write_run_report(root: Path, report: RunReport, metrics: list[str]) -> None:
     write_json(root / "report.json", report)
     write_text(root / "report.md", to_markdown(report, metrics))
     plot(root, report, metrics)
