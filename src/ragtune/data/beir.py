@@ -13,35 +13,35 @@ from pathlib import Path
 from ragtune.atomic import atomic_open, write_jsonl
 from ragtune.data.errors import DataFormatError, ProblemLog, report
 from ragtune.data.jsonl import iter_jsonl, iter_lines
-from ragtune.data.records import Doc, Query, parse_record
+from ragtune.data.records import Doc, Query, R, parse_record
 
 Qrels = dict[str, dict[str, int]]
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 QRELS_HINT = 'qrels lines are "query-id<TAB>corpus-id<TAB>score" with an integer score (header optional)'
 
 
-def _dup_check(seen: set[str], first_line: dict[str, int], id_: str, path: Path, lineno: int,
-               problems: ProblemLog | None, what: str) -> bool:
-    if id_ in seen:
-        report(problems, path, lineno, f'duplicate {what} id "{id_}" (first seen on line {first_line[id_]})',
-               field="_id", hint="ids must be unique within a file")
-        return False
-    seen.add(id_)
-    first_line[id_] = lineno
-    return True
+def _iter_unique(path: str | Path, file_name: str, cls: type[R], what: str, problems: ProblemLog | None
+                 ) -> Iterator[R]:
+    """Validated records of a JSONL file (or of `file_name` in a BEIR folder), each id once."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / file_name
+    first_line: dict[str, int] = {}
+    for lineno, obj in iter_jsonl(path, problems):
+        rec = parse_record(cls, obj, path, lineno, problems)
+        if rec is None:
+            continue
+        if rec.id in first_line:
+            report(problems, path, lineno, f'duplicate {what} id "{rec.id}" (first seen on line {first_line[rec.id]})',
+                   field="_id", hint="ids must be unique within a file")
+            continue
+        first_line[rec.id] = lineno
+        yield rec
 
 
 def iter_corpus(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Doc]:
     """Stream documents from corpus.jsonl (or a BEIR folder), one validated Doc at a time."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "corpus.jsonl"
-    seen: set[str] = set()
-    first: dict[str, int] = {}
-    for lineno, obj in iter_jsonl(path, problems):
-        doc = parse_record(Doc, obj, path, lineno, problems)
-        if doc is not None and _dup_check(seen, first, doc.id, path, lineno, problems, "document"):
-            yield doc
+    return _iter_unique(path, "corpus.jsonl", Doc, "document", problems)
 
 
 def load_corpus(path: str | Path, problems: ProblemLog | None = None) -> dict[str, Doc]:
@@ -49,15 +49,8 @@ def load_corpus(path: str | Path, problems: ProblemLog | None = None) -> dict[st
 
 
 def iter_queries(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Query]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "queries.jsonl"
-    seen: set[str] = set()
-    first: dict[str, int] = {}
-    for lineno, obj in iter_jsonl(path, problems):
-        q = parse_record(Query, obj, path, lineno, problems)
-        if q is not None and _dup_check(seen, first, q.id, path, lineno, problems, "query"):
-            yield q
+    """Stream queries from queries.jsonl (or a BEIR folder), one validated Query at a time."""
+    return _iter_unique(path, "queries.jsonl", Query, "query", problems)
 
 
 def load_queries(path: str | Path, problems: ProblemLog | None = None) -> dict[str, str]:

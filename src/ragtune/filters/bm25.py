@@ -6,22 +6,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
 from ragtune.filters.base import Candidate, Verdict, register
-from ragtune.filters.rank import doc_pool, source_ranks
+from ragtune.filters.rank import RankFilterSettings, doc_pool, source_ranks
 from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
 
 
-class BM25FilterConfig(ConfigModel):
+class BM25FilterConfig(RankFilterSettings):
     name: Literal["bm25"] = "bm25"
     k: int = Field(70, ge=1)
     """Keep when the source document ranks within top-k (reference: 70 on FiQA, 30 on MS MARCO)."""
-    sample_doc_num: int | None = Field(None, ge=1)
-    """Rank inside a seeded sample of this many documents (always holding the sources); None = whole corpus."""
-    record_depth: int = Field(100, ge=1)
-    """Ranks are measured (and recorded in provenance) down to max(k, record_depth)."""
-    seed: int = 0
     bm25: BM25Config = Field(default_factory=BM25Config)
 
 

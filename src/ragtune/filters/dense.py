@@ -11,20 +11,16 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
 from ragtune.filters.base import Candidate, Verdict, register
-from ragtune.filters.rank import doc_pool
+from ragtune.filters.rank import RankFilterSettings, doc_pool
 from ragtune.retrieval.dense import DenseConfig, DenseRetriever
 
 
-class DenseFilterConfig(ConfigModel):
+class DenseFilterConfig(RankFilterSettings):
     name: Literal["dense"] = "dense"
     k: int = Field(1, ge=1)
     """Keep when the source document ranks within top-k; 1 = round-trip consistency."""
-    sample_doc_num: int | None = Field(None, ge=1)
-    record_depth: int = Field(100, ge=1)
-    seed: int = 0
     dense: DenseConfig = Field(default_factory=DenseConfig)
     """Any sentence-transformers model, or one ragtune trained (e.g. on the few labeled pairs)."""
 

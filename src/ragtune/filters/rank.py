@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import random
 
+from pydantic import Field
+
+from ragtune.config import ConfigModel
 from ragtune.data.trec import Run
 from ragtune.filters.base import Candidate
+
+
+class RankFilterSettings(ConfigModel):
+    """Where the BM25 and dense filters rank a query's source document."""
+
+    sample_doc_num: int | None = Field(None, ge=1)
+    """Rank inside a seeded sample of this many documents (always holding the sources); None = whole corpus."""
+    record_depth: int = Field(100, ge=1)
+    """Ranks are measured (and recorded in provenance) down to max(k, record_depth)."""
+    seed: int = 0
 
 
 def doc_pool(all_ids: list[str], candidates: list[Candidate], sample_doc_num: int | None, seed: int) -> list[str]:

@@ -16,6 +16,7 @@ trained phrasing when only the likelihood refused); `draft_answer` is its best n
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,7 +87,7 @@ def cite(answer: str, contexts: list[str], language: str) -> list[int]:
     return [best] if best is not None and overlap[best] > 0 else []
 
 
-class RagPipeline:
+class RagPipeline(AbstractContextManager):
     def __init__(self, cfg: AskConfig, kb, answerer, reranker=None):
         self.cfg, self.kb, self.answerer, self.reranker = cfg, kb, answerer, reranker
 
@@ -165,9 +166,6 @@ class RagPipeline:
 
     def close(self) -> None:
         self.kb.close()
-
-    def __enter__(self) -> RagPipeline:
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()

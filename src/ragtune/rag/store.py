@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def point_id(chunk_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ragtune:{chunk_id}"))
 
 
-class ChunkStore:
+class ChunkStore(AbstractContextManager):
     def __init__(self, client, collection: str):
         self.client, self.collection = client, collection
 
@@ -99,9 +100,6 @@ class ChunkStore:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> ChunkStore:
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 from ragtune.data.records import Doc
 from ragtune.data.trec import Run
 
-__all__ = ["Retriever", "Run", "top_k", "check_k"]
+__all__ = ["DocIndex", "Retriever", "Run", "top_k", "check_k"]
 
 
 @runtime_checkable
@@ -27,6 +27,23 @@ class Retriever(Protocol):
     def search(self, queries: Mapping[str, str], k: int = 100) -> Run: ...
 
     def save(self, path: str | Path) -> None: ...
+
+
+class DocIndex:
+    """What the in-memory retrievers (BM25, dense, ColBERT) share: their document ids and the checks before a search."""
+
+    label = "document"
+    doc_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def _plan(self, built: bool, queries: Mapping[str, str], k: int) -> tuple[list[str], int]:
+        """(query ids, k capped at the index size), or a ValueError when nothing was indexed or loaded."""
+        if not built:
+            raise ValueError(f"the {self.label} index is empty: call index(docs) or {type(self).__name__}.load(path) "
+                             "first")
+        return list(queries), check_k(k, len(self.doc_ids))
 
 
 def check_k(k: int, num_docs: int) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 from ragtune.atomic import write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
-from ragtune.retrieval.base import Run, check_k
+from ragtune.retrieval.base import DocIndex, Run
 
 
 class BM25Config(ConfigModel):
@@ -56,10 +56,10 @@ class Tokenizer:
                               show_progress=False)
 
 
-class BM25Retriever:
+class BM25Retriever(DocIndex):
     """`BM25Retriever(BM25Config()).index(docs)`, then `.search({qid: text}, k)`."""
 
-    name = "bm25"
+    name, label = "bm25", "BM25"
 
     def __init__(self, cfg: BM25Config | None = None):
         self.cfg = cfg or BM25Config()
@@ -86,14 +86,8 @@ class BM25Retriever:
         self._bm25 = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, delta=self.cfg.delta, method=self.cfg.method)
         self._bm25.index(tokens, show_progress=show_progress)
 
-    def __len__(self) -> int:
-        return len(self.doc_ids)
-
     def search(self, queries: Mapping[str, str], k: int = 100, show_progress: bool = False) -> Run:
-        if self._bm25 is None:
-            raise ValueError("the BM25 index is empty: call index(docs) or BM25Retriever.load(path) first")
-        k = check_k(k, len(self.doc_ids))
-        qids = list(queries)
+        qids, k = self._plan(self._bm25 is not None, queries, k)
         if not qids:
             return {}
         qtok = self.tokenize([queries[q] for q in qids])

@@ -23,7 +23,7 @@ import numpy as np
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
 from ragtune.data.records import Doc
-from ragtune.retrieval.base import Run, check_k
+from ragtune.retrieval.base import DocIndex, Run
 
 META = "ragtune_colbert.json"
 
@@ -84,10 +84,10 @@ class ColbertConfig(ConfigModel):
     threads: int = 0
 
 
-class ColbertRetriever:
+class ColbertRetriever(DocIndex):
     """Token embeddings of a corpus, faiss over the tokens for candidates, exact MaxSim for the ranking."""
 
-    name = "colbert"
+    name, label = "colbert", "ColBERT"
 
     def __init__(self, cfg: ColbertConfig | None = None, model=None):
         self.cfg = cfg or ColbertConfig()
@@ -97,9 +97,6 @@ class ColbertRetriever:
         self.offsets: np.ndarray | None = None     # (docs + 1,)
         self.token_doc: np.ndarray | None = None   # (total tokens,) document index of each token
         self._index = None
-
-    def __len__(self) -> int:
-        return len(self.doc_ids)
 
     # -- encoding
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
@@ -147,10 +144,7 @@ class ColbertRetriever:
     def search(self, queries: Mapping[str, str], k: int = 100, show_progress: bool = False) -> Run:
         from tqdm.auto import tqdm
 
-        if self._index is None:
-            raise ValueError("the ColBERT index is empty: call index(docs) or ColbertRetriever.load(path) first")
-        k = check_k(k, len(self.doc_ids))
-        qids = list(queries)
+        qids, k = self._plan(self._index is not None, queries, k)
         embs = self.encode_queries([queries[q] for q in qids])
         run: Run = {}
         for qid, q in tqdm(list(zip(qids, embs, strict=True)), desc="maxsim", disable=not show_progress):

@@ -19,7 +19,7 @@ from ragtune.data.records import Doc
 from ragtune.hardware import auto_dtype
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.paths import cache_dir
-from ragtune.retrieval.base import Run, check_k
+from ragtune.retrieval.base import DocIndex, Run
 from ragtune.retrieval.encode_cache import cached_encode, corpus_key
 
 
@@ -72,8 +72,8 @@ def precision(dtype: str, device: str):
     return torch.autocast(device_type=device, dtype=getattr(torch, dtype))
 
 
-class DenseRetriever:
-    name = "dense"
+class DenseRetriever(DocIndex):
+    name = label = "dense"
 
     def __init__(self, cfg: DenseConfig | None = None, model=None, model_path: str | Path | None = None):
         """`model`: an already loaded SentenceTransformer (with `model_path`, its folder, for caching)."""
@@ -148,14 +148,8 @@ class DenseRetriever:
         index.add(emb)
         self._index = index
 
-    def __len__(self) -> int:
-        return len(self.doc_ids)
-
     def search(self, queries: Mapping[str, str], k: int = 100, show_progress: bool = False) -> Run:
-        if self._index is None:
-            raise ValueError("the dense index is empty: call index(docs) or DenseRetriever.load(path) first")
-        k = check_k(k, len(self.doc_ids))
-        qids = list(queries)
+        qids, k = self._plan(self._index is not None, queries, k)
         if not qids:
             return {}
         q = self.encode([queries[i] for i in qids], self.cfg.query_prompt, show_progress=show_progress)
