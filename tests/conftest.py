@@ -104,3 +104,32 @@ def tiny_adapter(tiny_lm, tmp_path_factory) -> Path:
     from tiny_lm import build_tiny_adapter
 
     return build_tiny_adapter(tiny_lm, tmp_path_factory.mktemp("tiny-adapter"))
+
+
+@pytest.fixture
+def trainer_runs(monkeypatch) -> list:
+    """Every transformers `Trainer.train` call of the test: (copy of the model before training, copy right after
+    training, the trainer).
+
+    Tests compare the trained in-memory model with what was saved and reloaded, and with the model before training,
+    so a save that writes other weights than the trained ones, or training that changes nothing, fails them.
+    """
+    return record_trainer_runs(monkeypatch)
+
+
+def record_trainer_runs(monkeypatch) -> list:
+    import copy
+
+    import transformers
+
+    runs: list = []
+    original = transformers.Trainer.train
+
+    def train(self, *args, **kwargs):
+        before = copy.deepcopy(self.model)
+        result = original(self, *args, **kwargs)
+        runs.append((before, copy.deepcopy(self.model), self))
+        return result
+
+    monkeypatch.setattr(transformers.Trainer, "train", train)
+    return runs

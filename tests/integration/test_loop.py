@@ -4,9 +4,16 @@ a rerun does no work, and a changed filter parameter reruns only its downstream 
 import json
 
 import pytest
+import yaml
+from scipy.stats import ttest_rel
 
 from ragtune.config import load_config
-from ragtune.pipeline.loop import RunConfig, run_loop
+from ragtune.pipeline.loop import RunConfig, overrides, run_loop
+
+
+def _per_query(folder, metric: str) -> dict[str, float]:
+    header, *rows = (line.split("\t") for line in (folder / "per_query.tsv").read_text().splitlines())
+    return {r[0]: float(r[header.index(metric)]) for r in rows}
 
 
 @pytest.fixture
@@ -45,13 +52,26 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     assert report["executed"] == expected
     r0 = report["rounds"][0]
     assert set(r0["evaluate"]["metrics"]) >= {"ndcg@10", "recall@100"}
-    assert 0 <= r0["evaluate"]["vs_bm25"]["ndcg@10"]["p_value"] <= 1
-    assert r0["ppo"]["updates"] == 2 and r0["difficulty"]["queries"] > 0
+    # the p-value is scipy's paired t-test over the per-query NDCG@10 the two evaluations wrote
+    bm25, ours = (_per_query(out / f, "ndcg@10") for f in ("baselines/bm25", "round-0/evaluate"))
+    assert set(bm25) == set(ours) and len({ours[q] - bm25[q] for q in bm25}) > 1
+    expected = ttest_rel([bm25[q] for q in sorted(bm25)], [ours[q] for q in sorted(bm25)]).pvalue
+    assert r0["evaluate"]["vs_bm25"]["ndcg@10"]["p_value"] == pytest.approx(expected, rel=1e-3, abs=1e-9)
     for name in ["report.md", "report.json", "manifest.json", "config.yaml", "plots/retrieval.png",
                  "plots/rl.png", "plots/stages.png", "round-0/ppo/merged/config.json"]:
         assert (out / name).exists(), name
+    # every generated query got a difficulty, and the report counts what provenance.jsonl holds
     prov = [json.loads(x) for x in (out / "round-0/difficulty/provenance.jsonl").read_text().splitlines()]
-    assert any(isinstance(r.get("difficulty"), dict) for r in prov)
+    scored = [r["difficulty"] for r in prov if isinstance(r.get("difficulty"), dict)]
+    generated = (out / "round-0/generate/queries.jsonl").read_text().splitlines()
+    assert r0["difficulty"]["queries"] == len(scored) == len(generated) > 0
+    assert r0["difficulty"]["rank1_fraction"] == pytest.approx(sum(d["rank"] == 1 for d in scored) / len(scored))
+    # PPO changed the generator: the merged model the next round generates with is not the SFT model
+    from ragtune.models import load_causal_lm
+
+    sft = load_causal_lm(tiny_lm, out / "round-0/sft/adapter")[0].state_dict()
+    ppo = load_causal_lm(out / "round-0/ppo/merged")[0].state_dict()
+    assert sft.keys() == ppo.keys() and max(float((sft[k] - ppo[k]).abs().max()) for k in sft) > 1e-6
 
     again = run_loop(load_config(RunConfig, None, base))
     assert again["executed"] == []  # same config: no work at all
@@ -114,5 +134,8 @@ def test_shipped_loop_configs_validate():
     configs = sorted((Path(__file__).parents[2] / "configs").glob("loop-*.yaml"))
     assert configs, "no configs/loop-*.yaml shipped"
     for path in configs:
-        cfg = load_config(RunConfig, path)
-        assert cfg.rounds >= 1 and cfg.name, path
+        raw = yaml.safe_load(path.read_text())
+        cfg = load_config(RunConfig, path)  # every stage section validated against its stage's settings
+        for section in ("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo"):
+            if section in raw:  # and kept as written: these keys build the stage's config and key its stage
+                assert overrides(getattr(cfg, section)) == raw[section], (path, section)

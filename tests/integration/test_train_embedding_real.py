@@ -25,20 +25,22 @@ def _common(tmp_path, mined, scifact) -> list[str]:
             "dev.candidates=5", "threads=2"]
 
 
-def test_minilm_trains_on_scifact_with_a_dev_slice_from_train(tmp_path, mined, scifact):
+def test_minilm_trains_on_scifact_with_a_dev_slice_from_train(tmp_path, mined, scifact, monkeypatch, trainer_runs):
     from sentence_transformers import SentenceTransformer
 
+    import ragtune.train.retriever.base as base
     from ragtune.data.beir import load_beir
     from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
 
+    used, carve = [], base.build_devset  # the dev slice the training run itself carved and selected on
+    monkeypatch.setattr(base, "build_devset", lambda *a, **k: used.append(carve(*a, **k)) or used[-1])
     cfg = load_config(EmbeddingTrainConfig, None, [*_common(tmp_path, mined, scifact), "max_seq_length=64"])
     s = train_embedding(cfg)
-    assert s["dev_queries"] == 8 and s["dropped_dev_queries"] >= 8 and s["dev_history"]
-    from ragtune.train.retriever.dev import build_devset
-
+    [dev], [(_, _, trainer)] = used, trainer_runs
+    assert s["dev_queries"] == len(dev.queries) == 8 and s["dropped_dev_queries"] >= 8 and s["dev_history"]
     ds = load_beir(scifact, ["train", "test"])
-    dev_texts = set(build_devset(cfg.dev).queries)
-    assert dev_texts <= set(ds.qrels["train"]) and not dev_texts & set(ds.qrels["test"])
+    assert set(dev.queries) <= set(ds.qrels["train"]) and not set(dev.queries) & set(ds.qrels["test"])
+    assert not set(dev.queries.values()) & set(trainer.train_dataset["query"])  # never trained on
     assert SentenceTransformer(str(cfg.output_dir)).encode(["a protein"]).shape == (1, 384)
 
 

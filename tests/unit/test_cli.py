@@ -1,5 +1,7 @@
 import json
 
+import pytest
+from scipy.stats import ttest_rel
 from typer.testing import CliRunner
 
 from ragtune.cli import app
@@ -51,7 +53,10 @@ def test_eval_scores_a_given_run_and_compare(tiny_beir, tmp_path):
                               "--data", str(tiny_beir), "--metrics", "mrr@10", "--json", str(tmp_path / "c.json")])
     assert cmp.exit_code == 0, cmp.output
     result = json.loads((tmp_path / "c.json").read_text())["metrics"]["mrr@10"]
-    assert result["mean_b"] == 1.0 and result["delta"] > 0 and 0 <= result["p_value"] <= 1
+    # per-query MRR@10 by hand: good ranks every relevant document first; bad finds q4's and q5's second, q6's never
+    good_rr, bad_rr = [1.0, 1.0, 1.0], [0.5, 0.5, 0.0]
+    assert result["mean_b"] == 1.0 and result["delta"] == pytest.approx(1.0 - 1.0 / 3)
+    assert result["p_value"] == pytest.approx(ttest_rel(bad_rr, good_rr).pvalue, rel=1e-9)
 
 
 def test_eval_user_errors_exit_1_without_traceback(tiny_beir, tmp_path):

@@ -50,17 +50,19 @@ def _write_format(tmp_path, fmt: str):
 
 @pytest.mark.parametrize("fmt,loss", [("pair", "mnrl"), ("hard_neg", "mnrl"), ("distill", "kl"),
                                       ("teacher", "mse")])
-def test_each_format_loads_trains_and_reloads(tmp_path, encoder, fmt, loss):
+def test_each_format_loads_trains_and_reloads(tmp_path, encoder, fmt, loss, trainer_runs):
     from sentence_transformers import SentenceTransformer
 
     cfg = _cfg(tmp_path, encoder, _write_format(tmp_path, fmt), "neg_nums=2")
     summary = train_embedding(cfg)
     assert summary["format"] == fmt and summary["loss"] == loss
     assert summary["global_step"] == 3 and np.isfinite(summary["train_loss"])
-    reloaded = SentenceTransformer(str(cfg.output_dir), device="cpu")
-    again = SentenceTransformer(str(cfg.output_dir), device="cpu")
+    [(untrained, trained_model, _)] = trainer_runs
     texts = ["star planet orbit", "bread oven flour"]
-    assert np.allclose(reloaded.encode(texts), again.encode(texts), atol=1e-6)
+    trained = trained_model.encode(texts)
+    reloaded = SentenceTransformer(str(cfg.output_dir), device="cpu").encode(texts)
+    np.testing.assert_allclose(reloaded, trained, atol=1e-5)  # the folder holds the model that was trained
+    assert np.abs(trained - untrained.encode(texts)).max() > 1e-4  # and training moved it
     assert (cfg.output_dir / "train_summary.json").is_file() and (cfg.output_dir / "config.yaml").is_file()
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
-from ragtune.retrieval.rerank import LLMFormat, LLMReranker, load_reranker, rank, rerank_run
+from ragtune.retrieval.rerank import CrossEncoderReranker, LLMFormat, LLMReranker, load_reranker, rank, rerank_run
 from ragtune.train.retriever.llm_reranker import score_loss
 from ragtune.train.retriever.reranker import (
     RerankerTrainConfig,
@@ -51,13 +51,16 @@ def _cfg(tmp_path, model, data, *extra: str) -> RerankerTrainConfig:
 
 @pytest.mark.parametrize("layout,loss", [("point", "bce"), ("point", "mse"), ("group", "ranknet"),
                                          ("group", "listwise")])
-def test_cross_encoder_formats_and_losses_train(tmp_path, encoder, layout, loss):
+def test_cross_encoder_formats_and_losses_train(tmp_path, encoder, layout, loss, trainer_runs):
     cfg = _cfg(tmp_path, encoder, _data(tmp_path, layout), f"loss={loss}")
     s = train_reranker(cfg)
     assert (s["format"], s["loss"], s["global_step"]) == (layout, loss, 3) and np.isfinite(s["train_loss"])
-    reranker = load_reranker(cfg.output_dir, device="cpu")
+    [(untrained, trained_model, _)] = trainer_runs
     pairs = [("star planet", "orbit comet star"), ("bread", "oven flour")]
-    assert reranker.compute_score(pairs) == pytest.approx(load_reranker(cfg.output_dir, "cpu").compute_score(pairs))
+    trained = CrossEncoderReranker(trained_model).compute_score(pairs)
+    assert load_reranker(cfg.output_dir, device="cpu").compute_score(pairs) == pytest.approx(trained, abs=1e-5)
+    assert max(abs(a - b) for a, b in zip(CrossEncoderReranker(untrained).compute_score(pairs), trained,
+                                          strict=True)) > 1e-4
 
 
 def test_cross_encoder_bce_loss_decreases_on_a_learnable_task(tmp_path, encoder):
@@ -126,7 +129,7 @@ def test_bad_rows_name_file_line_and_field(tmp_path, encoder):
         _cfg(tmp_path, encoder, data, "format=point", "loss=ranknet")
 
 
-def test_llm_reranker_lora_trains_reloads_and_keeps_the_special_token_last(tmp_path, tiny_lm):
+def test_llm_reranker_lora_trains_reloads_and_keeps_the_special_token_last(tmp_path, tiny_lm, trainer_runs):
     cfg = _cfg(tmp_path, tiny_lm, _data(tmp_path, "group"), "model_type=llm", "use_lora=true", "max_steps=4",
                "llm.special_token=<|im_end|>", "max_length=24")
     s = train_reranker(cfg)
@@ -138,7 +141,11 @@ def test_llm_reranker_lora_trains_reloads_and_keeps_the_special_token_last(tmp_p
     last = feats["attention_mask"].sum(1) - 1
     assert feats["input_ids"].shape[1] == 24 and (feats["input_ids"][[0, 1], last] == reranker.special_id).all()
     pairs = [("protein binds", "The protein binds the receptor."), ("gene", "Heart muscle study.")]
-    assert reranker.compute_score(pairs) == pytest.approx(load_reranker(cfg.output_dir, "cpu").compute_score(pairs))
+    [(untrained, trained_model, _)] = trainer_runs  # base + LoRA adapter, before and right after training
+    trained = LLMReranker(trained_model, reranker.tokenizer, reranker.fmt).compute_score(pairs)
+    assert reranker.compute_score(pairs) == pytest.approx(trained, abs=1e-4)  # saved = trained (LoRA merged in)
+    before = LLMReranker(untrained, reranker.tokenizer, reranker.fmt).compute_score(pairs)
+    assert max(abs(a - b) for a, b in zip(before, trained, strict=True)) > 1e-4
 
 
 def test_distilling_an_llm_reranker_into_a_cross_encoder(tmp_path, encoder, tiny_lm):
@@ -222,9 +229,22 @@ def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny
                             for q, p, n in triples))
     cfg = _cfg(tmp_path, encoder, data, "train_group_size=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
                "dev.candidates=4")
-    s = train_reranker(cfg)
+    train_reranker(cfg)
     written = json.loads((cfg.output_dir / FUSION_FILE).read_text())
-    assert written == s["dev_fusion"] and 0.0 <= written["weight"] <= 1.0 and written["top"] == 4
+    # recomputed from the saved reranker on the dev slice training carved: the file must hold this sweep's choice
+    from ragtune.evaluate.metrics import evaluate
+    from ragtune.retrieval.rerank import fuse_with_first_stage
+    from ragtune.train.retriever.dev import build_devset
+
+    dev = build_devset(cfg.dev)
+    first = {q: {d: float(len(c) - i) for i, d in enumerate(c)} for q, c in dev.candidates.items()}
+    reranked = rerank_run(load_reranker(cfg.output_dir, "cpu"), first, dev.queries, dev.corpus, top=4)
+    sweep = {w / 10: evaluate(dev.qrels, fuse_with_first_stage(first, reranked, w / 10, top=4),
+                              ["ndcg@10"]).metrics["ndcg@10"] for w in range(11)}
+    assert written["dev_table"] == pytest.approx({f"{w:.2f}": v for w, v in sweep.items()})
+    best = max(sweep.values())
+    assert written["weight"] == max(w for w, v in sweep.items() if v >= best - 1e-9)  # ties: trust the reranker
+    assert written["dev_value"] == pytest.approx(best) and written["top"] == 4
 
     result = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
                                       str(cfg.output_dir), "--rerank-top", "3", "--out", str(tmp_path / "ev"),
