@@ -120,13 +120,16 @@ def data_validate(
     args: Args = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="auto, or a format name")] = None,
     limit: Annotated[int | None, typer.Option(help="report at most this many problems [default: 50]")] = None,
+    strict: Annotated[bool, typer.Option(help="also flag what loaders accept with a warning (empty documents)")]
+    = False,
     set_: SetOption = None,
 ) -> None:
     """Check every line; print counts (exit 0) or every problem with file:line (exit 1)."""
     from ragtune.data.validate import ValidateConfig, validate
 
-    cfg = configured(ValidateConfig, args, set_, {"path": path, "format": format, "limit": limit})
-    if not show.validated(validate(cfg.path, cfg.format, cfg.limit)):
+    cfg = configured(ValidateConfig, args, set_, {"path": path, "format": format, "limit": limit,
+                                                  "strict": strict or None})
+    if not show.validated(validate(cfg.path, cfg.format, cfg.limit, cfg.strict)):
         raise typer.Exit(1)
 
 

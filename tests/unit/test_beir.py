@@ -59,7 +59,7 @@ def test_corpus_problems_are_reported_with_line(tiny_beir, mutate, expected):
     lines = corpus.read_bytes().splitlines()
     mutate(lines)
     _lines(corpus, lines)
-    result = validate(tiny_beir)
+    result = validate(tiny_beir, strict=True)  # strict: empty documents are problems too
     assert not result.ok
     assert any(expected in str(p) for p in result.problems.problems), [str(p) for p in result.problems.problems]
 

@@ -6,6 +6,7 @@ encoding); writers are atomic and always write the qrels header.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,19 +14,23 @@ from pathlib import Path
 from ragtune.atomic import atomic_open, write_jsonl
 from ragtune.data.errors import DataFormatError, ProblemLog, report
 from ragtune.data.jsonl import iter_jsonl, iter_lines
-from ragtune.data.records import Doc, Query, R, parse_record
+from ragtune.data.records import WHITESPACE, Doc, Query, R, parse_record
 
 Qrels = dict[str, dict[str, int]]
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 QRELS_HINT = 'qrels lines are "query-id<TAB>corpus-id<TAB>score" with an integer score (header optional)'
+EMPTY_HINT = ("BEIR keeps empty documents (some public collections have them and judge them); without --strict "
+              "they are loaded and only counted")
+log = logging.getLogger("ragtune.data")
 
 
-def _iter_unique(path: str | Path, file_name: str, cls: type[R], what: str, problems: ProblemLog | None
-                 ) -> Iterator[R]:
-    """Validated records of a JSONL file (or of `file_name` in a BEIR folder), each id once."""
+def _in_folder(path: str | Path, file_name: str) -> Path:
     path = Path(path)
-    if path.is_dir():
-        path = path / file_name
+    return path / file_name if path.is_dir() else path
+
+
+def _iter_unique(path: Path, cls: type[R], what: str, problems: ProblemLog | None) -> Iterator[tuple[int, R]]:
+    """(line, validated record) of a JSONL file, each id once."""
     first_line: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, problems):
         rec = parse_record(cls, obj, path, lineno, problems)
@@ -36,12 +41,29 @@ def _iter_unique(path: str | Path, file_name: str, cls: type[R], what: str, prob
                    field="_id", hint="ids must be unique within a file")
             continue
         first_line[rec.id] = lineno
-        yield rec
+        yield lineno, rec
 
 
-def iter_corpus(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Doc]:
-    """Stream documents from corpus.jsonl (or a BEIR folder), one validated Doc at a time."""
-    return _iter_unique(path, "corpus.jsonl", Doc, "document", problems)
+def iter_corpus(path: str | Path, problems: ProblemLog | None = None, strict: bool = False) -> Iterator[Doc]:
+    """Stream documents from corpus.jsonl (or a BEIR folder), one validated Doc at a time.
+
+    Empty documents (no title, no text) are yielded like any other, as BEIR does, and counted: one warning at the
+    end names how many and the first ids. `strict=True` reports them as problems instead (`data validate
+    --strict`).
+    """
+    path = _in_folder(path, "corpus.jsonl")
+    empty: list[str] = []
+    for lineno, doc in _iter_unique(path, Doc, "document", problems):
+        if doc.empty:
+            if strict:  # reported, and still yielded so qrels naming it are not reported a second time
+                report(problems, path, lineno, f'empty document "{doc.id}": both text and title are empty',
+                       field="text", hint=EMPTY_HINT)
+            else:
+                empty.append(doc.id)
+        yield doc
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        log.warning("%s: %d empty document(s) (no title, no text), loaded as BEIR does: %s", path, len(empty), shown)
 
 
 def load_corpus(path: str | Path, problems: ProblemLog | None = None) -> dict[str, Doc]:
@@ -50,7 +72,7 @@ def load_corpus(path: str | Path, problems: ProblemLog | None = None) -> dict[st
 
 def iter_queries(path: str | Path, problems: ProblemLog | None = None) -> Iterator[Query]:
     """Stream queries from queries.jsonl (or a BEIR folder), one validated Query at a time."""
-    return _iter_unique(path, "queries.jsonl", Query, "query", problems)
+    return (q for _, q in _iter_unique(_in_folder(path, "queries.jsonl"), Query, "query", problems))
 
 
 def load_queries(path: str | Path, problems: ProblemLog | None = None) -> dict[str, str]:
@@ -78,6 +100,11 @@ def load_qrels(path: str | Path, problems: ProblemLog | None = None, *,
             report(problems, path, lineno, f"expected 3 tab-separated columns, found {len(cols)}", hint=QRELS_HINT)
             continue
         qid, did, score_s = (c.strip() for c in cols)
+        if WHITESPACE.search(qid) or WHITESPACE.search(did):
+            report(problems, path, lineno, f"ids must not contain whitespace (got {qid!r}, {did!r})",
+                   field="query-id" if WHITESPACE.search(qid) else "corpus-id",
+                   hint="TREC runs separate columns by whitespace, so such an id could not be read back")
+            continue
         try:
             score = int(score_s)
         except ValueError:

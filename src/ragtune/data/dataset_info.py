@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 
 from ragtune.atomic import write_json
 from ragtune.data.errors import DataFormatError, ProblemLog, report
+from ragtune.data.jsonl import unreadable
 from ragtune.data.records import Alpaca, Preference, Record, ShareGPT, ShareGPTPreference, Turn
 
 DATASET_INFO = "dataset_info.json"
@@ -117,6 +118,9 @@ def _load_raw(path: Path, problems: ProblemLog | None) -> tuple[dict[str, Any], 
         return {}, ""
     except json.JSONDecodeError as e:
         report(problems, path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}", hint=ENTRY_HINT)
+        return {}, ""
+    except (RecursionError, ValueError) as e:  # absurd nesting; an integer over Python's digit limit
+        report(problems, path, None, unreadable(e), hint=ENTRY_HINT)
         return {}, ""
     if not isinstance(data, dict):
         report(problems, path, None, f"expected a JSON object {{name: entry}}, got {type(data).__name__}",

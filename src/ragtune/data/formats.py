@@ -28,7 +28,7 @@ from ragtune.data.dataset_info import (
     read_dataset_info,
 )
 from ragtune.data.errors import DataFormatError, ProblemLog, report
-from ragtune.data.jsonl import iter_jsonl, iter_lines
+from ragtune.data.jsonl import JSON_LIMITS_HINT, iter_jsonl, iter_lines, unreadable
 from ragtune.data.records import (
     Alpaca,
     Embedding,
@@ -88,6 +88,13 @@ def iter_rows(path: str | Path, problems: ProblemLog | None = None) -> Iterator[
     except json.JSONDecodeError as e:
         report(problems, path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}",
                hint="a .json record file holds one JSON array [{...}, {...}]; or use JSONL, one object a line")
+        return
+    except (RecursionError, ValueError) as e:  # absurd nesting; an integer over Python's digit limit
+        report(problems, path, None, unreadable(e), hint=JSON_LIMITS_HINT)
+        return
+    if not isinstance(items, list):
+        report(problems, path, None, f"expected a JSON array, got {type(items).__name__}",
+               hint="a .json record file holds one JSON array [{...}, {...}]")
         return
     for i, obj in enumerate(items):
         if not isinstance(obj, dict):
@@ -190,8 +197,9 @@ def teacher_vectors(path: str | Path, vectors: str | Path | None = None,
         return None
     try:
         arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
-        report(problems, npy, None, f"not a readable .npy array: {e}", field="vectors", hint=hint)
+    except Exception as e:  # noqa: BLE001 - numpy raises many types (EOFError, SyntaxError, ...) for a broken file
+        report(problems, npy, None, f"not a readable .npy array ({type(e).__name__}: {e})", field="vectors",
+               hint=hint)
         return None
     rows = _count_rows(path)
     if arr.ndim != 2:

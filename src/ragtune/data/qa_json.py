@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.data.errors import DataFormatError, ProblemLog
+from ragtune.data.jsonl import unreadable
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ def _load_json(path: Path, hint: str) -> Any:
         raise DataFormatError(path, None, "not UTF-8 text", hint="re-encode the file as UTF-8") from None
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}", hint=hint) from None
+    except (RecursionError, ValueError) as e:  # absurd nesting; an integer over Python's digit limit
+        raise DataFormatError(path, None, unreadable(e), hint=hint) from None
 
 
 def _get(obj: Any, key: str, kind: type, path: Path, at: str, hint: str) -> Any:

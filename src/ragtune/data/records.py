@@ -8,6 +8,7 @@ the file, the line, the field, the fields that were found and the closest valid 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -26,6 +27,22 @@ def _non_empty(value: str) -> str:
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 
 
+WHITESPACE = re.compile(r"\s")
+"""Matches exactly what str.isspace() (and so str.split()) treats as whitespace."""
+
+
+def _id(value: str) -> str:
+    _non_empty(value)
+    if WHITESPACE.search(value):
+        raise ValueError("ids must not contain whitespace (TREC runs separate columns by it, so such an id could "
+                         f"not be read back); got {value!r}")
+    return value
+
+
+Id = Annotated[str, AfterValidator(_id)]
+"""A document or query id: non-empty, no whitespace of any kind (what str.split() would split on)."""
+
+
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True,
                               frozen=True)
@@ -36,17 +53,18 @@ class Record(BaseModel):
 
 
 class Doc(Record):
+    """A corpus document. Empty ones (no title, no text) are valid, as in BEIR: public collections hold some
+    and their qrels judge them; `iter_corpus` counts them and warns."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True, frozen=True)
     HINT: ClassVar[str] = 'BEIR corpus lines need "_id", "text" and optional "title"'
-    id: NonEmptyStr = Field(alias="_id")
+    id: Id = Field(alias="_id")
     title: str = ""
     text: str
 
-    @model_validator(mode="after")
-    def _has_content(self) -> Doc:
-        if not self.text.strip() and not self.title.strip():
-            raise ValueError("empty document: both text and title are empty")
-        return self
+    @property
+    def empty(self) -> bool:
+        return not self.text.strip() and not self.title.strip()
 
     @property
     def content(self) -> str:
@@ -57,7 +75,7 @@ class Doc(Record):
 class Query(Record):
     model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True, frozen=True)
     HINT: ClassVar[str] = 'BEIR query lines need "_id" and "text"'
-    id: NonEmptyStr = Field(alias="_id")
+    id: Id = Field(alias="_id")
     text: NonEmptyStr
 
 

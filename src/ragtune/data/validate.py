@@ -28,6 +28,8 @@ class ValidateConfig(ConfigModel):
     """auto (told from the path), or a format name: beir, trec-run, records, dataset-info, or a record kind."""
     limit: int = Field(50, ge=1)
     """Report at most this many problems (all are counted)."""
+    strict: bool = False
+    """Also flag what loaders accept with a warning (empty BEIR documents)."""
 
 
 @dataclass
@@ -42,11 +44,18 @@ class ValidationResult:
         return not self.problems
 
 
-def validate_beir(folder: Path, problems: ProblemLog) -> dict[str, int]:
+def validate_beir(folder: Path, problems: ProblemLog, strict: bool = False) -> dict[str, int]:
+    """Counts of a BEIR folder; `strict` also reports empty documents (else they are counted, as BEIR loads
+    them)."""
     counts: dict[str, int] = {}
-    doc_ids = {d.id for d in iter_corpus(folder / "corpus.jsonl", problems)}
+    doc_ids, empty = set(), 0
+    for d in iter_corpus(folder / "corpus.jsonl", problems, strict=strict):
+        doc_ids.add(d.id)
+        empty += d.empty
     query_ids = {q.id for q in iter_queries(folder / "queries.jsonl", problems)}
     counts["docs"] = len(doc_ids)
+    if empty:
+        counts["empty docs (loaded; --strict flags them)"] = empty
     counts["queries"] = len(query_ids)
     splits = qrels_splits(folder)
     if not splits:
@@ -96,7 +105,9 @@ def detect_kind(path: Path) -> str:
                      f"({', '.join(sorted(VALIDATORS))})")
 
 
-def validate(path: str | Path, kind: str = "auto", limit: int = 50) -> ValidationResult:
+def validate(path: str | Path, kind: str = "auto", limit: int = 50, strict: bool = False) -> ValidationResult:
+    """Check everything PATH holds; `strict` also flags what loaders accept with a warning (empty BEIR
+    documents)."""
     path = Path(path)
     if not path.exists():
         result = ValidationResult(path, kind, problems=ProblemLog(limit))
@@ -106,5 +117,8 @@ def validate(path: str | Path, kind: str = "auto", limit: int = 50) -> Validatio
     if kind not in VALIDATORS:
         raise ValueError(f'unknown format "{kind}"; known: {", ".join(sorted(VALIDATORS))}')
     result = ValidationResult(path, kind, problems=ProblemLog(limit))
-    result.counts = VALIDATORS[kind](path, result.problems)
+    if kind == "beir":
+        result.counts = validate_beir(path, result.problems, strict)
+    else:
+        result.counts = VALIDATORS[kind](path, result.problems)
     return result
