@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from ragtune.atomic import atomic_open
 
@@ -41,6 +41,17 @@ class ConfigModel(BaseModel):
 
 
 C = TypeVar("C", bound=ConfigModel)
+
+
+def _band(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"a band is [low, high] with 0 <= low < high <= 1; got [{low}, {high}]")
+    return value
+
+
+Band = Annotated[tuple[float, float], AfterValidator(_band)]
+"""A difficulty band [low, high] inside [0, 1], low < high."""
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

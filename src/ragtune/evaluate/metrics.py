@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from ragtune.data.beir import Qrels
 from ragtune.data.trec import Run
@@ -32,6 +35,15 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     if kind == "recall" and k is None:
         raise ValueError(f'metric "{name}" needs a cutoff, e.g. recall@100')
     return kind, int(k) if k else None
+
+
+def _checked(name: str) -> str:
+    parse_metric(name)
+    return name
+
+
+MetricName = Annotated[str, AfterValidator(_checked)]
+"""A metric name checked when a config is loaded (`foo@3` is refused there, not after retrieval)."""
 
 
 def _trec_measure(kind: str, k: int | None) -> tuple[str, str]:

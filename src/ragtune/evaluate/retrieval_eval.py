@@ -13,7 +13,7 @@ from ragtune.atomic import atomic_open, write_json
 from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
 from ragtune.data.beir import load_beir, load_qrels
 from ragtune.data.trec import Run, read_run, write_run
-from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, evaluate, parse_metric
+from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, MetricName, evaluate, parse_metric
 from ragtune.evaluate.significance import compare_per_query
 from ragtune.retrieval.bm25 import BM25Config
 from ragtune.retrieval.colbert import ColbertConfig
@@ -161,7 +161,7 @@ class CompareConfig(ConfigModel):
     run_b: Path
     data: Path
     split: str = "test"
-    metrics: Annotated[list[str], CommaList] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: Annotated[list[MetricName], CommaList] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     ignore_identical_ids: bool = False
     json_out: Path | None = None
 

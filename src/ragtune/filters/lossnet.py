@@ -54,7 +54,7 @@ class LossNetFilterConfig(ConfigModel):
     module_lr: float = 1e-3
     scale: float = 20.0
     """Similarity scale of the in-batch contrastive loss (MultipleNegativesRankingLoss's default)."""
-    max_seq_length: int = 256
+    max_seq_length: int = Field(256, ge=1)
     keep_fraction: float | None = Field(0.5, gt=0, le=1)
     keep_top: int | None = Field(None, ge=1)
     """Keep this many (overrides keep_fraction)."""

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_serializer
 
-from ragtune.config import ConfigModel, dump_config
-from ragtune.evaluate.metrics import DEFAULT_METRICS
+from ragtune.config import Band, ConfigModel, dump_config
+from ragtune.evaluate.metrics import DEFAULT_METRICS, MetricName
 from ragtune.filters.bm25 import BM25FilterConfig
 from ragtune.filters.dense import DenseFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
@@ -53,7 +53,7 @@ class RunConfig(ConfigModel):
     the retriever then learns from the pseudo queries alone and keeps its last checkpoint (no dev slice)."""
     rounds: int = Field(1, ge=1)
     test_split: str = "test"
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list[MetricName] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     generator: str = DEFAULT_GENERATOR
     template: str = "auto"
     sft: SFTSettings = Field(default_factory=SFTSettings)
@@ -70,7 +70,7 @@ class RunConfig(ConfigModel):
     mining: BeirEmbeddingSettings = Field(
         default_factory=lambda: BeirEmbeddingSettings(neg_start=10, neg_end=50, neg_per_query=3))
     """Hard-negative mining for the retriever's records (`data convert beir-embedding` keys but the paths)."""
-    difficulty_temperature: float = 0.1
+    difficulty_temperature: float = Field(0.1, gt=0)
     preferences: PreferenceConfig = Field(default_factory=PreferenceConfig)
     reward: RewardSettings = Field(default_factory=RewardSettings)
     """The reward model (`train generator stage=rm` keys but the data and output paths)."""
@@ -82,7 +82,7 @@ class RunConfig(ConfigModel):
     """`train generator stage=dpo` keys but the policy, data and output paths."""
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     """`train generator stage=grpo` keys but the policy, prompts and output paths."""
-    grpo_band: tuple[float, float] | None = (0.2, 0.6)
+    grpo_band: Band | None = (0.2, 0.6)
     """GRPO reward shaping: the difficulty band (1 - reciprocal rank) the generator is pushed toward."""
     rl_prompts: int = Field(32, ge=1)
     """Documents whose prompts the RL stage samples from."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ragtune.atomic import write_json
 from ragtune.config import ConfigModel
@@ -17,9 +18,9 @@ from ragtune.retrieval.base import DocIndex, Run
 
 
 class BM25Config(ConfigModel):
-    k1: float = 1.2
-    b: float = 0.75
-    delta: float = 0.5
+    k1: float = Field(1.2, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    delta: float = Field(0.5, ge=0)
     """Only for the bm25l and bm25+ variants."""
     method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
     language: Literal["en", "zh", "none"] = "en"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
@@ -71,14 +72,14 @@ def maxsim_many(q: np.ndarray, docs: np.ndarray, offsets: np.ndarray, ids: Itera
 class ColbertConfig(ConfigModel):
     model: str = "runs/colbert"
     """A MultiVectorEncoder folder (`ragtune train colbert` output)."""
-    batch_size: int = 32
+    batch_size: int = Field(32, ge=1)
     dtype: Literal["float32", "float16"] = "float16"
     """Storage of token embeddings on disk and in memory; float16 halves it (scores are computed in float32)."""
-    candidate_tokens: int = 64
+    candidate_tokens: int = Field(64, ge=1)
     """faiss neighbours fetched per query token; their documents are the candidates for exact MaxSim."""
-    max_candidates: int = 2000
+    max_candidates: int = Field(2000, ge=1)
     """Cap on documents re-scored per query (the ones hit by the most query tokens first)."""
-    document_length: int | None = None
+    document_length: int | None = Field(None, ge=1)
     """Override the model's document token limit."""
     device: str = "auto"
     threads: int = 0

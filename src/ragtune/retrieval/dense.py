@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import ConfigModel
@@ -26,11 +27,11 @@ from ragtune.retrieval.encode_cache import cached_encode, corpus_key
 class DenseConfig(ConfigModel):
     model: str = DEFAULT_ENCODER
     """Hub name (resolved offline first), local folder, or a model ragtune trained."""
-    max_seq_length: int | None = 256
-    batch_size: int = 32
+    max_seq_length: int | None = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
     index: Literal["flat", "hnsw"] = "flat"
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
+    hnsw_m: int = Field(32, ge=2)
+    hnsw_ef_search: int = Field(128, ge=1)
     query_prompt: str = ""
     doc_prompt: str = ""
     normalize: bool = True
@@ -40,7 +41,7 @@ class DenseConfig(ConfigModel):
     """Encoding precision: matmuls run under torch autocast in this dtype (weights and outputs stay float32).
     auto = bfloat16 on GPUs and on CPUs with native bf16 (AMX / AVX512-BF16), else float32. Embeddings of
     another dtype are cached apart."""
-    threads: int = 0
+    threads: int = Field(0, ge=0)
     """torch/faiss threads; 0 = all cores."""
     cache: bool = True
     """Reuse corpus embeddings from ~/.cache/ragtune (or $RAGTUNE_CACHE)."""

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ragtune.config import ConfigModel
 from ragtune.data.trec import Run
 
@@ -35,7 +37,7 @@ class LLMFormat(ConfigModel):
     """Text between the formatted query and the formatted document."""
     special_token: str | None = None
     """Last token, whose hidden state the score head reads; default: the tokenizer's eos token."""
-    max_length: int = 512
+    max_length: int = Field(512, ge=8)
 
 
 class LLMReranker:

@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from ragtune.train.generator.rl import PolicySettings, PolicyTrainConfig, load_policy, policy_args, save_policy
 
 
 class DPOSettings(PolicySettings):
     """DPO's settings but its paths (the loop's `dpo:` overrides)."""
 
-    max_length: int = 512
+    max_length: int = Field(512, ge=1)
 
 
 class DPOTrainConfig(DPOSettings, PolicyTrainConfig):

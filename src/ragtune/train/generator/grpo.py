@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.config import Band
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.generator.rl import (
     PolicySettings,
@@ -32,7 +33,7 @@ class GRPOSettings(PolicySettings):
 
     num_generations: int = Field(4, ge=2)
     max_completion_length: int = Field(24, ge=1)
-    temperature: float = 1.0
+    temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.04, ge=0)
 
 
@@ -96,7 +97,7 @@ class GRPOStageConfig(GRPOTrainConfig):
     dense_model: str = DEFAULT_ENCODER
     """Encoder for retriever: dense (e.g. the retriever `ragtune train embedding` wrote)."""
     k: int = Field(100, ge=1)
-    band: tuple[float, float] | None = None
+    band: Band | None = None
     """Shape the reward toward this difficulty band (difficulty = 1 - reciprocal rank); null = plain RR."""
     merge: bool = True
 

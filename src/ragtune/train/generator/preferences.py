@@ -23,14 +23,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragtune.atomic import write_jsonl
-from ragtune.config import ConfigModel
+from ragtune.config import Band, ConfigModel
 
 Criterion = Literal["difficulty_band", "filter", "rank"]
 
 
 class PreferenceConfig(ConfigModel):
     criterion: Criterion = "difficulty_band"
-    band: tuple[float, float] = (0.3, 0.7)
+    band: Band = (0.3, 0.7)
     """Target difficulty band for `difficulty_band`."""
     min_gap: float = Field(0.05, ge=0)
     """Pairs whose criterion values differ by less than this are skipped (ties teach nothing)."""
