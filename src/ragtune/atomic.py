@@ -11,6 +11,23 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be written (found before the work that would fill it is done)."""
+
+
+def check_output(path: str | Path, key: str, folder: bool) -> None:
+    """Refuse now what would fail only after the work: an output folder that is an existing file, an output
+    file that is an existing folder, or either one below an existing file."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{key} {path}: is an existing file, not a folder; pass a folder (new or existing)")
+    if not folder and path.is_dir():
+        raise OutputPathError(f"{key} {path}: is an existing folder; pass a file name")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputPathError(f"{key} {path}: {blocker} is a file, so nothing can be written below it")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside `path`; rename it over `path` only if the block succeeds."""

@@ -68,8 +68,13 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (DataFormatError, ConfigError, ModelNotFoundError, ValueError, FileNotFoundError) as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        except BrokenPipeError:
+            raise
+        # OSError: a missing file, permissions, a file where a folder is wanted, a full disk, ...
+        except (DataFormatError, ConfigError, ModelNotFoundError, ValueError, OSError, RecursionError) as e:
+            msg = "the input is nested too deeply to process; check the files you passed" \
+                if isinstance(e, RecursionError) else e
+            err.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]; finished outputs are intact, rerun to resume")

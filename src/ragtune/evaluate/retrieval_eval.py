@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ragtune.atomic import atomic_open, write_json
+from ragtune.atomic import atomic_open, check_output, write_json
 from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
 from ragtune.data.beir import load_beir, load_qrels
 from ragtune.data.trec import Run, read_run, write_run
@@ -129,15 +129,18 @@ def fusion_weight(cfg: EvalConfig) -> float:
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
     start = time.perf_counter()
-    # resolved once, before retrieval: a missing dev weight fails now, not after it
+    out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}" \
+        f"{'-rerank' if cfg.rerank else ''}"
+    # checked before retrieval: a bad output path or a missing dev weight fails now, not after the work
+    check_output(out, "--out", folder=True)
+    if cfg.json_out:
+        check_output(cfg.json_out, "--json", folder=False)
     weight = fusion_weight(cfg) if cfg.rerank and cfg.rerank_fusion is not None else None
     run, qrels = retrieve(cfg)
     reranker_only = None
     if cfg.rerank:
         run, reranker_only = rerank(cfg, run, weight)
     result = evaluate(qrels, run, cfg.metrics, ignore_identical_ids=cfg.ignore_identical_ids)
-    out = cfg.out or Path("runs") / "eval" / f"{Path(cfg.data).name}-{cfg.split}-{cfg.retriever}" \
-        f"{'-rerank' if cfg.rerank else ''}"
     info = summary(cfg, result, time.perf_counter() - start)
     if weight is not None:
         info["retriever"] += f"+fusion:{weight:g}"

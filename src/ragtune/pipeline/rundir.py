@@ -25,6 +25,7 @@ from typing import Any
 
 from ragtune import __version__
 from ragtune.atomic import write_json
+from ragtune.data.jsonl import read_json
 
 BIG_FILE = 64 * 1024 * 1024
 log = logging.getLogger("ragtune.run")
@@ -76,7 +77,8 @@ class RunDir:
         self.manifest_path = self.root / "manifest.json"
         self.manifest: dict[str, Any] = {"ragtune": __version__, "stages": {}}
         if self.manifest_path.exists():
-            self.manifest = json.loads(self.manifest_path.read_text())
+            self.manifest = read_json(self.manifest_path, hint="delete the run directory's manifest.json to rerun "
+                                      "every stage, or restore it")
         self.executed: list[str] = []
 
     def _save(self) -> None:

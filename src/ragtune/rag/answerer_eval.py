@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ragtune.atomic import write_json, write_jsonl
+from ragtune.atomic import check_output, write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
 from ragtune.rag.ask import AnswererConfig
@@ -233,6 +233,9 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     name, all_items = load_items(cfg.data)
     items = balanced(all_items, cfg.limit)
     out = Path(cfg.out or Path("runs") / "eval-rag" / name)
+    check_output(out, "--out", folder=True)  # before any answer is generated
+    if cfg.json_out:
+        check_output(cfg.json_out, "--json", folder=False)
     a = cfg.answerer
     set_threads(a.threads)
     answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
