@@ -330,23 +330,16 @@ def rag_ingest_cmd(
     config: ConfigOption = None,
     model: Annotated[str | None, typer.Option(help="embedder: sentence-transformers name/folder or ragtune-trained")]
     = None,
+    prune: Annotated[bool, typer.Option("--prune", help="allow deleting every document, or another folder's")]
+    = False,
     set_: SetOption = None,
 ) -> None:
-    """Chunk, embed and index a folder into a KB (Qdrant + BM25); a re-run processes only changed files."""
+    """Chunk, embed and index a folder into a KB (vectors + BM25); a re-run processes only changed files."""
     from ragtune.rag.ingest import ingest
 
     cfg = configured("ragtune.rag.ingest:IngestConfig", args, set_,
-                     {"folder": folder, "out": kb, "embedder.model": model}, config)
-    s = ingest(cfg, progress=lambda m: err.print(m, highlight=False))
-    cols = {"files new": "files_new", "changed": "files_changed", "unchanged": "files_unchanged",
-            "deleted": "files_deleted", "failed": "files_failed", "chunks embedded": "chunks_embedded",
-            "removed": "chunks_removed", "chunks total": "chunks_total", "seconds": "seconds"}
-    show.one_row(f"rag ingest {folder} -> {s['kb']}", {col: str(s[k]) for col, k in cols.items()})
-    for f in s["failed"]:
-        err.print(f"[yellow]skipped[/] {f}", highlight=False, soft_wrap=True)
-    if s["unsupported"]:
-        err.print(f"ignored {len(s['unsupported'])} file(s) of unsupported type (e.g. {s['unsupported'][0]})",
-                  highlight=False)
+                     {"folder": folder, "out": kb, "embedder.model": model, "prune": prune or None}, config)
+    show.ingested(folder, ingest(cfg, progress=lambda m: err.print(m, highlight=False)))
 
 
 @rag_app.command("ask")

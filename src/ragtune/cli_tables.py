@@ -210,3 +210,18 @@ def validated(result) -> bool:
     tail = f" (first {len(result.problems.problems)} shown)" if more > 0 else ""
     err.print(f"[bold red]{result.problems.total} problem(s)[/] in {result.path}{tail}")
     return False
+
+
+def ingested(folder, s: dict) -> None:
+    """`rag ingest`: the file and chunk counts, then what was skipped, ignored or left without a BM25 index."""
+    cols = {"files new": "files_new", "changed": "files_changed", "unchanged": "files_unchanged",
+            "deleted": "files_deleted", "failed": "files_failed", "chunks embedded": "chunks_embedded",
+            "removed": "chunks_removed", "chunks total": "chunks_total", "seconds": "seconds"}
+    one_row(f"rag ingest {folder} -> {s['kb']}", {col: str(s[k]) for col, k in cols.items()})
+    for f in s["failed"]:
+        err.print(f"[yellow]skipped[/] {f}", highlight=False, soft_wrap=True)
+    if s["unsupported"]:
+        err.print(f"ignored {len(s['unsupported'])} file(s) of unsupported type (e.g. {s['unsupported'][0]})",
+                  highlight=False)
+    if s.get("bm25_skipped"):
+        err.print(f"[yellow]no BM25 index[/]: {s['bm25_skipped']}; search is dense only", highlight=False)

@@ -9,8 +9,16 @@ import pytest
 
 from ragtune.config import load_config
 from ragtune.rag.ingest import IngestConfig, ingest
-from ragtune.rag.kb_files import read_jsonl
 from ragtune.rag.loaders import LoadError, load_file
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def current(kb: Path) -> Path:
+    """The generation folder the knowledge base uses now."""
+    return kb / json.loads((kb / "kb.json").read_text())["generation"]
 
 
 def make_pdf(path: Path, lines: list[str]) -> Path:
@@ -87,7 +95,7 @@ def test_ingest_reports_corrupt_pdf_and_reingests_only_changes(docs, tmp_path, t
     assert s["files_new"] == 7 and s["files_failed"] == 1
     assert len(s["failed"]) == 1 and s["failed"][0].startswith("broken.pdf: cannot read PDF")
     assert s["unsupported"] == ["image.png"]
-    chunks = read_jsonl(kb / "chunks.jsonl")
+    chunks = read_jsonl(current(kb) / "chunks.jsonl")
     assert {c["file"] for c in chunks} == {"heart.txt", "bones.md", "sub/skin.html", "liver.pdf", "lungs.docx",
                                            "corpus.jsonl"}
     assert s["chunks_embedded"] == len(chunks) == s["vectors_in_store"]
@@ -96,7 +104,7 @@ def test_ingest_reports_corrupt_pdf_and_reingests_only_changes(docs, tmp_path, t
     for c in chunks:
         if c["file"] == "heart.txt":
             assert heart[c["start"]:c["end"]] == c["text"]
-    documents = {d["source"]: d["text"] for d in read_jsonl(kb / "documents.jsonl")}
+    documents = {d["source"]: d["text"] for d in read_jsonl(current(kb) / "documents.jsonl")}
     assert all(documents[c["source"]][c["start"]:c["end"]] == c["text"] for c in chunks)
 
     # change one file, delete another: only the changed file is embedded again
@@ -106,7 +114,7 @@ def test_ingest_reports_corrupt_pdf_and_reingests_only_changes(docs, tmp_path, t
     assert (s2["files_new"], s2["files_changed"], s2["files_unchanged"], s2["files_deleted"]) == (1, 1, 4, 1)
     assert s2["files_failed"] == 1  # broken.pdf is reported again (it is never in the manifest)
     assert s2["chunks_embedded"] == 1  # the one chunk of the changed heart.txt
-    chunks2 = read_jsonl(kb / "chunks.jsonl")
+    chunks2 = read_jsonl(current(kb) / "chunks.jsonl")
     assert "bones.md" not in {c["file"] for c in chunks2}
     assert [c["text"] for c in chunks2 if c["file"] == "heart.txt"] == ["The heart has four chambers."]
     gone = sum(c["file"] in {"heart.txt", "bones.md"} for c in chunks)  # replaced by heart.txt's single new chunk

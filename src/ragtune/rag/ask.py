@@ -25,6 +25,7 @@ from pydantic import Field
 from ragtune.config import ConfigModel
 from ragtune.models import DEFAULT_GENERATOR
 from ragtune.rag.kb import SearchConfig
+from ragtune.rag.store import StoreConfig
 
 
 class RetrieveConfig(SearchConfig):
@@ -63,6 +64,8 @@ class AskConfig(ConfigModel):
     """Knowledge base folder written by `ragtune rag ingest`."""
     retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
     answerer: AnswererConfig = Field(default_factory=AnswererConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    """The Qdrant server of a KB built with store.url (never taken from the KB folder itself)."""
     excerpt_chars: int = Field(300, ge=0)
     """Document text shown around each passage (the web page highlights the passage inside it)."""
 
@@ -99,7 +102,7 @@ class RagPipeline(AbstractContextManager):
 
         set_threads(cfg.answerer.threads)
         device = pick_device(cfg.answerer.device)  # once: the embedder, the answerer and the reranker share it
-        kb = KnowledgeBase.open(cfg.kb, device=device, threads=cfg.answerer.threads)
+        kb = KnowledgeBase.open(cfg.kb, device=device, threads=cfg.answerer.threads, store=cfg.store)
         try:
             a = cfg.answerer
             answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,

@@ -8,6 +8,9 @@ of the current chunk starts a new one; a paragraph longer than the limit is pack
 (English `. ! ?` followed by whitespace; Chinese `。！？；` with no space needed), and a sentence longer than
 the limit is cut at token boundaries. Consecutive chunks share up to `overlap_tokens` of whole trailing
 sentences. Token counts come from the embedder's own tokenizer, so no chunk is truncated at encoding time.
+With `max_chars`, chunks are also cut to at most that many characters (at a space where there is one): a
+200,000-character line without spaces is a single unknown token to a WordPiece tokenizer, so a token limit
+alone would let it through as one chunk.
 """
 
 from __future__ import annotations
@@ -78,13 +81,16 @@ class Chunker:
     """
 
     def __init__(self, count_tokens: Callable[[str], int], max_tokens: int = 200, overlap_tokens: int = 32,
-                 token_offsets: Callable[[str], list[Span]] | None = None):
+                 token_offsets: Callable[[str], list[Span]] | None = None, max_chars: int | None = None):
         if max_tokens < 8:
             raise ValueError(f"max_tokens={max_tokens}: pass at least 8")
         if not 0 <= overlap_tokens < max_tokens:
             raise ValueError(f"overlap_tokens={overlap_tokens}: pass 0 <= overlap_tokens < max_tokens ({max_tokens})")
         self.count_tokens, self.max_tokens, self.overlap_tokens = count_tokens, max_tokens, overlap_tokens
         self.token_offsets = token_offsets
+        if max_chars is not None and max_chars < 2:
+            raise ValueError(f"max_chars={max_chars}: pass at least 2")
+        self.max_chars = max_chars
 
     # ---------------------------------------------------------------- units
 
@@ -172,7 +178,22 @@ class Chunker:
             current.append(u)
         if current:
             out.append((current[0].start, current[-1].end))
-        return out
+        return out if self.max_chars is None else [p for s, e in out for p in self._cut_chars(text, s, e)]
+
+    def _cut_chars(self, text: str, start: int, end: int) -> list[Span]:
+        """A chunk longer than max_chars, cut into pieces of at most max_chars (at the last space if any)."""
+        if end - start <= self.max_chars:
+            return [(start, end)]
+        pieces, pos = [], start
+        while pos < end:
+            cut = min(end, pos + self.max_chars)
+            if cut < end:
+                space = text.rfind(" ", pos + 1, cut)
+                cut = space if space > pos + self.max_chars // 2 else cut
+            if (span := _strip(text, pos, cut)) is not None:
+                pieces.append(span)
+            pos = cut
+        return pieces
 
 
 def hf_token_functions(tokenizer) -> tuple[Callable[[str], int], Callable[[str], list[Span]] | None]:

@@ -1,38 +1,52 @@
-"""`ragtune rag ingest FOLDER -o KB`: files -> chunks -> vectors in Qdrant + a BM25 side index, incrementally.
+"""`ragtune rag ingest FOLDER -o KB`: files -> chunks -> vectors + a BM25 side index, incrementally, all at once.
 
     summary = ingest(load_config(IngestConfig, None, ["folder=docs", "out=kb"]))
 
-The KB folder holds:
-    kb.json            embedder, vector size, chunking, collection, BM25 language (a re-ingest must match them)
-    manifest.json      {file: {sha256, documents, chunks}} of every ingested file
-    chunks.jsonl       {chunk_id, file, source, title, start, end, text}; text == document[start:end]
-    documents.jsonl    {source, file, title, text}: the extracted text the offsets index
-    bm25/              bm25s index over the chunks (rebuilt on every ingest; it is cheap)
-    qdrant/            the embedded Qdrant collection (absent when `url` points to a server)
+What the KB folder holds is described in ragtune.rag.kb_files: kb.json plus one generation folder with the
+chunks, documents, manifest, vectors (`.npy`; on the Qdrant server when `store.url` is set) and BM25 index.
 
-A re-ingest hashes every file: unchanged files are left alone, new and changed files are (re)chunked and
-embedded, and the chunks of deleted or changed files are removed. A file that cannot be read (a corrupt PDF, a
-non-UTF-8 text) is reported with its path and reason and skipped; the rest is ingested. The manifest is written
-last, so an interrupted ingest is finished by the next one.
+A re-ingest hashes every file: unchanged files keep their chunks and vectors, new and changed files are
+(re)chunked and embedded, and the chunks of deleted or changed files are removed. A file that cannot be read (a
+corrupt PDF, a non-UTF-8 or binary text, a link leading outside the folder) is reported with its path and reason
+and skipped; the rest is ingested. The ingest holds the KB's lock for its whole run, writes a new generation and
+switches to it only at the end: a crash or an error leaves the previous KB as it was. A re-ingest that would delete
+every document (an empty, unmounted or wrong folder), or documents of another folder than the one the KB was built
+from, is refused unless `prune=true` (`--prune`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigError, ConfigModel, dump_config
-from ragtune.rag.kb_files import KB_FORMAT, kb_info, read_jsonl
-from ragtune.rag.loaders import LoadError, is_supported, load_file
+from ragtune.data.jsonl import read_json
+from ragtune.rag.kb_files import (
+    CHUNK_FIELDS,
+    DOCUMENT_FIELDS,
+    KB_FORMAT,
+    KnowledgeBaseError,
+    check_out_folder,
+    generation_dir,
+    legacy_message,
+    next_generation,
+    publish,
+    read_info,
+    read_rows,
+)
+from ragtune.rag.kb_lock import KbLock
+from ragtune.rag.loaders import LoadError, load_file
+from ragtune.rag.store import StoreConfig
+from ragtune.rag.vectors import LocalVectors
+from ragtune.rag.walk import scan
 from ragtune.retrieval.dense import DenseConfig
 
 
@@ -41,6 +55,13 @@ class ChunkConfig(ConfigModel):
     """Chunk length limit in tokens of the embedder's tokenizer (at most its max_seq_length - 2)."""
     overlap_tokens: int = Field(32, ge=0)
     """Trailing whole sentences, up to this many tokens, repeated at the start of the next chunk."""
+    max_chars: int | None = Field(None, ge=16)
+    """Chunk length limit in characters; None = 10 x max_tokens (a long run of characters without spaces can be
+    a single unknown token, so tokens alone do not bound a chunk)."""
+
+    @property
+    def char_limit(self) -> int:
+        return self.max_chars or 10 * self.max_tokens
 
 
 class IngestConfig(ConfigModel):
@@ -53,13 +74,16 @@ class IngestConfig(ConfigModel):
     chunk: ChunkConfig = Field(default_factory=ChunkConfig)
     bm25_language: Literal["auto", "en", "zh", "none"] = "auto"
     """BM25 tokenisation; auto = zh (jieba) when most chunk letters are CJK."""
-    url: str | None = None
-    """A Qdrant server (e.g. http://localhost:6333) instead of the embedded store in KB/qdrant."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the Qdrant API key (never the key itself)."""
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    """`store.url`: keep the vectors on a Qdrant server instead of inside the KB; `store.api_key_env`: its key."""
     collection: str = "chunks"
+    """Collection name on the Qdrant server (store.url)."""
     rebuild: bool = False
     """Start the KB over (required when the embedder or chunking changes)."""
+    prune: bool = False
+    """Allow a re-ingest to delete every document of the KB, or documents of another source folder than the one
+    it was built from (`--prune`); without it such a re-ingest is refused."""
+
 
 
 def file_sha256(path: Path) -> str:
@@ -70,27 +94,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def scan(folder: Path, exclude: Path | None = None) -> tuple[dict[str, Path], list[str]]:
-    """({relative path: path} of supported files, [unsupported relative paths]); hidden files are ignored."""
-    found, unsupported = {}, []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if exclude is not None and p.resolve().is_relative_to(exclude):
-            continue
-        if is_supported(p):
-            found[rel.as_posix()] = p
-        else:
-            unsupported.append(rel.as_posix())
-    return found, unsupported
-
-
 def _settings(cfg: IngestConfig) -> dict[str, Any]:
     e = cfg.embedder
     return {"model": e.model, "max_seq_length": e.max_seq_length, "doc_prompt": e.doc_prompt,
             "query_prompt": e.query_prompt, "normalize": e.normalize, "chunk": cfg.chunk.model_dump(),
-            "collection": cfg.collection, "url": cfg.url}
+            "collection": cfg.collection, "url": cfg.store.url}
 
 
 def _check_compatible(cfg: IngestConfig, info: dict[str, Any]) -> None:
@@ -102,11 +110,23 @@ def _check_compatible(cfg: IngestConfig, info: dict[str, Any]) -> None:
                           "start it over, or choose another out folder")
 
 
-def _wipe(kb: Path) -> None:
-    for name in ("qdrant", "bm25"):
-        shutil.rmtree(kb / name, ignore_errors=True)
-    for name in ("manifest.json", "chunks.jsonl", "documents.jsonl", "kb.json"):
-        (kb / name).unlink(missing_ok=True)
+def _check_prune(cfg: IngestConfig, info: dict[str, Any] | None, manifest: dict[str, Any],
+                 deleted: list[str]) -> None:
+    """Refuse to delete every document, or documents that came from another folder, unless prune=true."""
+    if not deleted or cfg.prune:
+        return
+    built_from = (info or {}).get("source_folder")
+    here = str(Path(cfg.folder).resolve())
+    if len(deleted) == len(manifest):
+        where = f" (it was built from {built_from})" if built_from and built_from != here else ""
+        raise KnowledgeBaseError(
+            f"{cfg.folder} holds none of the {len(manifest)} files {cfg.out} was built from{where}, so this ingest "
+            "would delete every document; if the folder is unmounted or wrong, fix the path; to empty or replace "
+            "the knowledge base on purpose, pass --prune (prune=true)")
+    if built_from and built_from != here:
+        raise KnowledgeBaseError(
+            f"{cfg.out} was built from {built_from}; ingesting {here} would delete {len(deleted)} of its files "
+            f"(e.g. {deleted[0]}); pass --prune (prune=true) to do that, or ingest into another knowledge base")
 
 
 def _language(texts: list[str]) -> str:
@@ -115,57 +135,83 @@ def _language(texts: list[str]) -> str:
     return detect_language("".join(texts[:2000])[:200_000])
 
 
-def _save_bm25(kb: Path, chunks: list[dict[str, Any]], language: str) -> None:
-    """Build the BM25 index into a temp folder, then swap it in."""
-    import tempfile
-
+def _save_bm25(target: Path, chunks: list[dict[str, Any]], language: str) -> str | None:
+    """Build the BM25 index into `target`; None, or why there is none (no chunks, no indexable words)."""
     from ragtune.data.records import Doc
-    from ragtune.retrieval.bm25 import BM25Config, BM25Retriever
+    from ragtune.retrieval.bm25 import BM25Config, BM25Retriever, NoTermsError
 
-    target = kb / "bm25"
     if not chunks:
-        shutil.rmtree(target, ignore_errors=True)
-        return
+        return "no chunks"
     bm25 = BM25Retriever(BM25Config(language=language))
-    bm25.index(Doc(_id=c["chunk_id"], text=c["text"]) for c in chunks)
-    tmp = Path(tempfile.mkdtemp(prefix=".bm25.", dir=kb))
-    bm25.save(tmp)
-    old = kb / ".bm25.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        bm25.index(Doc(_id=c["chunk_id"], text=c["text"]) for c in chunks)
+    except NoTermsError as e:
+        return str(e)
+    bm25.save(target)
+    return None
 
 
 # ---------------------------------------------------------------- ingest
 
 
+def _previous(kb: Path, info: dict[str, Any] | None, local: bool):
+    """(manifest, chunks, documents, vectors) of the current generation; empty for a new KB."""
+    if info is None:
+        return {}, [], [], None
+    gen = generation_dir(kb, info)
+    manifest = read_json(gen / "manifest.json", hint="manifest.json is written by `ragtune rag ingest`")
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str)
+                                                 and isinstance(v.get("chunks"), int) for v in manifest.values()):
+        raise KnowledgeBaseError(f"{gen / 'manifest.json'}: not a manifest of {{file: {{sha256, chunks}}}}; "
+                                 "rebuild the knowledge base with rebuild=true")
+    chunks = read_rows(gen / "chunks.jsonl", CHUNK_FIELDS)
+    documents = read_rows(gen / "documents.jsonl", DOCUMENT_FIELDS)
+    vectors = LocalVectors.load(gen / "vectors.npy", [c["chunk_id"] for c in chunks], int(info["dim"])) \
+        if local else None
+    return manifest, chunks, documents, vectors
+
+
 def ingest(cfg: IngestConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Bring the KB in line with the folder; returns counts (files new/changed/unchanged/deleted/failed, chunks)."""
+    folder, kb = Path(cfg.folder), Path(cfg.out)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder; pass the folder of documents to ingest")
+    check_out_folder(kb)
+    kb.mkdir(parents=True, exist_ok=True)
+    with KbLock(kb, exclusive=True, what="rag ingest"):  # before anything is read, written or deleted
+        return _ingest(cfg, folder, kb, progress)
+
+
+def _ingest(cfg: IngestConfig, folder: Path, kb: Path, progress: Callable[[str], None] | None) -> dict[str, Any]:
     from ragtune.rag.chunk import Chunker, hf_token_functions
     from ragtune.rag.store import ChunkStore
     from ragtune.retrieval.dense import load_encoder
 
     t0 = time.perf_counter()
-    folder, kb = Path(cfg.folder), Path(cfg.out)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder; pass the folder of documents to ingest")
-    if cfg.rebuild:
-        _wipe(kb)
-    info = kb_info(kb)
+    old = read_info(kb, allow_legacy=True)
+    if old is not None and old.get("format") != KB_FORMAT and not cfg.rebuild:
+        raise KnowledgeBaseError(legacy_message(kb))
+    info = None if cfg.rebuild else old
     if info is not None:
         _check_compatible(cfg, info)
-    kb.mkdir(parents=True, exist_ok=True)
+    local = not cfg.store.url
+    manifest, old_chunks, old_documents, old_vectors = _previous(kb, info, local)
 
-    files, unsupported = scan(folder, exclude=kb.resolve())
-    mpath = kb / "manifest.json"
-    manifest: dict[str, dict[str, Any]] = json.loads(mpath.read_text(encoding="utf-8")) if mpath.is_file() else {}
-    hashes = {rel: file_sha256(p) for rel, p in files.items()}
+    found = scan(folder, exclude=kb.resolve())
+    files, failed = dict(found.files), list(found.skipped)
+    hashes: dict[str, str] = {}
+    for rel, p in list(files.items()):
+        try:
+            hashes[rel] = file_sha256(p)
+        except OSError as e:  # unreadable now: reported; what the KB holds of it stays
+            failed.append(f"{rel}: cannot read ({e.strerror or e})")
+            if rel not in manifest:
+                del files[rel]
     new = [r for r in files if r not in manifest]
-    changed = [r for r in files if r in manifest and manifest[r]["sha256"] != hashes[r]]
-    unchanged = [r for r in files if r in manifest and manifest[r]["sha256"] == hashes[r]]
+    changed = [r for r in files if r in manifest and r in hashes and manifest[r]["sha256"] != hashes[r]]
+    unchanged = [r for r in files if r in manifest and r not in changed]
     deleted = [r for r in manifest if r not in files]
+    _check_prune(cfg, info, manifest, deleted)
 
     encoder, _ = load_encoder(cfg.embedder)
     limit = (cfg.embedder.max_seq_length or encoder.max_seq_length) - 2
@@ -173,21 +219,21 @@ def ingest(cfg: IngestConfig, progress: Callable[[str], None] | None = None) -> 
         raise ConfigError(f'key "chunk.max_tokens": {cfg.chunk.max_tokens} is more than the embedder takes '
                           f"({limit} = max_seq_length - 2 special tokens); pass chunk.max_tokens<={limit}")
     count, offsets = hf_token_functions(encoder.tokenizer)
-    chunker = Chunker(count, cfg.chunk.max_tokens, cfg.chunk.overlap_tokens, offsets)
+    chunker = Chunker(count, cfg.chunk.max_tokens, cfg.chunk.overlap_tokens, offsets, max_chars=cfg.chunk.char_limit)
     dim = int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)())
 
     todo = sorted(new + changed)
     drop = set(todo) | set(deleted)
-    chunks = [c for c in read_jsonl(kb / "chunks.jsonl") if c["file"] not in drop]
-    documents = [d for d in read_jsonl(kb / "documents.jsonl") if d["file"] not in drop]
-    removed = sum(manifest[r]["chunks"] for r in drop if r in manifest)
-    failed: list[str] = []
-    embedded = 0
-    api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-    with ChunkStore.open(None if cfg.url else kb / "qdrant", cfg.url, cfg.collection, dim, api_key) as store:
-        store.delete_files(sorted(drop))
-        for r in drop:
-            manifest.pop(r, None)
+    keep = [i for i, c in enumerate(old_chunks) if c["file"] not in drop]
+    chunks = [old_chunks[i] for i in keep]
+    documents = [d for d in old_documents if d["file"] not in drop]
+    removed_ids = [c["chunk_id"] for c in old_chunks if c["file"] in drop]
+    manifest = {r: m for r, m in manifest.items() if r not in drop}
+    blocks = [np.asarray(old_vectors.matrix[keep], dtype=np.float32)] if old_vectors is not None else []
+    store = ChunkStore.connect(cfg.store.url, cfg.collection, dim, cfg.store.api_key()) if not local else None
+    name, tmp = next_generation(kb, old)
+    try:
+        embedded = 0
         for n, rel in enumerate(todo, 1):
             try:
                 docs = load_file(files[rel], folder)
@@ -204,25 +250,40 @@ def ingest(cfg: IngestConfig, progress: Callable[[str], None] | None = None) -> 
                 vectors = encoder.encode([r["text"] for r in rows], prompt=cfg.embedder.doc_prompt or None,
                                          batch_size=cfg.embedder.batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
-                store.upsert(rows, vectors)
+                if store is not None:
+                    store.upsert(rows, vectors)
+                else:
+                    blocks.append(np.asarray(vectors, dtype=np.float32))
             embedded += len(rows)
             chunks += rows
             manifest[rel] = {"sha256": hashes[rel], "documents": len(docs), "chunks": len(rows)}
             if progress:
                 progress(f"[{n}/{len(todo)}] {rel}: {len(rows)} chunks")
-        total = store.count()
 
-    language = cfg.bm25_language if cfg.bm25_language != "auto" else \
-        _language([c["text"] for c in chunks]) if chunks else "en"
-    write_jsonl(kb / "chunks.jsonl", chunks)
-    write_jsonl(kb / "documents.jsonl", documents)
-    _save_bm25(kb, chunks, language)
-    write_json(kb / "manifest.json", manifest)
-    write_json(kb / "kb.json", {"format": KB_FORMAT, "settings": _settings(cfg), "dim": dim,
-                                "bm25_language": language, "chunks": len(chunks)})
-    dump_config(cfg, kb / "ingest.config.yaml")
+        language = cfg.bm25_language if cfg.bm25_language != "auto" else \
+            _language([c["text"] for c in chunks]) if chunks else "en"
+        write_jsonl(tmp / "chunks.jsonl", chunks)
+        write_jsonl(tmp / "documents.jsonl", documents)
+        if store is None:
+            LocalVectors.save(tmp / "vectors.npy", np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32))
+        no_bm25 = _save_bm25(tmp / "bm25", chunks, language)
+        write_json(tmp / "manifest.json", manifest)
+        dump_config(cfg, tmp / "ingest.config.yaml")
+        publish(kb, name, tmp, {"settings": _settings(cfg), "dim": dim, "bm25_language": language,
+                                "chunks": len(chunks), "source_folder": str(folder.resolve())}, old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if store is not None:
+            store.close()
+        raise
+    if store is not None:  # after the switch: the old generation no longer needs these points
+        with store:
+            store.delete_ids(sorted(set(removed_ids) - {c["chunk_id"] for c in chunks}))
+            total = store.count()
+    else:
+        total = len(chunks)
     return {"kb": str(kb), "files_new": len(new), "files_changed": len(changed), "files_unchanged": len(unchanged),
             "files_deleted": len(deleted), "files_failed": len(failed), "failed": failed,
-            "unsupported": unsupported, "chunks_embedded": embedded, "chunks_removed": removed,
+            "unsupported": found.unsupported, "chunks_embedded": embedded, "chunks_removed": len(removed_ids),
             "chunks_total": len(chunks), "vectors_in_store": total, "bm25_language": language,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "bm25_skipped": no_bm25, "generation": name, "seconds": round(time.perf_counter() - t0, 1)}

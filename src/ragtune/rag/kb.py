@@ -1,21 +1,26 @@
-"""Open a knowledge base and search it: dense (Qdrant) + BM25, fused with reciprocal rank fusion.
+"""Open a knowledge base and search it: dense (the KB's vectors, or a Qdrant server) + BM25, fused with RRF.
 
-    kb = KnowledgeBase.open("kb")
+    kb = KnowledgeBase.open("kb")                                   # or store=StoreConfig(url=...) for a server
     hits = kb.search("who founded the Yuan dynasty?", k_dense=20, k_bm25=20, top=5)
     kb.excerpt(hits[0].chunk_id)     # the chunk inside its document: {"text", "start", "end", "source"}
+
+Opening reads JSON, JSONL and `.npy` (allow_pickle=False) only, and holds the KB's shared lock until close(), so
+an ingest cannot change it underneath. The server and its API key come from the caller's StoreConfig, never from
+the KB folder.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from ragtune.config import ConfigModel
-from ragtune.rag.kb_files import kb_info, read_jsonl
+from ragtune.config import ConfigError, ConfigModel
+from ragtune.rag.kb_files import CHUNK_FIELDS, DOCUMENT_FIELDS, generation_dir, read_info, read_rows
+from ragtune.rag.kb_lock import KbLock
+from ragtune.rag.store import StoreConfig
 from ragtune.retrieval.fusion import rrf
 
 
@@ -48,38 +53,49 @@ class Hit:
 
 class KnowledgeBase:
     def __init__(self, path: Path, info: dict[str, Any], chunks: dict[str, dict[str, Any]],
-                 documents: dict[str, str], encoder, store, bm25):
+                 documents: dict[str, str], encoder, store, bm25, lock: KbLock | None = None):
         self.path, self.info, self.chunks, self.documents = path, info, chunks, documents
-        self.encoder, self.store, self.bm25 = encoder, store, bm25
+        self.encoder, self.store, self.bm25, self._lock = encoder, store, bm25, lock
 
     @classmethod
-    def open(cls, path: str | Path, device: str = "auto", threads: int = 0) -> KnowledgeBase:
-        from ragtune.hardware import pick_device
-        from ragtune.rag.store import ChunkStore
-        from ragtune.retrieval.bm25 import BM25Retriever
-        from ragtune.retrieval.dense import DenseConfig, load_encoder
-
+    def open(cls, path: str | Path, device: str = "auto", threads: int = 0,
+             store: StoreConfig | None = None) -> KnowledgeBase:
         path = Path(path)
-        info = kb_info(path)
-        if info is None:
+        if not path.is_dir() or not (path / "kb.json").exists():
             raise FileNotFoundError(f"{path}: not a knowledge base (no kb.json); build one with "
                                     f"`ragtune rag ingest FOLDER -o {path}`")
+        lock = KbLock(path, exclusive=False, what="rag ask/serve").acquire()
+        try:
+            return cls._open(path, device, threads, store or StoreConfig(), lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open(cls, path: Path, device: str, threads: int, store_cfg: StoreConfig, lock: KbLock) -> KnowledgeBase:
+        from ragtune.hardware import pick_device
+        from ragtune.rag.store import ChunkStore
+        from ragtune.rag.vectors import LocalVectors
+        from ragtune.retrieval.dense import DenseConfig, load_encoder
+
+        info = read_info(path)
+        gen = generation_dir(path, info)
         s = info["settings"]
+        chunk_rows = read_rows(gen / "chunks.jsonl", CHUNK_FIELDS)
+        chunks = {c["chunk_id"]: c for c in chunk_rows}
+        documents = {d["source"]: d["text"] for d in read_rows(gen / "documents.jsonl", DOCUMENT_FIELDS)}
+        bm25 = _load_bm25(gen / "bm25")
+        if s.get("url") and not store_cfg.url:
+            raise ConfigError(f"{path} keeps its vectors on a Qdrant server (it was built with {s['url']}); pass "
+                              "the server yourself: --set store.url=URL (and store.api_key_env=VAR); ragtune never "
+                              "connects to a server named only by a knowledge base")
+        if store_cfg.url:
+            store = ChunkStore.connect(store_cfg.url, s.get("collection", "chunks"), api_key=store_cfg.api_key())
+        else:
+            store = LocalVectors.load(gen / "vectors.npy", [c["chunk_id"] for c in chunk_rows], int(info["dim"]))
         encoder, _ = load_encoder(DenseConfig(model=s["model"], max_seq_length=s["max_seq_length"], threads=threads,
                                               cache=False), pick_device(device))
-        chunks = {c["chunk_id"]: c for c in read_jsonl(path / "chunks.jsonl")}
-        documents = {d["source"]: d["text"] for d in read_jsonl(path / "documents.jsonl")}
-        bm25 = BM25Retriever.load(path / "bm25") if (path / "bm25").is_dir() else None
-        key_env = None
-        try:
-            import yaml
-
-            key_env = yaml.safe_load((path / "ingest.config.yaml").read_text()).get("api_key_env")
-        except (OSError, AttributeError):
-            pass
-        store = ChunkStore.open(None if s.get("url") else path / "qdrant", s.get("url"), s["collection"],
-                                api_key=os.environ.get(key_env) if key_env else None)
-        return cls(path, info, chunks, documents, encoder, store, bm25)
+        return cls(path, info, chunks, documents, encoder, store, bm25, lock)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -98,7 +114,9 @@ class KnowledgeBase:
         if k_dense > 0:
             vec = self.encoder.encode([query], prompt=s.get("query_prompt") or None, normalize_embeddings=True,
                                       convert_to_numpy=True, show_progress_bar=False)[0]
-            runs["dense"] = {cid: score for cid, score, _ in self.store.search(vec, k_dense + extra)}
+            # a server may hold points of chunks this generation no longer has (an interrupted ingest): skip them
+            runs["dense"] = {cid: score for cid, score in self.store.search(vec, k_dense + extra)
+                             if cid in self.chunks}
         if self.bm25 is not None and k_bm25 > 0:
             runs["bm25"] = self.bm25.search({"q": query}, k=min(k_bm25 + extra, len(self.bm25))).get("q", {})
         if exclude:
@@ -120,4 +138,20 @@ class KnowledgeBase:
 
     def close(self) -> None:
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _load_bm25(folder: Path):
+    """The BM25 side index, or None when the KB has none; a damaged one is an error naming the folder."""
+    from ragtune.retrieval.bm25 import BM25Retriever
+
+    if not folder.is_dir():
+        return None
+    try:
+        return BM25Retriever.load(folder)
+    except Exception as e:  # noqa: BLE001 - bm25s/numpy/json raise many types for damaged files
+        raise ConfigError(f"{folder}: the BM25 index cannot be read ({type(e).__name__}: {e}); rebuild the "
+                          "knowledge base with `ragtune rag ingest FOLDER -o KB --set rebuild=true`") from None
 

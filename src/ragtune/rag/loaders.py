@@ -67,11 +67,20 @@ def load_file(path: Path, root: Path) -> list[Document]:
     return docs
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # C0 controls and DEL, except \t \n \v \f \r
+
+
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise LoadError(path.name, f"not UTF-8 text (byte {e.start}); re-encode it as UTF-8") from None
+    head = text[:65536]
+    controls = len(_CONTROL.findall(head))
+    if "\x00" in head or controls > max(8, len(head) // 100):
+        raise LoadError(path.name, f"looks binary ({controls} control characters in its first {len(head):,}); "
+                        "only text is ingested, skipped")
+    return text
 
 
 _BLOCKS = ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "pre", "section",

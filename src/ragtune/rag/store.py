@@ -1,23 +1,44 @@
-"""Chunk vectors in Qdrant: embedded (local, a folder inside the KB) by default, a Qdrant server when `url` is set.
+"""Chunk vectors on a Qdrant server (`store.url`), the way to share one store between processes and machines.
 
-    with ChunkStore.open(kb / "qdrant", collection="chunks", dim=384) as store:
+    with ChunkStore.connect("http://localhost:6333", collection="chunks", dim=384) as store:
         store.upsert(chunks, vectors)              # chunks: [{"chunk_id", "file", "source", "start", "end", "text"}]
-        store.delete_files(["old.pdf"])
-        hits = store.search(query_vector, k=20)    # [(chunk_id, cosine, payload)]
+        store.delete_ids(["old.pdf::0"])
+        hits = store.search(query_vector, k=20)    # [(chunk_id, cosine)]
 
-Point ids are UUID5 of the chunk id, so re-upserting a chunk replaces it. The local mode locks its folder:
-one process at a time (the server holds it for its lifetime).
+Point ids are UUID5 of the chunk id, so re-upserting a chunk replaces it. Where the server is and which
+environment variable holds its API key come from the user's command or config (StoreConfig), never from a
+knowledge base folder: a KB handed to you must not be able to send your key elsewhere. Without a server the
+vectors live in the KB itself (ragtune.rag.vectors); qdrant-client's embedded mode is not used because it
+stores pickles that are unpickled on open.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ragtune.config import ConfigError, ConfigModel
+
+
+class StoreConfig(ConfigModel):
+    """Where chunk vectors live: inside the knowledge base (default), or on a Qdrant server."""
+
+    url: str | None = None
+    """A Qdrant server, e.g. http://localhost:6333 (None = vectors inside the KB folder)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the server's API key (never the key itself)."""
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        if self.api_key_env not in os.environ:
+            raise ConfigError(f'key "store.api_key_env": the environment variable {self.api_key_env} is not set')
+        return os.environ[self.api_key_env]
 
 
 def point_id(chunk_id: str) -> str:
@@ -29,23 +50,12 @@ class ChunkStore(AbstractContextManager):
         self.client, self.collection = client, collection
 
     @classmethod
-    def open(cls, path: str | Path | None = None, url: str | None = None, collection: str = "chunks",
-             dim: int | None = None, api_key: str | None = None) -> ChunkStore:
-        """A local store in `path`, or the server at `url`; creates the collection when `dim` is given."""
+    def connect(cls, url: str, collection: str = "chunks", dim: int | None = None,
+                api_key: str | None = None) -> ChunkStore:
+        """The collection on the server at `url`; created when `dim` is given and it does not exist."""
         from qdrant_client import QdrantClient
 
-        if url:
-            client = QdrantClient(url=url, api_key=api_key)
-        elif path is not None:
-            Path(path).mkdir(parents=True, exist_ok=True)
-            try:
-                client = QdrantClient(path=str(path))
-            except RuntimeError as e:  # the folder is locked by another client
-                raise ValueError(f"{path}: the knowledge base is open in another process ({e}); stop it "
-                                 "(e.g. `ragtune rag serve`) or use a Qdrant server (url=...)") from None
-        else:
-            raise ValueError("give a local path or a Qdrant url for the chunk store")
-        store = cls(client, collection)
+        store = cls(QdrantClient(url=url, api_key=api_key), collection)
         if dim is not None:
             store.ensure(dim)
         return store
@@ -61,12 +71,6 @@ class ChunkStore(AbstractContextManager):
             return
         self.client.create_collection(self.collection, vectors_config=models.VectorParams(
             size=dim, distance=models.Distance.COSINE))
-        if not self._local:  # the local mode filters without indexes (and warns about them)
-            self.client.create_payload_index(self.collection, "file", models.PayloadSchemaType.KEYWORD)
-
-    @property
-    def _local(self) -> bool:
-        return type(getattr(self.client, "_client", None)).__name__ == "QdrantLocal"
 
     def upsert(self, chunks: Sequence[dict[str, Any]], vectors: np.ndarray, batch: int = 256) -> int:
         from qdrant_client import models
@@ -79,19 +83,23 @@ class ChunkStore(AbstractContextManager):
             self.client.upsert(self.collection, points=points, wait=True)
         return len(chunks)
 
-    def delete_files(self, files: Sequence[str]) -> None:
-        """Remove every chunk of these files (paths relative to the ingested folder)."""
+    def delete_ids(self, chunk_ids: Sequence[str], batch: int = 1024) -> None:
+        """Remove these chunks' points (ids that are not there are ignored)."""
         from qdrant_client import models
 
-        if not files or not self.client.collection_exists(self.collection):
+        ids = list(chunk_ids)
+        if not ids or not self.client.collection_exists(self.collection):
             return
-        flt = models.Filter(should=[models.FieldCondition(key="file", match=models.MatchAny(any=list(files)))])
-        self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+        for i in range(0, len(ids), batch):
+            self.client.delete(self.collection, points_selector=models.PointIdsList(
+                points=[point_id(c) for c in ids[i:i + batch]]), wait=True)
 
-    def search(self, vector: np.ndarray, k: int = 20) -> list[tuple[str, float, dict[str, Any]]]:
+    def search(self, vector: np.ndarray, k: int = 20) -> list[tuple[str, float]]:
+        """[(chunk_id, cosine)], best first; points without a chunk_id are left out."""
         res = self.client.query_points(self.collection, query=np.asarray(vector, dtype=np.float32).tolist(),
-                                       limit=k, with_payload=True)
-        return [(p.payload["chunk_id"], float(p.score), p.payload) for p in res.points]
+                                       limit=k, with_payload=["chunk_id"])
+        return [(p.payload["chunk_id"], float(p.score)) for p in res.points
+                if isinstance((p.payload or {}).get("chunk_id"), str)]
 
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):

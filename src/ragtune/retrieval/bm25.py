@@ -34,6 +34,10 @@ class BM25Config(ConfigModel):
 _ZH_SKIP = re.compile(r"^[\W_]+$", re.UNICODE)
 
 
+class NoTermsError(ValueError):
+    """Nothing to index: every document is empty or stopwords only."""
+
+
 class Tokenizer:
     def __init__(self, cfg: BM25Config):
         self.cfg = cfg
@@ -84,6 +88,9 @@ class BM25Retriever(DocIndex):
         if batch:
             tokens += self.tokenize([d.content for d in batch])
             self.doc_ids += [d.id for d in batch]
+        if not any(tokens):  # bm25s would fail with "max() arg is an empty sequence"
+            raise NoTermsError(f"no indexable words in {len(tokens)} document(s): all are empty or stopwords only "
+                               f"(language {self.cfg.language})")
         self._bm25 = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, delta=self.cfg.delta, method=self.cfg.method)
         self._bm25.index(tokens, show_progress=show_progress)
 
