@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
 
+from load_kit import GARBAGE, run_load
 from rag_kit import ANSWER, ANSWERABLE, UNANSWERABLE, Server, ask_config, serve_config, shared_parts
 
 
@@ -98,26 +100,113 @@ def test_ask_and_client_errors(server):
         assert c.get("/health").json()["status"] == "ok"  # still serving after the errors
 
 
-def test_200_concurrent_requests_none_lost(server):
+@pytest.fixture(scope="module")
+def loaded_server(rag_parts):
+    """The real pipeline behind a bounded queue: 1 request answered at a time, at most 32 waiting."""
+    from ragtune.rag.ask import RagPipeline
+    from ragtune.rag.server import create_app
+
+    kb, model = rag_parts
+    cfg = serve_config(kb, model, "max_concurrency=1", "max_waiting=32")
+    with RagPipeline.open(cfg) as rag, Server(create_app(rag, cfg)[0]) as url:
+        yield url
+
+
+@pytest.mark.parametrize("name", [name for name, _ in GARBAGE])
+def test_each_hostile_request_gets_4xx_and_the_server_keeps_serving(loaded_server, name):
     import httpx
 
-    async def load() -> list[tuple[int, dict]]:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=server, timeout=300, limits=limits) as c:
-            async def one(i: int):
-                q = ANSWERABLE if i % 2 == 0 else UNANSWERABLE
-                r = await c.post("/ask", json={"question": q})
-                return i, r.status_code, r.json()
+    body = dict(GARBAGE)[name]
+    with httpx.Client(base_url=loaded_server, timeout=60) as c:
+        r = c.post("/ask", content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:300])
+        assert r.json()["detail"]  # a message saying what is wrong
+        assert c.post("/ask", json={"question": ANSWERABLE}).json()["answer"] == ANSWER
 
-            return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), timeout=600)
 
-    results = asyncio.run(load())
-    assert len(results) == 200
-    assert sorted(i for i, _, _ in results) == list(range(200))
-    assert all(code == 200 for _, code, _ in results)
-    assert all(body["answer"] == ANSWER for i, _, body in results if i % 2 == 0)
-    assert all(body["refused"] for i, _, body in results if i % 2 == 1)
-    import httpx as h
+def test_200_concurrent_requests_a_third_hostile(loaded_server):
+    """Every hostile request 4xx, every valid one 200 (after Retry-After when the queue is full), none 5xx, and
+    never more than max_waiting requests waiting."""
+    stats = asyncio.run(run_load(loaded_server, [ANSWERABLE, UNANSWERABLE], n=200, garbage_every=3))
+    valid = [r for r in stats["results"] if r["kind"] == "valid"]
+    assert len(stats["results"]) == 200 and len(valid) == 134
+    assert stats["valid_final"] == {200: 134}, stats["valid_final"]
+    assert all(400 <= code < 500 for code in stats["garbage"]), stats["garbage_by_kind"]
+    assert all(r["body"]["answer"] == ANSWER for r in valid if r["question"] == ANSWERABLE)
+    assert all(r["body"]["refused"] for r in valid if r["question"] == UNANSWERABLE)
+    health = stats["health"]
+    assert health["waiting_peak"] <= 32 and health["busy"] == 0 and health["waiting"] == 0
+    assert stats["valid_first"].get(503, 0) > 0  # the bound was reached, and held
 
-    health = h.get(f"{server}/health", timeout=30).json()
-    assert health["busy"] == 0 and health["waiting"] == 0 and health["served"] >= 200
+
+def test_abandoned_requests_are_not_computed():
+    """Clients that give up while waiting leave the queue; only what someone still waits for is computed."""
+    import threading
+    import time
+
+    import httpx
+
+    from ragtune.rag.server import ServeConfig, create_app
+
+    calls = []
+
+    class Slow:
+        kb = [1, 2, 3]
+
+        def ask(self, question, top_k=None):
+            calls.append(question)
+            time.sleep(1.0)
+            return {"answer": question}
+
+    cfg = ServeConfig(kb="kb", max_concurrency=1)
+    with Server(create_app(Slow(), cfg)[0]) as url:
+        first = threading.Thread(target=lambda: httpx.post(f"{url}/ask", json={"question": "first"}, timeout=30))
+        first.start()
+        time.sleep(0.3)
+
+        async def abandon():
+            async with httpx.AsyncClient(base_url=url, timeout=0.3) as c:
+                async def one(i):
+                    with contextlib.suppress(httpx.TimeoutException):
+                        await c.post("/ask", json={"question": f"gone {i}"})
+
+                await asyncio.gather(*(one(i) for i in range(20)))
+
+        asyncio.run(abandon())
+        first.join()
+        time.sleep(0.5)  # long enough for the next waiting request to start, were it computed
+        computed = list(calls)
+        deadline = time.time() + 10
+        while (h := httpx.get(f"{url}/health").json()).get("abandoned", 0) < 20 and time.time() < deadline:
+            time.sleep(0.1)
+    assert computed == ["first"], computed
+    assert h["abandoned"] == 20 and h["waiting"] == 0 and h["busy"] == 0
+
+
+def test_docs_need_no_cdn_and_health_shows_names_not_paths(loaded_server, rag_parts):
+    import httpx
+
+    kb, model = rag_parts
+    with httpx.Client(base_url=loaded_server, timeout=30) as c:
+        assert c.get("/docs").status_code == 404 and c.get("/redoc").status_code == 404
+        for path in ("/", "/openapi.json"):
+            assert "cdn." not in c.get(path).text and "jsdelivr" not in c.get(path).text
+        h = c.get("/health").json()
+    assert h["model"] == model.name and h["kb"] == kb.name
+    assert str(model.parent) not in str(h) and str(kb.parent) not in str(h)
+
+
+def test_serve_on_a_busy_port_exits_1_before_loading_anything(rag_parts):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    kb, model = rag_parts
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        res = CliRunner().invoke(app, ["rag", "serve", str(kb), "--port", str(port), "--set",
+                                       f"answerer.model={model}", "--set", "answerer.threads=1"])
+    assert res.exit_code == 1, res.output
+    assert f"cannot listen on 127.0.0.1:{port}" in res.output and "serving" not in res.output

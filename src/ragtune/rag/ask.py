@@ -133,10 +133,9 @@ class RagPipeline(AbstractContextManager):
 
     def ask(self, question: str, top_k: int | None = None) -> dict[str, Any]:
         from ragtune.data.language import detect_language
+        from ragtune.rag.question import clean_question
 
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty")
+        question = clean_question(question)
         t0 = time.perf_counter()
         hits = self.retrieve(question, top_k)
         t1 = time.perf_counter()
