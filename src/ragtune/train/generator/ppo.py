@@ -19,6 +19,7 @@ responses with a reward model from `stage: rm`.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -132,7 +133,12 @@ class PPOTrainer:
         self.step_count = 0
         self.history: list[dict] = []
         if resume_from is not None:
-            state = torch.load(Path(resume_from) / "trainer_state.pt", weights_only=False)
+            path = Path(resume_from) / "trainer_state.pt"
+            try:  # tensors, numbers, lists and dicts only: a checkpoint must not be able to run code
+                state = torch.load(path, weights_only=True)
+            except pickle.UnpicklingError as e:
+                raise ValueError(f"{path}: not a PPO state (it holds objects, refused without running them: "
+                                 f"{str(e).splitlines()[0]})") from None
             self.model.value_head.load_state_dict(state["value_head"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
