@@ -425,6 +425,8 @@ def test_output_paths_are_checked_before_any_work(tiny_beir, tmp_path, monkeypat
     assert res.exit_code == 1 and "is a file" in res.output
     res = runner.invoke(app, ["rag", "ingest", str(tmp_path), "-o", str(existing)])
     assert res.exit_code == 1 and "not a folder" in res.output and existing.read_text() == "keep me"
+    res = runner.invoke(app, ["data", "convert", "beir-sft", f"data={tiny_beir}", f"out={existing}"])
+    assert res.exit_code == 1 and "is an existing file" in res.output and existing.read_text() == "keep me"
 
 
 def test_any_other_os_error_is_a_message_and_exit_1(monkeypatch, tiny_beir):

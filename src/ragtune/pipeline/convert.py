@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ragtune.atomic import check_output
 from ragtune.config import ConfigModel, load_config
 from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
 from ragtune.data.convert_result import ConvertResult
@@ -38,10 +39,18 @@ CONVERTERS: dict[str, tuple[type[ConfigModel], Callable[[Any], ConvertResult]]] 
 
 
 def converter(kind: str) -> tuple[type[ConfigModel], Callable[[Any], ConvertResult]]:
-    """(config class, function) of KIND, or a ValueError listing the kinds."""
+    """(config class, function) of KIND, or a ValueError listing the kinds. The function refuses an `out` that is
+    an existing file before converting, not when the conversion writes its first file."""
     if kind not in CONVERTERS:
         raise ValueError(f'unknown conversion "{kind}"; choose one of: {", ".join(CONVERTERS)}')
-    return CONVERTERS[kind]
+    cls, fn = CONVERTERS[kind]
+
+    def checked(cfg: Any) -> ConvertResult:
+        if getattr(cfg, "out", None) is not None:
+            check_output(cfg.out, "out", folder=True)
+        return fn(cfg)
+
+    return cls, checked
 
 
 def run_convert(kind: str, config: str | Path | None = None, overrides: list[str] | None = None) -> ConvertResult:
