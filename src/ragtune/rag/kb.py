@@ -118,7 +118,8 @@ class KnowledgeBase:
             runs["dense"] = {cid: score for cid, score in self.store.search(vec, k_dense + extra)
                              if cid in self.chunks}
         if self.bm25 is not None and k_bm25 > 0:
-            runs["bm25"] = self.bm25.search({"q": query}, k=min(k_bm25 + extra, len(self.bm25))).get("q", {})
+            run = self.bm25.search({"q": query}, k=min(k_bm25 + extra, len(self.bm25))).get("q", {})
+            runs["bm25"] = {cid: score for cid, score in run.items() if cid in self.chunks}
         if exclude:
             runs = {name: {c: v for c, v in run.items() if self.chunks[c]["file"] not in exclude}
                     for name, run in runs.items()}

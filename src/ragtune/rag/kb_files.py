@@ -77,6 +77,24 @@ def read_info(kb: str | Path, allow_legacy: bool = False) -> dict[str, Any] | No
             f"{path}: knowledge base format {info.get('format')!r}; this ragtune reads format "
             f"{KB_FORMAT}; rebuild it with `ragtune rag ingest FOLDER -o {kb} --set rebuild=true`"
         )
+    s = info["settings"]
+    for key, kind in (("model", str), ("max_seq_length", (int, type(None))), ("collection", str)):
+        if not isinstance(s.get(key), kind) or isinstance(s.get(key), bool):
+            raise DataFormatError(
+                path,
+                None,
+                f'"settings.{key}" is missing or of the wrong type',
+                field=f"settings.{key}",
+                hint="kb.json is written by `ragtune rag ingest`",
+            )
+    if not isinstance(info.get("dim"), int) or isinstance(info.get("dim"), bool) or info["dim"] < 1:
+        raise DataFormatError(
+            path,
+            None,
+            '"dim" must be a positive integer',
+            field="dim",
+            hint="kb.json is written by `ragtune rag ingest`",
+        )
     generation = info.get("generation")
     if not isinstance(generation, str) or not _GENERATION.match(generation):
         raise DataFormatError(
