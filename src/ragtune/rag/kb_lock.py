@@ -32,8 +32,15 @@ class KbLock:
             import fcntl
         except ImportError:  # no flock (Windows): no cross-process protection
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if self.exclusive:
+                raise
+            try:  # a read-only knowledge base (mount, permissions): lock what can be locked, or read it as it is
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return self
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -45,8 +52,11 @@ class KbLock:
                 f"`{self.what}` cannot {mode} now; stop that process (e.g. `ragtune rag serve`) or wait for it "
                 "(a shared store for several processes is a Qdrant server: store.url=...)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {self.what}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {self.what}\n".encode())
+        except OSError:  # opened read-only
+            pass
         self._fd = fd
         return self
 
