@@ -3,6 +3,9 @@
     python benchmarks/kb_store_compare.py                 # 5k and 50k vectors, 384-d, one thread
     python benchmarks/kb_store_compare.py --sizes 2000 --queries 50
 
+qdrant-edge-py is not a ragtune dependency: `pip install qdrant-edge-py` first, or leave it out with
+`--only qdrant-local npy+qdrant-mem npy+numpy npy+faiss`.
+
 Candidates (all in-process, no server):
   qdrant-local   qdrant-client's local mode (`QdrantClient(path=...)`): what ragtune used; it pickles points
                  into storage.sqlite and unpickles them on open
