@@ -19,6 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+import hypothesis_profiles  # noqa: E402,F401  (registers the fuzz tests' profiles; a second conftest.py would shadow this one)
 from ragtune.paths import shared_data  # noqa: E402
 
 
