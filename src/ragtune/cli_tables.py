@@ -174,6 +174,8 @@ def compared(result: dict[str, Any], cfg) -> None:
                ["metric", "A", "B", "B - A", "p (paired t)", "queries"],
                ([m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['delta']:+.4f}", f"{r['p_value']:.4g}",
                  str(r["num_queries"])] for m, r in result["metrics"].items()))
+    for w in result.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
 
 def rag_evaluated(r: dict[str, Any]) -> None:

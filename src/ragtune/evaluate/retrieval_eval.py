@@ -11,7 +11,8 @@ from pydantic import Field, field_validator
 
 from ragtune.atomic import atomic_open, check_output, write_json
 from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
-from ragtune.data.beir import load_beir, load_qrels
+from ragtune.data.beir import load_beir, load_qrels, load_queries
+from ragtune.data.fingerprint import dataset_fingerprint, mismatch, read_fingerprint, write_fingerprint
 from ragtune.data.trec import Run, read_run, write_run
 from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, MetricName, evaluate, parse_metric
 from ragtune.evaluate.significance import compare_per_query
@@ -126,6 +127,21 @@ def fusion_weight(cfg: EvalConfig) -> float:
     return float(json.loads(path.read_text())["weight"])
 
 
+def run_fingerprint(cfg: EvalConfig) -> dict[str, str] | None:
+    """What the run was made on. A scored external run (retriever=run) carries its own fingerprint, if any:
+    ragtune cannot know what corpus another tool retrieved from."""
+    if cfg.retriever == "run":
+        return read_fingerprint(cfg.run) if cfg.run else None
+    return data_fingerprint(cfg.data, cfg.split)
+
+
+def data_fingerprint(folder: Path, split: str) -> dict[str, str]:
+    """The fingerprint of a BEIR folder's corpus and `split` (its judged queries), without loading the corpus."""
+    judged = load_qrels(Path(folder) / "qrels" / f"{split}.tsv")
+    queries = load_queries(Path(folder) / "queries.jsonl")
+    return dataset_fingerprint(folder, split, {q: queries[q] for q in judged if q in queries})
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate and write run.trec, per_query.tsv, metrics.json, config.yaml; returns the summary."""
     start = time.perf_counter()
@@ -149,6 +165,11 @@ def run_eval(cfg: EvalConfig) -> dict:
         info["reranker_only"] = evaluate(qrels, reranker_only, cfg.metrics,
                                          ignore_identical_ids=cfg.ignore_identical_ids).metrics
     write_run(out / "run.trec", run, tag=f"ragtune-{cfg.retriever}")
+    fp = run_fingerprint(cfg)
+    if fp is not None:
+        write_fingerprint(out / "run.trec", fp)
+        if reranker_only is not None:
+            write_fingerprint(out / "run.reranker-only.trec", fp)
     write_per_query(out / "per_query.tsv", result)
     write_json(out / "metrics.json", info)
     dump_config(cfg, out / "config.yaml")
@@ -169,14 +190,39 @@ class CompareConfig(ConfigModel):
     json_out: Path | None = None
 
 
+def check_same_footing(cfg: CompareConfig) -> list[str]:
+    """Refuse runs made on different corpora, query sets or splits (from the fingerprints `ragtune eval` writes
+    beside its runs, and the data given here); returns warnings for runs that carry no fingerprint."""
+    runs = {"run_a": cfg.run_a, "run_b": cfg.run_b}
+    fps = {name: read_fingerprint(path) for name, path in runs.items()}
+    folder = Path(cfg.data)
+    if folder.is_dir() and (folder / "corpus.jsonl").is_file():
+        fps["data"] = data_fingerprint(folder, cfg.split)
+    known = {name: fp for name, fp in fps.items() if fp is not None}
+    labels = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "data": f"{cfg.data} (split {cfg.split})"}
+    names = list(known)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            differ = mismatch(known[first], known[second])
+            if differ:
+                raise ConfigError(
+                    f"{labels[first]} and {labels[second]} were made on different {' and '.join(differ)} "
+                    f"({', '.join(f'{k}: {known[first].get(k)} vs {known[second].get(k)}' for k in differ)}); a "
+                    "paired comparison needs both runs retrieved for the same queries over the same corpus: "
+                    "rerun `ragtune eval` for both on one BEIR folder and split")
+    return [f"{labels[name]}: no fingerprint beside the run (not written by `ragtune eval`), so ragtune cannot "
+            "check it was made on the same corpus and queries" for name in runs if fps[name] is None]
+
+
 def run_compare(cfg: CompareConfig) -> dict:
     """Per-metric means of two runs on the same judged queries, with paired t-test p-values."""
+    warnings = check_same_footing(cfg)
     folder = Path(cfg.data)
     qrels = load_qrels(folder / "qrels" / f"{cfg.split}.tsv") if folder.is_dir() else load_qrels(folder)
     a = evaluate(qrels, read_run(cfg.run_a), cfg.metrics, cfg.ignore_identical_ids)
     b = evaluate(qrels, read_run(cfg.run_b), cfg.metrics, cfg.ignore_identical_ids)
     out = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "split": cfg.split,
-           "metrics": compare_per_query(a.per_query, b.per_query)}
+           "metrics": compare_per_query(a.per_query, b.per_query), "warnings": warnings}
     if cfg.json_out:
         write_json(cfg.json_out, out)
     return out
