@@ -180,12 +180,15 @@ def compared(result: dict[str, Any], cfg) -> None:
 
 def rag_evaluated(r: dict[str, Any]) -> None:
     """`eval rag`: answer and refusal metrics per context mode."""
-    names = ["em", "f1", "refusal_precision", "refusal_recall", "refusal_f1", "over_refusal", "under_refusal"]
+    names = ["em", "f1", "refusal_precision", "refusal_recall", "refusal_f1", "over_refusal", "under_refusal",
+             "refused_by_text", "refused_by_margin"]
+    cal = r.get("calibration")
+    where = f", calibrated on {cal['questions']} dev questions for {cal['target']}" if cal else ""
     table(f"eval rag {r['dataset']} ({r['num_answerable']} answerable, {r['num_unanswerable']} unanswerable; "
-               f"refusal_margin {r['refusal_margin']:.3g})", ["contexts", *names, "retrieval_hit"],
+               f"refusal_margin {r['refusal_margin']:.3g}{where})", ["contexts", *names, "retrieval_hit"],
                ([mode, *(f"{m[n]:.3f}" for n in names), f"{m['retrieval_hit']:.3f}" if "retrieval_hit" in m else "-"]
                 for mode, m in r["results"].items()), left={"contexts"})
-    out.print(f"predictions and report.json in {r['out']}", highlight=False)
+    out.print(f"predictions, report.json and refusal_curve.png in {r['out']}", highlight=False)
 
 
 def stage_log() -> None:

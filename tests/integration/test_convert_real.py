@@ -1,6 +1,7 @@
 """Converters on the real shared data (skipped when ../shared/data is absent)."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ from ragtune.cli import app
 from ragtune.data.beir import load_qrels
 from ragtune.data.errors import DataFormatError
 from ragtune.data.formats import read_records
+from ragtune.data.qa_json import read_webqa
 from ragtune.data.validate import validate
-from ragtune.generate.prompts import REFUSALS
+from ragtune.generate.prompts import CANONICAL_REFUSAL
 from ragtune.paths import shared_data
 from ragtune.pipeline.convert import run_convert
 
@@ -55,9 +57,14 @@ def test_squad2_articles_split_and_ratio(tmp_path):
         ({r["article"] for r in evals} | {r["context_article"] for r in evals})
     for rows in (train, evals):
         assert sum(not r["answerable"] for r in rows) / len(rows) == pytest.approx(0.5, abs=0.002)
-        assert all(r["source"] == "impossible" for r in rows if not r["answerable"])  # SQuAD 2.0 has enough
+    assert all(r["source"] == "impossible" for r in evals if not r["answerable"])  # SQuAD 2.0 has enough
+    kinds = Counter(r["source"] for r in train if not r["answerable"])  # train: the default mix 0.4 / 0.4 / 0.2
+    assert set(kinds) == {"impossible", "hard", "mismatched"}
+    assert kinds["impossible"] / kinds.total() == pytest.approx(0.4, abs=0.01)
+    assert kinds["hard"] / kinds.total() == pytest.approx(0.4, abs=0.01)
+    assert all(r["context_article"] == r["article"] for r in train if r["source"] == "hard")
     recs = list(read_records(tmp_path / "squad2-dev-a_eval.jsonl", "alpaca"))
-    assert {r.output for r, m in zip(recs, evals, strict=True) if not m["answerable"]} <= set(REFUSALS["en"])
+    assert {r.output for r, m in zip(recs, evals, strict=True) if not m["answerable"]} == {CANONICAL_REFUSAL["en"]}
     assert validate(tmp_path).ok
 
 
@@ -71,7 +78,7 @@ def test_squad2_distractors_are_other_articles_and_change_nothing_else(tmp_path)
     meta = jsonl(tmp_path / "d" / "s_train.meta.jsonl")
     assert jsonl(tmp_path / "plain" / "s_train.meta.jsonl") == meta  # same questions, same order
     assert [r.output for r in plain] == [r.output for r in mixed]  # same targets
-    contexts = {r["context"]: r["article"] for r in meta}
+    contexts = {r["context"]: r["context_article"] for r in meta}
     several = 0
     for rec, m, p in zip(mixed, meta, plain, strict=True):
         if rec.instruction == p.instruction:
@@ -92,7 +99,11 @@ def test_webqa_builds_chinese_unanswerables(tmp_path):
     train = jsonl(tmp_path / "webqa-me_test.ann-sample_train.meta.jsonl")
     assert train[0]["language"] == "zh" and res.counts["articles (eval)"] == 100
     unans = [r for r in train if not r["answerable"]]
-    assert unans and all(r["source"] == "mismatched" and r["context_article"] != r["article"] for r in unans)
+    # one evidence per question: no same-article passage, so hard pairs take the nearest other question's evidence
+    assert {r["source"] for r in unans} == {"hard_other", "mismatched"}
+    gold = {i.article: i.answers for i in read_webqa(src)}
+    assert all(r["context_article"] != r["article"] and gold[r["article"]]
+               and not any(a in r["context"] for a in gold[r["article"]]) for r in unans)
     assert len(unans) / len(train) == pytest.approx(0.3, abs=0.002)
 
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from qa_kit import squad_file
 from ragtune.cli import app
 from ragtune.config import ConfigError, load_config
 from ragtune.data.beir import load_corpus, write_beir
@@ -13,7 +14,7 @@ from ragtune.data.dataset_info import read_dataset_info
 from ragtune.data.errors import DataFormatError
 from ragtune.data.formats import read_records
 from ragtune.data.validate import validate
-from ragtune.generate.prompts import REFUSALS
+from ragtune.generate.prompts import CANONICAL_REFUSAL, REFUSALS
 from ragtune.pipeline.convert import run_convert
 from ragtune.rag.answerer_data import SquadSFTConfig
 from ragtune.retrieval.bm25 import BM25Retriever
@@ -127,56 +128,94 @@ def test_beir_sft_pairs_and_dataset_info(beir40, tmp_path):
 # ---------------------------------------------------------------- QA
 
 
-def squad_file(path: Path, articles: int = 6) -> Path:
-    data = []
-    for a in range(articles):
-        paragraphs = []
-        for p in range(2):
-            tag = f"{a}{p}"
-            context = (f"Valeria{tag} is a town in Region{tag}. Its mayor is Mayor{tag} and its river is River{tag}. "
-                       f"The town was founded in year {1000 + a * 10 + p}.")
-            qas = [{"id": f"q{tag}-{k}", "question": f"What is the {what} of Valeria{tag}?",
-                    "answers": [{"text": ans, "answer_start": context.index(ans)}], "is_impossible": False}
-                   for k, (what, ans) in enumerate([("mayor", f"Mayor{tag}"), ("river", f"River{tag}"),
-                                                    ("region", f"Region{tag}")])]
-            qas.append({"id": f"q{tag}-x", "question": f"Who is the bishop of Valeria{tag}?", "answers": [],
-                        "plausible_answers": [{"text": f"Mayor{tag}", "answer_start": 0}], "is_impossible": True})
-            paragraphs.append({"context": context, "qas": qas})
-        data.append({"title": f"Article {chr(65 + a)}", "paragraphs": paragraphs})
-    path.write_text(json.dumps({"version": "v2.0", "data": data}))
-    return path
-
-
 def meta(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("fraction,native,mismatched", [(0.25, 12, 0), (0.5, 12, 24), (0.8, 12, 48), (0.0, 0, 0)])
-def test_unanswerable_fraction_is_held(tmp_path, fraction, native, mismatched):
-    src = squad_file(tmp_path / "sq.json")
-    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path / 'o'}", f"unanswerable_fraction={fraction}"])
+@pytest.mark.parametrize("fraction,mix,native,hard,mismatched", [
+    (0.25, None, 5, 5, 2),                                    # default shares 0.4 / 0.4 / 0.2 of 12
+    (0.5, None, 12, 16, 8),                                   # 36: native has 12 of its 14; hard takes the 2
+    (0.5, "{native: 1, mismatched: 1}", 12, 0, 24),           # native first, mismatched tops up: the old rule
+    (0.8, "{native: 1, mismatched: 1}", 12, 0, 48),           # every pair used, fewer answerable keep the ratio
+    (0.0, None, 0, 0, 0)])
+def test_unanswerable_fraction_and_mix_are_held(tmp_path, fraction, mix, native, hard, mismatched):
+    src = squad_file(tmp_path / "sq.json")                    # train: 36 answerable, 12 impossible questions
+    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path / 'o'}", f"unanswerable_fraction={fraction}",
+                                          *([f"unanswerable_mix={mix}"] if mix else [])])
     rows = meta(tmp_path / "o" / "sq_train.meta.jsonl")
     unans = [r for r in rows if not r["answerable"]]
     assert abs(len(unans) / len(rows) - fraction) < 1 / len(rows)
     assert res.counts["train unanswerable fraction"] == pytest.approx(fraction, abs=0.01)
-    assert sum(r["source"] == "impossible" for r in unans) == native
-    assert sum(r["source"] == "mismatched" for r in unans) == mismatched
+    assert [sum(r["source"] == s for r in unans) for s in ("impossible", "hard", "mismatched")] == \
+        [native, hard, mismatched]
     recs = list(read_records(tmp_path / "o" / "sq_train.jsonl", "alpaca"))
     assert len(recs) == len(rows)
     for rec, m in zip(recs, rows, strict=True):
         assert m["question"] in rec.instruction and m["context"] in rec.instruction
         if m["answerable"]:
             assert rec.output == m["answers"][0] and m["answers"][0] in m["context"]
-        else:
-            assert rec.output in REFUSALS["en"] and m["answers"] == []
-    if fraction >= 0.5:
-        assert len({r.output for r in recs if r.output in REFUSALS["en"]}) > 1  # several phrasings
+        else:  # one refusal class: the canonical phrasing, unless refusals=[...] asks for variety
+            assert rec.output == CANONICAL_REFUSAL["en"] and m["answers"] == []
+
+
+def test_hard_unanswerables_are_same_article_passages_without_the_answer(tmp_path):
+    src = squad_file(tmp_path / "sq.json")
+    run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "unanswerable_mix={hard: 1}"])
+    rows = meta(tmp_path / "sq_train.meta.jsonl")
+    gold = {r["question"]: r for r in rows if r["answerable"]}
+    hard = [r for r in rows if not r["answerable"]]
+    assert hard and all(r["source"] == "hard" for r in hard)
+    raw = json.loads(src.read_text())["data"]
+    article_of = {p["context"]: a["title"] for a in raw for p in a["paragraphs"]}
+    own = {qa["question"]: p["context"] for a in raw for p in a["paragraphs"] for qa in p["qas"]}
+    for r in hard:
+        assert article_of[r["context"]] == r["article"] == r["context_article"]  # the same article ...
+        assert r["context"] != own[r["question"]]                               # ... another passage of it
+        answer = next(qa["answers"][0]["text"] for a in raw for p in a["paragraphs"] for qa in p["qas"]
+                      if qa["question"] == r["question"])
+        assert answer not in r["context"]
+        if r["question"] in gold:
+            assert gold[r["question"]]["context"] != r["context"]
+
+
+def test_hard_unanswerables_without_a_second_passage_take_the_nearest_other_one(tmp_path):
+    # WebQA-like: one passage per article, so the BM25-nearest passage of another article lacking the answer
+    data = {f"Q{i}": {"question": f"Who is the mayor of town{i}?",
+                      "evidences": {f"Q{i}#0": {"answer": [f"Mayor{i}"],
+                                                "evidence": f"The mayor of town{i} is Mayor{i}."}}} for i in range(8)}
+    data["Q0"]["question"] = "Who is the mayor of the river town Zeta?"
+    data["Q1"]["evidences"]["Q1#0"]["evidence"] = "Zeta is a river town; its harbour master is Boris."
+    src = tmp_path / "w.json"
+    src.write_text(json.dumps(data))
+    run_convert("webqa-sft", None, [f"data={src}", f"out={tmp_path}", "unanswerable_mix={hard: 1}"])
+    rows = [r for r in meta(tmp_path / "w_train.meta.jsonl") if not r["answerable"]]
+    assert rows and all(r["source"] == "hard_other" and r["context_article"] != r["article"] for r in rows)
+    zeta = [r for r in rows if r["article"] == "Q0"]
+    assert [r["context"] for r in zeta] in ([], ["Zeta is a river town; its harbour master is Boris."])
+
+
+def test_dev_split_shares_no_question_with_training(tmp_path):
+    src = squad_file(tmp_path / "sq.json")
+    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=2", "dev_questions=6",
+                                          "unanswerable_fraction=0.5"])
+    train, dev = meta(tmp_path / "sq_train.meta.jsonl"), meta(tmp_path / "sq_dev.meta.jsonl")
+    evals = meta(tmp_path / "sq_eval.meta.jsonl")
+    assert len({r["question"] for r in dev}) == 6 and res.counts["dev records"] == len(dev)
+    assert not {r["question"] for r in dev} & {r["question"] for r in train}
+    assert {r["article"] for r in dev} <= {r["article"] for r in train}      # carved from the training articles
+    assert not {r["article"] for r in dev} & {r["article"] for r in evals}
+    assert sum(not r["answerable"] for r in dev) == len(dev) // 2
+    assert {r["source"] for r in dev} <= {"answerable", "impossible", "mismatched"}  # the eval rule
+    split = json.loads((tmp_path / "sq_articles.json").read_text())
+    assert sorted({r["question"] for r in dev}) == split["dev_questions"]
+    with pytest.raises(ValueError, match="distinct questions"):
+        run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "dev_questions=1000"])
 
 
 def test_all_unanswerable(tmp_path):
     src = squad_file(tmp_path / "sq.json")
     res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "unanswerable_fraction=1"])
-    assert res.counts["train unanswerable"] == res.counts["train records"] == 12 + 48
+    assert res.counts["train unanswerable"] == res.counts["train records"] == 12 + 36 + 48  # native, hard, mismatched
 
 
 def test_mismatched_contexts_come_from_other_articles_and_lack_the_answer(tmp_path):
@@ -237,7 +276,11 @@ def test_webqa_chinese_refusals_and_no_answer(tmp_path):
     assert rows[0]["language"] == "zh" and "资料" in recs[0].instruction
     assert sum(r["source"] == "no_answer" for r in rows) == 1
     unans = [rec.output for rec, m in zip(recs, rows, strict=True) if not m["answerable"]]
-    assert set(unans) <= set(REFUSALS["zh"]) and len(set(unans)) > 1
+    assert set(unans) == {CANONICAL_REFUSAL["zh"]}
+    run_convert("webqa-sft", None, [f"data={src}", f"out={tmp_path / 'v'}", "unanswerable_fraction=0.4",
+                                    "refusals=" + json.dumps(REFUSALS["zh"], ensure_ascii=False)])
+    recs = list(read_records(tmp_path / "v" / "webqa_train.jsonl", "alpaca"))
+    assert len({r.output for r in recs} & set(REFUSALS["zh"])) > 1   # several phrasings when asked for
     assert abs(len(unans) / len(rows) - 0.4) < 1 / len(rows) and res.counts["train records"] == len(rows)
 
 
@@ -306,3 +349,29 @@ def test_cli_convert_errors_exit_1(beir40, tmp_path):
     assert res.exit_code == 1 and 'did you mean "neg_per_query"' in res.output
     res = runner.invoke(app, ["data", "convert", "beir-sft", f"data={beir40}", f"out={tmp_path}", "split=dev"])
     assert res.exit_code == 1 and 'split "dev" not found' in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("corpus", ["all", "train"])
+def test_squad_beir_holds_out_the_articles_squad_sft_holds_out(tmp_path, corpus):
+    from ragtune.data.beir import load_beir
+
+    src = squad_file(tmp_path / "sq.json")
+    run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path / 'sft'}", "holdout_articles=2", "seed=3"])
+    res = run_convert("squad-beir", None, [f"data={src}", f"out={tmp_path / 'b'}", "holdout_articles=2", "seed=3",
+                                           f"corpus={corpus}"])
+    held = set(json.loads((tmp_path / "sft" / "sq_articles.json").read_text())["eval"])
+    ds = load_beir(tmp_path / "b")
+    raw = json.loads(src.read_text())["data"]
+    article_of = {p["context"]: a["title"] for a in raw for p in a["paragraphs"]}
+    assert set(ds.qrels) == ({"train", "test"} if corpus == "all" else {"train"})  # no passage, no test question
+    for split, want_held in (("train", False), ("test", True)):
+        qrels = ds.qrels.get(split, {})
+        for qid, docs in qrels.items():
+            [doc] = docs
+            assert (article_of[ds.corpus[doc].text] in held) == want_held
+            assert ds.queries[qid] in {qa["question"] for a in raw for p in a["paragraphs"] for qa in p["qas"]
+                                       if p["context"] == ds.corpus[doc].text and not qa["is_impossible"]}
+    assert res.counts["train queries"] == 4 * 2 * 3
+    assert res.counts.get("test queries", 0) == (12 if corpus == "all" else 0)
+    assert res.counts["documents"] == (12 if corpus == "all" else 8)
+    assert validate(tmp_path / "b").ok

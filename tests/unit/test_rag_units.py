@@ -7,8 +7,9 @@ import math
 import pytest
 
 from ragtune.evaluate.answer_metrics import exact_match, normalize_answer, refusal_metrics, score_answers, token_f1
+from ragtune.generate.prompts import CANONICAL_REFUSAL
 from ragtune.rag.chunk import Chunker, paragraphs, sentences
-from ragtune.rag.refusal import calibrate_margin, decide, is_refusal_text
+from ragtune.rag.refusal import calibrate_margin, decide, is_refusal_text, refusal_curve
 from ragtune.retrieval.fusion import rrf
 
 
@@ -125,17 +126,37 @@ def test_refusal_text_and_likelihood_decisions():
     assert decide("A long answer", -4.0, -30.0, "en", floor=0.0) == (True, "likelihood")
     assert decide("Rollo", refusal_logprob=-5.0, answer_logprob=-3.0, language="en") == (False, None)
     assert decide("Rollo", -1.0, -3.0, "en", margin=2.5) == (False, None)
-    # a trained phrasing is judged on likelihood against the best non-refusal answer; a cue refuses outright
-    assert decide("I cannot answer this question from the given context.", -0.5, -4.0, "en") == (True, "likelihood")
-    assert decide("I cannot answer this question from the given context.", -3.0, -1.0, "en") == (False, None)
+    # greedy output that is the refusal (a trained phrasing or a cue) refuses by text, whatever the margin says
+    canonical = CANONICAL_REFUSAL["en"]
+    assert decide(canonical, -0.5, -4.0, "en") == (True, "text")
+    assert decide(canonical, -3.0, -1.0, "en", margin=10.0) == (True, "text")
     assert decide("Sorry, the text does not mention it.", -30.0, -1.0, "en") == (True, "text")
+    assert decide("Jamais", -3.0, -1.0, "en", phrasings=["Jamais"]) == (True, "text")  # configured phrasings
 
 
-def test_calibrate_margin_keeps_over_refusal_bound():
+def test_refusal_curve_by_hand():
     margins = [-5.0, -4.0, -1.0, 0.5, 2.0, 3.0]       # refusal - answer log-prob
     unanswerable = [False, False, True, False, True, True]
-    t = calibrate_margin(margins, unanswerable, [False] * 6, max_over_refusal=0.0)
-    assert 0.5 <= t < 2.0                              # refuse the two highest; never the answerable 0.5
-    loose = calibrate_margin(margins, unanswerable, [False] * 6, max_over_refusal=0.5)
-    assert -4.0 <= loose < -1.0                        # one answerable of 3 refused is allowed: recall 1
-    assert calibrate_margin([0.0], [False], [True], 0.0) == math.inf
+    curve = refusal_curve(margins, unanswerable, [False] * 6)
+    assert [t for t, _, _ in curve] == [-6.0, -4.5, -2.5, -0.25, 1.25, 2.5, math.inf]
+    assert [(o, u) for _, o, u in curve] == [(1, 0), (2 / 3, 0), (1 / 3, 0), (1 / 3, 1 / 3), (0, 1 / 3),
+                                             (0, 2 / 3), (0, 1)]
+    by_text = [False, True, False, False, False, False]  # refused in words: refused at every threshold
+    assert all(o >= 1 / 3 for _, o, _ in refusal_curve(margins, unanswerable, by_text))
+
+
+def test_calibrate_margin_targets():
+    margins = [-5.0, -4.0, -1.0, 0.5, 2.0, 3.0]
+    unanswerable = [False, False, True, False, True, True]
+    none = [False] * 6
+    # balanced: max(over, under) is 1/3 at -2.5, -0.25 and 1.25; -0.25 has both at 1/3, so it loses the tie
+    # break on their sum; of the two left, the lower middle is chosen
+    assert calibrate_margin(margins, unanswerable, none, "balanced") == -2.5
+    # precision: no answerable question refused, then the fewest unanswerable answered
+    assert calibrate_margin(margins, unanswerable, none, "precision", max_over_refusal=0.0) == 1.25
+    # recall: every unanswerable refused, then the fewest answerable refused
+    assert calibrate_margin(margins, unanswerable, none, "recall", max_under_refusal=0.0) == -2.5
+    # a bound no threshold meets (the answerable one refused in words): then still the fewest answered
+    assert calibrate_margin([0.0, 1.0], [False, True], [True, False], "precision", max_over_refusal=0.0) < 1.0
+    with pytest.raises(ValueError, match="unknown refusal target"):
+        calibrate_margin(margins, unanswerable, none, "f1")

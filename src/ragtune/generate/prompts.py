@@ -51,7 +51,8 @@ TEMPLATES: dict[str, Template] = {
         "{% if loop.first and sys %}<<SYS>>\n{{ sys }}\n<</SYS>>\n\n{% endif %}{{ m['content'] }} [/INST]"
         "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}"),
 }
-"""`template: auto` uses the tokenizer's own chat template; these names work with any tokenizer."""
+"""`template: auto` uses the tokenizer's own chat template; these names work with any tokenizer (chatml needs its
+turn tokens in the vocabulary)."""
 
 
 def use_template(tokenizer, name: str) -> list[int]:
@@ -174,7 +175,11 @@ REFUSALS = {
            "抱歉，给定的资料不足以回答该问题。",
            "资料里找不到答案，我无法回答。"],
 }
-"""The phrasings the answerer is trained to refuse with (five per language); `ragtune.rag.refusal` scores them."""
+"""Refusal phrasings per language. The first is the canonical refusal: the converter trains on it alone by default,
+so the refusal mass sits on one sequence and greedy decoding can say it; the others may be added for variety
+(`refusals=[...]` in `ragtune data convert`). `ragtune.rag.refusal` scores them all as one class."""
+CANONICAL_REFUSAL = {lang: phrasings[0] for lang, phrasings in REFUSALS.items()}
+"""The one refusal per language that the converter writes by default and `rag ask` answers with."""
 
 
 def format_contexts(contexts: Sequence[str]) -> str:
@@ -185,5 +190,5 @@ def format_contexts(contexts: Sequence[str]) -> str:
 
 
 def refusal_phrasings(language: str, custom: Sequence[str] | None = None) -> list[str]:
-    """The phrasings the answerer was trained to refuse with (the converter's defaults unless `custom`)."""
+    """The phrasings scored as refusals, canonical first: `custom`, else every phrasing of `REFUSALS`."""
     return list(custom) if custom else list(REFUSALS["zh" if language == "zh" else "en"])

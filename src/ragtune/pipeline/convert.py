@@ -9,6 +9,7 @@ Each converter is a plain function `fn(cfg) -> ConvertResult` with its own confi
 | beir-reranker | `BeirRerankerConfig` | `{query, content, label}` and/or `{query, hits}` |
 | squad-sft | `SquadSFTConfig` | grounded-answer alpaca records with refusals, `*.meta.jsonl`, dataset_info.json |
 | webqa-sft | `WebQASFTConfig` | the same, from Baidu WebQA JSON |
+| squad-beir | `QABeirConfig` | BEIR folder: passages, answerable questions, train/test by article (`ragtune run`) |
 
 Every output is written atomically and the resolved config lands beside it as `<kind>.config.yaml`.
 The converters live where what they need lives: `data.convert_beir` (plain BEIR -> SFT pairs),
@@ -25,6 +26,7 @@ from typing import Any
 from ragtune.atomic import check_output
 from ragtune.config import ConfigModel, load_config
 from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
+from ragtune.data.convert_qa_beir import QABeirConfig, qa_to_beir
 from ragtune.data.convert_result import ConvertResult
 from ragtune.rag.answerer_data import SquadSFTConfig, WebQASFTConfig, squad_to_sft, webqa_to_sft
 from ragtune.retrieval.mining import BeirEmbeddingConfig, BeirRerankerConfig, beir_to_embedding, beir_to_reranker
@@ -35,6 +37,7 @@ CONVERTERS: dict[str, tuple[type[ConfigModel], Callable[[Any], ConvertResult]]] 
     "beir-reranker": (BeirRerankerConfig, beir_to_reranker),
     "squad-sft": (SquadSFTConfig, squad_to_sft),
     "webqa-sft": (WebQASFTConfig, webqa_to_sft),
+    "squad-beir": (QABeirConfig, qa_to_beir),
 }
 
 

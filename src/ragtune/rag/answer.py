@@ -9,8 +9,8 @@ template), so training and inference match; several contexts are numbered `[1] .
 
 Decoding is batched greedy search written out here (prompts sorted by length, left padding, explicit position
 ids, a KV cache), because the refusal signal needs the prompt's cache: after the prompt is encoded once, every
-trained refusal phrasing is scored against that cache (then the cache is cropped back) and the answer is decoded
-from it; `ragtune.rag.refusal.decide` compares the two (see there).
+refusal phrasing is scored against that cache (then the cache is cropped back) and the answer is decoded from it;
+`ragtune.rag.refusal.decide` refuses when the greedy output is a refusal, else when the margin says so (see there).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class Generation:
     decode with the phrasings' first tokens banned."""
     refused: bool
     reason: str | None
-    """"text" (a refusal phrasing or cue), "likelihood" (refusing is more probable than the answer), or None."""
+    """"text" (the greedy output is a refusal phrasing or cue), "likelihood" (the greedy output answered, but
+    the likelihood margin is above the threshold), or None."""
     answer_logprob: float
     """log P(answer + end-of-turn | prompt) under the model."""
     refusal_logprob: float

@@ -1,28 +1,37 @@
 """`ragtune eval rag DATA`: the answerer on held-out reading-comprehension data, with gold or retrieved contexts.
 
     report = run_eval_rag(load_config(EvalRagConfig, None, ["data=runs/qa/squad/squad_eval.meta.jsonl",
-                                                              "contexts=both", "answerer.adapter=runs/answerer"]))
+                                                              "contexts=both", "answerer.adapter=runs/answerer",
+                                                              "refusal.data=runs/qa/squad/squad_dev.meta.jsonl"]))
 
 DATA is what `ragtune data convert squad-sft|webqa-sft` writes: an `<name>_eval.meta.jsonl` (or the folder
 holding exactly one), whose records are the held-out articles, balanced answerable / unanswerable; or a raw
 SQuAD 2.0 / CMRC / WebQA JSON file, used whole (balanced the converter's way, seed 0).
 
 - gold: each question with its own (or, for mismatched pairs, the unrelated) context, as in training.
-- retrieved: every distinct context of DATA becomes a document of a knowledge base (one JSONL corpus file per
-  article, ingested like `ragtune rag ingest`: chunks, Qdrant, BM25, RRF); each question gets the top_k
-  retrieved chunks. A mismatched pair (a question paired with another article's context) is unanswerable
-  because its own article is not in the knowledge base, so that article's chunks are excluded from its search;
-  native unanswerable questions (SQuAD `is_impossible`) search everything. `retrieval_hit` is the share of
-  answerable questions whose gold context is among the retrieved chunks; `over_refusal_gold_retrieved` the
-  share of those the answerer refused anyway (over-refusal that retrieval misses do not explain).
+- retrieved: every distinct context of DATA is a document of a knowledge base (one JSONL corpus file per
+  article, `ragtune.rag.answerer_data.eval_corpus`), ingested like `ragtune rag ingest` (chunks, vectors, BM25,
+  RRF) with `retrieve.embedder`, or `retrieve.kb`: one that `ragtune rag ingest` built from the converter's
+  `<name>_eval_corpus/` (e.g. with the bi-encoder `ragtune run` trained); `retrieve.rerank` re-scores the
+  candidates. Each question gets the top_k chunks. A mismatched pair (a question beside another article's
+  context) is unanswerable because its own article is not in the knowledge base, so that article's chunks are
+  excluded from its search; native unanswerable questions (SQuAD `is_impossible`) search everything.
+  `retrieval_hit` is the share of answerable questions whose gold context is among the retrieved chunks;
+  `over_refusal_gold_retrieved` the share of those the answerer refused anyway.
 
-Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1) and
-`report.json` into `out`; prints the metrics of `ragtune.evaluate.answer_metrics`.
+The refusal threshold (`answerer.refusal_margin`) is calibrated on `refusal.data`, dev questions that share none
+with the evaluated ones or with `refusal.exclude` (`ragtune.rag.refusal_calibration`), for `refusal.target`.
+`refused_by_text` is the share of questions whose greedy output refused, `refused_by_margin` the share the
+threshold refused although the greedy output answered.
+
+Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1), `report.json`,
+`refusal_curve.json` and `refusal_curve.png` (over- vs under-refusal as the threshold moves, on dev and on the
+gold-context evaluation, the chosen threshold marked) into `out`; prints the metrics of
+`ragtune.evaluate.answer_metrics`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -33,9 +42,11 @@ from pydantic import Field
 from ragtune.atomic import check_output, write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
+from ragtune.rag.answerer_data import article_file, eval_corpus, write_eval_corpus
 from ragtune.rag.ask import AnswererConfig
 from ragtune.rag.ingest import ChunkConfig
 from ragtune.rag.kb import SearchConfig
+from ragtune.rag.refusal_calibration import RefusalCalibrationConfig
 from ragtune.retrieval.dense import DenseConfig
 
 META_FIELDS = ("question", "context", "answers", "answerable")
@@ -45,7 +56,14 @@ class EvalRetrieveConfig(SearchConfig):
     top_k: int = Field(2, ge=1)
     """Chunks given to the answerer per question."""
     embedder: DenseConfig = Field(default_factory=lambda: DenseConfig(cache=False))
+    """The encoder the knowledge base is built with (a folder `ragtune train embedding` or `ragtune run` wrote)."""
     chunk: ChunkConfig = Field(default_factory=ChunkConfig)
+    kb: Path | None = None
+    """A knowledge base `ragtune rag ingest` built from the converter's `<name>_eval_corpus/` (then `embedder`
+    and `chunk` are the KB's own); None = build one from DATA under `out`."""
+    rerank: str | None = None
+    """A cross-encoder or LLM reranker (`ragtune train reranker` output) re-scoring `rerank_top` candidates."""
+    rerank_top: int = Field(20, ge=1)
 
 
 class EvalRagConfig(ConfigModel):
@@ -56,11 +74,8 @@ class EvalRagConfig(ConfigModel):
     """Evaluate the first limit/2 answerable and limit/2 unanswerable questions (file order) only."""
     answerer: AnswererConfig = Field(default_factory=AnswererConfig)
     retrieve: EvalRetrieveConfig = Field(default_factory=EvalRetrieveConfig)
-    calibrate: Path | None = None
-    """Labelled data (e.g. the converter's *_train.meta.jsonl) to choose answerer.refusal_margin on, with gold
-    contexts: the best refusal F1 whose over-refusal stays <= max_over_refusal. Never the evaluated data."""
-    calibrate_limit: int = Field(60, ge=2)
-    max_over_refusal: float = Field(0.2, ge=0.0, le=1.0)
+    refusal: RefusalCalibrationConfig = Field(default_factory=RefusalCalibrationConfig)
+    """Where and for what the refusal threshold is calibrated (`refusal.data`, `refusal.target`, ...)."""
     out: Path | None = None
     """Folder for predictions, report.json and the retrieval KB; default runs/eval-rag/<data name>."""
     json_out: Path | None = None
@@ -142,51 +157,56 @@ def balanced(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, A
 # ---------------------------------------------------------------- retrieval
 
 
-def _article_file(article: str) -> str:
-    return f"{hashlib.sha1(article.encode()).hexdigest()[:12]}.jsonl"
-
-
 def build_kb(items: list[dict[str, Any]], cfg: EvalRetrieveConfig, out: Path) -> tuple[Path, dict[str, str]]:
     """A KB over every distinct context (one JSONL corpus per article); returns (kb, {context: doc source})."""
-    from ragtune.atomic import write_jsonl as write
     from ragtune.rag.ingest import IngestConfig, ingest
 
-    per_article: dict[str, dict[str, str]] = {}
-    source_of: dict[str, str] = {}
-    for it in items:
-        article = it.get("context_article") or it["article"]
-        docs = per_article.setdefault(article, {})
-        if it["context"] not in source_of:
-            pid = f"p{len(source_of)}"
-            docs[pid] = it["context"]
-            source_of[it["context"]] = f"{_article_file(article)}#{pid}"
-    corpus = out / "corpus"
-    for article, docs in per_article.items():
-        if docs:
-            write(corpus / _article_file(article), ({"_id": pid, "text": t} for pid, t in docs.items()))
+    source_of = write_eval_corpus(items, out / "corpus")
     kb = out / "kb"
-    ingest(IngestConfig(folder=corpus, out=kb, embedder=cfg.embedder, chunk=cfg.chunk))
+    ingest(IngestConfig(folder=out / "corpus", out=kb, embedder=cfg.embedder, chunk=cfg.chunk))
     return kb, source_of
 
 
 def retrieved_contexts(items: list[dict[str, Any]], all_items: list[dict[str, Any]], cfg: EvalRetrieveConfig,
-                       out: Path) -> tuple[list[list[str]], list[bool | None]]:
-    """Top-k chunk texts per item, and whether the gold context was retrieved (None for unanswerable items)."""
+                       out: Path) -> tuple[list[list[str]], list[bool | None], dict[str, Any]]:
+    """Top-k chunk texts per item, whether the gold context was retrieved (None for unanswerable items), and
+    what was searched (KB folder, encoder, reranker)."""
     from ragtune.rag.kb import KnowledgeBase
 
-    kb_path, source_of = build_kb(all_items, cfg, out)
-    contexts, hits = [], []
+    if cfg.kb is not None:
+        kb_path, (_, source_of) = cfg.kb, eval_corpus(all_items)
+    else:
+        kb_path, source_of = build_kb(all_items, cfg, out)
     kb = KnowledgeBase.open(kb_path, device=cfg.embedder.device, threads=cfg.embedder.threads)
+    reranker = None
     try:
+        missing = sorted(set(source_of.values()) - set(kb.documents))
+        if missing:
+            raise DataFormatError(kb_path, None, f"{len(missing)} passages of the evaluated data are not in this "
+                                  f"knowledge base (e.g. {missing[0]})", field="retrieve.kb",
+                                  hint="ingest the converter's <name>_eval_corpus/ folder of the same data: "
+                                       "`ragtune rag ingest runs/qa/squad/squad_eval_corpus -o KB`")
+        if cfg.rerank:
+            from ragtune.retrieval.rerank import load_reranker
+
+            reranker = load_reranker(cfg.rerank, device=cfg.embedder.device)
+        contexts, hits = [], []
         for it in items:
-            exclude = {_article_file(it["article"])} if it.get("source") == "mismatched" else None
-            found = kb.search(it["question"], cfg.k_dense, cfg.k_bm25, cfg.rrf_k, top=cfg.top_k, exclude=exclude)
-            contexts.append([h.chunk["text"] for h in found])
-            hits.append(any(h.chunk["source"] == source_of[it["context"]] for h in found) if it["answerable"]
-                        else None)
+            exclude = {article_file(it["article"])} if it.get("source") == "mismatched" else None
+            found = kb.search(it["question"], cfg.k_dense, cfg.k_bm25, cfg.rrf_k,
+                              top=cfg.rerank_top if reranker else cfg.top_k, exclude=exclude)
+            if reranker is not None and found:
+                from ragtune.retrieval.rerank import rank
+
+                found = [found[o["corpus_id"]] for o in rank(reranker, it["question"],
+                                                             [h.chunk["text"] for h in found], top_k=cfg.top_k)]
+            contexts.append([h.chunk["text"] for h in found[: cfg.top_k]])
+            hits.append(any(h.chunk["source"] == source_of[it["context"]] for h in found[: cfg.top_k])
+                        if it["answerable"] else None)
+        searched = {"kb": str(kb_path), "encoder": kb.info["settings"]["model"], "rerank": cfg.rerank}
     finally:
         kb.close()
-    return contexts, hits
+    return contexts, hits, searched
 
 
 # ---------------------------------------------------------------- run
@@ -201,11 +221,13 @@ def _generate(answerer, items: list[dict[str, Any]], contexts: list[list[str]]):
 def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     from ragtune.evaluate.answer_metrics import exact_match, score_answers, token_f1
 
-    refused = [g.reason == "text" or g.margin > margin for g in gens]
+    by_text = [g.reason == "text" for g in gens]
+    refused = [t or g.margin > margin for t, g in zip(by_text, gens, strict=True)]
     preds = [g.text for g in gens]
     metrics = score_answers([it["answers"] for it in items], preds, refused, [it["answerable"] for it in items],
                             [it.get("language", "en") for it in items])
-    metrics["refused_by_text"] = sum(g.reason == "text" for g in gens) / max(1, len(gens))
+    metrics["refused_by_text"] = sum(by_text) / max(1, len(gens))
+    metrics["refused_by_margin"] = sum(r and not t for r, t in zip(refused, by_text, strict=True)) / max(1, len(gens))
     if hits is not None:
         ans = [h for h in hits if h is not None]
         metrics["retrieval_hit"] = sum(ans) / max(1, len(ans))
@@ -213,11 +235,11 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
         found = [r for r, h in zip(refused, hits, strict=True) if h]
         metrics["over_refusal_gold_retrieved"] = sum(found) / max(1, len(found))
     rows = []
-    for i, (it, g, r) in enumerate(zip(items, gens, refused, strict=True)):
+    for i, (it, g, r, t) in enumerate(zip(items, gens, refused, by_text, strict=True)):
         lang = it.get("language", "en")
         rows.append({"id": it.get("id"), "question": it["question"], "answerable": it["answerable"],
-                     "source": it.get("source"), "answers": it["answers"], "prediction": g.text, "refused": r,
-                     "why": "text" if g.reason == "text" else ("likelihood" if r else None),
+                     "source": it.get("source"), "answers": it["answers"], "prediction": g.text,
+                     "greedy": g.greedy, "refused": r, "why": "text" if t else ("likelihood" if r else None),
                      "margin": round(g.margin, 4),
                      "em": exact_match(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
                      "f1": token_f1(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
@@ -228,7 +250,7 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
 def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     from ragtune.hardware import pick_device, set_threads
     from ragtune.rag.answer import Answerer
-    from ragtune.rag.refusal import calibrate_margin
+    from ragtune.rag.refusal_calibration import calibration_items, choose_margin, curve_of, plot_curves
 
     name, all_items = load_items(cfg.data)
     items = balanced(all_items, cfg.limit)
@@ -240,22 +262,27 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     set_threads(a.threads)
     answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
                              batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                             refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor)
+                             refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor, refusals=a.refusals)
     margin = a.refusal_margin
     report: dict[str, Any] = {"dataset": name, "split": "eval", "data": str(cfg.data),
                               "answerer": {"model": a.model, "adapter": str(a.adapter) if a.adapter else None},
                               "num_questions": len(items), "num_answerable": sum(i["answerable"] for i in items),
                               "num_unanswerable": sum(not i["answerable"] for i in items), "results": {}}
-    if cfg.calibrate is not None:
-        _, cal = load_items(cfg.calibrate)
-        cal = balanced(cal, cfg.calibrate_limit)
+    curves: dict[str, list[tuple[float, float, float]]] = {}
+    if cfg.refusal.data is not None:
+        _, dev = load_items(cfg.refusal.data)
+        seen = {it["question"] for path in cfg.refusal.exclude for it in load_items(path)[1]}
+        cal, info = calibration_items(cfg.refusal, dev, all_items, seen)
         t0 = time.perf_counter()
         gens = _generate(answerer, cal, [[it["context"]] for it in cal])
-        margin = calibrate_margin([g.margin for g in gens], [not it["answerable"] for it in cal],
-                                  [g.reason == "text" for g in gens], cfg.max_over_refusal)
-        report["calibration"] = {"data": str(cfg.calibrate), "questions": len(cal), "refusal_margin": margin,
-                                 "seconds": round(time.perf_counter() - t0, 1)}
-        log(f"calibrated refusal_margin = {margin:.3f} on {len(cal)} questions of {cfg.calibrate}")
+        margin, curves["dev"] = choose_margin(cfg.refusal, gens, cal)
+        dev_metrics, _ = _score(cal, gens, margin)
+        report["calibration"] = {**info, "refusal_margin": margin, "seconds": round(time.perf_counter() - t0, 1),
+                                 **{f"dev_{k}": dev_metrics[k] for k in ("over_refusal", "under_refusal",
+                                                                         "refused_by_text", "refused_by_margin")}}
+        log(f"calibrated refusal_margin = {margin:.3f} ({cfg.refusal.target}) on {len(cal)} questions of "
+            f"{cfg.refusal.data}: over-refusal {dev_metrics['over_refusal']:.3f}, "
+            f"under-refusal {dev_metrics['under_refusal']:.3f}")
     report["refusal_margin"] = margin
     modes = ["gold", "retrieved"] if cfg.contexts == "both" else [cfg.contexts]
     for mode in modes:
@@ -264,13 +291,18 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
         if mode == "gold":
             contexts = [[it["context"]] for it in items]
         else:
-            contexts, hits = retrieved_contexts(items, all_items, cfg.retrieve, out)
+            contexts, hits, report["retrieval"] = retrieved_contexts(items, all_items, cfg.retrieve, out)
         gens = _generate(answerer, items, contexts)
         metrics, rows = _score(items, gens, margin, hits)
+        curves[f"eval ({mode})"] = curve_of(gens, items)
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         write_jsonl(out / f"predictions-{mode}.jsonl", rows)
         report["results"][mode] = metrics
         log(f"{name} {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    write_json(out / "refusal_curve.json", {"refusal_margin": margin, "curves": {
+        k: [{"threshold": t, "over_refusal": o, "under_refusal": u} for t, o, u in c] for k, c in curves.items()}})
+    report["refusal_plot"] = str(plot_curves(curves, margin, out / "refusal_curve.png", title=f"{name}: over- vs "
+                                             "under-refusal as the threshold moves"))
     write_json(out / "report.json", report)
     dump_config(cfg, out / "config.yaml")
     if cfg.json_out:

@@ -9,8 +9,9 @@
 "start", "end", "text", "score", "cited", "excerpt"}], "timings_s"}.
 
 Citations are the contexts the answer was taken from: those containing the (normalised) answer, else the one
-sharing the most answer tokens; a refusal cites nothing. A refused `answer` is the model's refusal (or a
-trained phrasing when only the likelihood refused); `draft_answer` is its best non-refusal answer.
+sharing the most answer tokens; a refusal cites nothing. A refused `answer` is the model's own refusal
+(`refusal_reason` "text"), or the canonical refusal when only the likelihood margin refused ("likelihood");
+`draft_answer` is its best non-refusal answer.
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ class AnswererConfig(ConfigModel):
     batch_size: int = Field(8, ge=1)
     max_prompt_tokens: int = Field(1024, ge=64)
     refusal_margin: float = 0.0
-    """Refuse when log P(refusal phrasings) - max(log P(answer), log refusal_floor) > this (see
-    ragtune.rag.refusal); raise it for fewer refusals, lower it for more."""
+    """Besides refusing in its own words, refuse when log P(refusal phrasings) - max(log P(answer),
+    log refusal_floor) > this (see ragtune.rag.refusal); `ragtune eval rag` calibrates it on dev questions
+    (`refusal.target`); raise it for fewer refusals, lower it for more."""
+    refusals: dict[Literal["en", "zh"], list[str]] | None = None
+    """Phrasings scored as the one refusal class per language, canonical first (the one `rag ask` answers with
+    when only the margin refused); default: `ragtune.generate.prompts.REFUSALS`."""
     refusal_floor: float = Field(0.05, ge=0.0, lt=1.0)
     """The refusal probability must also exceed this (guards against long, improbable greedy answers)."""
     language: Literal["auto", "en", "zh"] = "auto"
@@ -107,7 +112,8 @@ class RagPipeline(AbstractContextManager):
             a = cfg.answerer
             answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,
                                      batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                                     refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor)
+                                     refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor,
+                                     refusals=a.refusals)
             reranker = None
             if cfg.retrieve.rerank:
                 from ragtune.retrieval.rerank import load_reranker
@@ -157,7 +163,7 @@ class RagPipeline(AbstractContextManager):
             answer = g.text
         elif g.reason == "text" or g.greedy != g.text:  # the model's own refusal words
             answer = g.greedy
-        else:  # refused on likelihood although the greedy output answered
+        else:  # refused on the likelihood margin although the greedy output answered: the canonical refusal
             answer = self.answerer.refusals[language][0]
         return {"question": question, "answer": answer, "refused": g.refused, "refusal_reason": g.reason,
                 "draft_answer": g.text,

@@ -1,21 +1,23 @@
-"""When is an answer a refusal? The trained phrasings, a calibrated likelihood signal, and generic cues.
+"""When is an answer a refusal? The model's own words first, then a calibrated likelihood margin.
 
 The answerer is trained (`ragtune data convert squad-sft|webqa-sft`, then `ragtune train generator`) to answer
-with a span of the context or with one of a fixed set of refusal phrasings (`REFUSALS`, five per language).
-An output counts as a refusal when any of these holds:
+with a span of the context or with the canonical refusal of its language (`CANONICAL_REFUSAL`; more phrasings of
+`REFUSALS` may be trained for variety, and all of them are scored as one class). An output is a refusal when:
 
-1. **cue**: it contains a generic refusal cue ("cannot answer", "无法回答", ...) but is not one of the trained
-   phrasings: an untrained model refusing in its own words (final, no threshold);
-2. **likelihood** (the trained case; the greedy output may itself be a trained phrasing, difflib ratio >= 0.75,
-   in which case the answerer decodes again with the phrasings' first tokens banned to get its best real
-   answer): the model's probability of refusing beats its own answer:
-   `log P(R) - max(log P(answer + <end>), log floor) > refusal_margin`, with P(R) = sum over the trained
-   phrasings r of P(r + <end> | prompt). Because the model was trained on exactly these phrasings, P(R)
-   approximates its total probability of refusing; greedy decoding alone misses that mass when it is split over
-   several first tokens ("The", "I", "There"). The floor (default 0.05) keeps a model that was never trained on
-   the phrasings from "refusing" only because its long greedy answer is improbable as a whole: P(R) must also
-   reach the floor. `refusal_margin` (log-space, default 0) trades over- against under-refusal;
-   `calibrate_margin` picks it on labelled data.
+1. **text**: the greedy output is one of the refusal phrasings (difflib ratio >= 0.75) or contains a generic
+   refusal cue ("cannot answer", "无法回答", ...), the way an untrained model refuses in its own words. Final:
+   no threshold undoes it (`refused_by_text` in `ragtune eval rag`);
+2. **margin** (the second signal, for a greedy output that answered): the model's probability of refusing beats
+   its answer by more than a calibrated threshold: `log P(R) - max(log P(answer + <end>), log floor) >
+   refusal_margin`, with P(R) = sum over the phrasings r of P(r + <end> | prompt) (`refused_by_margin`). The floor
+   (default 0.05) keeps a model never trained on the phrasings from "refusing" only because its long greedy
+   answer is improbable as a whole. When the greedy output itself refused, the answerer decodes again with the
+   phrasings' first tokens banned, so `log P(answer)` is always that of its best real answer.
+
+`calibrate_margin` picks `refusal_margin` on labelled dev questions for a target: `balanced` (minimise
+max(over-refusal, under-refusal)), `precision` (fewest unanswerable questions answered while over-refusal stays
+<= max_over_refusal) or `recall` (fewest answerable questions refused while under-refusal stays <=
+max_under_refusal). `refusal_curve` gives both rates at every threshold (plotted by `ragtune eval rag`).
 """
 
 from __future__ import annotations
@@ -80,38 +82,64 @@ def likelihood_margin(refusal_logprob: float, answer_logprob: float, floor: floa
 
 def decide(text: str, refusal_logprob: float, answer_logprob: float, language: str, margin: float = 0.0,
            phrasings: Sequence[str] | None = None, floor: float = FLOOR) -> tuple[bool, str | None]:
-    """(refused, why) for the greedy output `text`: why is "text" (a cue outside the trained set), "likelihood"
-    or None. `answer_logprob` is that of the best non-refusal answer."""
-    if is_refusal_text(text, language, phrasings) and not is_trained_refusal(text, language, phrasings):
+    """(refused, why) for the greedy output `text`: why is "text" (a refusal phrasing or cue), "likelihood" (the
+    margin refused an answer) or None. `answer_logprob` is that of the best non-refusal answer."""
+    if is_refusal_text(text, language, phrasings):
         return True, "text"
     if likelihood_margin(refusal_logprob, answer_logprob, floor) > margin:
         return True, "likelihood"
     return False, None
 
 
-def calibrate_margin(margins: Sequence[float], unanswerable: Sequence[bool], text_refused: Sequence[bool],
-                     max_over_refusal: float = 0.2) -> float:
-    """The `refusal_margin` with the best refusal F1 whose over-refusal rate stays <= `max_over_refusal`.
+TARGETS = ("balanced", "precision", "recall")
 
-    `margins[i]` = `likelihood_margin` of item i; items refused by text stay refused at any margin.
-    Candidates are the midpoints between sorted margins (plus +inf = never refuse by likelihood).
+
+def refusal_curve(margins: Sequence[float], unanswerable: Sequence[bool], text_refused: Sequence[bool]
+                  ) -> list[tuple[float, float, float]]:
+    """(threshold, over-refusal, under-refusal) at every distinct cut, from refusing by margin below the lowest
+    margin up to +inf (the margin never refuses); items refused by text stay refused at every threshold.
+
+    >>> refusal_curve([-1.0, 1.0], [False, True], [False, False])
+    [(-2.0, 1.0, 0.0), (0.0, 0.0, 0.0), (inf, 0.0, 1.0)]
     """
     import math
 
+    if not (len(margins) == len(unanswerable) == len(text_refused)):
+        raise ValueError("margins, unanswerable and text_refused must have the same length")
     n_ans = sum(not u for u in unanswerable) or 1
-    values = sorted(set(margins))
-    candidates = [math.inf] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] + \
-        ([values[0] - 1.0] if values else [])
-    best, best_key = math.inf, (-1.0, 0.0)
-    for t in candidates:
+    n_un = sum(unanswerable) or 1
+    values = sorted({m for m in margins if math.isfinite(m)})
+    cuts = ([values[0] - 1.0] if values else []) + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] \
+        + [math.inf]
+    curve = []
+    for t in cuts:
         refused = [tr or m > t for m, tr in zip(margins, text_refused, strict=True)]
-        tp = sum(r and u for r, u in zip(refused, unanswerable, strict=True))
-        fp = sum(r and not u for r, u in zip(refused, unanswerable, strict=True))
-        fn = sum(not r and u for r, u in zip(refused, unanswerable, strict=True))
-        if fp / n_ans > max_over_refusal:
-            continue
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        key = (f1, -abs(t) if math.isfinite(t) else -1e9)
-        if key > best_key:
-            best, best_key = t, key
-    return best
+        over = sum(r and not u for r, u in zip(refused, unanswerable, strict=True)) / n_ans
+        under = sum(not r and u for r, u in zip(refused, unanswerable, strict=True)) / n_un
+        curve.append((t, over, under))
+    return curve
+
+
+def calibrate_margin(margins: Sequence[float], unanswerable: Sequence[bool], text_refused: Sequence[bool],
+                     target: str = "balanced", max_over_refusal: float = 0.1, max_under_refusal: float = 0.1
+                     ) -> float:
+    """The `refusal_margin` that best meets `target` on labelled items (see the module docstring).
+
+    Ties go to the middle threshold of the tied ones. When no threshold meets a precision (recall) bound, the one
+    with the lowest over-refusal (under-refusal) wins.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown refusal target {target!r}; use one of {', '.join(TARGETS)}")
+    curve = refusal_curve(margins, unanswerable, text_refused)
+
+    def cost(point: tuple[float, float, float]) -> tuple[float, ...]:
+        _, over, under = point
+        if target == "precision":
+            return (max(0.0, over - max_over_refusal), under, over)
+        if target == "recall":
+            return (max(0.0, under - max_under_refusal), over, under)
+        return (max(over, under), over + under)
+
+    best = min(cost(p) for p in curve)
+    tied = [p[0] for p in curve if cost(p) == best]
+    return tied[(len(tied) - 1) // 2]
