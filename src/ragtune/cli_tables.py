@@ -169,11 +169,14 @@ def answer(r: dict[str, Any]) -> None:
 
 
 def compared(result: dict[str, Any], cfg) -> None:
-    """`eval compare`: per metric, both means, the difference and the paired t-test p-value."""
+    """`eval compare`: per metric, both means, the difference, the paired t-test p-value and its Holm adjustment."""
+    k = result["comparisons"]
     table(f"{cfg.run_b.name} vs {cfg.run_a.name} ({cfg.split})",
-               ["metric", "A", "B", "B - A", "p (paired t)", "queries"],
+               ["metric", "A", "B", "B - A", "p (paired t)", f"p Holm ({k} tests)", "queries"],
                ([m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['delta']:+.4f}", f"{r['p_value']:.4g}",
-                 str(r["num_queries"])] for m, r in result["metrics"].items()))
+                 f"{r['p_holm']:.4g}" + (" *" if r["p_holm"] <= 0.05 else ""), str(r["num_queries"])]
+                for m, r in result["metrics"].items()))
+    out.print(f"* survives Holm's correction for the {k} metrics at 0.05", highlight=False)
     for w in result.get("warnings", []):
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 

@@ -57,6 +57,15 @@ def test_eval_scores_a_given_run_and_compare(tiny_beir, tmp_path):
     good_rr, bad_rr = [1.0, 1.0, 1.0], [0.5, 0.5, 0.0]
     assert result["mean_b"] == 1.0 and result["delta"] == pytest.approx(1.0 - 1.0 / 3)
     assert result["p_value"] == pytest.approx(ttest_rel(bad_rr, good_rr).pvalue, rel=1e-9)
+    cmp = runner.invoke(app, ["eval", "compare", str(tmp_path / "bad.trec"), str(tmp_path / "good.trec"),
+                              "--data", str(tiny_beir), "--metrics", "mrr@10,recall@1",
+                              "--json", str(tmp_path / "c.json")])
+    family = json.loads((tmp_path / "c.json").read_text())
+    p = [family["metrics"][m]["p_value"] for m in ("mrr@10", "recall@1")]
+    assert family["comparisons"] == 2 and "p Holm (2 tests)" in cmp.output
+    lo, hi = sorted(p)  # Holm for two tests: the smaller p doubled, the larger kept but never below the first
+    assert sorted(family["metrics"][m]["p_holm"] for m in ("mrr@10", "recall@1")) == pytest.approx(
+        [min(1.0, 2 * lo), min(1.0, max(2 * lo, hi))])
 
 
 def test_eval_user_errors_exit_1_without_traceback(tiny_beir, tmp_path):

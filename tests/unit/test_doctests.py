@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["ragtune.train.generator.ppo_core", "ragtune.filters.lossnet", "ragtune.evaluate.metrics",
            "ragtune.retrieval.colbert", "ragtune.train.retriever.llm_reranker", "ragtune.train.retriever.dev",
-           "ragtune.data.language", "ragtune.retrieval.fusion", "ragtune.retrieval.rerank"]
+           "ragtune.data.language", "ragtune.retrieval.fusion", "ragtune.retrieval.rerank",
+           "ragtune.evaluate.multiple_testing"]
 
 
 @pytest.mark.parametrize("name", MODULES)

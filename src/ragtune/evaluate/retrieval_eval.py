@@ -15,6 +15,7 @@ from ragtune.data.beir import load_beir, load_qrels, load_queries
 from ragtune.data.fingerprint import dataset_fingerprint, mismatch, read_fingerprint, write_fingerprint
 from ragtune.data.trec import Run, read_run, write_run
 from ragtune.evaluate.metrics import DEFAULT_METRICS, EvalResult, MetricName, evaluate, parse_metric
+from ragtune.evaluate.multiple_testing import holm_adjusted
 from ragtune.evaluate.significance import compare_per_query
 from ragtune.retrieval.bm25 import BM25Config
 from ragtune.retrieval.colbert import ColbertConfig
@@ -221,8 +222,12 @@ def run_compare(cfg: CompareConfig) -> dict:
     qrels = load_qrels(folder / "qrels" / f"{cfg.split}.tsv") if folder.is_dir() else load_qrels(folder)
     a = evaluate(qrels, read_run(cfg.run_a), cfg.metrics, cfg.ignore_identical_ids)
     b = evaluate(qrels, read_run(cfg.run_b), cfg.metrics, cfg.ignore_identical_ids)
-    out = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "split": cfg.split,
-           "metrics": compare_per_query(a.per_query, b.per_query), "warnings": warnings}
+    per_metric = compare_per_query(a.per_query, b.per_query)
+    for row, p_holm in zip(per_metric.values(), holm_adjusted([r["p_value"] for r in per_metric.values()]),
+                           strict=True):
+        row["p_holm"] = p_holm  # one comparison per metric: the table is a family of len(metrics) tests
+    out = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "split": cfg.split, "metrics": per_metric,
+           "comparisons": len(per_metric), "warnings": warnings}
     if cfg.json_out:
         write_json(cfg.json_out, out)
     return out
