@@ -9,7 +9,7 @@ CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(CURDIR)/constr
 export PIP_CONSTRAINT := $(CONSTRAINTS)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test fuzz lint bench clean
+.PHONY: demo test fuzz lint bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ fuzz: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# recreate BENCHMARKS.md's tables into reproduce/ (`python benchmarks/reproduce.py --list`); TABLES="a b" picks
+# tables, TABLES=--all runs every one (hours on 2 CPU cores); the default runs those under ~15 minutes
+reproduce: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python benchmarks/reproduce.py $(if $(TABLES),$(TABLES),--fast)
 
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/retrieval_throughput.py

@@ -1,0 +1,211 @@
+"""One command per BENCHMARKS.md table: recreate it from a clean checkout and ../shared/data.
+
+    python benchmarks/reproduce.py --list                    # the tables, their cost on 2 CPU cores, their section
+    python benchmarks/reproduce.py retrieval-quality         # run one table's steps; its output -> reproduce/<name>.md
+    python benchmarks/reproduce.py --fast                    # every table that takes under ~15 minutes
+    python benchmarks/reproduce.py --all                     # every table (hours on 2 CPU cores)
+    python benchmarks/reproduce.py scifact-reranker --dry-run
+
+Each step is a shell-free command line (`ragtune ...` or `python benchmarks/...`). A step that names what it
+creates is skipped when that already exists, so an interrupted hours-long table resumes where it stopped;
+delete the path (or pass --force) to redo it. Every step's stdout and stderr go to reproduce/<name>.log, and the
+output of the steps marked `table` (the lines that carry the figures) to reproduce/<name>.md under the CPU line,
+so `diff` against the matching section of BENCHMARKS.md shows what moved. Baselines are always produced by
+explicit `ragtune eval ... --out` steps here, never borrowed from another command's run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import hardware_line  # noqa: E402
+
+DATA = "../shared/data/beir/scifact"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Step:
+    command: str
+    creates: str | None = None  # skipped when this path exists (resume)
+    table: bool = False  # its output is (part of) the table
+
+
+@dataclass(frozen=True)
+class Table:
+    section: str  # the BENCHMARKS.md heading ("## ...") the table sits under
+    minutes: int  # about, on 2 idle CPU cores with AMX (AVX2-only machines: up to 3x)
+    steps: list[Step] = field(default_factory=list)
+
+
+def _eval(retriever: str, out: str, *extra: str) -> Step:
+    command = " ".join(["ragtune eval --data", DATA, "--split test --retriever", retriever, *extra, "--out", out])
+    return Step(command, creates=f"{out}/run.trec")
+
+
+def _compare(a: str, b: str, name: str) -> Step:
+    return Step(f"ragtune eval compare {a} {b} --data {DATA} --json runs/scifact/compare-{name}.json", table=True)
+
+
+BM25 = _eval("bm25", "runs/scifact/eval-bm25")
+ZEROSHOT = _eval("dense", "runs/scifact/eval-zeroshot")
+MINE = Step(f"ragtune data convert beir-embedding data={DATA} split=train out=runs/scifact/mined neg_start=10 "
+            "neg_end=100 neg_per_query=8", creates="runs/scifact/mined/embedding.jsonl")
+
+TABLES: dict[str, Table] = {
+    "retrieval-quality": Table("Retrieval quality (issue 2)", 8, [
+        BM25, ZEROSHOT,
+        _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-zeroshot/run.trec", "dense-vs-bm25"),
+    ]),
+    "retrieval-throughput": Table("Retrieval throughput (issue 2)", 10, [
+        Step("python benchmarks/retrieval_throughput.py", table=True),
+    ]),
+    "filter-throughput": Table("Pseudo-query filters (issue 4)", 5, [
+        Step("python benchmarks/filter_throughput.py --skip-dense", table=True),
+    ]),
+    "generator-quality": Table("Query generation (issue 3)", 40, [
+        Step("python benchmarks/generator_quality.py --work runs/generator-quality", table=True),
+    ]),
+    "filter-quality": Table("Pseudo-query filters (issue 4)", 50, [
+        Step("python benchmarks/generator_quality.py --work runs/generator-quality",
+             creates="runs/generator-quality/gen-sft"),
+        Step("ragtune filter configs/filter-scifact.yaml queries=runs/generator-quality/gen-sft "
+             "out=runs/filter/scifact-sft filters.0.k=10 filters.1.k=10 "
+             "filters.2={name: lossnet, keep_fraction: 0.7, drop_tail: 0.05, epochs: 1, max_train_pairs: 256, "
+             "max_seq_length: 128}", creates="runs/filter/scifact-sft/provenance.jsonl"),
+        Step("python benchmarks/filter_quality.py runs/filter/scifact-sft", table=True),
+    ]),
+    "generation-throughput": Table("Query generation (issue 3)", 10, [
+        Step("python benchmarks/generation_throughput.py", table=True),
+        Step("python benchmarks/generation_throughput.py --docs 32 --batch-size 32 --max-new-tokens 24 "
+             "--max-doc-tokens 192", table=True),
+    ]),
+    "scifact-embedding": Table("Retriever and reranker training on SciFact (issue 5)", 40, [
+        ZEROSHOT, MINE,
+        Step("ragtune train embedding configs/scifact-embedding.yaml",
+             creates="runs/scifact/embedding/train_summary.json"),
+        _eval("dense", "runs/scifact/eval-embedding", "--model runs/scifact/embedding"),
+        _compare("runs/scifact/eval-zeroshot/run.trec", "runs/scifact/eval-embedding/run.trec", "embedding"),
+        Step("python benchmarks/scifact_training.py mrl runs/scifact/embedding", table=True),
+    ]),
+    "scifact-matryoshka": Table("Retriever and reranker training on SciFact (issue 5)", 30, [
+        BM25, ZEROSHOT, MINE,
+        Step("ragtune train embedding configs/scifact-matryoshka.yaml",
+             creates="runs/scifact/embedding-matryoshka/train_summary.json"),
+        Step("python benchmarks/scifact_training.py mrl runs/scifact/embedding-matryoshka", table=True),
+        _eval("dense", "runs/scifact/eval-matryoshka", "--model runs/scifact/embedding-matryoshka"),
+        _compare("runs/scifact/eval-zeroshot/run.trec", "runs/scifact/eval-matryoshka/run.trec", "matryoshka"),
+        _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-matryoshka/run.trec", "matryoshka-bm25"),
+    ]),
+    "scifact-reranker": Table("Retriever and reranker training on SciFact (issue 5)", 70, [
+        BM25,
+        Step(f"ragtune data convert beir-reranker data={DATA} split=train out=runs/scifact/rr-data layout=group "
+             "neg_start=0 neg_end=50 neg_per_query=8", creates="runs/scifact/rr-data"),
+        Step("ragtune train reranker configs/scifact-reranker.yaml",
+             creates="runs/scifact/reranker/train_summary.json"),
+        _eval("bm25", "runs/scifact/eval-rerank", "--rerank runs/scifact/reranker --rerank-top 100",
+              "--set rerank_max_length=160 --set rerank_fusion=dev"),
+        _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-rerank/run.trec", "rerank-fused"),
+        _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-rerank/run.reranker-only.trec",
+                 "rerank-alone"),
+    ]),
+    "scifact-colbert": Table("Retriever and reranker training on SciFact (issue 5)", 40, [
+        BM25, MINE,
+        Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json"),
+        _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert"),
+        _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-colbert/run.trec", "colbert"),
+    ]),
+    "training-throughput": Table("Retriever and reranker training on SciFact (issue 5)", 15, [
+        Step("python benchmarks/training_throughput.py --steps 4 --batch 16 --seq 128 --encode 256 "
+             "--dtypes float32,bfloat16", table=True),
+    ]),
+    "demo": Table("The closed loop: `make demo` (issue 6)", 15, [
+        Step("ragtune demo", table=True),
+    ]),
+    "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [
+        Step("ragtune run configs/loop-scifact-cpu.yaml", table=True),
+    ]),
+    "answerer-squad": Table("Grounded answering with refusal (issue 7)", 60, [
+        Step("python benchmarks/answerer_quality.py all squad --work runs/answerer-bench", table=True),
+    ]),
+    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
+        Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
+    ]),
+}
+
+FAST_MINUTES = 15
+
+
+def benchmark_sections(path: Path = REPO / "BENCHMARKS.md") -> list[str]:
+    """The `## ` headings of BENCHMARKS.md: every one must have at least one table here."""
+    return [line[3:].strip() for line in path.read_text("utf-8").splitlines() if line.startswith("## ")]
+
+
+def run_table(name: str, out: Path, dry_run: bool = False, force: bool = False) -> int:
+    """Run `name`'s steps in order; returns the exit status of the first failing step (0 when all pass)."""
+    table = TABLES[name]
+    out.mkdir(parents=True, exist_ok=True)
+    md, log = out / f"{name}.md", out / f"{name}.log"
+    header = f"# {name} (BENCHMARKS.md: {table.section})\n\n{hardware_line()}\n\n"
+    if not dry_run:
+        md.write_text(header, "utf-8")
+    for i, step in enumerate(table.steps, 1):
+        done = step.creates and Path(step.creates).exists() and not force
+        print(f"[{name} {i}/{len(table.steps)}] {'(exists, skipped) ' if done else ''}$ {step.command}", flush=True)
+        if dry_run or done:
+            continue
+        start = time.perf_counter()
+        argv = shlex.split(step.command)
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        elif (beside := Path(sys.executable).with_name(argv[0])).is_file():  # the venv's ragtune, PATH or not
+            argv[0] = str(beside)
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=os.environ)
+        seconds = time.perf_counter() - start
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"$ {step.command}\n{proc.stdout}{proc.stderr}\n[exit {proc.returncode}, {seconds:.0f} s]\n\n")
+        if step.table:
+            with md.open("a", encoding="utf-8") as f:
+                f.write(f"```\n$ {step.command}   # {seconds:.0f} s\n```\n\n{proc.stdout}\n")
+        if proc.returncode:
+            print(f"step failed (exit {proc.returncode}); its output is in {log}", file=sys.stderr)
+            return proc.returncode
+    if not dry_run:
+        print(f"{name}: table in {md}, full log in {log}")
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tables", nargs="*", metavar="TABLE", help=", ".join(TABLES))
+    ap.add_argument("--list", action="store_true", help="list the tables and their cost")
+    ap.add_argument("--fast", action="store_true", help=f"every table under ~{FAST_MINUTES} minutes")
+    ap.add_argument("--all", action="store_true", help="every table (hours)")
+    ap.add_argument("--out", type=Path, default=REPO / "reproduce", help="where the tables and logs go")
+    ap.add_argument("--dry-run", action="store_true", help="print the steps without running them")
+    ap.add_argument("--force", action="store_true", help="rerun steps whose outputs already exist")
+    args = ap.parse_args()
+    if unknown := [t for t in args.tables if t not in TABLES]:
+        ap.error(f"no table {', '.join(unknown)}; --list shows them")
+    if args.list or not (args.tables or args.fast or args.all):
+        for name, t in TABLES.items():
+            print(f"{name:24s} ~{t.minutes:3d} min  {t.section}")
+        return
+    names = list(TABLES) if args.all else [n for n, t in TABLES.items() if t.minutes <= FAST_MINUTES] if args.fast \
+        else args.tables
+    print(f"{hardware_line()}\n{len(names)} tables, about {sum(TABLES[n].minutes for n in names)} minutes")
+    for name in names:
+        if rc := run_table(name, args.out, args.dry_run, args.force):
+            sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
