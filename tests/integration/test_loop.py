@@ -1,7 +1,9 @@
+
 """The closed loop end to end with tiny random models: every stage of one round runs,
 a rerun does no work, and a changed filter parameter reruns only its downstream stages."""
 
 import json
+import math
 
 import pytest
 import yaml
@@ -57,6 +59,11 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     assert set(bm25) == set(ours) and len({ours[q] - bm25[q] for q in bm25}) > 1
     expected = ttest_rel([bm25[q] for q in sorted(bm25)], [ours[q] for q in sorted(bm25)]).pvalue
     assert r0["evaluate"]["vs_bm25"]["ndcg@10"]["p_value"] == pytest.approx(expected, rel=1e-3, abs=1e-9)
+    family = [row for b in ("vs_bm25", "vs_zero_shot") for row in r0["evaluate"][b].values()
+              if not math.isnan(row["p_value"])]
+    assert r0["evaluate"]["comparisons"] == len(family) >= 4
+    smallest = min(family, key=lambda row: row["p_value"])  # Holm multiplies the smallest p by the family size
+    assert smallest["p_holm"] == pytest.approx(min(1.0, len(family) * smallest["p_value"]))
     for name in ["report.md", "report.json", "manifest.json", "config.yaml", "plots/retrieval.png",
                  "plots/rl.png", "plots/stages.png", "round-0/ppo/merged/config.json"]:
         assert (out / name).exists(), name

@@ -227,7 +227,8 @@ def run_compare(cfg: CompareConfig) -> dict:
                            strict=True):
         row["p_holm"] = p_holm  # one comparison per metric: the table is a family of len(metrics) tests
     out = {"run_a": str(cfg.run_a), "run_b": str(cfg.run_b), "split": cfg.split, "metrics": per_metric,
-           "comparisons": len(per_metric), "warnings": warnings}
+           "comparisons": sum(r["p_value"] == r["p_value"] for r in per_metric.values()),  # NaN: no variance
+           "warnings": warnings}
     if cfg.json_out:
         write_json(cfg.json_out, out)
     return out

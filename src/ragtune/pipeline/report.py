@@ -9,9 +9,10 @@ from typing import Any, TypedDict
 from ragtune.atomic import write_json, write_text
 
 
-class Comparison(TypedDict):
+class Comparison(TypedDict, total=False):
     delta: float
     p_value: float
+    p_holm: float  # Holm-adjusted over the round's family: every metric against every baseline
 
 
 class EvaluateRecord(TypedDict):
@@ -54,6 +55,12 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 
 
+def _p_cell(row: Comparison) -> str:
+    if "p_value" not in row:
+        return ""
+    return _fmt_p(row["p_value"]) + (" *" if row.get("p_holm", 1.0) <= 0.05 else "")
+
+
 def to_markdown(report: RunReport, metrics: list[str]) -> str:
     main = [m for m in ("ndcg@10", "recall@100") if m in metrics] or metrics[:2]
     lines = [f"# ragtune run: {report['name']}", "", f"data: `{report['data']}` (subset: {report['subset']})", "",
@@ -64,11 +71,13 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
         lines.append(f"| {label} | " + " | ".join(f"{report['baselines'][name][m]:.4f}" for m in main) + " | | |")
     for r in report["rounds"]:
         ev = r["evaluate"]
-        p_b = ev.get("vs_bm25", {}).get(main[0], {}).get("p_value")
-        p_z = ev.get("vs_zero_shot", {}).get(main[0], {}).get("p_value")
+        cells = [_p_cell(ev.get(f"vs_{b}", {}).get(main[0], {})) for b in ("bm25", "zero_shot")]
         lines.append(f"| round {r['round']} retriever | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
-                     + f" | {_fmt_p(p_b) if p_b is not None else ''} | {_fmt_p(p_z) if p_z is not None else ''} |")
-    lines += ["", f"p-values: paired t-test on per-query {main[0]}.", "", "## Per round", ""]
+                     + f" | {cells[0]} | {cells[1]} |")
+    k = max((r["evaluate"].get("comparisons", 0) for r in report["rounds"]), default=0)
+    lines += ["", f"p-values: paired t-test on per-query {main[0]}"
+              + (f"; * survives Holm's correction at 0.05 over the round's {k} comparisons (every metric against "
+                 "both baselines)." if k else "."), "", "## Per round", ""]
     for r in report["rounds"]:
         f = r["filter"]
         lines.append(f"### round {r['round']}")

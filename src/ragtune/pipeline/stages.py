@@ -100,6 +100,7 @@ def load_beir_qrels(folder: Path) -> dict[str, dict[str, int]]:
 
 def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list[str],
              baselines: dict[str, Path]) -> dict[str, Any]:
+    from ragtune.evaluate.multiple_testing import holm_adjusted
     from ragtune.evaluate.retrieval_eval import CompareConfig, EvalConfig, run_compare, run_eval
     from ragtune.retrieval.dense import DenseConfig
 
@@ -109,6 +110,10 @@ def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list
     for name, run in baselines.items():
         cmp = run_compare(CompareConfig(run_a=run, run_b=out / "run.trec", data=data, split=split, metrics=metrics))
         result[f"vs_{name}"] = {m: {"delta": r["delta"], "p_value": r["p_value"]} for m, r in cmp["metrics"].items()}
+    family = [row for key, rows in result.items() if key.startswith("vs_") for row in rows.values()]
+    for row, p_holm in zip(family, holm_adjusted([row["p_value"] for row in family]), strict=True):
+        row["p_holm"] = p_holm  # the report's table: every metric against every baseline is one family
+    result["comparisons"] = sum(row["p_value"] == row["p_value"] for row in family)  # NaN (no variance) not counted
     return result
 
 
