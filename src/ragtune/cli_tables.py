@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +172,10 @@ def answer(r: dict[str, Any]) -> None:
 def compared(result: dict[str, Any], cfg) -> None:
     """`eval compare`: per metric, both means, the difference, the paired t-test p-value and its Holm adjustment."""
     k = result["comparisons"]
-    table(f"{cfg.run_b.name} vs {cfg.run_a.name} ({cfg.split})",
+    def named(run: Path) -> str:  # run.trec alone says nothing: keep its folder
+        return f"{run.parent.name}/{run.name}" if run.parent.name else run.name
+
+    table(f"{named(cfg.run_b)} vs {named(cfg.run_a)} ({cfg.split})",
                ["metric", "A", "B", "B - A", "p (paired t)", f"p Holm ({k} tests)", "queries"],
                ([m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['delta']:+.4f}", f"{r['p_value']:.4g}",
                  f"{r['p_holm']:.4g}" + (" *" if r["p_holm"] <= 0.05 else ""), str(r["num_queries"])]
