@@ -110,6 +110,7 @@ def _load(target: str) -> Any:
 
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+    show.notices()
     if version:
         out.print(f"ragtune {__version__}")
         raise typer.Exit()

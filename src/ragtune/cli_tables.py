@@ -211,6 +211,21 @@ def stage_log() -> None:
         logger.propagate = False
 
 
+def notices() -> None:
+    """Route ragtune's one-line notices (`ragtune.config.notice`) to stderr as `notice: ...`."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("ragtune.notice")
+    if not any(getattr(h, "ragtune_notice", False) for h in logger.handlers):
+        handler = RichHandler(console=err, show_path=False, show_level=False, show_time=False, markup=False)
+        handler.setFormatter(logging.Formatter("notice: %(message)s"))
+        handler.ragtune_notice = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def validated(result) -> bool:
     """`data validate`: the counts (True), or every problem with file:line and their number (False)."""
     if result.ok:

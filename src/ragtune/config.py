@@ -9,14 +9,23 @@ the closest match; `dump_config` writes the resolved config next to an output.
 from __future__ import annotations
 
 import difflib
+import logging
 import typing
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
+from ragtune.aliases import alias_keys, apply_aliases
 from ragtune.atomic import atomic_open
+
+NOTICES = logging.getLogger("ragtune.notice")
+
+
+def notice(message: str) -> None:
+    """One line on stderr about something the user asked for that ragtune does differently (never silent)."""
+    NOTICES.warning(message)
 
 
 class ConfigError(ValueError):
@@ -38,6 +47,16 @@ class ConfigModel(BaseModel):
     """Base for every command's config: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    ALIASES: typing.ClassVar[tuple[str, ...]] = ()
+    """Families of other tools' key names this config accepts (ragtune.aliases)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _their_names(cls, data: Any) -> Any:
+        data, notices = apply_aliases(cls.ALIASES, data, cls.model_fields)
+        for line in notices:
+            notice(line)
+        return data
 
 
 C = TypeVar("C", bound=ConfigModel)
@@ -159,7 +178,8 @@ def _explain(cls: type[ConfigModel], err: dict, label: str, prefix: str = "") ->
     owner, annotation = _field_at(cls, loc)
     if err["type"] == "extra_forbidden":
         names = list(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
+        theirs = alias_keys(getattr(owner, "ALIASES", ()))
+        close = difflib.get_close_matches(str(loc[-1]), names + theirs, n=1, cutoff=0.5)
         guess = f'; did you mean "{".".join([*([prefix] if prefix else []), *map(str, loc[:-1]), close[0]])}"?' \
             if close else ""
         section = next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), label)  # the nested config

@@ -1,6 +1,6 @@
 """The house keeps its shape: imports flow one way through the layers, and no files import each other in a circle.
 
-    atomic, paths, hardware < config < models < data < retrieval, generate < filters, evaluate < train, rag
+    atomic, paths, hardware < config, aliases < models < data < retrieval, generate < filters, evaluate < train, rag
     < pipeline < cli
 
 Every `import` and `from ... import` of every module under src/ragtune counts, also those inside functions (the
@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     # leaf utilities: the package face (__version__), atomic writers, where data and caches live, devices
     "ragtune": 0, "ragtune.atomic": 0, "ragtune.paths": 0, "ragtune.hardware": 0,
     "ragtune.config": 1,  # config classes, YAML + key=value loading (writes through atomic)
+    "ragtune.aliases": 1,  # other tools' key names for ragtune's config keys (read by config)
     "ragtune.models": 2,  # default names, name -> local path, the causal-LM loader (raises ConfigError)
     "ragtune.data": 3,
     "ragtune.retrieval": 4, "ragtune.generate": 4,
