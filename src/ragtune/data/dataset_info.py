@@ -43,6 +43,10 @@ class DatasetColumns(_Strict):
     response: str | None = None
     history: str | None = None
     messages: str | None = None
+    role: str | None = None
+    """sharegpt, LLaMA-Factory's older spec: the key of a message's role (newer: `tags.role_tag`)."""
+    content: str | None = None
+    """sharegpt, older spec: the key of a message's text (newer: `tags.content_tag`)."""
     system: str | None = None
     tools: str | None = None
     images: str | None = None
@@ -66,6 +70,8 @@ class DatasetTags(_Strict):
 
 
 REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+MESSAGE_KEYS = {"role": "role_tag", "content": "content_tag"}
+"""sharegpt message keys: LLaMA-Factory's older spec names them under `columns`, newer ones under `tags`."""
 
 
 class DatasetEntry(_Strict):
@@ -89,7 +95,24 @@ class DatasetEntry(_Strict):
     def _has_source(self) -> DatasetEntry:
         if self.file_name is None and not any(getattr(self, k) for k in REMOTE_KEYS):
             raise ValueError(f'an entry needs "file_name" (or one of {", ".join(REMOTE_KEYS)})')
+        for old, new in MESSAGE_KEYS.items():
+            given = getattr(self.columns, old, None) if self.columns else None
+            tagged = getattr(self.tags, new, None) if self.tags else None
+            if given is not None and self.formatting != "sharegpt":
+                raise ValueError(f'"columns.{old}" names a key of sharegpt messages; this entry is "{self.formatting}"')
+            if given is not None and tagged is not None and given != tagged:
+                raise ValueError(f'"columns.{old}" ({given!r}) and "tags.{new}" ({tagged!r}) disagree; they name the '
+                                 "same key (older and newer LLaMA-Factory spec): keep one")
         return self
+
+    def message_tags(self) -> dict[str, str]:
+        """sharegpt tags, with the older spec's `columns.role`/`columns.content` read as role_tag/content_tag."""
+        tags = self.tags.model_dump(exclude_none=True) if self.tags else {}
+        for old, new in MESSAGE_KEYS.items():
+            given = getattr(self.columns, old, None) if self.columns else None
+            if given is not None:
+                tags.setdefault(new, given)
+        return tags
 
     @property
     def is_local(self) -> bool:
@@ -98,6 +121,39 @@ class DatasetEntry(_Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+    def offline_problem(self) -> str | None:
+        """Why ragtune cannot read this entry offline from local files (None when it can), and what to do."""
+        for key in REMOTE_KEYS:
+            if getattr(self, key):
+                where = {"hf_hub_url": "the Hugging Face Hub", "ms_hub_url": "ModelScope", "om_hub_url": "Modelers",
+                         "script_url": "a dataset loading script", "cloud_file_name": "cloud storage"}[key]
+                return (f'it comes from {where} ({key}: {getattr(self, key)}); ragtune reads local files only and '
+                        'never downloads: save the data as JSON/JSONL beside dataset_info.json and set "file_name" '
+                        f'(without "{key}")')
+        for key, what in (("subset", "a configuration of a hub dataset"), ("folder", "a folder of a hub repository")):
+            if getattr(self, key):
+                return (f'"{key}" selects {what}, which ragtune cannot open offline; point "file_name" at the '
+                        f'local file (or folder of JSON/JSONL files) of that {key} and remove "{key}"')
+        if self.split not in (None, "train"):
+            return (f'"split": {self.split!r}: a local file holds one split; point "file_name" at the file of that '
+                    'split and remove "split"')
+        return None
+
+    def sha1_problem(self, files: list[Path]) -> str | None:
+        """A mismatch between `file_sha1` and the data file's SHA-1 (None when it matches or is not given)."""
+        if not self.file_sha1:
+            return None
+        if len(files) != 1:
+            return (f'"file_sha1" checks one file, but file_name "{self.file_name}" holds {len(files)}; remove '
+                    "file_sha1 or register the files one by one")
+        import hashlib
+
+        digest = hashlib.sha1(files[0].read_bytes()).hexdigest()
+        if digest != self.file_sha1.lower():
+            return (f'"file_sha1" is {self.file_sha1} but {files[0].name} has SHA-1 {digest}: the file changed since '
+                    "it was registered; check the data, then update file_sha1 (or remove it)")
+        return None
 
 
 def info_path(path: str | Path) -> Path:
@@ -235,8 +291,8 @@ def _renamed(cls: type[Record], name: str, alias: str, annotation: Any = None) -
 
 def entry_record_class(entry: DatasetEntry) -> type[Record]:
     """The record class that validates rows of `entry` under its column and tag names."""
-    columns = entry.columns.model_dump(exclude_none=True) if entry.columns else {}
-    tags = entry.tags.model_dump(exclude_none=True) if entry.tags else {}
+    columns = entry.columns.model_dump(exclude_none=True, exclude=set(MESSAGE_KEYS)) if entry.columns else {}
+    tags = entry.message_tags()
     return _mapped_class(entry.formatting, entry.ranking, json.dumps(columns, sort_keys=True),
                          json.dumps(tags, sort_keys=True))
 

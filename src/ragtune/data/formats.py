@@ -21,6 +21,7 @@ import numpy as np
 from ragtune.atomic import atomic_open, write_jsonl
 from ragtune.data.dataset_info import (
     DATASET_INFO,
+    MESSAGE_KEYS,
     DatasetEntry,
     entry_line,
     entry_record_class,
@@ -314,7 +315,7 @@ def validate_dataset_info(path: Path, problems: ProblemLog) -> dict[str, float]:
 def _check_columns(path: Path, name: str, entry: DatasetEntry, seen: set[str], problems: ProblemLog) -> None:
     if not seen:
         return
-    columns = entry.columns.model_dump(exclude_none=True) if entry.columns else {}
+    columns = entry.columns.model_dump(exclude_none=True, exclude=set(MESSAGE_KEYS)) if entry.columns else {}
     for column, field in columns.items():
         if field not in seen:
             report(problems, path, entry_line(path, name, column),

@@ -144,6 +144,7 @@ class Preference(Record):
     chosen: NonEmptyStr
     rejected: NonEmptyStr
     system: str | None = None
+    history: list[tuple[str, str]] | None = None
     RESPONSE: ClassVar[str] = "output"
     """Key of the LLaMA-Factory ranking-row list (its `columns.response`)."""
 

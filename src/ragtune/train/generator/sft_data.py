@@ -37,11 +37,11 @@ class EncodeStats:
 
 
 def load_sft_messages(datasets: Sequence[str], dataset_dir: Path, formatting: str = "auto",
-                      max_samples: int | None = None) -> list[tuple[str, list[Message]]]:
+                      max_samples: int | None = None, seed: int = 42) -> list[tuple[str, list[Message]]]:
     """(where, messages) for every record of every dataset, validated with file:line errors."""
     out: list[tuple[str, list[Message]]] = []
     for name in datasets:
-        records = list(_read_dataset(name, dataset_dir, formatting, max_samples))
+        records = read_dataset(name, dataset_dir, formatting, seed)[:max_samples]
         if not records:
             raise DataFormatError(name, None, "dataset holds no records")
         for where, rec in records:
@@ -52,30 +52,29 @@ def load_sft_messages(datasets: Sequence[str], dataset_dir: Path, formatting: st
     return out
 
 
-def _read_dataset(name: str, dataset_dir: Path, formatting: str, max_samples: int | None):
+def read_dataset(name: str, dataset_dir: Path, formatting: str = "auto", seed: int = 42, stage: str = "sft"
+                 ) -> list[tuple[str, Alpaca | ShareGPT]]:
+    """(where, record) of a dataset given by path (alpaca/sharegpt JSON or JSONL) or by its name in
+    `dataset_dir/dataset_info.json` (read as LLaMA-Factory reads it: ragtune.data.lf_datasets)."""
     from ragtune.data.formats import iter_rows, record_class
+    from ragtune.data.lf_datasets import answer_records, read_registered
     from ragtune.data.records import parse_record
 
     path = Path(name)
-    if path.suffix in {".json", ".jsonl"} or path.is_file():
-        if not path.is_file():
-            raise DataFormatError(path, None, "dataset file not found",
-                                  hint="give a path to alpaca/sharegpt JSONL, or a name in dataset_info.json")
-        files, cls = [path], None if formatting == "auto" else record_class(formatting)
-    else:
-        files, cls = _registered(name, dataset_dir)
-    n = 0
-    for file in files:
-        file_cls = cls or _detect(file)
-        for where, line, obj in iter_rows(file):
-            rec = parse_record(file_cls, obj, where, line)
-            if not isinstance(rec, (Alpaca, ShareGPT)):
-                raise DataFormatError(where, line, f"{type(rec).__name__} records cannot be used for SFT",
-                                      hint="SFT reads alpaca or sharegpt records")
-            yield (f"{where}:{line}" if line else where), rec
-            n += 1
-            if max_samples is not None and n >= max_samples:
-                return
+    if not (path.suffix in {".json", ".jsonl"} or path.is_file()):
+        return answer_records(read_registered(name, dataset_dir, seed), stage)
+    if not path.is_file():
+        raise DataFormatError(path, None, "dataset file not found",
+                              hint="give a path to alpaca/sharegpt JSONL, or a name in dataset_info.json")
+    cls = _detect(path) if formatting == "auto" else record_class(formatting)
+    out: list[tuple[str, Alpaca | ShareGPT]] = []
+    for where, line, obj in iter_rows(path):
+        rec = parse_record(cls, obj, where, line)
+        if not isinstance(rec, (Alpaca, ShareGPT)):
+            raise DataFormatError(where, line, f"{type(rec).__name__} records cannot be used for SFT",
+                                  hint="SFT reads alpaca or sharegpt records")
+        out.append(((f"{where}:{line}" if line else where), rec))
+    return out
 
 
 def _detect(file: Path):
@@ -86,37 +85,6 @@ def _detect(file: Path):
         raise DataFormatError(file, None, f"records look like {kind}, not alpaca or sharegpt",
                               hint="SFT reads alpaca ({instruction, input, output}) or sharegpt ({conversations})")
     return record_class(kind)
-
-
-def _registered(name: str, dataset_dir: Path):
-    from ragtune.data.dataset_info import entry_record_class, info_path, read_dataset_info
-    from ragtune.data.formats import entry_files
-
-    info = info_path(dataset_dir)
-    if not info.is_file():
-        raise ConfigError(f'key "dataset": "{name}" is not a file and {info} does not exist; set dataset_dir to '
-                          "the folder holding dataset_info.json, or give a path to a JSONL file")
-    entries = read_dataset_info(info)
-    if name not in entries:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(entries), n=1)
-        guess = f'; did you mean "{close[0]}"?' if close else ""
-        raise ConfigError(f'key "dataset": "{name}" is not registered in {info}{guess} '
-                          f"(registered: {', '.join(entries) or 'none'})")
-    entry = entries[name]
-    if not entry.is_local:
-        raise ConfigError(f'key "dataset": "{name}" in {info} is a remote dataset; ragtune reads local files only '
-                          "(download it and set file_name)")
-    if entry.ranking:
-        raise ConfigError(f'key "dataset": "{name}" is a ranking (preference) dataset; stage sft needs '
-                          "alpaca or sharegpt answers")
-    files = entry_files(info.parent, entry)
-    missing = [f for f in files if not f.is_file()]
-    if missing or not files:
-        raise DataFormatError(info, None, f'dataset "{name}": file "{entry.file_name}" not found in {info.parent}',
-                              field=f"{name}.file_name")
-    return files, entry_record_class(entry)
 
 
 # ---------------------------------------------------------------- tokenization
