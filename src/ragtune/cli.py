@@ -303,20 +303,19 @@ for _spec in PLAIN_COMMANDS:
     _plain_command(*_spec)
 
 
-@train_app.command("generator")
+@train_app.command("generator", context_settings={"ignore_unknown_options": True})
 @user_errors
-def train_generator_cmd(args: Args = None, set_: SetOption = None) -> None:
+def train_generator_cmd(args: Args = None, set_: SetOption = None, from_llamafactory: Annotated[bool, typer.Option(
+        "--from-llamafactory", help="the arguments are a LLaMA-Factory train_bash.py / llamafactory-cli train command "
+        "line (--stage sft --model_name_or_path M --do_train --dataset NAME ...): translated, printed, then run")]
+        = False) -> None:
     """Train the doc -> query generator; `stage:` sft (lora, freeze, full), rm, ppo, dpo or grpo."""
+    from ragtune.train.generator.lf_args import command_parts
     from ragtune.train.generator.stages import train_generator_stage
 
-    rest = list(args or [])
-    config = Path(rest.pop(0)) if rest and "=" not in rest[0] else None
-    stage, s = train_generator_stage(config, rest + list(set_ or []))
-    if stage != "sft":
-        show.one_row(f"train generator (stage {stage})",
-                     {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and v is not None})
-        return
-    show.sft_trained(s)
+    config, rest, base = command_parts(list(args or []), from_llamafactory)
+    show.lf_translated(base)
+    show.generator_trained(*train_generator_stage(config, rest + list(set_ or []), base))
 
 
 # ---------------------------------------------------------------- grounded answering: rag ingest, ask, serve

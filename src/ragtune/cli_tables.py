@@ -159,6 +159,24 @@ def sft_trained(s: dict[str, Any]) -> None:
     out.print(f"outputs in {s['output_dir']}", highlight=False)
 
 
+def generator_trained(stage: str, s: dict[str, Any]) -> None:
+    """`train generator`: the SFT table, or one row of the other stage's scalar results."""
+    if stage == "sft":
+        sft_trained(s)
+    else:
+        one_row(f"train generator (stage {stage})",
+                {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and v is not None})
+
+
+def lf_translated(config: dict[str, Any] | None) -> None:
+    """`train generator --from-llamafactory`: the ragtune command its LLaMA-Factory arguments became (None: none)."""
+    if config is not None:
+        from ragtune.train.generator.lf_args import as_command
+
+        err.print(f"LLaMA-Factory arguments as ragtune: {as_command(config)}", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
 def answer(r: dict[str, Any]) -> None:
     """`rag ask`: the answer (or refusal) and the numbered passages, cited ones starred."""
     state = "[bold yellow]refused[/]" if r["refused"] else "[bold green]answer[/]"

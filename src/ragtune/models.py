@@ -199,8 +199,9 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
                    trust_remote_code: bool = False, adapter_key: str = "adapter_name_or_path") -> tuple[Any, Any]:
     """(model, tokenizer): a causal LM (hub name, folder, .gguf, or the offline default) plus LoRA adapters.
 
-    `adapter`: one adapter folder or several, applied in order (e.g. SFT, then RL). With `merge` they are merged
-    into the weights; without, the (single) adapter stays a PeftModel (to switch it off, or to score with it).
+    `adapter`: one adapter folder or several, applied in order (e.g. SFT, then RL); an adapter trained on top of
+    merged ones brings them first (`ADAPTER_STACK`). With `merge` they are merged into the weights; without, the
+    last adapter stays a PeftModel (to switch it off, or to score with it).
     The tokenizer comes from the last adapter that holds one (its chat template is the one trained on), else
     from the base; a missing pad token becomes eos. `dtype`: a torch dtype name, or None for the checkpoint's
     own. `device`: an already resolved device (`hardware.pick_device` runs at the edge, not here); None leaves
@@ -213,8 +214,8 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
     from ragtune.config import ConfigError
 
     base = resolve_causal_lm(name_or_path)
-    adapters = [] if adapter is None else [Path(adapter)] if isinstance(adapter, (str, Path)) else \
-        [Path(a) for a in adapter]
+    adapters = adapter_stack([] if adapter is None else [Path(adapter)] if isinstance(adapter, (str, Path)) else
+                             [Path(a) for a in adapter])
     for a in adapters:
         if not (a / "adapter_config.json").is_file():
             raise ConfigError(f'key "{adapter_key}": {a} holds no adapter_config.json (a LoRA adapter written by '
@@ -241,17 +242,45 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
             hf_logging.set_verbosity(level)
         model.config.pad_token_id = tokenizer.pad_token_id
     if adapters:
-        from peft import PeftModel
+        from peft import PeftConfig, PeftModel
 
-        if not merge and len(adapters) > 1:
-            raise ValueError("several adapters can only be loaded merged (merge=True)")
-        for a in adapters:
-            model = PeftModel.from_pretrained(model, str(a))
-            if merge:
+        for i, a in enumerate(adapters):
+            merged = merge or i < len(adapters) - 1
+            config = PeftConfig.from_pretrained(str(a))
+            if merged and head == "score" and config.task_type == "CAUSAL_LM":
+                config.task_type = None  # an LM adapter merged under a scalar head: its layers are the same
+            model = PeftModel.from_pretrained(model, str(a), config=config)
+            if merged:
                 model = model.merge_and_unload()
     if device is not None:
         model.to(device)
     return model, tokenizer
+
+
+ADAPTER_STACK = "ragtune_adapter_stack.json"
+"""Written into an adapter trained on a base with other adapters merged in: {"base_adapters": [folders]}."""
+
+
+def adapter_stack(adapters: list[Path]) -> list[Path]:
+    """`adapters` in load order, each preceded by the adapters it was trained on top of (recorded in
+    ADAPTER_STACK), so an RM or a second SFT adapter loads on the same weights it was trained on."""
+    import json
+
+    out: list[Path] = []
+    for a in adapters:
+        record = a / ADAPTER_STACK
+        if record.is_file():
+            base = [Path(p) for p in json.loads(record.read_text(encoding="utf-8"))["base_adapters"]]
+            out += [b for b in adapter_stack(base) if b not in out]
+        out.append(a)
+    return out
+
+
+def write_adapter_stack(folder: str | Path, base_adapters: Sequence[str | Path]) -> None:
+    """Record in `folder` (an adapter) the adapters that were merged into its base before it was trained."""
+    from ragtune.atomic import write_json
+
+    write_json(Path(folder) / ADAPTER_STACK, {"base_adapters": [str(Path(a).resolve()) for a in base_adapters]})
 
 
 def gguf_cache_dir(name: str) -> Path:

@@ -96,7 +96,7 @@ def test_dev_split_is_seeded_and_disjoint():
 @pytest.mark.parametrize(("override", "message"), [
     ("stage=dpo", "allowed values: sft"),
     ("finetuning_type=qlora", "allowed values: lora, freeze, full"),
-    ("lr_scheduler_type=cosine_with_restarts", "allowed values: cosine, linear, constant"),
+    ("lr_scheduler_type=cosine_restarts", "allowed values: linear, cosine, cosine_with_restarts.*did you mean"),
     ("bf16=true", "exclusive"),
     ("eval_steps=5", "val_size"),
     ("report_to=mlflow", "report_to.*'none', 'tensorboard' or 'wandb'.*mlflow"),

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
@@ -33,7 +33,11 @@ class TrainerSettings(ConfigModel):
     per_device_train_batch_size: int = Field(32, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
-    lr_scheduler_type: Literal["linear", "cosine", "constant"] = "linear"
+    lr_scheduler_type: str = "linear"
+    """Any of transformers' schedulers: linear, cosine, cosine_with_restarts, polynomial, constant,
+    constant_with_warmup, inverse_sqrt, reduce_lr_on_plateau, cosine_with_min_lr, warmup_stable_decay, ..."""
+    lr_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra arguments of the scheduler, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr."""
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.01, ge=0.0)
     max_grad_norm: float = Field(1.0, ge=0.0)
@@ -52,9 +56,19 @@ class TrainerSettings(ConfigModel):
     """Write training_loss.png into output_dir."""
     threads: int = Field(0, ge=0)
     """torch CPU threads; 0 = all cores."""
+    deepspeed: Path | None = None
+    """A DeepSpeed JSON config (ZeRO), passed to the trainer; needs CUDA GPUs and `pip install deepspeed`."""
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return check_scheduler(value)
 
     @model_validator(mode="after")
     def _check_trainer(self) -> TrainerSettings:
+        missing = scheduler_missing_kwargs(self.lr_scheduler_type, self.lr_scheduler_kwargs)
+        if missing and not getattr(self, "stable_proportion", None):
+            raise ValueError(f'lr_scheduler_type "{self.lr_scheduler_type}" needs lr_scheduler_kwargs.{missing}')
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 are exclusive; set one of them")
         if "none" in self.report_to and len(self.report_to) > 1:
@@ -116,6 +130,51 @@ class LoraSettings(ConfigModel):
             linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
             raise ConfigError(f'key "lora_target": {", ".join(missing)} not found in this model; its linear layers '
                               f"are: {', '.join(linear)} (or use all)")
+
+
+EVAL_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+"""Schedulers that follow the evaluation loss, so they need an evaluation set."""
+
+
+def check_scheduler(name: str) -> str:
+    """`name` when it is one of transformers' scheduler types, else a ValueError listing them."""
+    import difflib
+
+    from transformers.trainer_utils import SchedulerType
+
+    allowed = [s.value for s in SchedulerType]
+    if name not in allowed:
+        close = difflib.get_close_matches(name, allowed, n=1)
+        raise ValueError(f"unknown scheduler {name!r}; allowed values: {', '.join(allowed)}"
+                         + (f'; did you mean "{close[0]}"?' if close else ""))
+    return name
+
+
+def scheduler_missing_kwargs(name: str, kwargs: dict[str, Any]) -> str | None:
+    """The argument a scheduler cannot run without (transformers would fail at the first step), or None."""
+    needs = {"cosine_with_min_lr": ("min_lr", "min_lr_rate"), "cosine_warmup_with_min_lr": ("min_lr", "min_lr_rate"),
+             "warmup_stable_decay": ("num_decay_steps",)}
+    options = needs.get(name, ())
+    if options and not any(k in kwargs for k in options):
+        return " or ".join(options) + (" (or set stable_proportion)" if name == "warmup_stable_decay" else "")
+    return None
+
+
+def check_deepspeed(cfg: TrainerSettings, device: str) -> str | None:
+    """The DeepSpeed config path for the trainer (None when not asked for), or a ConfigError saying what is missing."""
+    import importlib.util
+
+    if cfg.deepspeed is None:
+        return None
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError('key "deepspeed": DeepSpeed is not installed; run `pip install deepspeed` (on a '
+                          "machine with CUDA GPUs), or remove deepspeed to train without it")
+    if device != "cuda":
+        raise ConfigError(f'key "deepspeed": DeepSpeed ZeRO shards training over CUDA GPUs and this run is on {device};'
+                          " remove deepspeed to train here")
+    if not Path(cfg.deepspeed).is_file():
+        raise ConfigError(f'key "deepspeed": {cfg.deepspeed} not found (a DeepSpeed JSON config)')
+    return str(cfg.deepspeed)
 
 
 def check_precision(cfg: TrainerConfig, device: str) -> None:

@@ -24,14 +24,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import AliasChoices, Field, model_validator
 from torch import nn
 
 from ragtune.atomic import write_json
-from ragtune.config import ConfigModel, dump_config
+from ragtune.config import CommaList, ConfigModel, dump_config
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.generator.ppo_core import (
     AdaptiveKLController,
@@ -268,6 +268,7 @@ class PPOTrainer:
 
 
 class PPOStageConfig(ConfigModel):
+    ALIASES = ("ppo",)
     stage: Literal["ppo"] = "ppo"
     model_name_or_path: str = DEFAULT_GENERATOR
     adapter_name_or_path: Path | None = None
@@ -276,7 +277,22 @@ class PPOStageConfig(ConfigModel):
     """Adapter folder written by `ragtune train generator` with stage: rm."""
     reward_base: str | None = None
     """Base model of the reward model (default: model_name_or_path)."""
-    prompts: PromptSource
+    prompts: PromptSource | None = None
+    """Prompts from a BEIR corpus (the doc -> query prompt per document); or name a `dataset`."""
+    dataset: Annotated[list[str], CommaList] | None = None
+    """Datasets of dataset_dir/dataset_info.json (LLaMA-Factory): each row's prompt, without its answer."""
+    dataset_dir: Path = Path("data")
+    max_samples: int | None = Field(None, ge=1)
+    template: str = "auto"
+    """Chat template the prompts are rendered with (auto: the SFT adapter's or the model's own)."""
+    finetuning_type: Literal["lora"] = "lora"
+    num_train_epochs: float | None = Field(None, gt=0)
+    """Passes over the prompts; sets ppo.steps = ceil(epochs x prompts / ppo.batch_size) unless ppo.steps is set."""
+    per_device_train_batch_size: int | None = Field(None, ge=1)
+    """LLaMA-Factory's PPO batch: ppo.mini_batch_size, and ppo.batch_size = it x gradient_accumulation_steps."""
+    gradient_accumulation_steps: int | None = Field(None, ge=1)
+    resume_lora_training: bool = True
+    """LLaMA-Factory's flag; ragtune's PPO always merges adapter_name_or_path and trains a new adapter."""
     output_dir: Path
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     merge: bool = True
@@ -284,23 +300,77 @@ class PPOStageConfig(ConfigModel):
     device: str = "auto"
     """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lf_batch(cls, data: Any) -> Any:
+        """LLaMA-Factory's PPO batch: per_device_train_batch_size rows per minibatch, x accumulation per rollout."""
+        if not isinstance(data, dict) or data.get("per_device_train_batch_size") is None:
+            return data
+        mini = int(data["per_device_train_batch_size"])
+        batch = mini * int(data.get("gradient_accumulation_steps") or 1)
+        ppo = data.get("ppo") or {}
+        if isinstance(ppo, dict):
+            data = {**data, "ppo": {"mini_batch_size": mini, "batch_size": batch, **ppo}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PPOStageConfig:
+        if (self.prompts is None) == (self.dataset is None):
+            raise ValueError("stage ppo takes its prompts from prompts.corpus (a BEIR folder) or from dataset (names "
+                             "in dataset_info.json): set exactly one")
+        return self
+
+
+def dataset_prompts(cfg: PPOStageConfig) -> list[list[dict[str, str]]]:
+    """The prompt chat of every row of cfg.dataset (its answer dropped; ranking rows too)."""
+    from ragtune.data.lf_datasets import answer_records, read_registered
+    from ragtune.generate.prompts import record_messages
+
+    out = []
+    for name in cfg.dataset or []:
+        for where, rec in answer_records(read_registered(name, cfg.dataset_dir, cfg.ppo.seed), "ppo")[:cfg.max_samples]:
+            messages = record_messages(rec, where)
+            out.append(messages[:-1] if messages[-1]["role"] == "assistant" else messages)
+    if not out:
+        raise ValueError(f"stage ppo: no prompts in {', '.join(cfg.dataset or [])}")
+    return out
+
 
 def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
-    from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, user_turn
+    import math
+
+    from ragtune.config import notice
+    from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, use_template, user_turn
     from ragtune.hardware import pick_device
+    from ragtune.models import adapter_stack, write_adapter_stack
     from ragtune.train.generator.reward import RewardScorer
 
-    corpus, docs = sample_docs(cfg.prompts)
     device = pick_device(cfg.device)
+    if cfg.adapter_name_or_path is not None and "resume_lora_training" in cfg.model_fields_set \
+            and cfg.resume_lora_training:
+        notice("stage ppo: resume_lora_training=true has no effect: ragtune's PPO merges adapter_name_or_path into "
+               "the base (the reference model) and trains a new adapter")
     trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
-    raw = {}
-    for d in docs:
-        rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:RL_PROMPT_CHARS]),
-                                                         tokenize=False, add_generation_prompt=True)
-        raw[rendered] = user_turn(corpus[d])
+    stops = use_template(trainer.tokenizer, cfg.template)
+    trainer.eos_ids = sorted({*trainer.eos_ids, *stops})
+    raw: dict[str, Any] = {}
+    if cfg.prompts is not None:
+        corpus, docs = sample_docs(cfg.prompts)
+        for d in docs:
+            rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:RL_PROMPT_CHARS]),
+                                                             tokenize=False, add_generation_prompt=True)
+            raw[rendered] = user_turn(corpus[d])
+    else:
+        for chat in dataset_prompts(cfg):
+            raw[trainer.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)] = chat
+    if cfg.num_train_epochs is not None and "steps" not in cfg.ppo.model_fields_set:
+        trainer.cfg = cfg.ppo.model_copy(update={"steps": max(1, math.ceil(cfg.num_train_epochs * len(raw) /
+                                                                            cfg.ppo.batch_size))})
     scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
     history = trainer.train(list(raw), lambda prompts, resp: scorer([raw[p] for p in prompts], resp),
                             cfg.output_dir)
+    if cfg.adapter_name_or_path is not None:
+        write_adapter_stack(cfg.output_dir / "adapter", adapter_stack([Path(cfg.adapter_name_or_path)]))
     if cfg.merge:
         merged = trainer.model.model.merge_and_unload()
         merged.save_pretrained(str(cfg.output_dir / "merged"))

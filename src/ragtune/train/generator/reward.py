@@ -10,39 +10,77 @@ computed by scoring both sides with `RewardScorer`, independent of the trainer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ragtune.atomic import write_json
-from ragtune.config import dump_config
+from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings
+from ragtune.train.harness import LoraSettings, check_scheduler
+
+Message = dict[str, str]
 
 
 class RewardSettings(LoraSettings):
     """The reward model's training settings: everything but its data and output paths (the loop's `reward:`)."""
 
+    ALIASES = ("rm",)
     model_name_or_path: str = DEFAULT_GENERATOR
+    template: str = "auto"
+    """Chat template of the (prompt, answer) pairs: auto, default, alpaca, chatml, llama2 (as for SFT)."""
+    finetuning_type: Literal["lora"] = "lora"
+    """The reward model is always a LoRA adapter with a scalar head."""
     lora_alpha: float | None = Field(16.0, gt=0)
     learning_rate: float = 1e-4
+    lr_scheduler_type: str = "linear"
     num_train_epochs: float = 1.0
     max_steps: int = -1
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)
+    max_samples: int | None = Field(None, ge=1)
     logging_steps: int = 5
     seed: int = 42
     threads: int = 0
+    fp16: bool = False
+    bf16: bool = False
+    plot_loss: bool = True
+    """Write training_loss.png into output_dir."""
+    resume_lora_training: bool = False
+    """LLaMA-Factory's flag; the reward model always trains a new adapter on the (merged) adapter_name_or_path."""
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return check_scheduler(value)
 
 
 class RewardTrainConfig(RewardSettings):
     stage: Literal["rm"] = "rm"
-    train_file: Path
-    """Preference JSONL (alpaca-style chosen/rejected or ranking rows)."""
+    train_file: Path | None = None
+    """Preference JSONL (alpaca-style chosen/rejected or ranking rows); or name a `dataset`."""
+    dataset: Annotated[list[str], CommaList] | None = None
+    """Preference datasets registered in dataset_dir/dataset_info.json with "ranking": true (LLaMA-Factory)."""
+    dataset_dir: Path = Path("data")
+    adapter_name_or_path: Path | None = None
+    """SFT adapter merged into the base first (LLaMA-Factory's checkpoint_dir): the reward model reads the chat as
+    the SFT model does."""
     eval_file: Path | None = None
     """Held-out preference JSONL for pairwise accuracy."""
     output_dir: Path
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RewardTrainConfig:
+        if (self.train_file is None) == (self.dataset is None):
+            raise ValueError("stage rm reads its pairs from train_file (a preference JSONL) or from dataset (names in "
+                             "dataset_info.json with ranking: true): set exactly one")
+        return self
+
+
+def _pair(prompt: list[Message], chosen: str, rejected: str) -> dict[str, Any]:
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
 
 
 def _conversations(path: Path) -> list[dict[str, Any]]:
@@ -51,36 +89,74 @@ def _conversations(path: Path) -> list[dict[str, Any]]:
     rows = []
     for rec in read_records(path, "preference"):
         user = f"{rec.instruction}\n{rec.input}".strip() if rec.input else rec.instruction
-        rows.append({"prompt": [{"role": "user", "content": user}],
-                     "chosen": [{"role": "assistant", "content": rec.chosen}],
-                     "rejected": [{"role": "assistant", "content": rec.rejected}]})
+        rows.append(_pair([{"role": "user", "content": user}], rec.chosen, rec.rejected))
     if not rows:
         raise ValueError(f"{path}: no preference pairs to train on")
     return rows
 
 
+def dataset_pairs(names: list[str], dataset_dir: Path, seed: int, max_samples: int | None = None
+                  ) -> list[dict[str, Any]]:
+    """Conversational pairs from `ranking: true` datasets of dataset_info.json (alpaca or sharegpt)."""
+    from ragtune.data.lf_datasets import preference_records, read_registered
+    from ragtune.data.records import Alpaca, Preference, ShareGPT
+    from ragtune.generate.prompts import record_messages
+
+    rows = []
+    for name in names:
+        for where, rec in preference_records(read_registered(name, dataset_dir, seed))[:max_samples]:
+            if isinstance(rec, Preference):
+                convo = Alpaca(instruction=rec.instruction, input=rec.input, output=rec.chosen, system=rec.system,
+                               history=rec.history)
+                prompt, chosen, rejected = record_messages(convo, where)[:-1], rec.chosen, rec.rejected
+            else:
+                convo = ShareGPT(conversations=[*rec.conversations, rec.chosen], system=rec.system)
+                prompt, chosen, rejected = record_messages(convo, where)[:-1], rec.chosen.value, rec.rejected.value
+            rows.append(_pair(prompt, chosen, rejected))
+    if not rows:
+        raise ConfigError(f'key "dataset": {", ".join(names)} hold no preference pairs')
+    return rows
+
+
 def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
+    import torch
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
+    from ragtune.generate.prompts import use_template
     from ragtune.hardware import set_threads
+    from ragtune.models import adapter_stack, write_adapter_stack
+    from ragtune.train.harness import check_precision, plot_loss
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_precision(cfg, device)
     set_threads(cfg.threads)
-    model, tok = load_causal_lm(cfg.model_name_or_path, head="score", dtype=None)
-    train = Dataset.from_list(_conversations(cfg.train_file))
+    if cfg.adapter_name_or_path is not None and cfg.resume_lora_training:
+        notice("stage rm: resume_lora_training=true has no effect: the reward model merges adapter_name_or_path "
+               "into the base and trains a new adapter with a scalar head")
+    model, tok = load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, head="score", dtype=None)
+    use_template(tok, cfg.template)
+    pairs = _conversations(cfg.train_file) if cfg.train_file is not None else \
+        dataset_pairs(cfg.dataset or [], cfg.dataset_dir, cfg.seed, cfg.max_samples)
+    train = Dataset.from_list(pairs)
     args = RewardConfig(output_dir=str(cfg.output_dir), learning_rate=cfg.learning_rate,
-                        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-                        per_device_train_batch_size=cfg.per_device_train_batch_size,
+                        lr_scheduler_type=cfg.lr_scheduler_type, num_train_epochs=cfg.num_train_epochs,
+                        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
                         logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none", save_strategy="no",
-                        use_cpu=not __import__("torch").cuda.is_available(), disable_tqdm=False)
+                        use_cpu=device == "cpu", disable_tqdm=False, fp16=cfg.fp16, bf16=cfg.bf16)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=cfg.lora_config("SEQ_CLS"))
     result = trainer.train()
     trainer.model.save_pretrained(str(cfg.output_dir))
     tok.save_pretrained(str(cfg.output_dir))
+    if cfg.adapter_name_or_path is not None:
+        write_adapter_stack(cfg.output_dir, adapter_stack([Path(cfg.adapter_name_or_path)]))
     summary: dict[str, Any] = {"train_loss": float(result.training_loss), "train_pairs": len(train),
                                "steps": int(result.global_step)}
+    if cfg.plot_loss:
+        png = plot_loss(trainer.state.log_history, Path(cfg.output_dir) / "training_loss.png", "reward model loss")
+        summary["loss_plot"] = str(png) if png else None
     if cfg.eval_file is not None:
         summary |= pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
     write_json(cfg.output_dir / "reward_summary.json", summary)
@@ -99,10 +175,11 @@ class RewardScorer:
         self.model.eval()
         self.device, self.batch_size, self.torch = device, batch_size, torch
 
-    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
-        """`prompts` are raw instructions (the user turn), as in the preference data."""
-        texts = [self.tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                              tokenize=False) for p, r in zip(prompts, responses, strict=True)]
+    def __call__(self, prompts: list[str] | list[list[Message]], responses: list[str]) -> list[float]:
+        """`prompts` are raw instructions (the user turn), as in the preference data, or whole prompt chats."""
+        texts = [self.tok.apply_chat_template([*([{"role": "user", "content": p}] if isinstance(p, str) else p),
+                                               {"role": "assistant", "content": r}], tokenize=False)
+                 for p, r in zip(prompts, responses, strict=True)]
         out: list[float] = []
         with self.torch.no_grad():
             for s in range(0, len(texts), self.batch_size):

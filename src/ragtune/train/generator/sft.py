@@ -18,7 +18,7 @@ from typing import Any
 
 from ragtune.config import ConfigError
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
-from ragtune.train.harness import check_precision, check_reporters, finish, resolve_resume
+from ragtune.train.harness import check_deepspeed, check_precision, check_reporters, finish, resolve_resume
 
 
 def apply_freeze(model, n_layers: int) -> list[int]:
@@ -40,7 +40,42 @@ def apply_freeze(model, n_layers: int) -> list[int]:
     return sorted(keep)
 
 
-def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use_cpu: bool = False):
+def check_quantization(cfg: GeneratorTrainConfig) -> None:
+    """quantization_bit: a ConfigError that says what is missing and what to write instead."""
+    import importlib.util
+
+    if cfg.quantization_bit is None:
+        return
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f'key "quantization_bit": {cfg.quantization_bit}-bit loading (QLoRA) needs bitsandbytes and '
+                          "a CUDA GPU; bitsandbytes is not installed here. Remove quantization_bit: ragtune then "
+                          "trains the LoRA adapter on the unquantized model")
+    raise ConfigError('key "quantization_bit": ragtune does not train quantized (QLoRA) models; remove '
+                      "quantization_bit to train the LoRA adapter on the unquantized model")
+
+
+def start_model(cfg: GeneratorTrainConfig, model_path):
+    """(model, tokenizer, peft_config, base adapters): the base, with adapter_name_or_path continued as the trained
+    adapter (resume_lora_training) or merged in under a new one."""
+    from ragtune.models import adapter_stack, load_causal_lm
+
+    adapter = cfg.adapter_name_or_path
+    if adapter is not None and cfg.finetuning_type == "lora" and cfg.resume_lora_training:
+        model, tokenizer = load_causal_lm(model_path, adapter, merge=False, trust_remote_code=cfg.trust_remote_code,
+                                          adapter_key="adapter_name_or_path")
+        for name, p in model.named_parameters():  # the loaded adapter keeps training, the base stays frozen
+            p.requires_grad_("lora_" in name)
+        return model, tokenizer, None, adapter_stack([Path(adapter)])[:-1]
+    model, tokenizer = load_causal_lm(model_path, adapter, trust_remote_code=cfg.trust_remote_code)
+    peft_config = None
+    if cfg.finetuning_type == "lora":
+        cfg.check_lora_targets(model)
+        peft_config = cfg.lora_config("CAUSAL_LM")
+    return model, tokenizer, peft_config, adapter_stack([Path(adapter)]) if adapter is not None else []
+
+
+def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use_cpu: bool = False,
+             deepspeed: str | None = None):
     from trl import SFTConfig
 
     eval_steps = cfg.eval_steps or cfg.logging_steps
@@ -57,7 +92,7 @@ def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         eval_strategy="steps" if has_dev else "no", eval_steps=eval_steps if has_dev else None,
         report_to=reporters or "none", max_length=cfg.cutoff_len, packing=False, dataset_num_proc=None,
-        use_cpu=use_cpu, remove_unused_columns=True,
+        use_cpu=use_cpu, remove_unused_columns=True, deepspeed=deepspeed, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs,
         ddp_find_unused_parameters=False if cfg.finetuning_type != "full" else None,
     )
 
@@ -72,12 +107,14 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
 
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import set_threads
-    from ragtune.models import load_causal_lm, resolve_causal_lm
+    from ragtune.models import resolve_causal_lm, write_adapter_stack
     from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
     device = state.device.type
     check_precision(cfg, device)
+    check_quantization(cfg)
+    deepspeed = check_deepspeed(cfg, device)
     reporters = check_reporters(cfg)
     if device == "cpu":
         set_threads(cfg.threads)
@@ -86,10 +123,10 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     state.wait_for_everyone()
 
     model_path = resolve_causal_lm(cfg.model_name_or_path)
-    model, tokenizer = load_causal_lm(model_path, trust_remote_code=cfg.trust_remote_code)
+    model, tokenizer, peft_config, base_adapters = start_model(cfg, model_path)
     use_template(tokenizer, cfg.template)
 
-    items = load_sft_messages(cfg.dataset, cfg.dataset_dir, cfg.formatting, cfg.max_samples)
+    items = load_sft_messages(cfg.dataset, cfg.dataset_dir, cfg.formatting, cfg.max_samples, cfg.seed)
     train_idx, dev_idx = split_dev(len(items), cfg.val_size, cfg.seed)
     train_ex, train_stats = encode_all(tokenizer, [items[i] for i in train_idx], cfg.cutoff_len)
     dev_ex, dev_stats = encode_all(tokenizer, [items[i] for i in dev_idx], cfg.cutoff_len)
@@ -101,15 +138,11 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
         return Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
 
     model.config.use_cache = False
-    peft_config = None
     frozen_layers: list[int] = []
-    if cfg.finetuning_type == "lora":
-        cfg.check_lora_targets(model)
-        peft_config = cfg.lora_config("CAUSAL_LM")
-    elif cfg.finetuning_type == "freeze":
+    if cfg.finetuning_type == "freeze":
         frozen_layers = apply_freeze(model, cfg.freeze_trainable_layers)
 
-    args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu")
+    args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu", deepspeed=deepspeed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_ds(train_ex),
                          eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
                          peft_config=peft_config)
@@ -125,6 +158,7 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "stage": cfg.stage, "finetuning_type": cfg.finetuning_type, "model": cfg.model_name_or_path,
         "model_path": str(model_path), "resumed_from": resume,
+        "adapter_start": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None,
         "train_examples": train_stats.examples, "dev_examples": dev_stats.examples,
         "prompts_shortened": train_stats.shortened + dev_stats.shortened,
         "answers_cut": train_stats.answer_cut + dev_stats.answer_cut,
@@ -136,6 +170,8 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     }
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(cfg.output_dir)
+        if base_adapters and cfg.finetuning_type == "lora":
+            write_adapter_stack(cfg.output_dir, base_adapters)
     summary = finish(trainer, cfg, summary, f"{cfg.finetuning_type} SFT of {Path(str(cfg.model_name_or_path)).name}",
                      best=False)
     state.wait_for_everyone()

@@ -17,12 +17,14 @@ from pydantic import Field, model_validator
 
 from ragtune.config import CommaList
 from ragtune.models import DEFAULT_GENERATOR
-from ragtune.train.harness import LoraSettings, TrainerConfig, TrainerSettings
+from ragtune.train.harness import EVAL_SCHEDULERS, LoraSettings, TrainerConfig, TrainerSettings
 
 
 class SFTSettings(TrainerSettings, LoraSettings):
     """Supervised fine-tuning of the doc -> query generator: everything but the data and output paths (the loop's
     `sft:` overrides)."""
+
+    ALIASES = ("sft",)
 
     # ---- model
     model_name_or_path: str = DEFAULT_GENERATOR
@@ -36,6 +38,11 @@ class SFTSettings(TrainerSettings, LoraSettings):
     """lora: the LoRA block's fields (lora_rank, lora_alpha, lora_dropout, lora_target; train/harness.py)."""
     freeze_trainable_layers: int = Field(2, ge=1)
     """finetuning_type=freeze: train only the last N transformer layers."""
+    resume_lora_training: bool = True
+    """With adapter_name_or_path (LLaMA-Factory's meaning): true = keep training that adapter; false = merge it into
+    the model and train a new adapter on top (recorded in the new adapter, so loading it brings the first)."""
+    quantization_bit: Literal[4, 8] | None = None
+    """LLaMA-Factory's QLoRA switch; ragtune trains unquantized and says so when this is set."""
 
     # ---- data
     formatting: Literal["auto", "alpaca", "sharegpt"] = "auto"
@@ -52,7 +59,7 @@ class SFTSettings(TrainerSettings, LoraSettings):
     per_device_train_batch_size: int = Field(1, ge=1)
     per_device_eval_batch_size: int = Field(4, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
-    lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
+    lr_scheduler_type: str = "cosine"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -67,6 +74,9 @@ class SFTSettings(TrainerSettings, LoraSettings):
     def _check(self) -> SFTSettings:
         if self.eval_steps is not None and self.val_size == 0:
             raise ValueError("eval_steps needs a dev slice: set val_size (e.g. 0.1)")
+        if self.lr_scheduler_type in EVAL_SCHEDULERS and self.val_size == 0:
+            raise ValueError(f"lr_scheduler_type {self.lr_scheduler_type} follows the dev loss: set val_size "
+                             "(e.g. 0.1)")
         return self
 
 
@@ -79,3 +89,5 @@ class GeneratorTrainConfig(SFTSettings, TrainerConfig):
     """Dataset names registered in `dataset_dir/dataset_info.json`, or paths to alpaca/sharegpt JSONL (comma list)."""
     dataset_dir: Path = Path("data")
     """Folder holding dataset_info.json (LLaMA-Factory layout)."""
+    adapter_name_or_path: Path | None = None
+    """Start from this LoRA adapter (LLaMA-Factory's checkpoint_dir); see resume_lora_training."""

@@ -33,10 +33,10 @@ STAGES: dict[str, tuple[type[ConfigModel], Callable[[Any], dict[str, Any]]]] = {
 }
 
 
-def train_generator_stage(config: str | Path | None = None, overrides: list[str] | None = None
-                          ) -> tuple[str, dict[str, Any]]:
-    """Read the config (YAML < key=value overrides), train its `stage`; returns (stage, summary)."""
-    data = apply_overrides(read_yaml(config) if config else {}, list(overrides or []))
+def train_generator_stage(config: str | Path | None = None, overrides: list[str] | None = None,
+                          base: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Read the config (`base` < YAML < key=value overrides), train its `stage`; returns (stage, summary)."""
+    data = apply_overrides({**(base or {}), **(read_yaml(config) if config else {})}, list(overrides or []))
     stage = str(data.get("stage", "sft"))
     if stage not in STAGES:
         close = get_close_matches(stage, list(STAGES), n=1)
