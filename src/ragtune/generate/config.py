@@ -30,11 +30,14 @@ class SamplingConfig(ConfigModel):
 class GenerateSettings(ConfigModel):
     """How to write pseudo queries: everything but the corpus and output folders (the loop's `generate:` overrides)."""
 
+    ALIASES = ("generate",)
+
     # ---- which documents
     sample_num: int | None = Field(None, ge=1)
     """Documents to sample (seeded); null = every eligible document."""
     unlabeled_corpus_id: Path | None = None
-    """File of document ids, one a line: generate for exactly these (sample_num then samples among them)."""
+    """File of document ids, one a line or a JSON list (SPTAR's unlabeled_corpus_id.json): generate for exactly these
+    (sample_num then samples among them)."""
     exclude_splits: list[str] = Field(default_factory=lambda: ["train"])
     """Skip documents judged in these qrels splits of the corpus folder (they already have real queries)."""
     seed: int = 42
@@ -74,6 +77,9 @@ class GenerateSettings(ConfigModel):
     round: int = Field(0, ge=0)
     """Loop round, written into query ids and provenance."""
     query_id_prefix: str = "pq"
+    generate_path: Path | None = None
+    """Also write the kept queries as a JSON list of {doc_id, query} records (SPTAR's pseudo_query.json); a relative
+    path lands in output_dir."""
     overwrite: bool = False
     """Start over when output_dir holds a run with a different config (otherwise that is an error)."""
 

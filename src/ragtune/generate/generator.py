@@ -175,7 +175,7 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
 
     from ragtune.atomic import write_json
     from ragtune.data.beir import load_corpus
-    from ragtune.generate.outputs import write_outputs
+    from ragtune.generate.outputs import write_outputs, write_pseudo_query_json
     from ragtune.generate.selection import beir_folder, few_shot_pairs, select_documents
     from ragtune.generate.shards import ShardWriter, read_shards, shard_path
     from ragtune.hardware import auto_dtype, pick_device, set_threads
@@ -237,6 +237,10 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
                 "adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None,
                 "sampling": cfg.sampling.model_dump(), "few_shot": cfg.few_shot}
         summary |= write_outputs(out, selected, done, meta, cfg.query_id_prefix, cfg.round)
+        if cfg.generate_path is not None:
+            target = cfg.generate_path if cfg.generate_path.is_absolute() else out / cfg.generate_path
+            write_pseudo_query_json(target, selected, done)
+            summary["generate_path"] = str(target)
         dump_config(cfg, out / "config.yaml")
         write_json(out / SUMMARY, summary)
     state.wait_for_everyone()

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ragtune.atomic import write_jsonl
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.data.beir import write_beir
 
 PROVENANCE = "provenance.jsonl"
@@ -48,3 +48,10 @@ def write_outputs(output_dir: Path, selected: list[str], done: dict[str, dict[st
     write_jsonl(output_dir / PROVENANCE, rows)
     return {"documents": len(selected), "queries": len(queries), "failed": sum(reasons.values()),
             "failed_by_reason": dict(reasons)}
+
+
+def write_pseudo_query_json(path: Path, selected: list[str], done: dict[str, dict[str, Any]]) -> int:
+    """The kept queries as a JSON list of {doc_id, query} (SPTAR's pseudo_query.json), in queries.jsonl's order."""
+    rows = [{"doc_id": d, "query": q} for d in selected for q in done[d]["queries"]]
+    write_json(path, rows)
+    return len(rows)

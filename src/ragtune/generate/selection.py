@@ -8,7 +8,7 @@ from pathlib import Path
 from ragtune.config import ConfigError
 from ragtune.data.beir import load_qrels, load_queries
 from ragtune.data.errors import DataFormatError
-from ragtune.data.jsonl import iter_lines
+from ragtune.data.jsonl import iter_lines, read_json
 from ragtune.data.records import Doc
 
 
@@ -26,19 +26,35 @@ def judged_docs(folder: Path, splits: list[str]) -> set[str]:
     return out
 
 
+def _id_items(path: Path) -> list[tuple[int | None, str, str]]:
+    """(line, where, id) per id: a JSON list `["d1", "d2", ...]` (SPTAR's layout) or one id a line."""
+    with path.open("rb") as f:
+        head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not head.startswith(b"["):
+        return [(lineno, f"line {lineno}", text.strip()) for lineno, text in iter_lines(path)]
+    items = read_json(path, hint='write ["id1", "id2", ...] or one id a line')
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            raise DataFormatError(path, None, f"item {i} is {type(item).__name__}, not a document id",
+                                  field=f"[{i}]", hint='write ["id1", "id2", ...]')
+        out.append((None, f"item {i}", str(item)))
+    return out
+
+
 def read_id_file(path: Path, corpus: dict[str, Doc]) -> list[str]:
-    """Document ids, one a line; unknown or repeated ids are errors naming the line."""
+    """Document ids, one a line or a JSON list; unknown or repeated ids are errors naming the line (or item)."""
     ids: list[str] = []
-    first: dict[str, int] = {}
-    for lineno, text in iter_lines(path):
-        doc_id = text.strip()
+    first: dict[str, str] = {}
+    for lineno, where, doc_id in _id_items(path):
+        item = "" if lineno is not None else f"{where}: "
         if doc_id not in corpus:
-            raise DataFormatError(path, lineno, f'unknown document id "{doc_id}" (not in the corpus)',
-                                  hint="list ids of corpus.jsonl, one a line")
+            raise DataFormatError(path, lineno, f'{item}unknown document id "{doc_id}" (not in the corpus)',
+                                  hint="list ids of corpus.jsonl, one a line or as a JSON list")
         if doc_id in first:
-            raise DataFormatError(path, lineno, f'duplicate document id "{doc_id}" (first on line {first[doc_id]})',
+            raise DataFormatError(path, lineno, f'{item}duplicate document id "{doc_id}" (first on {first[doc_id]})',
                                   hint="list each document once")
-        first[doc_id] = lineno
+        first[doc_id] = where
         ids.append(doc_id)
     if not ids:
         raise DataFormatError(path, None, "no document ids", hint="list ids of corpus.jsonl, one a line")
