@@ -60,7 +60,7 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
     from ragtune.data.beir import load_beir
     from ragtune.evaluate.metrics import evaluate
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
-    from ragtune.train.retriever.embedding import truncated_runs
+    from ragtune.train.retriever.dense_eval import truncated_runs
 
     ds = load_beir(DATA, ["test"])
     retriever = DenseRetriever(DenseConfig(model=model))
@@ -75,7 +75,7 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
     qids = list(queries)
     q, d = retriever.encode([queries[i] for i in qids]), np.asarray(retriever.embeddings)
     if pca:  # about what `mrl_init: pca` fits on: mined rows (query, positive, one negative), dev queries included
-        from ragtune.train.retriever.embedding import pca_rotation, rotation_texts
+        from ragtune.train.retriever.embedding_heads import pca_rotation, rotation_texts
 
         mined = [json.loads(x) for x in Path("runs/scifact/mined/embedding.jsonl").read_text("utf-8").splitlines()]
         rows = [{"query": r["query"], "pos": p, "neg_1": r.get("neg", [p])[0]} for r in mined for p in r["pos"]]

@@ -7,15 +7,9 @@ import pytest
 
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
+from ragtune.train.retriever.dense_eval import dense_runs, dev_run, truncated_runs
 from ragtune.train.retriever.dev import DevConfig, build_devset, carve_dev
-from ragtune.train.retriever.embedding import (
-    EmbeddingTrainConfig,
-    dense_runs,
-    dev_run,
-    embedding_rows,
-    train_embedding,
-    truncated_runs,
-)
+from ragtune.train.retriever.embedding import EmbeddingTrainConfig, embedding_rows, train_embedding
 
 
 @pytest.fixture(scope="session")
@@ -204,7 +198,7 @@ def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
 def test_pca_rotation_keeps_full_cosines_and_orders_variance(tmp_path, encoder):
     from sentence_transformers import SentenceTransformer
 
-    from ragtune.train.retriever.embedding import pca_rotation, with_rotation
+    from ragtune.train.retriever.embedding_heads import pca_rotation, with_rotation
     from tiny_bert import fixture_sentences
 
     model = SentenceTransformer(str(encoder), device="cpu")

@@ -187,19 +187,51 @@ def _count_rows(path: Path) -> int:
     return sum(1 for _ in iter_lines(path, ProblemLog(limit=0)))
 
 
+def open_memmap(path: Path, dim: int | None = None) -> np.ndarray:
+    """A raw `np.memmap` of vectors (RAG-Retrieval's teacher file): shape and dtype from `<file>.json`
+    ({"shape": [rows, dim], "dtype": "float32"}), else float32 rows of width `dim`. ValueError when neither says."""
+    sidecar = path.with_name(path.name + ".json")
+    dtype = np.dtype("float32")
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            shape, dtype = tuple(int(x) for x in meta["shape"]), np.dtype(meta.get("dtype", "float32"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'{sidecar}: expected {{"shape": [rows, dim], "dtype": "float32"}} ({e})') from None
+        if dim is not None and len(shape) == 2 and shape[1] != dim:
+            raise ValueError(f"{sidecar} says {shape[1]} dimensions but teacher_dim is {dim}")
+    elif dim is not None:
+        size = path.stat().st_size
+        if size % (dim * dtype.itemsize):
+            raise ValueError(f"{size} bytes is not a whole number of float32 rows of {dim} dimensions; is teacher_dim "
+                             "right?")
+        shape = (size // (dim * dtype.itemsize), dim)
+    else:
+        raise ValueError(f"a raw memmap has no shape: write {sidecar.name} with {{\"shape\": [rows, dim]}} beside it, "
+                         "or set teacher_dim")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path.stat().st_size} bytes, but shape {list(shape)} of {dtype} needs {expected}")
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
 def teacher_vectors(path: str | Path, vectors: str | Path | None = None,
-                    problems: ProblemLog | None = None) -> np.ndarray | None:
-    """Open the teacher `.npy` (memory-mapped) and check it has one 2-D row per JSONL row."""
+                    problems: ProblemLog | None = None, dim: int | None = None) -> np.ndarray | None:
+    """Open the teacher vectors (a `.npy`, or a raw memmap: `open_memmap`), memory-mapped, and check they hold one
+    2-D row per JSONL row. Never unpickles."""
     path = Path(path)
     npy = Path(vectors) if vectors is not None else path.with_suffix(".npy")
-    hint = f"teacher rows pair line i of {path.name} with row i of a 2-D float array saved as {npy.name}"
+    hint = (f"teacher rows pair line i of {path.name} with row i of a 2-D float array saved as {npy.name} "
+            "(.npy, or a raw float32 memmap with a .json shape sidecar)")
     if not npy.is_file():
         report(problems, npy, None, "teacher vectors not found", field="vectors", hint=hint)
         return None
     try:
-        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+        with npy.open("rb") as f:
+            is_npy = f.read(6) == b"\x93NUMPY"
+        arr = np.load(npy, mmap_mode="r", allow_pickle=False) if is_npy else open_memmap(npy, dim)
     except Exception as e:  # noqa: BLE001 - numpy raises many types (EOFError, SyntaxError, ...) for a broken file
-        report(problems, npy, None, f"not a readable .npy array ({type(e).__name__}: {e})", field="vectors",
+        report(problems, npy, None, f"not a readable vector file ({type(e).__name__}: {e})", field="vectors",
                hint=hint)
         return None
     rows = _count_rows(path)
@@ -214,10 +246,11 @@ def teacher_vectors(path: str | Path, vectors: str | Path | None = None,
     return arr
 
 
-def load_teacher(path: str | Path, vectors: str | Path | None = None) -> tuple[list[TeacherQuery], np.ndarray]:
+def load_teacher(path: str | Path, vectors: str | Path | None = None, dim: int | None = None
+                 ) -> tuple[list[TeacherQuery], np.ndarray]:
     """Strictly load teacher queries and their vectors (a memmap)."""
-    arr = teacher_vectors(path, vectors)
-    queries = [r for r in read_records(path, "teacher") if isinstance(r, TeacherQuery)]
+    arr = teacher_vectors(path, vectors, dim=dim)
+    queries = [r for r in read_records(path, record_cls=TeacherQuery) if isinstance(r, TeacherQuery)]
     assert arr is not None  # strict mode raised otherwise
     return queries, arr
 

@@ -136,7 +136,7 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
     from ragtune.data.formats import read_records
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
     from ragtune.train.harness import finish
-    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.base import trainer_kwargs, use_stable_proportion
     from ragtune.train.retriever.dev import dev_metrics, make_run_evaluator
 
     device, resume, dev = start_run(cfg)
@@ -160,6 +160,7 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
         max_length={"query": cfg.query_length, "document": cfg.document_length})
     trainer = MultiVectorEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
                                         evaluator=evaluator)
+    use_stable_proportion(trainer, cfg)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t0

@@ -9,11 +9,17 @@ Four record formats (`ragtune.data.records.Embedding` / `TeacherQuery`), told ap
 |------------|------------------------------------|----------------------------------|-------------------------------|
 | `pair`     | `{query, pos}`                     | query, pos                       | MNRL, in-batch negatives      |
 | `hard_neg` | `{query, pos, neg}`                | query, pos, neg_1..neg_n         | MNRL (or CachedMNRL)          |
-| `distill`  | `{query, pos, neg, scores}`        | query, pos, neg_1..n + label     | DistillKL or MarginMSE        |
-| `teacher`  | `{query}` + `.npy` teacher vectors | query + label (vector)           | MSE or cosine (EmbedDistill)  |
+| `distill`  | `{query, pos, neg?, scores}`       | query, pos, neg_1..n + label     | DistillKL or MarginMSE        |
+| `teacher`  | `{query}` + teacher vectors        | query + label (vector)           | MSE or cosine (EmbedDistill)  |
 
 Each positive of a row is one training example; a row with fewer than `neg_nums` negatives draws
 the missing ones again from its own (seeded), and a row without any draws from other rows' passages.
+A score-distillation row without `neg` (RAG-Retrieval's `{query, pos, scores}`) is a scored list: its
+best-scored passage is the positive and the others its scored negatives, exactly the `neg`-bearing row
+`{query, pos: [best], neg: [others], scores}`. Teacher vectors are a `.npy` or a raw float32 `np.memmap`
+whose shape comes from a `<file>.json` sidecar or `teacher_dim`; a teacher wider or narrower than the
+student gets a trainable projection (kept in the saved model). `mrl_dims` above the hidden size add
+RAG-Retrieval's `Linear(hidden, max(mrl_dims))` (embedding_heads.py).
 The `pair` format uses the no-duplicates batch sampler so a batch never holds a text twice (which
 would make an in-batch "negative" a positive). `use_mrl` wraps the loss in MatryoshkaLoss.
 
@@ -34,10 +40,18 @@ from pydantic import Field, model_validator
 
 from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
-from ragtune.data.trec import Run
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
+from ragtune.train.retriever.dense_eval import dense_runs, dev_run
 from ragtune.train.retriever.dev import DevSet, is_dev_query
+from ragtune.train.retriever.embedding_heads import (
+    embedding_dim,
+    pca_rotation,
+    project,
+    rotation_texts,
+    widen,
+    with_rotation,
+)
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 
@@ -46,12 +60,16 @@ class EmbeddingSettings(RetrieverTrainSettings):
     """Fine-tune a sentence-transformers bi-encoder: everything but the data and output paths (the loop's
     `retriever:` overrides)."""
 
+    ALIASES = ("embedding",)
     model_name_or_path: str = DEFAULT_ENCODER
     """Hub name (resolved offline first), or a local sentence-transformers folder."""
     format: Literal["auto", "pair", "hard_neg", "distill", "teacher"] = "auto"
     """`auto` tells the format from the fields: teacher (.npy beside the file), distill (scores), hard_neg (neg)."""
     teacher_vectors: Path | None = None
-    """teacher format: the .npy of teacher vectors (default: the train file with .npy suffix)."""
+    """teacher format: the teacher vectors, a .npy or a raw float32 np.memmap file (shape from `<file>.json`
+    {"shape": [rows, dim]} or teacher_dim); default: the train file with .npy suffix."""
+    teacher_dim: int | None = Field(None, ge=1)
+    """Width of a raw memmap of teacher vectors without a .json sidecar (RAG-Retrieval's teatch_emebedding_dim)."""
     neg_nums: int = Field(7, ge=1)
     """Negatives per example for hard_neg and distill."""
     query_prompt: str | None = None
@@ -62,7 +80,7 @@ class EmbeddingSettings(RetrieverTrainSettings):
     scale: float = Field(20.0, gt=0)
     """MNRL logit scale (1 / temperature) over cosine similarities."""
     temperature: float = Field(1.0, gt=0)
-    """DistillKL temperature."""
+    """DistillKL temperature; set without `scale`, MNRL's too (scale = 1 / temperature, RAG-Retrieval's meaning)."""
     mini_batch_size: int = Field(16, ge=1)
     """cached_mnrl: GradCache chunk; memory scales with it, the effective batch stays the full batch."""
     use_mrl: bool = False
@@ -105,6 +123,9 @@ class EmbeddingTrainConfig(EmbeddingSettings, RetrieverTrainConfig):
 
     train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
     """JSONL record files (comma list); all must share one format."""
+    val_data: Path | None = None
+    """A validation file in the training format (RAG-Retrieval's val_dataset; teacher rows: vectors beside it):
+    its loss is logged each evaluation and, without dev.data, picks the best checkpoint."""
 
 
 # ---------------------------------------------------------------- records -> dataset
@@ -133,6 +154,19 @@ def _fill(items: list[Any], n: int, rng: random.Random, pool: list[Any]) -> list
     return list(items) + [rng.choice(source) for _ in range(n - len(items))]
 
 
+def scored_list_row(rec: Embedding) -> Embedding:
+    """RAG-Retrieval's `{query, pos, scores}` (every passage scored, no `neg`) as the `neg`-bearing row it means:
+    the best-scored passage (the first of equals) is the positive, the others its scored negatives."""
+    if len(rec.pos) < 2:
+        raise ConfigError(f'format "distill": the row for query "{rec.query[:60]}" scores one passage; distillation '
+                          "contrasts at least two (add passages to pos, or neg)")
+    scores = list(rec.scores or [])
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    order = [best, *(i for i in range(len(scores)) if i != best)]
+    return rec.model_copy(update={"pos": [rec.pos[best]], "neg": [rec.pos[i] for i in order[1:]],
+                                  "scores": [scores[i] for i in order]})
+
+
 def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig, dev: DevSet | None = None
                    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """ST training rows (ordered columns) from embedding records; dev queries are dropped."""
@@ -145,6 +179,8 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
         if is_dev_query(query, dev, prompt):
             stats["dropped_dev_queries"] += 1
             continue
+        if fmt == "distill" and not rec.neg and rec.scores is not None:
+            rec = scored_list_row(rec)
         negs = list(rec.neg or [])
         if fmt == "pair":
             rows += [{"query": query, "pos": p} for p in rec.pos]
@@ -172,25 +208,49 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
     return rows, stats
 
 
+def teacher_rows(path: Path, vectors: Path | None, cfg: EmbeddingTrainConfig, dev: DevSet | None = None
+                 ) -> tuple[list[dict[str, Any]], int, int]:
+    """({query, label: teacher vector} rows, dev queries dropped, teacher dim) of a {query} file and its vectors."""
+    from ragtune.data.formats import load_teacher
+
+    queries, arr = load_teacher(path, vectors, dim=cfg.teacher_dim)
+    rows, dropped = [], 0
+    for q, vec in zip(queries, arr, strict=True):
+        text, prompt = _query_text(q, cfg.query_prompt)
+        if is_dev_query(text, dev, prompt):
+            dropped += 1
+            continue
+        rows.append({"query": text, "label": np.asarray(vec, dtype=np.float32).tolist()})
+    return rows, dropped, int(arr.shape[1])
+
+
+def validation_rows(cfg: EmbeddingTrainConfig, fmt: str) -> list[dict[str, Any]] | None:
+    """Rows of val_data, built like the training rows (None without val_data)."""
+    from ragtune.data.formats import read_records
+
+    if cfg.val_data is None:
+        return None
+    if fmt == "teacher":
+        return teacher_rows(cfg.val_data, None, cfg)[0]
+    records = [r for r in read_records(cfg.val_data, "embedding") if isinstance(r, Embedding)]
+    rows = embedding_rows(records, fmt, cfg)[0]
+    if not rows:
+        raise ConfigError(f'key "val_data": no records in {cfg.val_data}')
+    return rows
+
+
 def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> tuple[str, list[dict[str, Any]],
                                                                                dict[str, int]]:
     """Read and validate every train file (file:line errors), detect the format, build rows."""
-    from ragtune.data.formats import load_teacher, read_records
+    from ragtune.data.formats import read_records
 
     if cfg.format == "teacher" or (cfg.format == "auto" and (
             cfg.teacher_vectors is not None or Path(cfg.train_data[0]).with_suffix(".npy").is_file())):
         if len(cfg.train_data) != 1:
             raise ConfigError('key "train_data": teacher distillation reads one {query} file and its .npy')
-        queries, vectors = load_teacher(cfg.train_data[0], cfg.teacher_vectors)
-        rows, dropped = [], 0
-        for q, vec in zip(queries, vectors, strict=True):
-            text, prompt = _query_text(q, cfg.query_prompt)
-            if is_dev_query(text, dev, prompt):
-                dropped += 1
-                continue
-            rows.append({"query": text, "label": np.asarray(vec, dtype=np.float32).tolist()})
-        return "teacher", rows, {"records": len(queries), "dropped_dev_queries": dropped, "examples": len(rows),
-                                 "teacher_dim": int(vectors.shape[1])}
+        rows, dropped, dim = teacher_rows(cfg.train_data[0], cfg.teacher_vectors, cfg, dev)
+        return "teacher", rows, {"records": len(rows) + dropped, "dropped_dev_queries": dropped,
+                                 "examples": len(rows), "teacher_dim": dim}
     records: list[Embedding] = []
     for path in cfg.train_data:
         records += [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
@@ -218,10 +278,12 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
     from sentence_transformers.sentence_transformer import losses
 
     name = resolve_loss(cfg, fmt)
+    scale = 1.0 / cfg.temperature if "temperature" in cfg.model_fields_set and "scale" not in cfg.model_fields_set \
+        else cfg.scale
     if name == "mnrl":
-        loss = losses.MultipleNegativesRankingLoss(model, scale=cfg.scale)
+        loss = losses.MultipleNegativesRankingLoss(model, scale=scale)
     elif name == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=cfg.mini_batch_size)
     elif name == "kl":
         loss = losses.DistillKLDivLoss(model, temperature=cfg.temperature)
     elif name == "margin_mse":
@@ -231,8 +293,7 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
     else:
         loss = losses.EmbedDistillLoss(model, distance_metric="cosine")
     if cfg.use_mrl:
-        dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else \
-            model.get_sentence_embedding_dimension()
+        dim = embedding_dim(model)
         weights = dict(zip(cfg.mrl_dims, cfg.mrl_weights or [1.0] * len(cfg.mrl_dims), strict=True))
         dims = [d for d in cfg.mrl_dims if d <= dim]
         if not dims or dims[0] != dim:
@@ -240,75 +301,6 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
         loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims,
                                      matryoshka_weights=[weights.get(d, 1.0) for d in dims])
     return loss
-
-
-def pca_rotation(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Orthogonal (d, d) matrix whose rows are the principal axes of `model`'s embeddings of `texts`,
-    by decreasing variance."""
-    emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 256)
-    emb = emb.astype(np.float64)
-    _, _, vt = np.linalg.svd(emb - emb.mean(axis=0), full_matrices=True)
-    return vt
-
-
-def with_rotation(model, rotation: np.ndarray):
-    """`model` with a bias-free linear layer y = rotation @ x appended (saved and reloaded with it)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules.dense import Dense
-
-    d = rotation.shape[0]
-    dense = Dense(d, d, bias=False, activation_function=torch.nn.Identity(),
-                  init_weight=torch.tensor(rotation, dtype=torch.float32))
-    rotated = SentenceTransformer(modules=[*model, dense], device=str(model.device))
-    rotated.prompts, rotated.max_seq_length = model.prompts, model.max_seq_length
-    return rotated
-
-
-def rotation_texts(rows: list[dict[str, Any]], limit: int, seed: int) -> list[str]:
-    texts = sorted({v for r in rows for v in r.values() if isinstance(v, str)})
-    return random.Random(seed).sample(texts, limit) if len(texts) > limit else texts
-
-
-# ---------------------------------------------------------------- dev evaluation
-
-
-def dense_runs(model, queries: dict[str, str], corpus: dict[str, str], k: int = 100,
-               dims: list[int] | None = None, query_prompt: str | None = None, batch_size: int = 32
-               ) -> dict[int, Run]:
-    """{dim: Run} of cosine search over `corpus`, full dimension and each Matryoshka prefix in `dims`.
-
-    The corpus is encoded once; a prefix is taken and re-normalized per dimension.
-    """
-    qids, dids = list(queries), list(corpus)
-    q = model.encode([(query_prompt or "") + queries[i] for i in qids], batch_size=batch_size,
-                     convert_to_numpy=True, show_progress_bar=False)
-    d = model.encode([corpus[i] for i in dids], batch_size=batch_size, convert_to_numpy=True,
-                     show_progress_bar=False)
-    return truncated_runs(q, d, qids, dids, k, dims)
-
-
-def dev_run(model, dev, cfg: EmbeddingTrainConfig) -> Run:
-    """The run a dev evaluation scores: full dimension, or the `mrl_select_dim` prefix."""
-    full = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
-        else model.get_sentence_embedding_dimension()
-    dim = min(cfg.mrl_select_dim or full, full)
-    return dense_runs(model, dev.queries, dev.corpus, k=100, dims=[dim], query_prompt=cfg.query_prompt)[dim]
-
-
-def truncated_runs(q: np.ndarray, d: np.ndarray, qids: list[str], dids: list[str], k: int,
-                   dims: list[int] | None = None) -> dict[int, Run]:
-    """Cosine top-k runs at full dimension and at each prefix dimension of `dims`."""
-    full = q.shape[1]
-    out: dict[int, Run] = {}
-    for dim in sorted({full, *(x for x in (dims or []) if x < full)}, reverse=True):
-        qq = q[:, :dim] / np.linalg.norm(q[:, :dim], axis=1, keepdims=True).clip(1e-12)
-        dd = d[:, :dim] / np.linalg.norm(d[:, :dim], axis=1, keepdims=True).clip(1e-12)
-        scores = qq @ dd.T
-        kk = min(k, len(dids))
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        out[dim] = {qid: {dids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
-    return out
 
 
 # ---------------------------------------------------------------- train
@@ -324,7 +316,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     from ragtune.evaluate.metrics import evaluate
     from ragtune.models import resolve_model
     from ragtune.train.harness import finish
-    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.base import trainer_kwargs, use_stable_proportion
     from ragtune.train.retriever.dev import make_run_evaluator
 
     device, resume, dev = start_run(cfg)
@@ -340,6 +332,13 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
     if cfg.mrl_init == "pca":
         model = with_rotation(model, pca_rotation(model, rotation_texts(rows, cfg.mrl_pca_texts, cfg.seed)))
+    hidden = embedding_dim(model)
+    if cfg.use_mrl and max(cfg.mrl_dims) > hidden:
+        model = widen(model, max(cfg.mrl_dims), cfg.seed)
+    if fmt == "teacher" and stats["teacher_dim"] != hidden:
+        model = project(model, stats["teacher_dim"], cfg.seed)
+    stats["embedding_dim"] = embedding_dim(model)
+    val_rows = validation_rows(cfg, fmt)
     loss = build_loss(model, cfg, fmt)
     dims = list(cfg.mrl_dims) if cfg.use_mrl else None
 
@@ -349,9 +348,12 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     sampler = "no_duplicates" if cfg.batch_sampler == "no_duplicates" and fmt != "teacher" else "batch_sampler"
     args = SentenceTransformerTrainingArguments(
-        **trainer_kwargs(cfg, device, dev is not None, f"dev_{cfg.dev.metric_for_best}"), batch_sampler=sampler)
+        **trainer_kwargs(cfg, device, dev is not None or val_rows is not None,
+                         f"dev_{cfg.dev.metric_for_best}" if dev is not None else None), batch_sampler=sampler)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
-                                         evaluator=evaluator)
+                                         evaluator=evaluator,
+                                         eval_dataset=Dataset.from_list(val_rows) if val_rows else None)
+    use_stable_proportion(trainer, cfg)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t0
