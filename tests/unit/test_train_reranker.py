@@ -10,7 +10,7 @@ import torch
 
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
-from ragtune.retrieval.rerank import CrossEncoderReranker, LLMFormat, LLMReranker, load_reranker, rank, rerank_run
+from ragtune.retrieval.rerank import CrossEncoderReranker, LLMReranker, load_reranker, rank, rerank_run
 from ragtune.train.retriever.llm_reranker import score_loss
 from ragtune.train.retriever.reranker import (
     RerankerTrainConfig,
@@ -139,7 +139,7 @@ def test_llm_reranker_lora_trains_reloads_and_keeps_the_special_token_last(tmp_p
     assert isinstance(reranker, LLMReranker)
     feats = reranker.encode_pairs([("q " * 30, "d " * 50), ("short", "doc")])
     last = feats["attention_mask"].sum(1) - 1
-    assert feats["input_ids"].shape[1] == 24 and (feats["input_ids"][[0, 1], last] == reranker.special_id).all()
+    assert feats["input_ids"].shape[1] == 24 and (feats["input_ids"][[0, 1], last] == reranker.special_ids[-1]).all()
     pairs = [("protein binds", "The protein binds the receptor."), ("gene", "Heart muscle study.")]
     [(untrained, trained_model, _)] = trainer_runs  # base + LoRA adapter, before and right after training
     trained = LLMReranker(trained_model, reranker.tokenizer, reranker.fmt).compute_score(pairs)
@@ -173,15 +173,6 @@ def test_rank_and_rerank_run_keep_unscored_documents_below():
     out = rerank_run(Fake(), run, {"q": "star orbit"}, {"a": "bread", "b": "star orbit", "c": "star"}, top=2)
     order = sorted(out["q"], key=out["q"].get, reverse=True)
     assert order == ["b", "a", "c"]  # b re-scored above a; c (not re-ranked) stays below both
-
-
-def test_llm_format_must_have_a_single_special_token(tiny_lm):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_lm)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_lm, num_labels=1)
-    with pytest.raises(ValueError, match="one token"):
-        LLMReranker(model, tok, LLMFormat(special_token="not a single token"))
 
 
 def test_eval_cli_reranks_the_first_stage_top(tmp_path, encoder, tiny_beir):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,32 @@ from ragtune.config import ConfigModel
 from ragtune.data.trec import Run
 
 LLM_CONFIG = "ragtune_llm_reranker.json"
+MLP_HEAD = "score_head.safetensors"
+Pairs = Sequence[tuple[str, str]] | tuple[str, str]
+
+
+def mlp_head(model):
+    """Replace the sequence-classification model's scalar head by Linear(h, h) -> GELU -> Linear(h, 1)."""
+    import torch
+
+    hidden = model.config.hidden_size
+    head = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+    head.to(next(model.parameters()).dtype)
+    model.score = head
+    return head
+
+
+def finish_scores(pairs: Pairs, scores: list[float], normalize: bool) -> float | list[float]:
+    """sigmoid(score) when `normalize`; one float for one (query, document) pair, as RAG-Retrieval returns."""
+    import math
+
+    if normalize:
+        scores = [1.0 / (1.0 + math.exp(-s)) for s in scores]
+    return scores[0] if _one_pair(pairs) else scores
+
+
+def _one_pair(pairs: Pairs) -> bool:
+    return len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
 
 
 class LLMFormat(ConfigModel):
@@ -36,8 +62,13 @@ class LLMFormat(ConfigModel):
     seq: str = "\n"
     """Text between the formatted query and the formatted document."""
     special_token: str | None = None
-    """Last token, whose hidden state the score head reads; default: the tokenizer's eos token."""
+    """Text ending every input, whose last token's hidden state the score head reads; default: the tokenizer's eos
+    token. Several tokens are fine ("\nrelevance"): it is tokenized as the tokens it is, never added to the
+    vocabulary."""
     max_length: int = Field(512, ge=8)
+    score_head: Literal["linear", "mlp"] = "linear"
+    """linear: the model's own scalar head; mlp: Linear(hidden, hidden) -> GELU -> Linear(hidden, 1) (RAG-Retrieval's
+    MLP scalar mapping), saved beside the weights as score_head.safetensors."""
 
 
 class LLMReranker:
@@ -49,15 +80,13 @@ class LLMReranker:
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         token = fmt.special_token or tokenizer.eos_token
         if token is None:
-            raise ValueError("the tokenizer has no eos token; set special_token to a token of its vocabulary")
-        ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f'special_token "{token}" is {len(ids)} tokens for this tokenizer; it must be one token '
-                             "(add it with tokenizer.add_special_tokens, or pick an existing one)")
-        self.special_id = ids[0]
-        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == self.special_id:
-            raise ValueError("the pad token must exist and differ from special_token: the score head finds the last "
-                             "non-pad token")
+            raise ValueError("the tokenizer has no eos token; set special_token to the text that ends each input")
+        self.special_ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if not self.special_ids:
+            raise ValueError(f"special_token {token!r} tokenizes to nothing; give a non-empty text")
+        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == self.special_ids[-1]:
+            raise ValueError("the pad token must exist and differ from special_token's last token: the score head "
+                             "reads the last non-pad token")
         model.config.pad_token_id = tokenizer.pad_token_id
 
     @property
@@ -74,8 +103,8 @@ class LLMReranker:
             q = q[: self.fmt.max_length // 2]
             d = self.tokenizer(self.fmt.seq + self.fmt.document_format.format(doc),
                                add_special_tokens=False)["input_ids"]
-            d = d[: max(0, self.fmt.max_length - len(q) - 1)]
-            rows.append(q + d + [self.special_id])
+            d = d[: max(0, self.fmt.max_length - len(q) - len(self.special_ids))]
+            rows.append(q + d + self.special_ids)
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -89,18 +118,20 @@ class LLMReranker:
         """Scores (B,) with gradients, for training."""
         return self.model(**features).logits.view(-1)
 
-    def compute_score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 16,
-                      show_progress: bool = False) -> list[float]:
+    def compute_score(self, pairs: Pairs, batch_size: int = 16, show_progress: bool = False,
+                      normalize: bool = False) -> list[float] | float:
+        """Scores of (query, document) pairs (one float for one pair); `normalize`: sigmoid, in [0, 1]."""
         import torch
         from tqdm.auto import tqdm
 
+        items = [pairs] if _one_pair(pairs) else list(pairs)
         self.model.eval()
         out: list[float] = []
         with torch.inference_mode():
-            for start in tqdm(range(0, len(pairs), batch_size), disable=not show_progress, desc="rerank"):
-                feats = {k: v.to(self.device) for k, v in self.encode_pairs(pairs[start:start + batch_size]).items()}
+            for start in tqdm(range(0, len(items), batch_size), disable=not show_progress, desc="rerank"):
+                feats = {k: v.to(self.device) for k, v in self.encode_pairs(items[start:start + batch_size]).items()}
                 out += self.forward_scores(feats).float().cpu().tolist()
-        return out
+        return finish_scores(pairs, out, normalize)
 
     def save(self, path: str | Path) -> None:
         from ragtune.atomic import write_json
@@ -108,17 +139,32 @@ class LLMReranker:
         path = Path(path)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        if self.fmt.score_head == "mlp":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in self.model.score.state_dict().items()}, str(path / MLP_HEAD))
         write_json(path / LLM_CONFIG, self.fmt.model_dump())
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> LLMReranker:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = Path(path)
         fmt = LLMFormat(**json.loads((path / LLM_CONFIG).read_text()))
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).to(device)
-        return cls(model, tok, fmt)
+        level = hf_logging.get_verbosity()
+        if fmt.score_head == "mlp":  # its weights are not the model class's own head: restored below
+            hf_logging.set_verbosity_error()
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        finally:
+            hf_logging.set_verbosity(level)
+        if fmt.score_head == "mlp":
+            from safetensors.torch import load_file
+
+            mlp_head(model).load_state_dict(load_file(str(path / MLP_HEAD)))
+        return cls(model.to(device), tok, fmt)
 
 
 class CrossEncoderReranker:
@@ -129,15 +175,17 @@ class CrossEncoderReranker:
     def __init__(self, model):
         self.model = model
 
-    def compute_score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32,
-                      show_progress: bool = False) -> list[float]:
+    def compute_score(self, pairs: Pairs, batch_size: int = 32, show_progress: bool = False,
+                      normalize: bool = False) -> list[float] | float:
+        """Raw logits of (query, document) pairs (one float for one pair); `normalize`: sigmoid, in [0, 1]."""
         import torch
 
         if not pairs:
             return []
-        scores = self.model.predict(list(pairs), batch_size=batch_size, activation_fn=torch.nn.Identity(),
+        items = [pairs] if _one_pair(pairs) else list(pairs)
+        scores = self.model.predict(items, batch_size=batch_size, activation_fn=torch.nn.Identity(),
                                     show_progress_bar=show_progress, convert_to_numpy=True)
-        return [float(s) for s in scores]
+        return finish_scores(pairs, [float(s) for s in scores], normalize)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", max_length: int | None = None) -> CrossEncoderReranker:

@@ -53,16 +53,17 @@ def build_llm_reranker(cfg: RerankerTrainConfig, device: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ragtune.models import resolve_model
-    from ragtune.retrieval.rerank import LLMReranker
+    from ragtune.retrieval.rerank import LLMReranker, mlp_head
 
     path = resolve_model(cfg.model_name_or_path)
     tok = AutoTokenizer.from_pretrained(path)
-    if cfg.llm.special_token and cfg.llm.special_token not in tok.get_vocab():
-        tok.add_special_tokens({"additional_special_tokens": [cfg.llm.special_token]})
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-    if len(tok) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
+    if cfg.llm.score_head == "mlp":
+        torch.manual_seed(cfg.seed)
+        mlp_head(model)
     fmt = cfg.llm.model_copy(update={"max_length": cfg.max_length})
     reranker = LLMReranker(model, tok, fmt)
     if cfg.use_lora:
@@ -74,12 +75,12 @@ def build_llm_reranker(cfg: RerankerTrainConfig, device: str):
 
 
 def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: DevSet | None, resume: str | None,
-              device: str):
+              device: str, val_rows=None):
     import torch
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.base import trainer_kwargs, use_stable_proportion
 
     reranker = build_llm_reranker(cfg, device)
     group = fmt == "group"
@@ -100,9 +101,12 @@ def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: Dev
             loss = score_loss(loss_name, scores, labels, cfg.temperature)
             return (loss, {"scores": scores}) if return_outputs else loss
 
-    kwargs = trainer_kwargs(cfg, device, False)  # dev evaluation of LLM rerankers runs once after training
+    # dev evaluation of LLM rerankers runs once after training; a validation file's loss is logged as it goes
+    kwargs = trainer_kwargs(cfg, device, val_rows is not None)
     trainer = RerankTrainer(model=reranker.model, args=TrainingArguments(**kwargs, remove_unused_columns=False),
-                            train_dataset=Dataset.from_list(rows), data_collator=collate)
+                            train_dataset=Dataset.from_list(rows), data_collator=collate,
+                            eval_dataset=Dataset.from_list(val_rows) if val_rows else None)
+    use_stable_proportion(trainer, cfg)
     result = trainer.train(resume_from_checkpoint=resume)
     if cfg.use_lora:
         reranker.model = trainer.model.merge_and_unload()

@@ -41,14 +41,29 @@ from ragtune.train.retriever.reranker_config import GROUP_LOSSES, POINT_LOSSES, 
 # ---------------------------------------------------------------- records -> rows
 
 
-def load_reranker_records(cfg: RerankerTrainConfig) -> tuple[str, list[RerankerPoint | RerankerGroup]]:
-    """Read every file strictly (file:line errors); all files must be one kind."""
+def validation_rows(cfg: RerankerTrainConfig, fmt: str, stats: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Rows of val_data, built like the training rows (labels scaled by the training range); None without it."""
+    if cfg.val_data is None:
+        return None
+    vfmt, records = load_reranker_records(cfg, [cfg.val_data])
+    if vfmt != fmt:
+        raise ConfigError(f'key "val_data": {cfg.val_data} holds {vfmt} records but train_data {fmt}; use one kind')
+    if fmt == "point":
+        lo, hi = stats["label_range"]
+        scaled = cfg.model_copy(update={"min_label": lo, "max_label": hi})
+        return point_rows([r for r in records if isinstance(r, RerankerPoint)], scaled, None)[0]
+    return group_rows([r for r in records if isinstance(r, RerankerGroup)], cfg, None)[0]
+
+
+def load_reranker_records(cfg: RerankerTrainConfig, paths: list[Path] | None = None
+                          ) -> tuple[str, list[RerankerPoint | RerankerGroup]]:
+    """Read every file (default: train_data) strictly (file:line errors); all files must be one kind."""
     from ragtune.data.formats import detect_record_kind, read_records
 
     kinds = {"point": "reranker-point", "group": "reranker-group"}
     records: list[Any] = []
     found: set[str] = set()
-    for path in cfg.train_data:
+    for path in paths or cfg.train_data:
         kind = kinds[cfg.format] if cfg.format != "auto" else detect_record_kind(path)
         if kind not in kinds.values():
             raise ConfigError(f'{path}: holds "{kind}" records; reranker training reads {{query, content, label}} '
@@ -60,6 +75,36 @@ def load_reranker_records(cfg: RerankerTrainConfig) -> tuple[str, list[RerankerP
     if not records:
         raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')
     return ("point" if found == {"reranker-point"} else "group"), records
+
+
+def shuffle_text(text: str, rng: random.Random) -> str:
+    """RAG-Retrieval's shuffle augmentation: a text longer than 100 characters cut into three pieces, reordered."""
+    if len(text) <= 100:
+        return text
+    size = len(text) // 3 + 1
+    pieces = [text[i:i + size] for i in range(0, len(text), size)]
+    rng.shuffle(pieces)
+    return " ".join(pieces)
+
+
+def shuffle_documents(rows: list[dict[str, Any]], rate: float, seed: int) -> int:
+    """Apply shuffle_text to each document of `rows` with probability `rate` (in place); returns how many."""
+    if rate <= 0:
+        return 0
+    rng = random.Random(seed)
+    changed = 0
+    for r in rows:
+        if "content" in r:
+            if rng.random() < rate:
+                r["content"], changed = shuffle_text(r["content"], rng), changed + 1
+            continue
+        docs = []
+        for d in r["docs"]:
+            hit = rng.random() < rate
+            docs.append(shuffle_text(d, rng) if hit else d)
+            changed += hit
+        r["docs"] = docs
+    return changed
 
 
 def resolve_loss(cfg: RerankerTrainConfig, fmt: str) -> str:
@@ -207,21 +252,23 @@ def _ce_dev_evaluator(dev: DevSet, cfg: RerankerTrainConfig):
 
 
 def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: DevSet | None,
-                        resume: str | None, device: str):
+                        resume: str | None, device: str, val_rows=None):
     from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from ragtune.models import resolve_model
-    from ragtune.train.retriever.base import trainer_kwargs
+    from ragtune.train.retriever.base import trainer_kwargs, use_stable_proportion
 
     path = resolve_model(cfg.model_name_or_path)
     model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device=device, local_files_only=True)
     evaluator = _ce_dev_evaluator(dev, cfg) if dev else None
-    args = CrossEncoderTrainingArguments(**trainer_kwargs(cfg, device, dev is not None,
-                                                          f"dev_{cfg.dev.metric_for_best}"))
+    args = CrossEncoderTrainingArguments(**trainer_kwargs(cfg, device, dev is not None or val_rows is not None,
+                                                          f"dev_{cfg.dev.metric_for_best}" if dev else None))
+    val = _ce_dataset(val_rows, fmt, loss_name, cfg.temperature) if val_rows else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_ce_dataset(rows, fmt, loss_name,
                                                                                     cfg.temperature),
-                                  loss=st_loss(model, loss_name, cfg), evaluator=evaluator)
+                                  loss=st_loss(model, loss_name, cfg), evaluator=evaluator, eval_dataset=val)
+    use_stable_proportion(trainer, cfg)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(cfg.output_dir))
     return trainer, result, evaluator
@@ -244,15 +291,19 @@ def train_reranker(cfg: RerankerTrainConfig) -> dict[str, Any]:
         rows, stats = point_rows([r for r in records if isinstance(r, RerankerPoint)], cfg, dev)
     else:
         rows, stats = group_rows([r for r in records if isinstance(r, RerankerGroup)], cfg, dev)
+    val_rows = validation_rows(cfg, fmt, stats)
     if cfg.teacher:
-        apply_teacher(rows, fmt, load_reranker(cfg.teacher, device), cfg.teacher_batch_size)
+        teacher = load_reranker(cfg.teacher, device)
+        for part in (rows, val_rows or []):
+            apply_teacher(part, fmt, teacher, cfg.teacher_batch_size)
         stats["teacher"] = cfg.teacher
+    stats["documents_shuffled"] = shuffle_documents(rows, cfg.shuffle_rate, cfg.seed)
 
     t0 = time.perf_counter()
     if cfg.model_type == "cross_encoder":
-        trainer, result, evaluator = train_cross_encoder(cfg, rows, fmt, loss_name, dev, resume, device)
+        trainer, result, evaluator = train_cross_encoder(cfg, rows, fmt, loss_name, dev, resume, device, val_rows)
     else:
-        trainer, result, _ = train_llm(cfg, rows, fmt, loss_name, dev, resume, device)
+        trainer, result, _ = train_llm(cfg, rows, fmt, loss_name, dev, resume, device, val_rows)
         evaluator = None
     wall = time.perf_counter() - t0
     summary: dict[str, Any] = {

@@ -20,11 +20,17 @@ GROUP_LOSSES = ("ranknet", "listwise", "listwise_soft")
 class RerankerTrainConfig(RetrieverTrainConfig, LoraSettings):
     """Train a cross-encoder or an LLM reranker."""
 
+    ALIASES = ("reranker",)
     model_type: Literal["cross_encoder", "llm"] = "cross_encoder"
     model_name_or_path: str = DEFAULT_ENCODER
     """cross_encoder: a BERT-like model or sentence-transformers folder (its encoder gets a fresh score head);
     llm: a causal LM folder (a scalar head is added on the last token)."""
+    num_labels: Literal[1] = 1
+    """Scores per pair: ragtune's rerankers output one relevance logit (RAG-Retrieval's num_labels: 1)."""
     train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
+    val_data: Path | None = None
+    """A validation file in the training format (RAG-Retrieval's val_dataset): its loss is logged each evaluation
+    and, without dev.data, picks the best checkpoint."""
     format: Literal["auto", "point", "group"] = "auto"
     loss: Literal["auto", "bce", "mse", "ranknet", "listwise", "listwise_soft"] = "auto"
     """auto: bce for point data, listwise for groups (listwise_soft when distilling from a teacher)."""
@@ -37,6 +43,9 @@ class RerankerTrainConfig(RetrieverTrainConfig, LoraSettings):
     """listwise_soft: labels are softmax(label / temperature)."""
     max_length: int = Field(512, ge=8)
     """Tokens per (query, document) pair."""
+    shuffle_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """RAG-Retrieval's augmentation: each training document longer than 100 characters is, with this probability
+    (seeded), cut into three pieces put back in random order."""
     teacher: str | None = None
     """A trained reranker whose scores replace the labels (distillation)."""
     teacher_batch_size: int = Field(16, ge=1)
