@@ -142,10 +142,11 @@ def data_validate(
 @data_app.command("convert")
 @user_errors
 def data_convert(
-    kind: Annotated[str, typer.Argument(help="beir-sft | beir-embedding | beir-reranker | squad-sft | webqa-sft")],
+    kind: Annotated[str, typer.Argument(help="beir-sft, beir-embedding, beir-reranker, squad-sft, webqa-sft, "
+                                              "squad-beir, st-triplets or mteb")],
     args: Args = None, set_: SetOption = None,
 ) -> None:
-    """Convert BEIR or QA data into training records: `ragtune data convert beir-embedding data=DIR out=DIR`."""
+    """Convert BEIR, QA, sentence-transformers triplet or MTEB data: `ragtune data convert mteb data=DIR out=DIR`."""
     from ragtune.pipeline.convert import converter
 
     cls, fn = converter(kind)

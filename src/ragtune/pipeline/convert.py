@@ -10,6 +10,8 @@ Each converter is a plain function `fn(cfg) -> ConvertResult` with its own confi
 | squad-sft | `SquadSFTConfig` | grounded-answer alpaca records with refusals, `*.meta.jsonl`, dataset_info.json |
 | webqa-sft | `WebQASFTConfig` | the same, from Baidu WebQA JSON |
 | squad-beir | `QABeirConfig` | BEIR folder: passages, answerable questions, train/test by article (`ragtune run`) |
+| st-triplets | `TripletsConfig` | sentence-transformers anchor/positive/negative columns -> `{query, pos, neg}` |
+| mteb | `MtebConfig` | an MTEB retrieval task (corpus/, queries/, qrels/ folders) -> a BEIR folder |
 
 Every output is written atomically and the resolved config lands beside it as `<kind>.config.yaml`.
 The converters live where what they need lives: `data.convert_beir` (plain BEIR -> SFT pairs),
@@ -26,6 +28,7 @@ from typing import Any
 from ragtune.atomic import check_output
 from ragtune.config import ConfigModel, load_config
 from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
+from ragtune.data.convert_external import MtebConfig, TripletsConfig, mteb_to_beir, triplets_to_embedding
 from ragtune.data.convert_qa_beir import QABeirConfig, qa_to_beir
 from ragtune.data.convert_result import ConvertResult
 from ragtune.rag.answerer_data import SquadSFTConfig, WebQASFTConfig, squad_to_sft, webqa_to_sft
@@ -38,6 +41,8 @@ CONVERTERS: dict[str, tuple[type[ConfigModel], Callable[[Any], ConvertResult]]] 
     "squad-sft": (SquadSFTConfig, squad_to_sft),
     "webqa-sft": (WebQASFTConfig, webqa_to_sft),
     "squad-beir": (QABeirConfig, qa_to_beir),
+    "st-triplets": (TripletsConfig, triplets_to_embedding),
+    "mteb": (MtebConfig, mteb_to_beir),
 }
 
 
