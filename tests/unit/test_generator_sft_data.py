@@ -24,7 +24,8 @@ def _answer_text(tok, ex) -> str:
     return tok.decode([t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE])
 
 
-@pytest.mark.parametrize("template", ["auto", *TEMPLATES])
+# gemma's turn tokens are not in the tiny tokenizer; test_generator_models tests that template with them added
+@pytest.mark.parametrize("template", ["auto", *(t for t in TEMPLATES if t != "gemma")])
 def test_labels_cover_only_the_answer(tok, template):
     use_template(tok, template)
     msgs = record_messages(Alpaca(instruction="The rapid protein binds the receptor.", output="protein receptor",
