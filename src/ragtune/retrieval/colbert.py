@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ragtune.atomic import atomic_open, write_json
-from ragtune.config import ConfigModel
+from ragtune.config import CommaList, ConfigModel
 from ragtune.data.records import Doc
 from ragtune.retrieval.base import DocIndex, Run
 
@@ -83,6 +84,9 @@ class ColbertConfig(ConfigModel):
     """Override the model's document token limit."""
     device: str = "auto"
     threads: int = 0
+    encode_devices: Annotated[list[str], CommaList] = Field(default_factory=list)
+    """Encode the corpus's token vectors in one worker process per device (e.g. cuda:0,cuda:1 or cpu,cpu);
+    empty = in this process. The merged index is the one a single process builds."""
 
 
 class ColbertRetriever(DocIndex):
@@ -92,6 +96,7 @@ class ColbertRetriever(DocIndex):
 
     def __init__(self, cfg: ColbertConfig | None = None, model=None):
         self.cfg = cfg or ColbertConfig()
+        self._own_model = model is None  # only a model loaded from cfg.model can be loaded again by workers
         self.model = model if model is not None else load_colbert(self.cfg)
         self.doc_ids: list[str] = []
         self.embeddings: np.ndarray | None = None  # (total tokens, dim)
@@ -116,7 +121,15 @@ class ColbertRetriever(DocIndex):
         if not pairs:
             raise ValueError("no documents to index")
         self.doc_ids = [p[0] for p in pairs]
-        embs = self.encode_documents([p[1] for p in pairs], show_progress=show_progress)
+        texts = [p[1] for p in pairs]
+        if self.cfg.encode_devices and self._own_model:
+            from ragtune.retrieval.workers import WorkerPool, chunks_of
+
+            cfg = self.cfg.model_dump(mode="json") | {"encode_devices": []}
+            with WorkerPool(partial(colbert_worker, cfg), self.cfg.encode_devices) as pool:
+                embs = [e for part in pool.imap(chunks_of(texts, 512)) for e in part]
+        else:
+            embs = self.encode_documents(texts, show_progress=show_progress)
         lengths = np.array([len(e) for e in embs], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.embeddings = np.concatenate(embs).astype(self.cfg.dtype, copy=False)
@@ -206,3 +219,8 @@ def load_colbert(cfg: ColbertConfig):
     if cfg.document_length:
         model[0].document_length = cfg.document_length
     return model
+
+
+def colbert_worker(cfg: dict, device: str, threads: int):
+    """A worker process's document encoder (retrieval/workers.py), on its own device."""
+    return ColbertRetriever(ColbertConfig(**cfg | {"device": device, "threads": threads})).encode_documents

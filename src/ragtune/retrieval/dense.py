@@ -7,15 +7,16 @@ settings and the corpus content, so the same corpus is never encoded twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ragtune.atomic import atomic_open, write_json
-from ragtune.config import ConfigModel
+from ragtune.config import CommaList, ConfigModel
 from ragtune.data.records import Doc
 from ragtune.hardware import auto_dtype
 from ragtune.models import DEFAULT_ENCODER
@@ -45,6 +46,11 @@ class DenseConfig(ConfigModel):
     """torch/faiss threads; 0 = all cores."""
     cache: bool = True
     """Reuse corpus embeddings from ~/.cache/ragtune (or $RAGTUNE_CACHE)."""
+    encode_devices: Annotated[list[str], CommaList] = Field(default_factory=list)
+    """Encode the corpus in one worker process per device (e.g. cuda:0,cuda:1,cuda:2,cuda:3, or cpu,cpu: the
+    CPU workers share the cores) into the same single cached embedding file; empty = in this process."""
+    chunk_size: int = Field(512, ge=1)
+    """Passages per resumable chunk of the corpus encoding (and per worker task)."""
 
 
 def load_encoder(cfg: DenseConfig, device: str | None = None):
@@ -115,6 +121,15 @@ class DenseRetriever(DocIndex):
             settings += f"|{self.dtype}"
         return cache_dir("embeddings", corpus_key(fingerprint(self.model_path), settings, ids, texts))
 
+    def _encode_in_workers(self, chunks: Iterator[list[str]]) -> Iterator[np.ndarray]:
+        """Corpus chunks encoded by `encode_devices` worker processes, in order (retrieval/workers.py)."""
+        from ragtune.retrieval.workers import WorkerPool
+
+        cfg = self.cfg.model_dump(mode="json") | {"model": str(self.model_path), "encode_devices": [], "cache": False,
+                                                  "dtype": self.dtype}
+        with WorkerPool(partial(dense_worker, cfg), self.cfg.encode_devices) as pool:
+            yield from pool.imap(chunks)
+
     def index(self, docs: Iterable[Doc], show_progress: bool = False) -> None:
         from tqdm.auto import tqdm
 
@@ -128,11 +143,16 @@ class DenseRetriever(DocIndex):
 
         if not texts:
             raise ValueError("no documents to index")
+        pooled = self._encode_in_workers if self.cfg.encode_devices else None
         if self.cfg.cache:
             folder = self._cache_folder(self.doc_ids, texts)
-            self.embeddings = cached_encode(folder, self.doc_ids, texts, encode, self.dim, progress=bar.update)
+            self.embeddings = cached_encode(folder, self.doc_ids, texts, encode, self.dim, chunk=self.cfg.chunk_size,
+                                            progress=bar.update, encode_chunks=pooled)
         else:
-            self.embeddings = encode(texts)
+            from ragtune.retrieval.workers import chunks_of
+
+            parts = chunks_of(texts, self.cfg.chunk_size)
+            self.embeddings = np.concatenate(list(pooled(parts) if pooled else map(encode, parts)))
             bar.update(len(texts))
         bar.close()
         self._build_index()
@@ -176,3 +196,9 @@ class DenseRetriever(DocIndex):
         self.embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
         self._build_index()
         return self
+
+
+def dense_worker(cfg: dict, device: str, threads: int):
+    """A worker process's encoder (retrieval/workers.py): the same DenseRetriever.encode on its own device."""
+    retriever = DenseRetriever(DenseConfig(**cfg | {"device": device, "threads": threads}))
+    return partial(retriever.encode, prompt=retriever.cfg.doc_prompt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,12 @@ def corpus_key(model_fp: str, settings: str, ids: Sequence[str], texts: Sequence
 
 def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
                   encode: Callable[[list[str]], np.ndarray], dim: int, chunk: int = 512,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embeddings for `texts`, from `folder` if complete, else encoded chunk by chunk (resuming)."""
+                  progress: Callable[[int], None] | None = None,
+                  encode_chunks: Callable[[Iterator[list[str]]], Iterator[np.ndarray]] | None = None) -> np.ndarray:
+    """Embeddings for `texts`, from `folder` if complete, else encoded chunk by chunk (resuming).
+
+    `encode_chunks` (e.g. a worker pool's imap) encodes the remaining chunks, in order, instead of `encode`; the
+    rows still land in the one file, chunk by chunk, so a killed pooled run resumes like a one-process one."""
     final = folder / "emb.npy"
     if final.exists():
         if progress:
@@ -52,9 +56,11 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
         emb = open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
     if progress and done:
         progress(done)
-    for start in range(done, len(texts), chunk):
-        stop = min(start + chunk, len(texts))
-        emb[start:stop] = encode(list(texts[start:stop]))
+    spans = [(start, min(start + chunk, len(texts))) for start in range(done, len(texts), chunk)]
+    parts = (list(texts[a:b]) for a, b in spans)
+    results = encode_chunks(parts) if encode_chunks is not None else map(encode, parts)
+    for (start, stop), part in zip(spans, results, strict=True):
+        emb[start:stop] = part
         emb.flush()
         write_json(prog_file, {"done": stop})  # rows before `stop` are on disk
         if progress:
