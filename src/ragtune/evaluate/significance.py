@@ -38,3 +38,21 @@ def compare_per_query(a: dict[str, dict[str, float]], b: dict[str, dict[str, flo
         out[metric] = {"mean_a": mean_a, "mean_b": mean_b, "delta": mean_b - mean_a,
                        "p_value": paired_ttest(qa, qb), "num_queries": len(set(qa) & set(qb))}
     return out
+
+
+def binomial_summary(successes: int, n: int, p0: float = 0.5) -> dict[str, float]:
+    """Rate, 95% Wilson score interval and the exact two-sided binomial p-value against `p0`.
+
+    >>> s = binomial_summary(16, 26)
+    >>> round(s["rate"], 3), round(s["ci_low"], 3), round(s["ci_high"], 3), round(s["p_value"], 2)
+    (0.615, 0.425, 0.776, 0.33)
+    """
+    if n <= 0:
+        raise ValueError("binomial_summary needs at least one trial")
+    from scipy.stats import binomtest
+
+    test = binomtest(successes, n, p0)
+    ci = test.proportion_ci(confidence_level=0.95, method="wilson")
+    return {"rate": successes / n, "ci_low": float(ci.low), "ci_high": float(ci.high), "p_value": float(test.pvalue),
+            "n": n}
+
