@@ -1,4 +1,6 @@
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,22 @@ def test_pairs_written_in_llamafactory_and_trl_formats(tmp_path):
     info = read_dataset_info(tmp_path / "dataset_info.json")
     assert info["preferences_train"].ranking is True
     assert len(list(read_records(tmp_path / "preferences_train.jsonl", "preference"))) == 2
+
+
+def test_lexicographic_pairs_decide_by_the_first_differing_criterion():
+    texts = {q: f"query {q}" for q in "abcef"}
+    prompts = {"d1": "doc one", "d2": "doc two"}
+    cfg = PreferenceConfig(criterion=["filter", "difficulty_band", "rank"], band=(0.3, 0.7), min_gap=0.01)
+    pairs = {(p["chosen"], p["rejected"]): p["decided_by"] for p in build_pairs(_rows(), texts, prompts, cfg)}
+    # c was dropped by the filters: it loses to both kept queries whatever its difficulty
+    assert pairs[("query a", "query c")] == "filter" and pairs[("query b", "query c")] == "filter"
+    # a and b were both kept: b is inside the band, a (difficulty 0.02) is not
+    assert pairs[("query b", "query a")] == "difficulty_band"
+    # e and f are kept, both inside the band, ranked 2 both: a tie on every criterion makes no pair
+    assert not any("query e" in p and "query f" in p for p in pairs)
+    rows = _rows()
+    rows[4]["difficulty"]["rank"] = 1  # f now ranked first: the rank decides between e and f
+    pairs = {(p["chosen"], p["rejected"]): p["decided_by"] for p in build_pairs(rows, texts, prompts, cfg)}
+    assert pairs[("query f", "query e")] == "rank"
+    counts = write_pairs(Path(tempfile.mkdtemp()), build_pairs(rows, texts, prompts, cfg), cfg)
+    assert counts["decided_by"] == {"filter": 2, "difficulty_band": 1, "rank": 1}

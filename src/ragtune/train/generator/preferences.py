@@ -8,8 +8,14 @@ becomes (chosen, rejected):
 - `filter`: a query the filters kept beats one they dropped;
 - `rank`: the query whose source document the retriever ranks higher wins.
 
+A list of criteria orders the pairs lexicographically: the first criterion whose values differ
+by at least `min_gap` decides (`[filter, difficulty_band, rank]`: a kept query beats a dropped one;
+between two kept ones the one nearer the band wins; then the better-ranked one), which is what the
+loop wants from its training data. Each pair records the criterion that decided it.
+
 Written twice: LLaMA-Factory ranking rows (`{instruction, input, output: [chosen, rejected]}`,
-registered with `"ranking": true` in dataset_info.json) and trl rows (`{prompt, chosen, rejected}`).
+registered with `"ranking": true` in dataset_info.json) and trl rows (`{prompt, chosen, rejected}`),
+plus `<name>_<split>.meta.jsonl` (doc id and deciding criterion of each pair, line by line).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ Criterion = Literal["difficulty_band", "filter", "rank"]
 
 
 class PreferenceConfig(ConfigModel):
-    criterion: Criterion = "difficulty_band"
+    criterion: Criterion | list[Criterion] = "difficulty_band"
+    """One criterion, or several applied in order (lexicographic)."""
     band: Band = (0.3, 0.7)
     """Target difficulty band for `difficulty_band`."""
     min_gap: float = Field(0.05, ge=0)
@@ -40,19 +47,31 @@ class PreferenceConfig(ConfigModel):
     seed: int = 0
 
 
-def _value(row: dict, cfg: PreferenceConfig) -> float | None:
-    """The criterion's value for one provenance row, higher = better; None when it was not measured."""
-    if cfg.criterion == "filter":
+def criteria(cfg: PreferenceConfig) -> list[str]:
+    return [cfg.criterion] if isinstance(cfg.criterion, str) else list(cfg.criterion)
+
+
+def _value(row: dict, criterion: str, band: tuple[float, float]) -> float | None:
+    """One criterion's value for one provenance row, higher = better; None when it was not measured."""
+    if criterion == "filter":
         f = row.get("filters") or {}
         return (1.0 if f["kept"] else 0.0) if "kept" in f else None
     diff = row.get("difficulty")
     if not isinstance(diff, dict):  # written by evaluate.difficulty: {rank, score, margin, difficulty}
         return None
-    if cfg.criterion == "rank":
+    if criterion == "rank":
         return 1.0 / diff["rank"] if diff.get("rank") else 0.0
-    lo, hi = cfg.band
+    lo, hi = band
     d = diff["difficulty"]
     return -max(lo - d, 0.0, d - hi)  # 0 inside the band, minus the distance to it outside
+
+
+def _decide(va: tuple[float, ...], vb: tuple[float, ...], names: list[str], min_gap: float) -> tuple[int, str] | None:
+    """(+1 if a wins, -1 if b wins, the deciding criterion), or None for a tie on every criterion."""
+    for x, y, name in zip(va, vb, names, strict=True):
+        if abs(x - y) >= min_gap and x != y:
+            return (1 if x > y else -1), name
+    return None
 
 
 def build_pairs(rows: list[dict[str, Any]], texts: dict[str, str], prompts: dict[str, str],
@@ -60,21 +79,27 @@ def build_pairs(rows: list[dict[str, Any]], texts: dict[str, str], prompts: dict
     """rows: provenance rows (query_id, doc_id, filters, difficulty); texts: query id -> text;
     prompts: doc id -> the generation prompt (the instruction the generator saw)."""
     rng = random.Random(cfg.seed)
-    by_doc: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    names = criteria(cfg)
+    by_doc: dict[str, list[tuple[str, tuple[float, ...]]]] = defaultdict(list)
     for row in rows:
         if row.get("failed") or row["query_id"] not in texts:
             continue
-        v = _value(row, cfg)
-        if v is not None:
-            by_doc[row["doc_id"]].append((row["query_id"], v))
+        values = [_value(row, c, cfg.band) for c in names]
+        if all(v is not None for v in values):
+            by_doc[row["doc_id"]].append((row["query_id"], tuple(values)))  # type: ignore[arg-type]
     pairs = []
     for doc, items in sorted(by_doc.items()):
-        cands = [(a, b) if va > vb else (b, a) for (a, va), (b, vb) in itertools.combinations(items, 2)
-                 if abs(va - vb) >= cfg.min_gap and texts[a].strip().lower() != texts[b].strip().lower()]
+        cands = []
+        for (a, va), (b, vb) in itertools.combinations(items, 2):
+            verdict = _decide(va, vb, names, cfg.min_gap)
+            if verdict is None or texts[a].strip().lower() == texts[b].strip().lower():
+                continue
+            sign, by = verdict
+            cands.append((a, b, by) if sign > 0 else (b, a, by))
         rng.shuffle(cands)
-        for chosen, rejected in cands[: cfg.max_pairs_per_doc]:
+        for chosen, rejected, by in cands[: cfg.max_pairs_per_doc]:
             pairs.append({"doc_id": doc, "instruction": prompts[doc], "input": "",
-                          "chosen": texts[chosen], "rejected": texts[rejected]})
+                          "chosen": texts[chosen], "rejected": texts[rejected], "decided_by": by})
     return pairs
 
 
@@ -94,7 +119,10 @@ def write_pairs(out: Path, pairs: list[dict[str, str]], cfg: PreferenceConfig, n
                                 "output": [p["chosen"], p["rejected"]]} for p in part))
         write_jsonl(out / f"{name}_{split}.trl.jsonl", ({"prompt": p["instruction"], "chosen": p["chosen"],
                                                          "rejected": p["rejected"]} for p in part))
+        write_jsonl(out / f"{name}_{split}.meta.jsonl", ({"doc_id": p["doc_id"], "decided_by": p.get("decided_by")}
+                                                         for p in part))
         register_dataset(out / "dataset_info.json", f"{name}_{split}", lf, "alpaca", ranking=True)
         counts[f"{split} pairs"] = len(part)
     counts["documents"] = len(docs)
+    counts["decided_by"] = {c: sum(p.get("decided_by") == c for p in pairs) for c in criteria(cfg)}
     return counts
