@@ -209,7 +209,7 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
     models). `adapter_key` names the config key an error message points at.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from ragtune.config import ConfigError
 
@@ -220,8 +220,7 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
         if not (a / "adapter_config.json").is_file():
             raise ConfigError(f'key "{adapter_key}": {a} holds no adapter_config.json (a LoRA adapter written by '
                               "`ragtune train generator`); for a merged model, name it as the model instead")
-    with_tok = [a for a in adapters if (a / "tokenizer_config.json").is_file()]
-    tokenizer = AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
+    tokenizer = _tokenizer(base, adapters, trust_remote_code)
     if padding_side is not None:
         tokenizer.padding_side = padding_side
     if tokenizer.pad_token_id is None:
@@ -271,8 +270,10 @@ def adapter_stack(adapters: list[Path]) -> list[Path]:
         record = a / ADAPTER_STACK
         if record.is_file():
             base = [Path(p) for p in json.loads(record.read_text(encoding="utf-8"))["base_adapters"]]
-            out += [b for b in adapter_stack(base) if b not in out]
-        out.append(a)
+            seen = {o.resolve() for o in out}  # the record holds resolved paths; callers may pass relative ones
+            out += [b for b in adapter_stack(base) if b.resolve() not in seen]
+        if a.resolve() not in {o.resolve() for o in out}:
+            out.append(a)
     return out
 
 
@@ -281,6 +282,18 @@ def write_adapter_stack(folder: str | Path, base_adapters: Sequence[str | Path])
     from ragtune.atomic import write_json
 
     write_json(Path(folder) / ADAPTER_STACK, {"base_adapters": [str(Path(a).resolve()) for a in base_adapters]})
+
+
+def _tokenizer(base: Path, adapters: list[Path], trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    with_tok = [a for a in adapters if (a / "tokenizer_config.json").is_file()]
+    return AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(name_or_path: str | Path, adapter: str | Path | None = None):
+    """The tokenizer `load_causal_lm` would return (the adapter's, when it holds one), without loading weights."""
+    return _tokenizer(resolve_causal_lm(name_or_path), [Path(adapter)] if adapter else [])
 
 
 def gguf_cache_dir(name: str) -> Path:

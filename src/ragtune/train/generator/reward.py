@@ -14,13 +14,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ragtune.atomic import write_json
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.harness import LoraSettings, check_scheduler
 
 Message = dict[str, str]
-
 
 class RewardSettings(LoraSettings):
     """The reward model's training settings: everything but its data and output paths (the loop's `reward:`)."""
@@ -147,18 +146,24 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                         use_cpu=device == "cpu", disable_tqdm=False, fp16=cfg.fp16, bf16=cfg.bf16)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=cfg.lora_config("SEQ_CLS"))
+    used = len(trainer.train_dataset)  # trl drops pairs longer than max_length: say how many trained
+    if used == 0:
+        raise ValueError(f"{cfg.train_file}: every pair is longer than max_length={cfg.max_length} tokens; raise it")
     result = trainer.train()
     trainer.model.save_pretrained(str(cfg.output_dir))
     tok.save_pretrained(str(cfg.output_dir))
     if cfg.adapter_name_or_path is not None:
         write_adapter_stack(cfg.output_dir, adapter_stack([Path(cfg.adapter_name_or_path)]))
     summary: dict[str, Any] = {"train_loss": float(result.training_loss), "train_pairs": len(train),
-                               "steps": int(result.global_step)}
+                               "train_pairs_within_max_length": used, "steps": int(result.global_step),
+                               "base_adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None}
     if cfg.plot_loss:
         png = plot_loss(trainer.state.log_history, Path(cfg.output_dir) / "training_loss.png", "reward model loss")
         summary["loss_plot"] = str(png) if png else None
     if cfg.eval_file is not None:
-        summary |= pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
+        acc = pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
+        write_jsonl(cfg.output_dir / "heldout_scores.jsonl", acc.pop("pairs"))
+        summary |= acc
     write_json(cfg.output_dir / "reward_summary.json", summary)
     dump_config(cfg, cfg.output_dir / "config.yaml")
     return summary
@@ -168,6 +173,8 @@ class RewardScorer:
     """Scores (instruction, query) pairs with a trained reward model: higher = preferred."""
 
     def __init__(self, base: str, adapter: str | Path, device: str = "cpu", batch_size: int = 16):
+        """`adapter`: the reward model's folder; the adapters it was trained on top of (its ADAPTER_STACK record)
+        are merged into `base` first."""
         import torch
 
         self.model, self.tok = load_causal_lm(base, adapter, merge=False, head="score", dtype=None, device=device,
@@ -189,14 +196,21 @@ class RewardScorer:
         return out
 
 
-def pairwise_accuracy(scorer: RewardScorer, path: Path) -> dict[str, float]:
+def pairwise_accuracy(scorer: RewardScorer, path: Path) -> dict[str, Any]:
+    """Held-out pairwise accuracy with its 95% Wilson interval and the exact binomial p-value against chance (0.5);
+    `pairs` holds each pair's two scores."""
     from ragtune.data.formats import read_records
+    from ragtune.evaluate.significance import binomial_summary
 
     recs = list(read_records(path, "preference"))
     if not recs:
-        return {"heldout_pairs": 0, "heldout_accuracy": float("nan")}
+        return {"heldout_pairs": 0, "heldout_accuracy": float("nan"), "pairs": []}
     prompts = [r.instruction for r in recs]
     chosen = scorer(prompts, [r.chosen for r in recs])
     rejected = scorer(prompts, [r.rejected for r in recs])
-    acc = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(recs)
-    return {"heldout_pairs": len(recs), "heldout_accuracy": acc}
+    correct = [c > r for c, r in zip(chosen, rejected, strict=True)]
+    stats = binomial_summary(sum(correct), len(recs))
+    return {"heldout_pairs": len(recs), "heldout_accuracy": stats["rate"], "heldout_correct": sum(correct),
+            "heldout_ci95": [stats["ci_low"], stats["ci_high"]], "heldout_p_vs_chance": stats["p_value"],
+            "pairs": [{"chosen": c, "rejected": r, "correct": ok} for c, r, ok in zip(chosen, rejected, correct,
+                                                                                      strict=True)]}
