@@ -8,7 +8,8 @@ import pytest
 MODULES = ["ragtune.train.generator.ppo_core", "ragtune.filters.lossnet", "ragtune.evaluate.metrics",
            "ragtune.retrieval.colbert", "ragtune.train.retriever.llm_reranker", "ragtune.train.retriever.dev",
            "ragtune.data.language", "ragtune.retrieval.fusion", "ragtune.retrieval.rerank",
-           "ragtune.evaluate.multiple_testing"]
+           "ragtune.evaluate.multiple_testing", "ragtune.evaluate.significance", "ragtune.evaluate.generator_quality",
+           "ragtune.train.generator.loop_reward"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -65,3 +65,27 @@ def test_dpo_trains_on_preference_rows(tiny_lm, tmp_path):
     losses = [h["loss"] for h in summary["log"] if "loss" in h]
     assert summary["pairs"] == 8 and losses[-1] < losses[0]
     assert (tmp_path / "dpo" / "adapter" / "adapter_config.json").exists()
+
+
+def test_loop_reward_orders_filter_outcome_then_band_then_rank(tiny_bert, monkeypatch, tmp_path):
+    """The loop reward is w_filter * kept + w_band * band + w_rank * rr, from BM25 (the filter part) and the round's
+    retriever (difficulty and rank): a query BM25 finds outscores one it does not, whatever the retriever says."""
+    from ragtune.evaluate.difficulty import score_difficulty
+    from ragtune.train.generator.loop_reward import LoopReward, LoopRewardSettings, band_score
+
+    monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path / "cache"))
+    corpus = {"target": Doc(_id="target", text=" ".join(A)), "other": Doc(_id="other", text=" ".join(B))}
+    cfg = LoopRewardSettings(bm25_k=1, dense_k=None, band=(0.3, 0.7), depth=2)
+    reward = LoopReward(corpus, tiny_bert, cfg)
+    queries = ["protein cancer heart", "receptor signal growth"]  # BM25 puts 'target' first only for the first
+    parts = reward.parts(queries, ["target", "target"])
+    assert [p["kept"] for p in parts] == [True, False] and parts[0]["bm25_rank"] == 1
+    run = reward.retriever.search({"0": queries[0], "1": queries[1]}, k=2)
+    diff = score_difficulty(run, {"0": "target", "1": "target"}, depth=2, temperature=cfg.temperature)
+    for i, p in enumerate(parts):
+        d = diff[str(i)]
+        assert p["difficulty"] == pytest.approx(d.difficulty) and p["rank"] == d.rank
+        rr = 1.0 / d.rank if d.rank else 0.0
+        assert p["reward"] == pytest.approx(1.0 * p["kept"] + 0.5 * band_score(d.difficulty, (0.3, 0.7)) + 0.1 * rr)
+    assert parts[0]["reward"] > parts[1]["reward"]
+    assert reward([], queries, doc_id=["target", "target"]) == [p["reward"] for p in parts]

@@ -155,9 +155,17 @@ RL_PROMPT_CHARS = 1200
 """Documents are cut to this many characters in the RL stages' prompts (bounded sequence length)."""
 
 
-def user_turn(doc: Doc) -> str:
-    """The user turn the RL stages (reward model, PPO, DPO, GRPO) show the generator for `doc`."""
-    return DEFAULT_INSTRUCTION.replace("{document}", doc.content[:RL_PROMPT_CHARS])
+def user_turn(doc: Doc, tokenizer=None, max_doc_tokens: int | None = None) -> str:
+    """The user turn the RL stages (reward model, PPO, DPO, GRPO) show the generator for `doc`.
+
+    With a tokenizer and `max_doc_tokens` the document is cut exactly as `ragtune generate` cuts it (so the reward
+    model and the policy read the prompt the queries were written from); else to RL_PROMPT_CHARS characters.
+    """
+    if tokenizer is not None and max_doc_tokens is not None:
+        text = truncate_tokens(tokenizer, doc.content, max_doc_tokens)
+    else:
+        text = doc.content[:RL_PROMPT_CHARS]
+    return DEFAULT_INSTRUCTION.replace("{document}", text)
 
 
 # ---------------------------------------------------------------- grounded answers and refusals

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ragtune.config import Band
 from ragtune.models import DEFAULT_ENCODER
+from ragtune.train.generator.loop_reward import LoopReward, LoopRewardSettings
 from ragtune.train.generator.rl import (
     PolicySettings,
     PolicyTrainConfig,
@@ -25,6 +26,7 @@ from ragtune.train.generator.rl import (
     policy_args,
     sample_docs,
     save_policy,
+    user_turns,
 )
 
 
@@ -72,7 +74,8 @@ class RetrievalReward:
         return [1.0 - max(lo - (1 - r), 0.0, (1 - r) - hi) for r in rr]
 
 
-def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str], reward: RetrievalReward) -> dict:
+def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str],
+               reward: RetrievalReward | LoopReward) -> dict:
     """`prompts`: user turns (the generation instruction with the document); `doc_ids`: their sources."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -99,18 +102,25 @@ class GRPOStageConfig(GRPOTrainConfig):
     k: int = Field(100, ge=1)
     band: Band | None = None
     """Shape the reward toward this difficulty band (difficulty = 1 - reciprocal rank); null = plain RR."""
+    loop_reward: LoopRewardSettings | None = None
+    """Score with the loop's reward instead (filter outcome, difficulty band, rank under `dense_model`;
+    train/generator/loop_reward.py); `retriever`, `k` and `band` are then unused."""
     merge: bool = True
 
 
 def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
-    from ragtune.generate.prompts import user_turn
+    from ragtune.models import load_tokenizer
     from ragtune.retrieval.dense import DenseConfig
     from ragtune.retrieval.factory import index_corpus
 
     corpus, docs = sample_docs(cfg.prompts)
-    retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
-    summary = train_grpo(cfg, [user_turn(corpus[d]) for d in docs], docs,
-                         RetrievalReward(retriever.search, k=cfg.k, band=cfg.band))
+    if cfg.loop_reward is not None:
+        reward: RetrievalReward | LoopReward = LoopReward(corpus, cfg.dense_model, cfg.loop_reward)
+    else:
+        retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
+        reward = RetrievalReward(retriever.search, k=cfg.k, band=cfg.band)
+    turns = user_turns(cfg.prompts, corpus, docs, load_tokenizer(cfg.model_name_or_path, cfg.adapter_name_or_path))
+    summary = train_grpo(cfg, turns, docs, reward)
     if cfg.merge:
         merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
                      cfg.output_dir / "merged")

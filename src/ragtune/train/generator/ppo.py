@@ -33,6 +33,7 @@ from torch import nn
 from ragtune.atomic import write_json
 from ragtune.config import CommaList, ConfigModel, dump_config
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
+from ragtune.train.generator.loop_reward import LoopRewardSettings
 from ragtune.train.generator.ppo_core import (
     AdaptiveKLController,
     gae,
@@ -41,7 +42,7 @@ from ragtune.train.generator.ppo_core import (
     ppo_losses,
     token_rewards,
 )
-from ragtune.train.generator.rl import PromptSource, plot_rl_curves, sample_docs
+from ragtune.train.generator.rl import PromptSource, plot_rl_curves, sample_docs, user_turns
 from ragtune.train.harness import LoraSettings
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
@@ -273,10 +274,16 @@ class PPOStageConfig(ConfigModel):
     model_name_or_path: str = DEFAULT_GENERATOR
     adapter_name_or_path: Path | None = None
     """SFT adapter; merged into the base, which becomes the PPO reference."""
-    reward_model: Path
-    """Adapter folder written by `ragtune train generator` with stage: rm."""
+    reward_source: Literal["reward_model", "retrieval"] = "reward_model"
+    """What scores the rollouts: the learned reward model, or the loop's reward computed online (`retrieval_reward`:
+    filter outcome, difficulty band and rank under `retriever_model`; train/generator/loop_reward.py)."""
+    reward_model: Path | None = None
+    """reward_source=reward_model: adapter folder written by `ragtune train generator` with stage: rm."""
     reward_base: str | None = None
     """Base model of the reward model (default: model_name_or_path)."""
+    retriever_model: Path | None = None
+    """reward_source=retrieval: the round's trained retriever (a sentence-transformers folder)."""
+    retrieval_reward: LoopRewardSettings = Field(default_factory=LoopRewardSettings)
     prompts: PromptSource | None = None
     """Prompts from a BEIR corpus (the doc -> query prompt per document); or name a `dataset`."""
     dataset: Annotated[list[str], CommaList] | None = None
@@ -318,6 +325,10 @@ class PPOStageConfig(ConfigModel):
         if (self.prompts is None) == (self.dataset is None):
             raise ValueError("stage ppo takes its prompts from prompts.corpus (a BEIR folder) or from dataset (names "
                              "in dataset_info.json): set exactly one")
+        need = "reward_model" if self.reward_source == "reward_model" else "retriever_model"
+        if getattr(self, need) is None or (self.reward_source == "retrieval" and self.prompts is None):
+            raise ValueError(f"reward_source={self.reward_source} needs {need}"
+                             + (" and prompts (a BEIR corpus)" if self.reward_source == "retrieval" else ""))
         return self
 
 
@@ -340,10 +351,10 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     import math
 
     from ragtune.config import notice
-    from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, use_template, user_turn
+    from ragtune.generate.prompts import use_template
     from ragtune.hardware import pick_device
     from ragtune.models import adapter_stack, write_adapter_stack
-    from ragtune.train.generator.reward import RewardScorer
+    from ragtune.train.generator.loop_reward import ppo_reward_fn
 
     device = pick_device(cfg.device)
     if cfg.adapter_name_or_path is not None and "resume_lora_training" in cfg.model_fields_set \
@@ -353,22 +364,22 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
     stops = use_template(trainer.tokenizer, cfg.template)
     trainer.eos_ids = sorted({*trainer.eos_ids, *stops})
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = {}  # rendered prompt -> what the reward model reads (user turn or chat)
+    source: dict[str, str] = {}  # rendered prompt -> its document (the online reward's source)
+    corpus = None
     if cfg.prompts is not None:
         corpus, docs = sample_docs(cfg.prompts)
-        for d in docs:
-            rendered = trainer.tokenizer.apply_chat_template(query_messages(corpus[d].content[:RL_PROMPT_CHARS]),
-                                                             tokenize=False, add_generation_prompt=True)
-            raw[rendered] = user_turn(corpus[d])
+        for d, turn in zip(docs, user_turns(cfg.prompts, corpus, docs, trainer.tokenizer), strict=True):
+            rendered = trainer.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
+                                                             add_generation_prompt=True)
+            raw[rendered], source[rendered] = turn, d
     else:
         for chat in dataset_prompts(cfg):
             raw[trainer.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)] = chat
     if cfg.num_train_epochs is not None and "steps" not in cfg.ppo.model_fields_set:
         trainer.cfg = cfg.ppo.model_copy(update={"steps": max(1, math.ceil(cfg.num_train_epochs * len(raw) /
                                                                             cfg.ppo.batch_size))})
-    scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
-    history = trainer.train(list(raw), lambda prompts, resp: scorer([raw[p] for p in prompts], resp),
-                            cfg.output_dir)
+    history = trainer.train(list(raw), ppo_reward_fn(cfg, raw, source, corpus, device), cfg.output_dir)
     if cfg.adapter_name_or_path is not None:
         write_adapter_stack(cfg.output_dir / "adapter", adapter_stack([Path(cfg.adapter_name_or_path)]))
     if cfg.merge:

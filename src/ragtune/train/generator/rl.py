@@ -28,6 +28,9 @@ class PromptSource(ConfigModel):
     """Use exactly these documents (default: a seeded sample of `sample_num`)."""
     sample_num: int = Field(32, ge=1)
     seed: int = 0
+    max_doc_tokens: int | None = Field(None, ge=8)
+    """Cut each document to this many tokens of the policy's tokenizer, as `ragtune generate` does (the loop sets its
+    generate.max_doc_tokens); null = the first RL_PROMPT_CHARS characters."""
 
 
 def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
@@ -39,6 +42,13 @@ def sample_docs(src: PromptSource) -> tuple[dict[str, Doc], list[str]]:
         return corpus, list(src.doc_ids)
     ids = sorted(corpus)
     return corpus, random.Random(src.seed).sample(ids, min(src.sample_num, len(ids)))
+
+
+def user_turns(src: PromptSource, corpus: dict[str, Doc], docs: list[str], tokenizer) -> list[str]:
+    """The user turn of each document's prompt, cut as `src` says."""
+    from ragtune.generate.prompts import user_turn
+
+    return [user_turn(corpus[d], tokenizer, src.max_doc_tokens) for d in docs]
 
 
 class PolicySettings(LoraSettings):

@@ -1,0 +1,121 @@
+"""The loop's reward for a generated query, computed online: what the loop wants from the generator, in order.
+
+1. **filter outcome**: the source document is in BM25's top `bm25_k` and the zero-shot encoder's top `dense_k`
+   (the consistency filters the loop's queries must pass to reach the retriever at all);
+2. **difficulty band**: the query's difficulty under the round's retriever (`evaluate.difficulty`) is inside `band`
+   (not trivial, not hopeless): 1 inside, 1 - distance to the band outside;
+3. **rank**: the reciprocal rank of the source document under the round's retriever.
+
+The scalar is `w_filter * kept + w_band * band_score + w_rank * rr`. With the default weights (1, 0.5, 0.1) a kept
+query always outscores a dropped one and a band difference of more than 0.2 outweighs any rank difference, which
+is the lexicographic order of the preference pairs (`preferences.criterion: [filter, difficulty_band, rank]`) in
+one number, so GRPO, PPO (`reward_source: retrieval`) and the RL evaluation score what the reward model learns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ragtune.config import ConfigModel
+from ragtune.data.records import Doc
+from ragtune.evaluate.difficulty import score_difficulty
+from ragtune.models import DEFAULT_ENCODER
+
+
+class LoopRewardSettings(ConfigModel):
+    bm25_k: int | None = Field(10, ge=1)
+    """Filter part: the source document within BM25's top-k (null: no BM25 part)."""
+    dense_k: int | None = Field(10, ge=1)
+    """Filter part: the source document within the zero-shot encoder's top-k (null: no dense part)."""
+    filter_encoder: str = DEFAULT_ENCODER
+    """The encoder of the dense filter part (the loop's zero-shot `encoder`)."""
+    band: tuple[float, float] | None = (0.3, 0.7)
+    """Target difficulty band under the round's retriever (null: no band part)."""
+    weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
+    """Weights of (filter, band, rank)."""
+    depth: int = Field(100, ge=1)
+    temperature: float = Field(0.1, gt=0)
+    """Difficulty's margin temperature (the loop's `difficulty_temperature`)."""
+    dtype: str = "float32"
+    """Encoding precision of both encoders (the loop's `dense_dtype`)."""
+
+
+def band_score(difficulty: float, band: tuple[float, float]) -> float:
+    """1 inside the band, 1 - distance to it outside.
+
+    >>> band_score(0.5, (0.3, 0.7)), band_score(0.1, (0.3, 0.7)), band_score(0.9, (0.3, 0.7))
+    (1.0, 0.8, 0.8)
+    """
+    lo, hi = band
+    return round(1.0 - max(lo - difficulty, 0.0, difficulty - hi), 12)
+
+
+def _rank(hits: dict[str, float], doc: str) -> int | None:
+    order = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
+    return next((i for i, (d, _) in enumerate(order, 1) if d == doc), None)
+
+
+class LoopReward:
+    """Scores (query, source doc) pairs with the round's retriever and the loop's filter judges."""
+
+    __name__ = "loop_reward"  # trl logs reward functions by name
+
+    def __init__(self, corpus: dict[str, Doc], retriever_model: str | Path, cfg: LoopRewardSettings | None = None):
+        from ragtune.retrieval.bm25 import BM25Retriever
+        from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+
+        self.cfg = cfg = cfg or LoopRewardSettings()
+        docs = list(corpus.values())
+        self.retriever = DenseRetriever(DenseConfig(model=str(retriever_model), dtype=cfg.dtype))
+        self.retriever.index(docs)
+        self.bm25 = self.zero_shot = None
+        if cfg.bm25_k:
+            self.bm25 = BM25Retriever()
+            self.bm25.index(docs)
+        if cfg.dense_k:
+            self.zero_shot = DenseRetriever(DenseConfig(model=cfg.filter_encoder, dtype=cfg.dtype))
+            self.zero_shot.index(docs)
+
+    def parts(self, queries: list[str], doc_ids: list[str]) -> list[dict[str, Any]]:
+        """Per query: {kept, bm25_rank, dense_rank, rank, difficulty, band, rr, reward}."""
+        cfg = self.cfg
+        qs = {str(i): q if q.strip() else "-" for i, q in enumerate(queries)}
+        run = self.retriever.search(qs, k=min(cfg.depth, len(self.retriever.doc_ids)))
+        diff = score_difficulty(run, {str(i): d for i, d in enumerate(doc_ids)}, depth=cfg.depth,
+                                temperature=cfg.temperature)
+        bm25 = self.bm25.search(qs, k=cfg.bm25_k) if self.bm25 is not None and cfg.bm25_k else None
+        dense = self.zero_shot.search(qs, k=cfg.dense_k) if self.zero_shot is not None and cfg.dense_k else None
+        w_filter, w_band, w_rank = cfg.weights
+        out = []
+        for i, doc in enumerate(doc_ids):
+            q = str(i)
+            b_rank = _rank(bm25.get(q, {}), doc) if bm25 is not None else None
+            d_rank = _rank(dense.get(q, {}), doc) if dense is not None else None
+            kept = (bm25 is None or b_rank is not None) and (dense is None or d_rank is not None)
+            d = diff[q]
+            rr = 1.0 / d.rank if d.rank else 0.0
+            band = band_score(d.difficulty, cfg.band) if cfg.band else 0.0
+            out.append({"kept": kept, "bm25_rank": b_rank, "dense_rank": d_rank, "rank": d.rank,
+                        "difficulty": d.difficulty, "band": band, "rr": rr,
+                        "reward": w_filter * kept + w_band * band + w_rank * rr})
+        return out
+
+    def __call__(self, prompts: list, completions: list, doc_id: list[str], **_: Any) -> list[float]:
+        """trl's reward-function signature (GRPO): one score per completion."""
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return [p["reward"] for p in self.parts(texts, doc_id)]
+
+
+def ppo_reward_fn(cfg, raw: dict[str, Any], source: dict[str, str], corpus: dict[str, Doc] | None, device: str):
+    """PPO's scorer, (rendered prompts, responses) -> scores: the loop reward online (`cfg.reward_source ==
+    "retrieval"`, documents from `source`) or the trained reward model (reading `raw`'s user turn or chat)."""
+    if cfg.reward_source == "retrieval":
+        reward = LoopReward(corpus or {}, cfg.retriever_model, cfg.retrieval_reward)
+        return lambda prompts, resp: [p["reward"] for p in reward.parts(resp, [source[x] for x in prompts])]
+    from ragtune.train.generator.reward import RewardScorer
+
+    scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
+    return lambda prompts, resp: scorer([raw[x] for x in prompts], resp)
