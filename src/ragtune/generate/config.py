@@ -66,6 +66,9 @@ class GenerateSettings(ConfigModel):
     """qrels split of the corpus folder the examples come from."""
     few_shot_doc_tokens: int = Field(128, ge=8)
     """Example documents are cut to this many tokens."""
+    few_shot_file: Path | None = None
+    """JSONL of `{document, query}` example pairs to take the `few_shot` examples from instead of the corpus folder's
+    judged pairs (the loop's style adaptation writes one from the target collection's example queries)."""
 
     # ---- output
     query_per_document: int = Field(1, ge=1)
@@ -116,6 +119,6 @@ class GenerateConfig(GenerateSettings):
         """What decides the content of the output: a rerun into the same output_dir must agree on these."""
         keep = {"corpus", "sample_num", "unlabeled_corpus_id", "exclude_splits", "seed", "model_name_or_path",
                 "adapter_name_or_path", "template", "instruction", "system", "max_doc_tokens", "few_shot",
-                "few_shot_split", "few_shot_doc_tokens", "query_per_document", "sampling", "round",
+                "few_shot_split", "few_shot_doc_tokens", "few_shot_file", "query_per_document", "sampling", "round",
                 "query_id_prefix", "copy_min_words"}
         return self.model_dump(mode="json", include=keep)

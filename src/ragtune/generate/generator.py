@@ -176,7 +176,7 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
     from ragtune.atomic import write_json
     from ragtune.data.beir import load_corpus
     from ragtune.generate.outputs import write_outputs, write_pseudo_query_json
-    from ragtune.generate.selection import beir_folder, few_shot_pairs, select_documents
+    from ragtune.generate.selection import beir_folder, few_shot_pairs, read_shots, select_documents
     from ragtune.generate.shards import ShardWriter, read_shards, shard_path
     from ragtune.hardware import auto_dtype, pick_device, set_threads
 
@@ -202,8 +202,12 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
         dtype = auto_dtype(device) if cfg.dtype == "auto" else cfg.dtype
         gen = QueryGenerator.load(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.template, cfg.sampling,
                                   dtype, device, cfg.trust_remote_code)
-        shots = [(truncate_tokens(gen.tokenizer, document_text(d), cfg.few_shot_doc_tokens), q) for d, q in
-                 few_shot_pairs(corpus, folder, cfg.few_shot_split, cfg.few_shot, cfg.seed, set(selected))]
+        if cfg.few_shot_file is not None:
+            raw_shots = read_shots(cfg.few_shot_file, cfg.few_shot)
+        else:
+            raw_shots = [(document_text(d), q) for d, q in
+                         few_shot_pairs(corpus, folder, cfg.few_shot_split, cfg.few_shot, cfg.seed, set(selected))]
+        shots = [(truncate_tokens(gen.tokenizer, d, cfg.few_shot_doc_tokens), q) for d, q in raw_shots]
         mine = todo[rank::world] if world > 1 else todo
         prompts = [gen.prompt(d, document_text(corpus[d]), cfg.instruction, cfg.system, shots, cfg.max_doc_tokens)
                    for d in mine]

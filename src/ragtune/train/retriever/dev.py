@@ -29,8 +29,9 @@ class DevConfig(ConfigModel):
     """BEIR folder; none = no evaluation during training (the last checkpoint is kept)."""
     split: str = "train"
     """The qrels split the dev queries are carved from. Never `test`: selection on test labels is leakage."""
-    fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    """Share of the split's judged queries held out as dev (and removed from training)."""
+    fraction: float = Field(0.1, gt=0.0, le=1.0)
+    """Share of the split's judged queries held out as dev (and removed from training); 1.0 = the whole split, for a
+    folder written to be a dev slice (e.g. the loop guard's held-out pseudo queries)."""
     max_queries: int | None = Field(None, ge=2)
     """Cap on the dev queries (after carving), to keep evaluation cheap on CPU."""
     seed: int = 0
@@ -87,6 +88,8 @@ def carve_dev(qids: list[str], fraction: float, seed: int, max_queries: int | No
     n = max(1, round(len(ordered) * fraction))
     if max_queries is not None:
         n = min(n, max_queries)
+    if fraction >= 1.0:
+        return sorted(ordered[:n]), sorted(ordered[n:])
     if n >= len(ordered):
         raise ConfigError(f'key "dev.fraction": carving {n} dev queries leaves none of the {len(ordered)} for '
                           "training; lower dev.fraction")
