@@ -10,6 +10,7 @@ import yaml
 from scipy.stats import ttest_rel
 
 from ragtune.config import load_config
+from ragtune.data.beir import load_qrels
 from ragtune.pipeline.loop import RunConfig, overrides, run_loop
 
 
@@ -49,8 +50,8 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     base = _overrides(tiny_lm, tiny_bert, toy_beir_with_test, out)
     report = run_loop(load_config(RunConfig, None, base))
     expected = ["data", "baselines", "round-0/sft", "round-0/generate", "round-0/filter", "round-0/retriever",
-                "round-0/evaluate", "round-0/difficulty", "round-0/preferences", "round-0/reward_model",
-                "round-0/ppo"]
+                "round-0/evaluate", "round-0/difficulty", "round-0/quality", "round-0/preferences",
+                "round-0/reward_model", "round-0/ppo"]
     assert report["executed"] == expected
     r0 = report["rounds"][0]
     assert set(r0["evaluate"]["metrics"]) >= {"ndcg@10", "recall@100"}
@@ -65,14 +66,23 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     smallest = min(family, key=lambda row: row["p_value"])  # Holm multiplies the smallest p by the family size
     assert smallest["p_holm"] == pytest.approx(min(1.0, len(family) * smallest["p_value"]))
     for name in ["report.md", "report.json", "manifest.json", "config.yaml", "plots/retrieval.png",
-                 "plots/rl.png", "plots/stages.png", "round-0/ppo/merged/config.json"]:
+                 "plots/rl.png", "plots/stages.png", "plots/generator.png", "round-0/ppo/merged/config.json"]:
         assert (out / name).exists(), name
+    # the reward model started from the SFT adapter and its accuracy comes with n, interval and p against chance
+    rm = r0["reward_model"]
+    assert rm["base_adapter"].endswith("round-0/sft/adapter") and (out / "round-0/reward_model/base_adapter").is_dir()
+    assert 0 <= rm["heldout_ci95"][0] <= rm["heldout_accuracy"] <= rm["heldout_ci95"][1] <= 1
+    md = (out / "report.md").read_text()
+    assert f"n={rm['heldout_pairs']}" in md and "## Generator quality per round" in md
     # every generated query got a difficulty, and the report counts what provenance.jsonl holds
     prov = [json.loads(x) for x in (out / "round-0/difficulty/provenance.jsonl").read_text().splitlines()]
     scored = [r["difficulty"] for r in prov if isinstance(r.get("difficulty"), dict)]
     generated = (out / "round-0/generate/queries.jsonl").read_text().splitlines()
     assert r0["difficulty"]["queries"] == len(scored) == len(generated) > 0
     assert r0["difficulty"]["rank1_fraction"] == pytest.approx(sum(d["rank"] == 1 for d in scored) / len(scored))
+    # the generator-quality record counts the queries the difficulty stage scored, kept share as the filter said
+    assert r0["quality"]["queries"] == len(scored) and sum(r0["quality"]["difficulty_hist"]) == len(scored)
+    assert r0["quality"]["kept_fraction"] == pytest.approx(r0["filter"]["kept"] / len(scored))
     # PPO changed the generator: the merged model the next round generates with is not the SFT model
     from ragtune.models import load_causal_lm
 
@@ -85,7 +95,14 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
 
     changed = run_loop(load_config(RunConfig, None, [*base, "filters.0.k=20"]))
     assert changed["executed"] == ["round-0/filter", "round-0/retriever", "round-0/evaluate", "round-0/difficulty",
-                                   "round-0/preferences", "round-0/reward_model", "round-0/ppo"]
+                                   "round-0/quality", "round-0/preferences", "round-0/reward_model", "round-0/ppo"]
+
+    # a copied run directory resumes where its original stood: stage keys name outputs inside the run directory
+    import shutil
+
+    shutil.copytree(out, tmp_path / "copy")
+    moved = run_loop(load_config(RunConfig, None, [*base, "filters.0.k=20", f"out={tmp_path / 'copy'}"]))
+    assert moved["executed"] == []
 
 
 def test_stage_overrides_are_validated_before_anything_runs(tiny_lm, tmp_path):
@@ -103,15 +120,33 @@ def test_dpo_and_grpo_rounds(algo, tiny_lm, tiny_bert, toy_beir_with_test, tmp_p
     over = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), f"rl={algo}",
             "dpo={max_steps: 2, per_device_train_batch_size: 2, lora_rank: 4, max_length: 128}",
             "grpo={max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
-            "lora_rank: 4}", "rounds=2"]
+            "lora_rank: 4}", "rounds=2", "rl_eval_docs=4", "fresh_documents=true", "train_only_baseline=true"]
     report = run_loop(load_config(RunConfig, None, over))
     assert f"round-0/{algo}" in report["executed"] and f"round-1/{algo}" in report["executed"]
     assert "round-0/reward_model" not in report["executed"]
     assert report["rounds"][0][algo]["steps"] == 2 and len(report["rounds"]) == 2
     assert (out / f"round-0/{algo}/merged/config.json").exists()
-    # round 1 generated with round 0's improved generator
+    # round 1 generated with round 0's improved generator, for documents sampled with another seed
     prov = (out / "round-1/generate/provenance.jsonl").read_text()
     assert f"round-0/{algo}/merged" in prov
+    docs = [{json.loads(x)["doc_id"] for x in (out / f"round-{k}/generate/provenance.jsonl").read_text().splitlines()}
+            for k in (0, 1)]
+    assert docs[0] != docs[1]
+    # the RL stage's effect was measured on documents neither round-0 generation nor the RL prompts saw
+    ev = report["rounds"][0]["rl_eval"]
+    held = (out / "round-0/rl_eval/documents.txt").read_text().split()
+    assert ev["documents"] == len(held) == 4 and not set(held) & docs[0]
+    assert ev["rl_cpu_seconds"] > 0 and set(ev["reward"]) >= {"before", "after", "delta", "p_value"}
+    # round 1 is compared with round 0's run and with the train-pairs-only retriever, on the same per-query scores
+    r1 = report["rounds"][1]["evaluate"]
+    prev, only, now = (_per_query(out / f, "ndcg@10") for f in ("round-0/evaluate", "train_only/evaluate",
+                                                                  "round-1/evaluate"))
+    for name, other in (("previous_round", prev), ("train_only", only)):
+        q = sorted(now)
+        a, b = [other[x] for x in q], [now[x] for x in q]
+        expected = 1.0 if a == b else ttest_rel(a, b).pvalue
+        assert r1[f"vs_{name}"]["ndcg@10"]["p_value"] == pytest.approx(expected, rel=1e-3, abs=1e-9), name
+    assert report["train_only"]["retriever"]["pseudo_queries"] == 0
 
 
 def test_collection_without_train_labels_learns_from_pseudo_queries(tiny_lm, tiny_bert, toy_beir_with_test,
@@ -146,3 +181,41 @@ def test_shipped_loop_configs_validate():
         for section in ("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo"):
             if section in raw:  # and kept as written: these keys build the stage's config and key its stage
                 assert overrides(getattr(cfg, section)) == raw[section], (path, section)
+
+
+def test_unlabeled_run_with_style_adaptation_and_guard(tiny_lm, tiny_bert, tiny_adapter, toy_beir_with_test,
+                                                       tmp_path):
+    """Unlabeled mode: the data's train pairs are dropped, the generator comes as a given adapter, three example
+    queries steer it (prompt shots + a short SFT), and the guard holds out the queries of some documents, picks the
+    retriever's checkpoint on half of them and decides against zero-shot on the other half."""
+    out = tmp_path / "run"
+    examples = tmp_path / "examples.txt"
+    examples.write_text("what does the protein bind\nhow does the virus grow\nwhich gene controls memory\n")
+    over = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), "unlabeled=true",
+            f"generator_adapter={tiny_adapter}", f"target_examples={examples}", "rl=none",
+            "style={prompt_shots: 2, sft_steps: 2, sft_batch_size: 2}", "guard={enabled: true, documents: 4}",
+            "filters=[{name: dense, k: 60}]", "generate.sample_num=12",
+            "retriever={max_steps: 4, per_device_train_batch_size: 8, plot_loss: false, eval_steps: 2}"]
+    report = run_loop(load_config(RunConfig, None, over))
+    assert "round-0/sft" not in report["executed"] and "round-0/style" in report["executed"]
+    assert not (out / "data/qrels/train.tsv").exists()  # no labeled pair exists downstream
+    # the style pairs: each example with the document BM25 ranks first for it; the merged style model generated
+    shots = [json.loads(x) for x in (out / "round-0/style/shots.jsonl").read_text().splitlines()]
+    assert [s["query"] for s in shots] == examples.read_text().split("\n")[:3]
+    gen_cfg = yaml.safe_load((out / "round-0/generate/config.yaml").read_text())
+    assert gen_cfg["few_shot"] == 2 and gen_cfg["model_name_or_path"].endswith("round-0/style/merged")
+    # the guard's documents: none of their queries reached the retriever; the dev slice was the select half
+    held = set((out / "round-0/holdout/documents.txt").read_text().split())
+    kept = {q: next(iter(d)) for q, d in load_qrels(out / "round-0/filter/qrels/train.tsv").items()}
+    r0 = report["rounds"][0]
+    assert r0["retriever"]["train_queries"] == 0
+    assert r0["retriever"]["held_out_pseudo_queries"] == sum(d in held for d in kept.values()) > 0
+    assert r0["retriever"]["pseudo_queries"] == sum(d not in held for d in kept.values())
+    assert r0["retriever"]["dev_queries"] == report["holdout"]["select_queries"] > 0
+    g = r0["guard"]
+    assert g["queries"] == report["holdout"]["decide_queries"]
+    assert g["ships"] == ("trained" if g["delta"] > 0 and g["p_one_sided"] < 0.05 else "zero_shot")
+    assert report["shipped"]["ships"] == g["ships"]
+    md = (out / "report.md").read_text()
+    assert "**Shipped:" in md and "Style against the target examples" in md
+    assert r0["quality"]["style"]["examples"] == 3

@@ -1,13 +1,15 @@
 """`ragtune run CONFIG.yaml`: the closed loop, N rounds, resumable and hash-keyed.
 
-Round k: [SFT, round 0] -> generate -> filter -> train retriever (train pairs + kept
-pseudo queries) -> evaluate on the test split (p-values vs BM25 and zero-shot) ->
-difficulty of every pseudo query -> preference pairs -> reward model -> PPO on the
-generator; round k+1 generates with the PPO-improved generator.
+Round k: [SFT, round 0] -> [style adaptation, round 0, with target_examples] -> generate -> filter ->
+[guard hold-out, round 0] -> train retriever (train pairs + kept pseudo queries) -> [guard decision] -> evaluate on
+the test split (p-values vs BM25, zero-shot, the train-pairs-only retriever and the previous round) -> difficulty of
+every pseudo query -> generator quality -> preference pairs -> reward model -> PPO (or DPO / GRPO) on the generator
+-> [RL evaluation on held-out documents]; round k+1 generates with the improved generator.
 
 Each stage's section of the run config (`sft:`, `generate:`, `retriever:`, `mining:`, `reward:`, `dpo:`, `grpo:`)
 is that stage's own settings class: every key the stage takes except the paths the loop wires in, with the
-stage's defaults and field docs, validated when the run config is loaded.
+stage's defaults and field docs, validated when the run config is loaded. Stage keys name other stages' outputs by
+their path inside the run directory, so a copied run directory resumes where its original stood.
 """
 
 from __future__ import annotations
@@ -15,20 +17,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer
+from pydantic import Field, field_serializer, model_validator
 
 from ragtune.config import Band, ConfigModel, dump_config
 from ragtune.evaluate.metrics import DEFAULT_METRICS, MetricName
 from ragtune.filters.bm25 import BM25FilterConfig
-from ragtune.filters.dense import DenseFilterConfig
-from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
 from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
-from ragtune.pipeline import stages
-from ragtune.pipeline.report import RoundReport, RunReport, write_run_report
+from ragtune.pipeline.guard import GuardConfig
+from ragtune.pipeline.loop_rounds import _plain, loop_reward, overrides, run_filters, run_rounds  # noqa: F401
+from ragtune.pipeline.report import RunReport, write_run_report
 from ragtune.pipeline.rundir import RunDir
+from ragtune.pipeline.style import StyleConfig
 from ragtune.pipeline.subset import SubsetConfig, make_subset
 from ragtune.retrieval.mining import BeirEmbeddingSettings
 from ragtune.train.generator.dpo import DPOSettings
@@ -51,6 +53,26 @@ class RunConfig(ConfigModel):
     """BEIR folder whose train qrels teach the generator (default: `data`). For collections without train
     labels (BEIR nq, arguana, scidocs) point it at one that has them, e.g. msmarco, as InPars and SPTAR do;
     the retriever then learns from the pseudo queries alone and keeps its last checkpoint (no dev slice)."""
+    generator_adapter: Path | None = None
+    """Start from this SFT adapter of `generator` (e.g. another run's round-0/sft/adapter) instead of training one:
+    a generator taught once serves several collections."""
+    unlabeled: bool = False
+    """No labeled pair reaches the retriever: the data's train qrels are dropped, the retriever learns from the kept
+    pseudo queries alone (the generator still learns doc -> query from `sft_data` or `generator_adapter`)."""
+    target_examples: Path | None = None
+    """2-16 example queries of the target collection, one a line (no labels): style adaptation (`style:`) and
+    style statistics in the report."""
+    style: StyleConfig = Field(default_factory=StyleConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    """The label-free guard: ship the zero-shot encoder unless a trained retriever beats it on held-out pseudo
+    queries (pipeline/guard.py)."""
+    dense_dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """Precision of every corpus and query encoding of the run (baselines, evaluation, difficulty, dense filters,
+    guard, online rewards); auto = bfloat16 on GPUs and CPUs with native bf16."""
+    train_only_baseline: bool = False
+    """Also train the retriever on the train pairs alone (same recipe) and report every round against it."""
+    fresh_documents: bool = False
+    """Round k samples its documents with seed + k, so each round writes queries for (mostly) new documents."""
     rounds: int = Field(1, ge=1)
     test_split: str = "test"
     metrics: list[MetricName] = Field(default_factory=lambda: list(DEFAULT_METRICS))
@@ -83,10 +105,31 @@ class RunConfig(ConfigModel):
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     """`train generator stage=grpo` keys but the policy, prompts and output paths."""
     grpo_band: Band | None = (0.2, 0.6)
-    """GRPO reward shaping: the difficulty band (1 - reciprocal rank) the generator is pushed toward."""
+    """online_reward=rank_band: the difficulty band (1 - reciprocal rank) GRPO pushes the generator toward."""
+    online_reward: Literal["loop", "rank_band"] = "loop"
+    """GRPO's reward (and PPO's with ppo_reward=retrieval): `loop` = filter outcome, then the preference band, then
+    rank, under the round's retriever (train/generator/loop_reward.py); `rank_band` = reciprocal rank shaped
+    toward grpo_band."""
+    reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
+    """The loop reward's weights of (filter outcome, band, rank)."""
+    ppo_reward: Literal["reward_model", "retrieval"] = "reward_model"
+    """What scores PPO's rollouts: the round's reward model, or the loop reward computed online."""
     rl_prompts: int = Field(32, ge=1)
     """Documents whose prompts the RL stage samples from."""
+    rl_after_last_round: bool = True
+    """Run the preference, reward-model and RL stages after the last round too (false: the last round ends with its
+    retriever's evaluation and generator metrics, since no later round would use an improved generator)."""
+    rl_eval_docs: int = Field(0, ge=0)
+    """After each RL stage, the generator before and after it write queries for this many held-out documents, scored
+    by the loop reward (0 = off): how far the method moved the generator, per CPU minute."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _sources(self) -> RunConfig:
+        if self.unlabeled and self.sft_data is None and self.generator_adapter is None:
+            raise ValueError("unlabeled: true drops the data's train pairs; name where the generator learns "
+                             "doc -> query: sft_data (a BEIR folder with train qrels) or generator_adapter")
+        return self
 
     @field_serializer("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo")
     def _as_given(self, settings: ConfigModel) -> dict[str, Any]:
@@ -94,171 +137,26 @@ class RunConfig(ConfigModel):
         return overrides(settings)
 
 
-def overrides(settings: ConfigModel) -> dict[str, Any]:
-    """The keys a run config sets in a stage's settings (what the stage's key hashes and its config is built from)."""
-    return settings.model_dump(mode="json", exclude_unset=True)
-
-
-def run_filters(cfg: RunConfig) -> list[FilterSpec]:
-    """The filters as a run applies them: a dense or LossNet filter that names no model uses the run's `encoder`."""
-    out = []
-    for f in cfg.filters:
-        if isinstance(f, DenseFilterConfig) and "model" not in f.dense.model_fields_set:
-            f = f.model_copy(update={"dense": f.dense.model_copy(update={"model": cfg.encoder})})
-        elif isinstance(f, LossNetFilterConfig) and "model" not in f.model_fields_set:
-            f = f.model_copy(update={"model": cfg.encoder})
-        out.append(f)
-    return out
-
-
-def _plain(cfg: ConfigModel | Any) -> Any:
-    return cfg.model_dump(mode="json") if isinstance(cfg, ConfigModel) else cfg
-
-
 def run_loop(cfg: RunConfig) -> RunReport:
-    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
-    from ragtune.retrieval.dense import DenseConfig
-
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
-    sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
-        cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
     root = Path(cfg.out or Path("runs") / cfg.name)
     rd = RunDir(root)
     dump_config(cfg, root / "config.yaml")
-
-    data = rd.stage(
-        "data", _plain(cfg.subset), lambda out: make_subset(src, out, cfg.subset, cfg.test_split), inputs=[src]
-    )
-    d = data.out
-
-    def baselines(out: Path) -> dict:
-        res = {}
-        for name, dense in (("bm25", None), ("zero_shot", DenseConfig(model=cfg.encoder))):
-            kw = {"retriever": "dense", "dense": dense} if dense else {"retriever": "bm25"}
-            info = run_eval(
-                EvalConfig(data=d, split=cfg.test_split, metrics=cfg.metrics, out=out / name, show_progress=False, **kw)
-            )
-            res[name] = info["metrics"]
-        return res
-
-    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics}, baselines, upstream=[data.key])
-    base_runs = {"bm25": base.out / "bm25" / "run.trec", "zero_shot": base.out / "zero_shot" / "run.trec"}
-
-    sft = rd.stage(
-        "round-0/sft",
-        {"model": cfg.generator, "template": cfg.template, **sft_over},
-        lambda out: stages.sft(Path(cfg.sft_data or d), out, cfg.generator, cfg.template, sft_over),
-        upstream=[data.key],
-        inputs=[cfg.sft_data] if cfg.sft_data else [],
-    )
-    gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
-    filters = run_filters(cfg)
-    pseudo_sets: list[Path] = []
-    pseudo_keys: list[str] = []
-    rounds = []
-    for k in range(cfg.rounds):
-        r = f"round-{k}"
-        gen = rd.stage(
-            f"{r}/generate",
-            {"model": gen_model, "adapter": str(gen_adapter), **gen_over},
-            lambda out, m=gen_model, a=gen_adapter, k=k: stages.generate(d, out, m, a, cfg.template, k, gen_over),
-            upstream=[data.key, gen_key],
-        )
-        filt = rd.stage(
-            f"{r}/filter",
-            [_plain(f) for f in filters],
-            lambda out, g=gen.out: stages.filter_queries(g, d, out, filters),
-            upstream=[gen.key],
-        )
-        pseudo_sets.append(filt.out)
-        pseudo_keys.append(filt.key)
-        ret = rd.stage(
-            f"{r}/retriever",
-            {"encoder": cfg.encoder, **ret_over, "mining": mining_over},
-            lambda out, p=list(pseudo_sets): stages.train_retriever(d, p, out, cfg.encoder, ret_over, mining_over),
-            upstream=[data.key, *pseudo_keys],
-        )
-        model_dir = ret.out / "model"
-        ev = rd.stage(
-            f"{r}/evaluate",
-            {"metrics": cfg.metrics, "split": cfg.test_split},
-            lambda out, m=model_dir: stages.evaluate(d, m, out, cfg.test_split, cfg.metrics, base_runs),
-            upstream=[ret.key, base.key],
-        )
-        diff = rd.stage(
-            f"{r}/difficulty",
-            {"temperature": cfg.difficulty_temperature},
-            lambda out, g=gen.out, m=model_dir: stages.difficulty(d, g, m, out, temperature=cfg.difficulty_temperature),
-            upstream=[gen.key, ret.key],
-        )
-        round_info: RoundReport = {
-            "round": k,
-            "filter": filt.metrics,
-            "retriever": ret.metrics,
-            "evaluate": ev.metrics,
-            "difficulty": diff.metrics,
-        }
-        sft_adapter = gen_adapter if gen_model == cfg.generator else None
-        if cfg.rl in ("ppo", "dpo"):
-            prefs = rd.stage(
-                f"{r}/preferences",
-                _plain(cfg.preferences),
-                lambda out, g=gen.out, p=diff.out: stages.preferences(
-                    d, g, p / "provenance.jsonl", out, cfg.preferences
-                ),
-                upstream=[diff.key],
-            )
-            round_info["preferences"] = prefs.metrics
-        rl = None
-        if cfg.rl == "ppo":
-            rm = rd.stage(
-                f"{r}/reward_model",
-                {"model": cfg.generator, **reward_over},
-                lambda out, p=prefs.out: stages.reward_model(p, out, cfg.generator, None, reward_over),
-                upstream=[prefs.key],
-            )
-            rl = rd.stage(
-                f"{r}/ppo",
-                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts},
-                lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_dir=rm.out: stages.ppo(
-                    d, p / "provenance.jsonl", rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed
-                ),
-                upstream=[rm.key, gen_key],
-            )
-            round_info |= {"reward_model": rm.metrics, "ppo": rl.metrics}
-        elif cfg.rl == "dpo":
-            rl = rd.stage(
-                f"{r}/dpo",
-                dpo_over,
-                lambda out, p=prefs.out, m=gen_model, a=sft_adapter: stages.dpo(p, out, m, a, dpo_over),
-                upstream=[prefs.key, gen_key],
-            )
-            round_info["dpo"] = rl.metrics
-        elif cfg.rl == "grpo":
-            rl = rd.stage(
-                f"{r}/grpo",
-                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts},
-                lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_=model_dir: stages.grpo(
-                    d, p / "provenance.jsonl", rm_, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed
-                ),
-                upstream=[ret.key, diff.key, gen_key],
-            )
-            round_info["grpo"] = rl.metrics
-        if rl is not None:
-            gen_model, gen_adapter, gen_key = str(rl.out / "merged"), None, rl.key  # next round's generator
-        rounds.append(round_info)
-
+    splits = [cfg.test_split] if cfg.unlabeled else None
+    data = rd.stage("data", _plain(cfg.subset) | ({"unlabeled": True} if cfg.unlabeled else {}),
+                    lambda out: make_subset(src, out, cfg.subset, cfg.test_split, splits), inputs=[src])
+    rounds, extra = run_rounds(cfg, rd, data)
     report: RunReport = {
         "name": cfg.name,
         "data": str(src),
         "subset": _plain(cfg.subset),
-        "baselines": base.metrics,
+        "unlabeled": cfg.unlabeled,
+        **extra,  # type: ignore[typeddict-item]
         "rounds": rounds,
-        "stages": {
-            n: {"seconds": e.get("seconds"), "status": e.get("status")} for n, e in rd.manifest["stages"].items()
-        },
+        "stages": {n: {"seconds": e.get("seconds"), "cpu_seconds": e.get("cpu_seconds"), "status": e.get("status")}
+                   for n, e in rd.manifest["stages"].items()},
         "executed": rd.executed,
     }
     write_run_report(root, report, cfg.metrics)

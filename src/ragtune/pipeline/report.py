@@ -15,22 +15,30 @@ class Comparison(TypedDict, total=False):
     p_holm: float  # Holm-adjusted over the round's family: every metric against every baseline
 
 
-class EvaluateRecord(TypedDict):
-    """A round's retriever on the test split, and its paired t-tests against the baselines, per metric."""
+class EvaluateRecord(TypedDict, total=False):
+    """A round's retriever on the test split, and its paired t-tests per metric against the baselines (and, when
+    the run has them, the train-pairs-only retriever and the previous round's)."""
 
     metrics: dict[str, float]
     vs_bm25: dict[str, Comparison]
     vs_zero_shot: dict[str, Comparison]
+    vs_train_only: dict[str, Comparison]
+    vs_previous_round: dict[str, Comparison]
 
 
 class RoundReport(TypedDict, total=False):
-    """One round: every stage's metrics; `preferences` with ppo or dpo, `reward_model` and `ppo` with ppo."""
+    """One round: every stage's metrics; `preferences` with ppo or dpo, `reward_model` and `ppo` with ppo, `guard`
+    with the guard on, `rl_eval` with rl_eval_docs."""
 
     round: int
     filter: dict[str, Any]
     retriever: dict[str, Any]
+    guard: dict[str, Any]
     evaluate: EvaluateRecord
     difficulty: dict[str, Any]
+    quality: dict[str, Any]
+    """What the round's generator wrote (evaluate/generator_quality.py)."""
+    rl_eval: dict[str, Any]
     preferences: dict[str, Any]
     reward_model: dict[str, Any]
     ppo: dict[str, Any]
@@ -38,12 +46,19 @@ class RoundReport(TypedDict, total=False):
     grpo: dict[str, Any]
 
 
-class RunReport(TypedDict):
+class RunReport(TypedDict, total=False):
     name: str
     data: str
     subset: dict[str, Any]
+    unlabeled: bool
     baselines: dict[str, dict[str, float]]
     """"bm25" and "zero_shot": metric -> value on the test split."""
+    train_only: dict[str, Any]
+    """With train_only_baseline: the retriever trained on the train pairs alone, and its evaluation."""
+    holdout: dict[str, Any]
+    style: dict[str, Any]
+    shipped: dict[str, Any]
+    """With the guard: which retriever ships (zero-shot or a round's), why, and its test figures."""
     rounds: list[RoundReport]
     stages: dict[str, dict[str, Any]]
     """Every stage of the manifest: {"seconds", "status"}."""
@@ -51,7 +66,9 @@ class RunReport(TypedDict):
     """The stages this invocation ran (the others were reused)."""
 
 
-def _fmt_p(p: float) -> str:
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return ""
     return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 
 
@@ -61,23 +78,146 @@ def _p_cell(row: Comparison) -> str:
     return _fmt_p(row["p_value"]) + (" *" if row.get("p_holm", 1.0) <= 0.05 else "")
 
 
-def to_markdown(report: RunReport, metrics: list[str]) -> str:
-    main = [m for m in ("ndcg@10", "recall@100") if m in metrics] or metrics[:2]
-    lines = [f"# ragtune run: {report['name']}", "", f"data: `{report['data']}` (subset: {report['subset']})", "",
-             "## Retrieval on the test split", "",
-             "| system | " + " | ".join(main) + " | p vs BM25 | p vs zero-shot |",
-             "|---|" + "---|" * (len(main) + 2)]
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def _p(ev: dict, name: str, metric: str) -> str:
+    return _p_cell(ev.get(f"vs_{name}", {}).get(metric, {}))
+
+
+def p_note(report: RunReport, metric: str) -> str:
+    k = max((r["evaluate"].get("comparisons", 0) for r in report["rounds"]), default=0)
+    return (f"p-values: paired t-test on per-query {metric}"
+            + (f"; * survives Holm's correction at 0.05 over the round's {k} comparisons (every metric against "
+               "every reference in the table)." if k else "."))
+
+
+def retrieval_lines(report: RunReport, main: list[str]) -> list[str]:
+    train_only = report.get("train_only")
+    cols = ["BM25", "zero-shot"] + (["train-only"] if train_only else []) + ["previous round"]
+    lines = ["| system | " + " | ".join(main) + " | " + " | ".join(f"p vs {c}" for c in cols) + " |",
+             "|---|" + "---|" * (len(main) + len(cols))]
+    blank = " |" * len(cols)
     for name, label in (("bm25", "BM25"), ("zero_shot", "zero-shot encoder")):
-        lines.append(f"| {label} | " + " | ".join(f"{report['baselines'][name][m]:.4f}" for m in main) + " | | |")
+        lines.append(f"| {label} | " + " | ".join(f"{report['baselines'][name][m]:.4f}" for m in main) + " |"
+                     + blank)
+    if train_only:
+        ev = train_only["evaluate"]
+        lines.append("| train pairs only | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main) + " | "
+                     + " | ".join(_p(ev, n, main[0]) for n in ("bm25", "zero_shot")) + " | | |")
     for r in report["rounds"]:
         ev = r["evaluate"]
-        cells = [_p_cell(ev.get(f"vs_{b}", {}).get(main[0], {})) for b in ("bm25", "zero_shot")]
+        names = ["bm25", "zero_shot"] + (["train_only"] if train_only else []) + ["previous_round"]
         lines.append(f"| round {r['round']} retriever | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
-                     + f" | {cells[0]} | {cells[1]} |")
-    k = max((r["evaluate"].get("comparisons", 0) for r in report["rounds"]), default=0)
-    lines += ["", f"p-values: paired t-test on per-query {main[0]}"
-              + (f"; * survives Holm's correction at 0.05 over the round's {k} comparisons (every metric against "
-                 "both baselines)." if k else "."), "", "## Per round", ""]
+                     + " | " + " | ".join(_p(ev, n, main[0]) for n in names) + " |")
+    return lines
+
+
+def quality_lines(report: RunReport) -> list[str]:
+    rows = [(r["round"], r["quality"]) for r in report["rounds"] if r.get("quality", {}).get("queries")]
+    if not rows:
+        return []
+    lines = ["## Generator quality per round", "",
+             "Every query the round's generator wrote (kept or not). Ranks over the whole corpus; difficulty under the "
+             "round's retriever; copy rate = longest common substring with the document / query length.", "",
+             "| round | queries | kept | BM25 top-1 | BM25 top-10 | retriever top-1 | retriever top-10 | in band | "
+             "mean difficulty | copy rate | verbatim | words | duplicates | questions |",
+             "|---|" + "---|" * 13]
+    for k, q in rows:
+        lines.append(f"| {k} | {q['queries']} | {_pct(q.get('kept_fraction'))} | {_pct(q['bm25_top1'])} | "
+                     f"{_pct(q['bm25_top10'])} | {_pct(q['retriever_top1'])} | {_pct(q['retriever_top10'])} | "
+                     f"{_pct(q['in_band'])} {q['band']} | {q['mean_difficulty']:.3f} | {q['copy_rate']:.3f} | "
+                     f"{_pct(q['verbatim_share'])} | {q['mean_words']:.1f} | {_pct(q['duplicate_rate'])} | "
+                     f"{_pct(q['question_share'])} |")
+    lines += ["", "Difficulty histograms (10 bins over [0, 1]): "
+              + "; ".join(f"round {k}: {q['difficulty_hist']}" for k, q in rows), ""]
+    styled = [(k, q["style"]) for k, q in rows if q.get("style")]
+    if styled:
+        lines += ["Style against the target examples (vocabulary overlap: share of query words found in the "
+                  "examples' vocabulary; for the examples, leave-one-out):", "",
+                  "| queries | mean words | questions | vocabulary overlap |", "|---|---|---|---|"]
+        s0 = styled[0][1]
+        lines.append(f"| {s0['examples']} target examples | {s0['examples_mean_words']:.1f} | "
+                     f"{_pct(s0['examples_question_share'])} | {_pct(s0['examples_vocab_overlap'])} |")
+        for k, st in styled:
+            lines.append(f"| round {k} generated | {st['mean_words']:.1f} | {_pct(st['question_share'])} | "
+                         f"{_pct(st['vocab_overlap'])} |")
+        lines.append("")
+    return lines
+
+
+def feedback_lines(r: dict) -> list[str]:
+    lines = []
+    if "preferences" in r:
+        pr = r["preferences"]
+        lines.append(f"- preferences: {pr.get('train pairs')} train / {pr.get('heldout pairs')} held-out pairs"
+                     + (f", decided by {pr['decided_by']}" if pr.get("decided_by") else ""))
+    if "reward_model" in r:
+        rm = r["reward_model"]
+        ci = rm.get("heldout_ci95")
+        lines.append(f"- reward model: held-out accuracy {rm.get('heldout_accuracy', float('nan')):.3f}"
+                     + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f}, n={rm['heldout_pairs']}, binomial p vs 0.5 = "
+                        f"{_fmt_p(rm.get('heldout_p_vs_chance'))})" if ci else "")
+                     + (f"; trained on {rm['train_pairs_within_max_length']} of {rm['train_pairs']} pairs"
+                        if "train_pairs_within_max_length" in rm else ""))
+        for c, g in (rm.get("heldout_by_criterion") or {}).items():
+            lines.append(f"  - pairs decided by {c}: accuracy {g['accuracy']:.3f} "
+                         f"(95% CI {g['ci95'][0]:.3f}-{g['ci95'][1]:.3f}, n={g['pairs']})")
+    if "ppo" in r:
+        pp = r["ppo"]
+        lines.append(f"- PPO: {pp['updates']} updates, mean reward {pp['reward_first']:.3f} -> "
+                     f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}")
+    if "dpo" in r:
+        dp = r["dpo"]
+        lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, loss {dp['loss_first']} -> {dp['loss_last']}")
+    if "grpo" in r:
+        gp = r["grpo"]
+        lines.append(f"- GRPO: {gp['steps']} steps on {gp['prompts']} prompts, reward "
+                     f"{gp['reward_first']} -> {gp['reward_last']}")
+    if "rl_eval" in r:
+        e = r["rl_eval"]
+        rw = e["reward"]
+        cpu = e.get("rl_cpu_seconds")
+        lines.append(f"- RL effect on {e['documents']} held-out documents (loop reward, before -> after): "
+                     f"{rw['before']:.3f} -> {rw['after']:.3f} (delta {rw['delta']:+.3f}, paired p "
+                     f"{_fmt_p(rw.get('p_value'))}); kept {_pct(e['kept']['before'])} -> {_pct(e['kept']['after'])}, "
+                     f"in band {e['band']['before']:.3f} -> {e['band']['after']:.3f}, copy rate "
+                     f"{e['copy']['before']:.3f} -> {e['copy']['after']:.3f}, words {e['words']['before']:.1f} -> "
+                     f"{e['words']['after']:.1f}"
+                     + (f"; {cpu / 60:.1f} CPU min, delta per CPU minute "
+                        f"{e['reward_delta_per_cpu_minute']:+.4f}" if cpu else ""))
+    return lines
+
+
+def guard_lines(report: RunReport) -> list[str]:
+    ship = report.get("shipped")
+    if not ship:
+        return []
+    lines = ["## Guard (no target labels)", "",
+             f"Held out: {report.get('holdout')}. Decision per round on the held-out pseudo queries (one-sided "
+             "paired t-test, trained > zero-shot):", "",
+             "| round | queries | trained | zero-shot | delta | p | ships |", "|---|---|---|---|---|---|---|"]
+    for r in report["rounds"]:
+        g = r.get("guard")
+        if g:
+            lines.append(f"| {r['round']} | {g['queries']} | {g['trained']:.4f} | {g['zero_shot']:.4f} | "
+                         f"{g['delta']:+.4f} | {_fmt_p(g['p_one_sided'])} | {g['ships']} |")
+    test = ship["test"]
+    what = "the zero-shot encoder" if ship["ships"] == "zero_shot" else f"the round {ship['round']} retriever"
+    lines += ["", f"**Shipped: {what}** ({ship['reason']}). Its test figures, read after the decision: "
+              + ", ".join(f"{m} {v:.4f}" for m, v in test.items() if m in ("ndcg@10", "recall@100")), ""]
+    return lines
+
+
+def to_markdown(report: RunReport, metrics: list[str]) -> str:
+    main = [m for m in ("ndcg@10", "recall@100") if m in metrics] or metrics[:2]
+    lines = [f"# ragtune run: {report['name']}", "", f"data: `{report['data']}` (subset: {report['subset']}"
+             + (", unlabeled: no labeled pair reaches the retriever" if report.get("unlabeled") else "") + ")", "",
+             "## Retrieval on the test split", "", *retrieval_lines(report, main), "",
+             p_note(report, main[0]), "", *guard_lines(report), *quality_lines(report), "## Per round", ""]
+    if report.get("style"):
+        lines += [f"Style adaptation: {report['style']}", ""]
     for r in report["rounds"]:
         f = r["filter"]
         lines.append(f"### round {r['round']}")
@@ -87,27 +227,15 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
                      f"{r['retriever'].get('pseudo_queries')} pseudo queries")
         dd = r["difficulty"]
         lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
-        if "reward_model" in r:
-            rm = r["reward_model"]
-            lines.append(f"- preferences: {r['preferences'].get('train pairs')} train / "
-                         f"{r['preferences'].get('heldout pairs')} held-out pairs; reward model held-out accuracy "
-                         f"{rm.get('heldout_accuracy', float('nan')):.3f}")
-            pp = r["ppo"]
-            lines.append(f"- PPO: {pp['updates']} updates, mean reward {pp['reward_first']:.3f} -> "
-                         f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}")
-        if "dpo" in r:
-            dp = r["dpo"]
-            lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, "
-                         f"loss {dp['loss_first']} -> {dp['loss_last']}")
-        if "grpo" in r:
-            gp = r["grpo"]
-            lines.append(f"- GRPO: {gp['steps']} steps on {gp['prompts']} prompts, retrieval reward "
-                         f"{gp['reward_first']} -> {gp['reward_last']}")
+        lines += feedback_lines(r)  # type: ignore[arg-type]
         lines.append("")
-    lines += ["## Wall time per stage", "", "| stage | seconds | ran now |", "|---|---|---|"]
+    lines += ["## Wall time per stage", "", "| stage | seconds | CPU seconds | ran now |", "|---|---|---|---|"]
     for name, st in report["stages"].items():
-        lines.append(f"| {name} | {st['seconds'] or 0:.1f} | {'yes' if name in report['executed'] else 'cached'} |")
-    lines += ["", "Plots: plots/retrieval.png, plots/rl.png (PPO/GRPO reward and KL), plots/stages.png"]
+        cpu = st.get("cpu_seconds")
+        lines.append(f"| {name} | {st['seconds'] or 0:.1f} | {'' if cpu is None else f'{cpu:.1f}'} | "
+                     f"{'yes' if name in report['executed'] else 'cached'} |")
+    lines += ["", "Plots: plots/retrieval.png, plots/generator.png (generator quality per round), plots/rl.png "
+              "(PPO/GRPO reward and KL), plots/stages.png"]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +264,9 @@ def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:
     paths.append(out / "retrieval.png")
     plt.close(fig)
 
+    if plot_generator(out, report, plt):
+        paths.append(out / "generator.png")
+
     curves = [(r["round"], r[k]["curve"]) for r in report["rounds"] for k in ("ppo", "grpo") if k in r]
     if curves:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -163,6 +294,43 @@ def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:
     paths.append(out / "stages.png")
     plt.close(fig)
     return paths
+
+
+GENERATOR_BARS = (("bm25_top1", "BM25 top-1"), ("bm25_top10", "BM25 top-10"), ("retriever_top1", "retriever top-1"),
+                  ("retriever_top10", "retriever top-10"), ("kept_fraction", "kept by filters"),
+                  ("in_band", "in band"), ("copy_rate", "copy rate"), ("duplicate_rate", "duplicates"))
+
+
+def plot_generator(out: Path, report: RunReport, plt) -> bool:
+    """generator.png: each round's difficulty histogram, and its shares side by side."""
+    rows = [(r["round"], r["quality"]) for r in report["rounds"] if r.get("quality", {}).get("queries")]
+    if not rows:
+        return False
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, q in rows:
+        hist = q["difficulty_hist"]
+        total = max(1, sum(hist))
+        a1.step([i / len(hist) for i in range(len(hist) + 1)], [h / total for h in hist] + [hist[-1] / total],
+                where="post", label=f"round {k}")
+    lo, hi = rows[0][1]["band"]
+    a1.axvspan(lo, hi, color="gray", alpha=0.15, label="target band")
+    a1.set_xlabel("difficulty under the round's retriever")
+    a1.set_ylabel("share of queries")
+    a1.set_title("Difficulty of the generated queries")
+    a1.legend()
+    width = 0.8 / len(rows)
+    for i, (k, q) in enumerate(rows):
+        a2.bar([j + i * width for j in range(len(GENERATOR_BARS))], [q.get(key) or 0 for key, _ in GENERATOR_BARS],
+               width, label=f"round {k}")
+    a2.set_xticks([j + 0.4 - width / 2 for j in range(len(GENERATOR_BARS))])
+    a2.set_xticklabels([label for _, label in GENERATOR_BARS], rotation=35, ha="right")
+    a2.set_ylim(0, 1)
+    a2.set_title("What the generator wrote")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(out / "generator.png", dpi=120)
+    plt.close(fig)
+    return True
 
 
 def write_run_report(root: Path, report: RunReport, metrics: list[str]) -> None:

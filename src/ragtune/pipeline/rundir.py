@@ -68,6 +68,8 @@ class StageResult:
     seconds: float = 0.0
     ran: bool = False
     """True when the stage ran now; False when its outputs were reused."""
+    cpu_seconds: float | None = None
+    """CPU time of this process while the stage ran (all threads; None for entries written before it was kept)."""
 
 
 class RunDir:
@@ -92,22 +94,24 @@ class RunDir:
         entry = self.manifest["stages"].get(name)
         if entry and entry.get("key") == key and entry.get("status") == "done" and out.exists():
             log.info("%-24s reused (key %s, ran %.0f s before)", name, key[:8], entry.get("seconds", 0.0))
-            return StageResult(name, key, out, entry.get("metrics", {}), entry.get("seconds", 0.0), ran=False)
+            return StageResult(name, key, out, entry.get("metrics", {}), entry.get("seconds", 0.0), ran=False,
+                               cpu_seconds=entry.get("cpu_seconds"))
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.manifest["stages"][name] = {"key": key, "status": "running", "started": time.time()}
         self._save()
         log.info("%-24s running (key %s)", name, key[:8])
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         metrics = fn(tmp) or {}
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         log.info("%-24s done in %.1f s", name, seconds)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         self.manifest["stages"][name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
-                                         "metrics": metrics, "outputs": sorted(p.name for p in out.iterdir()),
+                                         "cpu_seconds": round(cpu_seconds, 2), "metrics": metrics,
+                                         "outputs": sorted(p.name for p in out.iterdir()),
                                          "finished": time.time()}
         self._save()
         self.executed.append(name)
-        return StageResult(name, key, out, metrics, seconds, ran=True)
+        return StageResult(name, key, out, metrics, seconds, ran=True, cpu_seconds=round(cpu_seconds, 2))

@@ -52,11 +52,13 @@ def filter_queries(queries: Path, data: Path, out: Path, filters: list) -> dict[
 
 
 def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overrides: dict[str, Any],
-                    mining: dict[str, Any]) -> dict[str, Any]:
+                    mining: dict[str, Any], exclude_docs: set[str] | frozenset[str] = frozenset(),
+                    dev: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train pairs (if any) + kept pseudo queries -> {query, pos, neg} with BM25 negatives -> fine-tuned bi-encoder.
 
     Without train qrels (BEIR nq, arguana...) the pseudo queries are all there is, and there is no labeled dev
-    slice to select a checkpoint on: the last one is kept, unless `dev` is given explicitly.
+    slice to select a checkpoint on: the last one is kept, unless `dev` is given (the loop's guard passes its
+    held-out pseudo queries). Pseudo queries of `exclude_docs` (the guard's documents) never reach training.
     """
     from ragtune.config import build_config
     from ragtune.data.beir import qrels_splits
@@ -68,9 +70,13 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
     queries = dict(ds.split_queries("train")) if labeled else {}
     qrels = {q: dict(d) for q, d in ds.qrels["train"].items()} if labeled else {}
     n_train, n_pseudo = len(qrels), 0
+    n_held = 0
     for folder in pseudo:
         pq = load_queries(folder / "queries.jsonl")
         for qid, docs in load_beir_qrels(folder).items():
+            if exclude_docs and set(docs) & exclude_docs:
+                n_held += 1
+                continue
             queries[qid], qrels[qid] = pq[qid], docs
             n_pseudo += 1
     if not qrels:
@@ -82,13 +88,13 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
                                                                 "out": str(out / "records"), **mining}, "mining"))
     # the dev slice is carved from the REAL train queries only (never pseudo, never test)
     dev = ({"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50} if labeled else {}) \
-        | overrides.get("dev", {})
+        | overrides.get("dev", {}) | (dev or {})
     cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
                                               "train_data": [str(p) for p in conv.outputs if p.name ==
                                                              "embedding.jsonl"],
                                               **overrides, "dev": dev}, "retriever")
     summary = train_embedding(cfg)
-    return {"train_queries": n_train, "pseudo_queries": n_pseudo,
+    return {"train_queries": n_train, "pseudo_queries": n_pseudo, "held_out_pseudo_queries": n_held,
             **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 
 
@@ -99,12 +105,15 @@ def load_beir_qrels(folder: Path) -> dict[str, dict[str, int]]:
 
 
 def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list[str],
-             baselines: dict[str, Path]) -> dict[str, Any]:
+             baselines: dict[str, Path], dtype: str = "float32") -> dict[str, Any]:
+    """The retriever on the test split, with paired t-tests against each of `baselines` (name -> run.trec), Holm-
+    adjusted over the family of every metric against every baseline."""
     from ragtune.evaluate.multiple_testing import holm_adjusted
     from ragtune.evaluate.retrieval_eval import CompareConfig, EvalConfig, run_compare, run_eval
     from ragtune.retrieval.dense import DenseConfig
 
-    info = run_eval(EvalConfig(data=data, split=split, retriever="dense", dense=DenseConfig(model=str(model)),
+    info = run_eval(EvalConfig(data=data, split=split, retriever="dense", dense=DenseConfig(model=str(model),
+                                                                                             dtype=dtype),
                                metrics=metrics, out=out, show_progress=False))
     result: dict[str, Any] = {"metrics": info["metrics"]}
     for name, run in baselines.items():
@@ -118,14 +127,17 @@ def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list
 
 
 def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: int = 100,
-               temperature: float = 0.1) -> dict[str, Any]:
-    """Score every generated pseudo query (kept or not) with the round's trained retriever."""
+               temperature: float = 0.1, dtype: str = "float32", provenance: Path | None = None) -> dict[str, Any]:
+    """Score every generated pseudo query (kept or not) with the round's trained retriever; the rows written are
+    `provenance`'s (the filter stage's, with each query's verdict) when given, else the generation's."""
     from ragtune.evaluate.difficulty import score_difficulty
     from ragtune.filters.base import load_pseudo_queries
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
 
     pseudo = load_pseudo_queries(queries)
-    r = DenseRetriever(DenseConfig(model=str(model)))
+    if provenance is not None:
+        pseudo.provenance = [row for _, row in iter_jsonl(provenance)]
+    r = DenseRetriever(DenseConfig(model=str(model), dtype=dtype))
     r.index(load_corpus(data / "corpus.jsonl").values())
     run = r.search({c.query_id: c.text for c in pseudo.candidates}, k=depth)
     diff = score_difficulty(run, {c.query_id: c.doc_id for c in pseudo.candidates}, depth=depth,
@@ -138,27 +150,46 @@ def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: i
             "rank1_fraction": sum(d.rank == 1 for d in diff.values()) / max(1, len(values))}
 
 
-def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg) -> dict[str, Any]:
+def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg, generator: tuple[str, Path | None],
+                max_doc_tokens: int) -> dict[str, Any]:
+    """Preference pairs; each prompt is the document cut as generation cut it (the generator's tokenizer)."""
     from ragtune.generate.prompts import user_turn
+    from ragtune.models import load_tokenizer
     from ragtune.train.generator.preferences import build_pairs, write_pairs
 
     texts = load_queries(queries / "queries.jsonl")
     rows = [row for _, row in iter_jsonl(provenance)]
     corpus = load_corpus(data / "corpus.jsonl")
-    prompts = {d: user_turn(corpus[d]) for d in {r["doc_id"] for r in rows}}  # what PPO/the RM will see
+    tok = load_tokenizer(*generator)
+    prompts = {d: user_turn(corpus[d], tok, max_doc_tokens) for d in {r["doc_id"] for r in rows}}
     pairs = build_pairs(rows, texts, prompts, cfg)
     return write_pairs(out, pairs, cfg)
 
 
 def reward_model(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides: dict[str, Any]) -> dict:
+    """The reward model, on top of the generator that wrote the queries (base + SFT adapter); held-out accuracy with
+    its 95% interval, overall and by the criterion that decided each pair."""
     from ragtune.config import build_config
     from ragtune.train.generator.reward import RewardTrainConfig, train_reward_model
 
     cfg = build_config(RewardTrainConfig, {"model_name_or_path": model, "train_file": str(prefs /
                                            "preferences_train.jsonl"),
+                       "adapter_name_or_path": str(sft_adapter) if sft_adapter else None,
                        "eval_file": str(prefs / "preferences_heldout.jsonl"), "output_dir": str(out), **overrides},
                        "reward")
-    return train_reward_model(cfg)
+    summary = train_reward_model(cfg)
+    scores, meta = out / "heldout_scores.jsonl", prefs / "preferences_heldout.meta.jsonl"
+    if scores.is_file() and meta.is_file():
+        from ragtune.evaluate.significance import binomial_summary
+
+        groups: dict[str, list[bool]] = {}
+        for (_, s), (_, m) in zip(iter_jsonl(scores), iter_jsonl(meta), strict=True):
+            groups.setdefault(str(m.get("decided_by")), []).append(bool(s["correct"]))
+        summary["heldout_by_criterion"] = {
+            k: {"pairs": len(v), "accuracy": sum(v) / len(v),
+                "ci95": [binomial_summary(sum(v), len(v))[b] for b in ("ci_low", "ci_high")]}
+            for k, v in sorted(groups.items())}
+    return summary
 
 
 def _round_docs(provenance: Path, n: int, seed: int) -> list[str]:
@@ -169,14 +200,17 @@ def _round_docs(provenance: Path, n: int, seed: int) -> list[str]:
 
 
 def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapter: Path | None, ppo_cfg,
-        n_prompts: int, seed: int) -> dict[str, Any]:
-    """PPO against the round's reward model, on prompts for this round's documents."""
+        n_prompts: int, seed: int, max_doc_tokens: int | None = None, reward_source: str = "reward_model",
+        retriever_model: Path | None = None, retrieval_reward=None) -> dict[str, Any]:
+    """PPO against the round's reward model (or the loop's online reward), on prompts for this round's documents."""
     from ragtune.train.generator.ppo import PPOStageConfig, run_ppo_stage
     from ragtune.train.generator.rl import PromptSource
 
+    extra = {"retrieval_reward": retrieval_reward} if retrieval_reward is not None else {}
     cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
-                         output_dir=out, ppo=ppo_cfg,
-                         prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed)))
+                         output_dir=out, ppo=ppo_cfg, reward_source=reward_source, retriever_model=retriever_model,
+                         prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed),
+                                              max_doc_tokens=max_doc_tokens), **extra)
     return run_ppo_stage(cfg)
 
 
@@ -196,15 +230,18 @@ def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides:
 
 
 def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: str, sft_adapter: Path | None,
-         overrides: dict[str, Any], n_prompts: int, band: tuple[float, float] | None, seed: int) -> dict[str, Any]:
-    """GRPO with an online reward: the reciprocal rank of the source doc under the round's retriever."""
+         overrides: dict[str, Any], n_prompts: int, band: tuple[float, float] | None, seed: int,
+         max_doc_tokens: int | None = None, loop_reward: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GRPO with an online reward under the round's retriever: the loop's reward (filter outcome, difficulty band,
+    rank), or with `loop_reward` None the reciprocal rank of the source doc shaped toward `band`."""
     from ragtune.config import build_config
     from ragtune.train.generator.grpo import GRPOStageConfig, run_grpo_stage
 
     cfg = build_config(GRPOStageConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                          "output_dir": str(out), "retriever": "dense",
                                          "dense_model": str(retriever_model), "band": band,
-                                         "prompts": {"corpus": str(data),
+                                         "loop_reward": loop_reward,
+                                         "prompts": {"corpus": str(data), "max_doc_tokens": max_doc_tokens,
                                                      "doc_ids": _round_docs(provenance, n_prompts, seed)},
                                          **overrides}, "grpo", "grpo")
     return run_grpo_stage(cfg)

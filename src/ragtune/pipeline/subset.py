@@ -25,11 +25,16 @@ class SubsetConfig(ConfigModel):
     seed: int = 0
 
 
-def make_subset(src: Path, out: Path, cfg: SubsetConfig, test_split: str = "test") -> dict[str, int]:
+def make_subset(src: Path, out: Path, cfg: SubsetConfig, test_split: str = "test",
+                splits: list[str] | None = None) -> dict[str, int]:
+    """`splits`: the qrels splits kept (default all; the loop's unlabeled mode keeps only the test split, so no
+    labeled pair exists downstream)."""
     ds = load_beir(src)
     rng = random.Random(cfg.seed)
     qrels = {}
     for split, q in ds.qrels.items():
+        if splits is not None and split not in splits:
+            continue
         ids = sorted(q)
         limit = cfg.test_queries if split == test_split else cfg.train_queries if split == "train" else None
         if limit is not None and limit < len(ids):

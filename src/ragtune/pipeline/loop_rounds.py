@@ -1,0 +1,294 @@
+"""The stages of `ragtune run` after the data stage: baselines, the generator's start, and the rounds.
+
+Each `rd.stage(name, config, fn, upstream=..., inputs=...)` below declares one stage: what keys it (its settings and
+the stages it reads) and what it runs (a function of pipeline/stages.py, quality.py, guard.py or style.py). Stage
+configs name other stages' outputs relative to the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import ConfigModel
+from ragtune.filters.bm25 import BM25FilterConfig
+from ragtune.filters.dense import DenseFilterConfig
+from ragtune.filters.lossnet import LossNetFilterConfig
+from ragtune.filters.run import FilterSpec
+from ragtune.pipeline import guard as guard_mod
+from ragtune.pipeline import quality as quality_mod
+from ragtune.pipeline import stages
+from ragtune.pipeline.report import RoundReport
+from ragtune.pipeline.rundir import RunDir, StageResult, stage_key
+from ragtune.pipeline.style import SHOTS, read_examples, style
+from ragtune.train.generator.loop_reward import LoopRewardSettings
+
+
+def overrides(settings: ConfigModel) -> dict[str, Any]:
+    """The keys a run config sets in a stage's settings (what the stage's key hashes and its config is built from)."""
+    return settings.model_dump(mode="json", exclude_unset=True)
+
+
+def run_filters(cfg) -> list[FilterSpec]:
+    """The filters as a run applies them: a dense or LossNet filter that names no model uses the run's `encoder`,
+    and a dense filter that names no dtype the run's `dense_dtype`."""
+    out = []
+    for f in cfg.filters:
+        if isinstance(f, DenseFilterConfig):
+            update = {k: v for k, v in (("model", cfg.encoder), ("dtype", cfg.dense_dtype))
+                      if k not in f.dense.model_fields_set}
+            if update.get("dtype") == "float32":
+                update.pop("dtype")  # the default: keeps the keys of runs made before dense_dtype existed
+            if update:
+                f = f.model_copy(update={"dense": f.dense.model_copy(update=update)})
+        elif isinstance(f, LossNetFilterConfig) and "model" not in f.model_fields_set:
+            f = f.model_copy(update={"model": cfg.encoder})
+        out.append(f)
+    return out
+
+
+def loop_reward(cfg) -> LoopRewardSettings:
+    """The online reward's settings from the run: the filters' ranks, the preference band, the run's encoder."""
+    ks = {"bm25": None, "dense": None}
+    for f in cfg.filters:
+        if isinstance(f, (BM25FilterConfig, DenseFilterConfig)) and ks[f.name] is None:
+            ks[f.name] = f.k
+    return LoopRewardSettings(bm25_k=ks["bm25"], dense_k=ks["dense"], filter_encoder=cfg.encoder,
+                              band=cfg.preferences.band, weights=cfg.reward_weights,
+                              temperature=cfg.difficulty_temperature, dtype=cfg.dense_dtype)
+
+
+def _plain(cfg: ConfigModel | Any) -> Any:
+    return cfg.model_dump(mode="json") if isinstance(cfg, ConfigModel) else cfg
+
+
+def _dtype(cfg) -> dict[str, str]:
+    """The dense dtype as a stage key entry, empty at the default (older runs keep their keys)."""
+    return {"dtype": cfg.dense_dtype} if cfg.dense_dtype != "float32" else {}
+
+
+def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], dict[str, Any]]:
+    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
+    from ragtune.generate.config import GenerateSettings
+    from ragtune.retrieval.dense import DenseConfig
+
+    root, d, dt = rd.root, data.out, cfg.dense_dtype
+
+    def rel(p: str | Path | None) -> str | None:
+        if p is None:
+            return None
+        try:
+            return str(Path(p).relative_to(root))
+        except ValueError:
+            return str(p)
+
+    sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
+        cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
+
+    def baselines(out: Path) -> dict:
+        res = {}
+        for name, dense in (("bm25", None), ("zero_shot", DenseConfig(model=cfg.encoder, dtype=dt))):
+            kw = {"retriever": "dense", "dense": dense} if dense else {"retriever": "bm25"}
+            info = run_eval(
+                EvalConfig(data=d, split=cfg.test_split, metrics=cfg.metrics, out=out / name, show_progress=False, **kw)
+            )
+            res[name] = info["metrics"]
+        return res
+
+    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics, **_dtype(cfg)}, baselines,
+                    upstream=[data.key])
+    base_runs = {"bm25": base.out / "bm25" / "run.trec", "zero_shot": base.out / "zero_shot" / "run.trec"}
+    base_keys = [base.key]
+    extra: dict[str, Any] = {"baselines": base.metrics}
+    if cfg.train_only_baseline and not cfg.unlabeled:
+        def train_only(out: Path) -> dict:
+            r = stages.train_retriever(d, [], out / "retriever", cfg.encoder, ret_over, mining_over)
+            e = stages.evaluate(d, out / "retriever" / "model", out / "evaluate", cfg.test_split, cfg.metrics,
+                                base_runs, dt)
+            return {"retriever": r, "evaluate": e}
+
+        only = rd.stage("train_only", {"encoder": cfg.encoder, **ret_over, "mining": mining_over,
+                                       "metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg)},
+                        train_only, upstream=[data.key, base.key])
+        base_runs["train_only"] = only.out / "evaluate" / "run.trec"
+        base_keys.append(only.key)
+        extra["train_only"] = only.metrics
+
+    # ---- the generator's starting point: a given adapter, or round 0's SFT (then style adaptation)
+    if cfg.generator_adapter is not None:
+        gen_model, gen_adapter = cfg.generator, Path(cfg.generator_adapter)
+        gen_key = stage_key({"model": cfg.generator}, inputs=[gen_adapter])
+    else:
+        sft = rd.stage(
+            "round-0/sft",
+            {"model": cfg.generator, "template": cfg.template, **sft_over},
+            lambda out: stages.sft(Path(cfg.sft_data or d), out, cfg.generator, cfg.template, sft_over),
+            upstream=[data.key],
+            inputs=[cfg.sft_data] if cfg.sft_data else [],
+        )
+        gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
+    examples = read_examples(cfg.target_examples) if cfg.target_examples else None
+    shots_over: dict[str, Any] = {}
+    if examples and (cfg.style.prompt_shots or cfg.style.sft_steps):
+        st = rd.stage("round-0/style", {**_plain(cfg.style), "model": rel(gen_model), "adapter": rel(gen_adapter)},
+                      lambda out, m=gen_model, a=gen_adapter: style(d, cfg.target_examples, out, cfg.style, m, a,
+                                                                    cfg.template),
+                      upstream=[data.key, gen_key], inputs=[cfg.target_examples])
+        extra["style"] = st.metrics
+        if cfg.style.prompt_shots:
+            shots_over = {"few_shot": min(cfg.style.prompt_shots, st.metrics["pairs"]),
+                          "few_shot_file": str(st.out / SHOTS), "few_shot_doc_tokens": cfg.style.shot_doc_tokens}
+        if cfg.style.sft_steps:
+            gen_model, gen_adapter, gen_key = str(st.out / "merged"), None, st.key
+
+    filters = run_filters(cfg)
+    reward_cfg = loop_reward(cfg)
+    max_doc = cfg.generate.max_doc_tokens
+    pseudo_sets: list[Path] = []
+    pseudo_keys: list[str] = []
+    rounds: list[RoundReport] = []
+    holdout: StageResult | None = None
+    prev_ev: StageResult | None = None
+    for k in range(cfg.rounds):
+        r = f"round-{k}"
+        seed = {"seed": gen_over.get("seed", GenerateSettings().seed) + k} if cfg.fresh_documents and k else {}
+        gk = gen_over | seed | shots_over
+        gk_key = gk | ({"few_shot_file": rel(gk["few_shot_file"])} if "few_shot_file" in gk else {})
+        gen = rd.stage(
+            f"{r}/generate",
+            {"model": rel(gen_model), "adapter": rel(gen_adapter), **gk_key},
+            lambda out, m=gen_model, a=gen_adapter, g=gk, k=k: stages.generate(d, out, m, a, cfg.template, k, g),
+            upstream=[data.key, gen_key],
+        )
+        filt = rd.stage(f"{r}/filter", [_plain(f) for f in filters],
+                        lambda out, g=gen.out: stages.filter_queries(g, d, out, filters), upstream=[gen.key])
+        if cfg.guard.enabled and holdout is None:
+            holdout = rd.stage("round-0/holdout", _plain(cfg.guard),
+                               lambda out, f=filt.out: guard_mod.holdout(f, d, out, cfg.guard), upstream=[filt.key])
+            extra["holdout"] = holdout.metrics
+        held = guard_mod.held_documents(holdout.out if holdout else None)
+        dev = guard_mod.select_dev(holdout.out, cfg.guard) if holdout is not None and cfg.unlabeled else None
+        pseudo_sets.append(filt.out)
+        pseudo_keys.append(filt.key)
+        ret = rd.stage(
+            f"{r}/retriever",
+            {"encoder": cfg.encoder, **ret_over, "mining": mining_over, **({"guard_dev": True} if dev else {})},
+            lambda out, p=list(pseudo_sets), dv=dev, h=held: stages.train_retriever(d, p, out, cfg.encoder,
+                                                                                    ret_over, mining_over, h, dv),
+            upstream=[data.key, *pseudo_keys, *([holdout.key] if holdout else [])],
+        )
+        model_dir = ret.out / "model"
+        round_info: RoundReport = {"round": k, "filter": filt.metrics, "retriever": ret.metrics}
+        if holdout is not None:
+            gd = rd.stage(f"{r}/guard", {**_plain(cfg.guard), **_dtype(cfg)},
+                          lambda out, m=model_dir, h=holdout.out: guard_mod.guard(d, h, m, cfg.encoder, out,
+                                                                                  cfg.guard, dt),
+                          upstream=[ret.key, holdout.key])
+            round_info["guard"] = gd.metrics
+        compare = dict(base_runs) | ({"previous_round": prev_ev.out / "run.trec"} if prev_ev else {})
+        ev = rd.stage(
+            f"{r}/evaluate",
+            {"metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg),
+             **({"compare": sorted(compare)} if len(compare) > 2 else {})},
+            lambda out, m=model_dir, c=compare: stages.evaluate(d, m, out, cfg.test_split, cfg.metrics, c, dt),
+            upstream=[ret.key, *base_keys, *([prev_ev.key] if prev_ev else [])],
+        )
+        prev_ev = ev
+        diff = rd.stage(
+            f"{r}/difficulty",
+            {"temperature": cfg.difficulty_temperature, **_dtype(cfg), "provenance": "filter"},
+            lambda out, g=gen.out, f=filt.out, m=model_dir: stages.difficulty(
+                d, g, m, out, temperature=cfg.difficulty_temperature, dtype=dt, provenance=f / "provenance.jsonl"),
+            upstream=[gen.key, filt.key, ret.key],
+        )
+        qual = rd.stage(f"{r}/quality", {"band": list(cfg.preferences.band), "examples": examples or []},
+                        lambda out, p=diff.out, g=gen.out: quality_mod.quality(
+                            d, p / "provenance.jsonl", g, out, cfg.preferences.band, examples),
+                        upstream=[diff.key])
+        round_info |= {"evaluate": ev.metrics, "difficulty": diff.metrics, "quality": qual.metrics}
+        prov = diff.out / "provenance.jsonl"
+        rl, rl_cpu = None, 0.0
+        algo = cfg.rl if cfg.rl_after_last_round or k < cfg.rounds - 1 else "none"
+        if algo in ("ppo", "dpo"):
+            prefs = rd.stage(
+                f"{r}/preferences", {**_plain(cfg.preferences), "max_doc_tokens": max_doc},
+                lambda out, g=gen.out, m=gen_model, a=gen_adapter, pv=prov: stages.preferences(
+                    d, g, pv, out, cfg.preferences, (m, a), max_doc),
+                upstream=[diff.key, gen_key],
+            )
+            round_info["preferences"] = prefs.metrics
+        if algo == "ppo":
+            rm = rd.stage(
+                f"{r}/reward_model", {"model": rel(gen_model), "adapter": rel(gen_adapter), **reward_over},
+                lambda out, p=prefs.out, m=gen_model, a=gen_adapter: stages.reward_model(p, out, m, a, reward_over),
+                upstream=[prefs.key, gen_key],
+            )
+            online = cfg.ppo_reward == "retrieval"
+            rl = rd.stage(
+                f"{r}/ppo",
+                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts, "max_doc_tokens": max_doc,
+                 **({"reward": _plain(reward_cfg)} if online else {})},
+                lambda out, m=gen_model, a=gen_adapter, rm_dir=rm.out, md=model_dir, pv=prov: stages.ppo(
+                    d, pv, rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed, max_doc, cfg.ppo_reward, md,
+                    reward_cfg),
+                upstream=[rm.key, gen_key, diff.key, *([ret.key] if online else [])],
+            )
+            round_info |= {"reward_model": rm.metrics, "ppo": rl.metrics}
+            rl_cpu = (rm.cpu_seconds or 0.0) if not online else 0.0
+        elif algo == "dpo":
+            rl = rd.stage(
+                f"{r}/dpo", dpo_over,
+                lambda out, p=prefs.out, m=gen_model, a=gen_adapter: stages.dpo(p, out, m, a, dpo_over),
+                upstream=[prefs.key, gen_key],
+            )
+            round_info["dpo"] = rl.metrics
+        elif algo == "grpo":
+            lr = _plain(reward_cfg) if cfg.online_reward == "loop" else None
+            rl = rd.stage(
+                f"{r}/grpo",
+                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "max_doc_tokens": max_doc,
+                 **({"loop_reward": lr} if lr else {})},
+                lambda out, m=gen_model, a=gen_adapter, md=model_dir, pv=prov, lw=lr: stages.grpo(
+                    d, pv, md, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed, max_doc, lw),
+                upstream=[ret.key, diff.key, gen_key],
+            )
+            round_info["grpo"] = rl.metrics
+        if rl is not None and cfg.rl_eval_docs:
+            cpu = rl_cpu + (rl.cpu_seconds or 0.0)
+            docs = rl_eval_docs(d, gen.out, held, cfg.rl_eval_docs, cfg.seed)
+            rle = rd.stage(
+                f"{r}/rl_eval", {"documents": cfg.rl_eval_docs, "reward": _plain(reward_cfg), **gk_key},
+                lambda out, m=gen_model, a=gen_adapter, after=rl.out / "merged", md=model_dir, c=cpu, g=gk, ds=docs:
+                quality_mod.rl_eval(d, ds, md, out, (m, a), (str(after), None), cfg.template, g, reward_cfg, c),
+                upstream=[rl.key, ret.key, gen_key],
+            )
+            round_info["rl_eval"] = rle.metrics
+        if rl is not None:
+            gen_model, gen_adapter, gen_key = str(rl.out / "merged"), None, rl.key  # next round's generator
+        rounds.append(round_info)
+    if holdout is not None:
+        extra["shipped"] = shipped(rounds, base.metrics)
+    return rounds, extra
+
+
+def rl_eval_docs(data: Path, generated: Path, held: set[str], n: int, seed: int) -> list[str]:
+    """Documents the round neither generated for nor held out for the guard."""
+    from ragtune.data.beir import load_corpus
+    from ragtune.data.jsonl import iter_jsonl
+
+    seen = {row["doc_id"] for _, row in iter_jsonl(generated / "provenance.jsonl")}
+    return quality_mod.eval_documents(list(load_corpus(data / "corpus.jsonl")), seen | held, n, seed)
+
+
+def shipped(rounds: list[RoundReport], baselines: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The guard's pick over the run: the approved round with the best guard score, else the zero-shot encoder;
+    with its test figures (read after the decision, for the report)."""
+    approved = [r for r in rounds if r.get("guard", {}).get("ships") == "trained"]
+    if not approved:
+        return {"ships": "zero_shot", "round": None, "test": baselines["zero_shot"],
+                "reason": "no trained retriever beat the zero-shot encoder on the held-out pseudo queries"}
+    best = max(approved, key=lambda r: r["guard"]["trained"])
+    return {"ships": "trained", "round": best["round"], "test": best["evaluate"]["metrics"],
+            "vs_zero_shot": best["evaluate"].get("vs_zero_shot"),
+            "reason": f"round {best['round']}'s retriever beat zero-shot on the held-out pseudo queries "
+                      f"(one-sided p={best['guard']['p_one_sided']:.2g})"}
