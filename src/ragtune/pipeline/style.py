@@ -40,13 +40,8 @@ class StyleConfig(ConfigModel):
 
 
 def read_examples(path: Path) -> list[str]:
-    """2-16 example queries, one a line; blank lines are errors (they would be silent no-ops)."""
-    out: list[str] = []
-    for lineno, text in iter_lines(path):
-        q = text.strip()
-        if not q:
-            raise DataFormatError(path, lineno, "empty example query", hint="one example query a line, no blanks")
-        out.append(q)
+    """2-16 example queries, one a line (blank lines are skipped)."""
+    out = [text.strip() for _, text in iter_lines(path)]
     if not MIN_EXAMPLES <= len(out) <= MAX_EXAMPLES:
         raise DataFormatError(path, None, f"{len(out)} example queries; target_examples takes "
                               f"{MIN_EXAMPLES}-{MAX_EXAMPLES}", hint="one example query of the target collection "
