@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ragtune.config import ConfigModel
+from ragtune.config import Band, ConfigModel
 from ragtune.data.records import Doc
 from ragtune.evaluate.difficulty import score_difficulty
 from ragtune.models import DEFAULT_ENCODER
@@ -32,7 +32,7 @@ class LoopRewardSettings(ConfigModel):
     """Filter part: the source document within the zero-shot encoder's top-k (null: no dense part)."""
     filter_encoder: str = DEFAULT_ENCODER
     """The encoder of the dense filter part (the loop's zero-shot `encoder`)."""
-    band: tuple[float, float] | None = (0.3, 0.7)
+    band: Band | None = (0.3, 0.7)
     """Target difficulty band under the round's retriever (null: no band part)."""
     weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
     """Weights of (filter, band, rank)."""
