@@ -11,6 +11,7 @@ from scipy.stats import ttest_rel
 
 from ragtune.config import load_config
 from ragtune.data.beir import load_qrels
+from ragtune.models import ADAPTER_STACK
 from ragtune.pipeline.loop import RunConfig, overrides, run_loop
 
 
@@ -70,7 +71,9 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
         assert (out / name).exists(), name
     # the reward model started from the SFT adapter and its accuracy comes with n, interval and p against chance
     rm = r0["reward_model"]
-    assert rm["base_adapter"].endswith("round-0/sft/adapter") and (out / "round-0/reward_model/base_adapter").is_dir()
+    stack = json.loads((out / "round-0/reward_model" / ADAPTER_STACK).read_text())["base_adapters"]
+    assert rm["base_adapter"].endswith("round-0/sft/adapter")
+    assert stack == [str((out / "round-0/sft/adapter").resolve())]
     assert 0 <= rm["heldout_ci95"][0] <= rm["heldout_accuracy"] <= rm["heldout_ci95"][1] <= 1
     md = (out / "report.md").read_text()
     assert f"n={rm['heldout_pairs']}" in md and "## Generator quality per round" in md

@@ -82,6 +82,7 @@ def style(data: Path, examples_file: Path, out: Path, cfg: StyleConfig, model: s
         write_jsonl(out / "sft" / "style.jsonl", ({"instruction": p["document"], "output": p["query"]} for p in pairs))
         sft_cfg = build_config(GeneratorTrainConfig, {
             "model_name_or_path": model, "adapter_name_or_path": str(adapter) if adapter else None,
+            "resume_lora_training": False,  # a new adapter on top of the generator's, which stays as it was
             "template": template, "dataset": [str(out / "sft" / "style.jsonl")], "formatting": "alpaca",
             "output_dir": str(out / "adapter"), "max_steps": cfg.sft_steps,
             "per_device_train_batch_size": cfg.sft_batch_size, "learning_rate": cfg.sft_learning_rate,
