@@ -24,9 +24,16 @@ SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
 
 
-class TrainerSettings(ConfigModel):
+class ResumeSettings(ConfigModel):
+    """Checkpoint resume, shared by every trainer that writes `checkpoint-*` folders into its output_dir."""
+
     overwrite_output_dir: bool = False
     """Start over even if output_dir already holds checkpoints."""
+    resume_from_checkpoint: bool | str | None = None
+    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
+
+
+class TrainerSettings(ResumeSettings):
     num_train_epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
@@ -48,8 +55,6 @@ class TrainerSettings(ConfigModel):
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int | None = Field(2, ge=1)
-    resume_from_checkpoint: bool | str | None = None
-    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
     report_to: Annotated[list[Literal["none", "tensorboard", "wandb"]], CommaList] = Field(
         default_factory=lambda: ["none"])
     plot_loss: bool = True
@@ -212,8 +217,11 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def resolve_resume(cfg: TrainerConfig, is_main: bool = True) -> str | None:
-    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir."""
+def resolve_resume(cfg: ResumeSettings, is_main: bool = True) -> str | None:
+    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir.
+
+    `cfg` also has an `output_dir`. Under several processes every rank resolves the same checkpoint, only the main
+    one (`is_main`) deletes the old checkpoints of an overwritten run; call it before the ranks' barrier."""
     out = Path(cfg.output_dir)
     existing = _checkpoints(out) if out.is_dir() else []
     if cfg.resume_from_checkpoint in (None, False):
@@ -250,6 +258,7 @@ def finish(trainer, cfg: TrainerConfig, summary: dict[str, Any], title: str, bes
     if best:
         summary |= {"best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric}
     summary["output_dir"] = str(out)
+    summary.setdefault("world_size", trainer.args.world_size)
     if trainer.is_world_process_zero():
         dump_config(cfg, out / "config.yaml")
         if cfg.plot_loss:

@@ -25,6 +25,7 @@ from ragtune.train.generator.rl import (
     policy_args,
     sample_docs,
     save_policy,
+    start_policy_run,
 )
 
 
@@ -81,13 +82,14 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str], rew
         raise ValueError("GRPO needs one source doc id per prompt, and at least one prompt")
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "doc_id": d}
                               for p, d in zip(prompts, doc_ids, strict=True)])
+    _, resume = start_policy_run(cfg)
     model, tok = load_policy(cfg)
     args = GRPOConfig(num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=cfg.lora_config("CAUSAL_LM"))
-    trainer.train()
-    return save_policy(trainer, tok, cfg, {"prompts": len(prompts)})
+    trainer.train(resume_from_checkpoint=resume)
+    return save_policy(trainer, tok, cfg, {"prompts": len(prompts), "resumed_from": resume})
 
 
 class GRPOStageConfig(GRPOTrainConfig):
@@ -104,6 +106,7 @@ class GRPOStageConfig(GRPOTrainConfig):
 
 def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import user_turn
+    from ragtune.hardware import process_state
     from ragtune.retrieval.dense import DenseConfig
     from ragtune.retrieval.factory import index_corpus
 
@@ -111,12 +114,14 @@ def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
     retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
     summary = train_grpo(cfg, [user_turn(corpus[d]) for d in docs], docs,
                          RetrievalReward(retriever.search, k=cfg.k, band=cfg.band))
-    if cfg.merge:
-        merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
-                     cfg.output_dir / "merged")
     rewards = [h["reward"] for h in summary["log"] if "reward" in h]
     curve = [{"step": h.get("step", i), "reward_mean": h["reward"], "kl": h.get("kl", 0.0)}
              for i, h in enumerate(summary["log"]) if "reward" in h]
-    plot_rl_curves(cfg.output_dir, curve)
+    if process_state().is_main_process:  # under `accelerate launch` the main process writes the outputs
+        if cfg.merge:
+            merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
+                         cfg.output_dir / "merged")
+        plot_rl_curves(cfg.output_dir, curve)
     return {"prompts": len(docs), "steps": summary["steps"], "reward_first": rewards[0] if rewards else None,
-            "reward_last": rewards[-1] if rewards else None, "curve": curve}
+            "reward_last": rewards[-1] if rewards else None, "curve": curve, "world_size": summary["world_size"],
+            "resumed_from": summary["resumed_from"]}

@@ -9,6 +9,9 @@ Each update: sample responses, score them with `reward_fn`, compute per-token re
 The KL coefficient is fixed or adaptive. Every update appends its statistics (mean
 reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`.
 
+Under `accelerate launch` (DDP, gloo on CPU) every rank rolls out its own slice of each batch and the ranks
+average their gradients, whiten over the global batch and agree on the KL (ppo_ranks.py); rank 0 writes.
+
     trainer = PPOTrainer(PPOConfig(), "HuggingFaceTB/SmolLM2-135M-Instruct")
     trainer.train(prompts, reward_fn, out_dir)      # reward_fn(prompts, responses) -> list[float]
 
@@ -31,18 +34,12 @@ from pydantic import AliasChoices, Field, model_validator
 from torch import nn
 
 from ragtune.atomic import write_json
-from ragtune.config import CommaList, ConfigModel, dump_config
+from ragtune.config import CommaList, dump_config
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.generator.ppo_core import (
-    AdaptiveKLController,
-    gae,
-    masked_mean,
-    masked_whiten,
-    ppo_losses,
-    token_rewards,
-)
-from ragtune.train.generator.rl import PromptSource, plot_rl_curves, sample_docs
-from ragtune.train.harness import LoraSettings
+from ragtune.train.generator.ppo_core import AdaptiveKLController, gae, masked_mean, ppo_losses, token_rewards
+from ragtune.train.generator.ppo_ranks import Ranks, global_moments
+from ragtune.train.generator.rl import PromptSource, dataset_prompts, plot_rl_curves, sample_docs
+from ragtune.train.harness import LoraSettings, ResumeSettings, resolve_resume
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -51,7 +48,9 @@ class PPOConfig(LoraSettings):
     steps: int = Field(20, ge=1)
     """PPO updates (each samples `batch_size` fresh responses)."""
     batch_size: int = Field(16, ge=2)
+    """Rollouts per update over all processes: under `accelerate launch` each rank rolls out batch_size / ranks."""
     mini_batch_size: int = Field(4, ge=1)
+    """Rollouts per optimizer step over all processes (each rank takes mini_batch_size / ranks of them)."""
     ppo_epochs: int = Field(4, ge=1)
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0
@@ -118,6 +117,11 @@ class PPOTrainer:
                  device: str = "cpu", resume_from: str | Path | None = None):
         from peft import PeftModel, get_peft_model
 
+        self.ranks = Ranks()
+        world = self.ranks.world
+        if cfg.batch_size % world or cfg.mini_batch_size % world:
+            raise ValueError(f"batch_size ({cfg.batch_size}) and mini_batch_size ({cfg.mini_batch_size}) must be "
+                             f"multiples of the {world} processes")
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
         # the SFT model becomes the reference: merge it, then add the PPO adapter
@@ -127,8 +131,8 @@ class PPOTrainer:
         else:
             policy = get_peft_model(base, cfg.lora_config("CAUSAL_LM"))
         self.model = PolicyWithValue(policy, base.config.hidden_size).to(device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.learning_rate)
         self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
         self.step_count = 0
         self.history: list[dict] = []
@@ -142,6 +146,9 @@ class PPOTrainer:
             self.model.value_head.load_state_dict(state["value_head"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
+        self.ranks.broadcast(self.trainable)  # every rank starts from rank 0's weights, as DDP does
+        if world > 1:
+            torch.manual_seed(cfg.seed + 1 + self.ranks.rank)  # each rank samples its own responses
         eos = [self.tokenizer.eos_token_id]
         gen_eos = getattr(base.generation_config, "eos_token_id", None)
         self.eos_ids = sorted({*eos, *(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos else [])})
@@ -180,40 +187,44 @@ class PPOTrainer:
         ro = self.rollout(prompts, reward_fn)
         m = ro["resp_mask"]
         scores = ro["scores"]
-        shaped = (scores - scores.mean()) / (scores.std() + 1e-8) if cfg.whiten_rewards and len(scores) > 1 \
-            else scores
+        s_mean, s_var, s_n = global_moments(scores, None, self.ranks)  # over the global batch
+        shaped = scores
+        if cfg.whiten_rewards and s_n > 1:
+            shaped = (scores - s_mean) / ((s_var * s_n / (s_n - 1)).sqrt() + 1e-8)
         rewards, kl = token_rewards(shaped, ro["logp"], ro["ref_logp"], m, self.kl_ctl.value)
         adv, returns = gae(rewards, ro["values"], m, cfg.gamma, cfg.lam)
-        adv = masked_whiten(adv, m)
+        a_mean, a_var, _ = global_moments(adv, m, self.ranks)
+        adv = (adv - a_mean) * torch.rsqrt(a_var + 1e-8)
 
         self.model.train()
         stats: dict[str, list[float]] = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": []}
-        n = len(prompts)
+        n, mb = len(prompts), cfg.mini_batch_size // self.ranks.world
         for _ in range(cfg.ppo_epochs):
             perm = torch.randperm(n)
-            for s in range(0, n, cfg.mini_batch_size):
-                idx = perm[s:s + cfg.mini_batch_size]
+            for s in range(0, n, mb):
+                idx = perm[s:s + mb]
                 logp, values, _ = self.model(ro["ids"][idx], ro["mask"][idx], ro["R"], cfg.temperature)
                 losses = ppo_losses(logp, ro["logp"][idx], adv[idx], values, ro["values"][idx], returns[idx],
                                     m[idx], cfg.cliprange, cfg.cliprange_value)
                 loss = losses["pg_loss"] + cfg.vf_coef * losses["vf_loss"]
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                self.ranks.average_grads(self.trainable)
+                nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
                 self.optimizer.step()
                 for k in stats:
                     stats[k].append(float(losses[k].detach()))
-        mean_kl = float(kl.sum(1).mean())
+        mean_kl, entropy, resp_len, *losses_mean = self.ranks.mean(
+            [float(kl.sum(1).mean()), float(masked_mean(ro["entropy"], m)), float(m.sum(1).mean()),
+             *(sum(stats[k]) / len(stats[k]) for k in ("clipfrac", "vf_loss", "pg_loss", "approx_kl"))])
         kl_coef = self.kl_ctl.value
-        self.kl_ctl.update(mean_kl, n)
+        self.kl_ctl.update(mean_kl, n * self.ranks.world)
         self.step_count += 1
-        row = {"step": self.step_count, "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
-               "kl": mean_kl, "kl_coef": kl_coef, "entropy": float(masked_mean(ro["entropy"], m)),
-               "clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
-               "value_loss": sum(stats["vf_loss"]) / len(stats["vf_loss"]),
-               "policy_loss": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
-               "approx_kl": sum(stats["approx_kl"]) / len(stats["approx_kl"]),
-               "response_len": float(m.sum(1).mean()), "seconds": round(time.perf_counter() - start, 3),
+        std = float((s_var * s_n / (s_n - 1)).sqrt()) if s_n > 1 else 0.0
+        row = {"step": self.step_count, "reward_mean": float(s_mean), "reward_std": std,
+               "kl": mean_kl, "kl_coef": kl_coef, "entropy": entropy, "clipfrac": losses_mean[0],
+               "value_loss": losses_mean[1], "policy_loss": losses_mean[2], "approx_kl": losses_mean[3],
+               "response_len": resp_len, "seconds": round(time.perf_counter() - start, 3),
                "sample": ro["texts"][0]}
         self.history.append(row)
         return row
@@ -226,31 +237,42 @@ class PPOTrainer:
 
         if len(prompts) == 0:
             raise ValueError("PPO needs at least one prompt")
-        rng = random.Random(self.cfg.seed + self.step_count)
+        rng = random.Random(self.cfg.seed + self.step_count)  # the same batches on every rank
         order: list[str] = []
-        bar = tqdm(total=self.cfg.steps, initial=self.step_count, desc="ppo", disable=not show_progress)
+        main, rank, world = self.ranks.is_main, self.ranks.rank, self.ranks.world
+        if out_dir is not None and main:
+            self._restart_log(Path(out_dir))
+        bar = tqdm(total=self.cfg.steps, initial=self.step_count, desc="ppo", disable=not (show_progress and main))
         while self.step_count < self.cfg.steps:
             while len(order) < self.cfg.batch_size:
                 chunk = list(prompts)
                 rng.shuffle(chunk)
                 order += chunk
             batch, order = order[: self.cfg.batch_size], order[self.cfg.batch_size:]
-            row = self.step(batch, reward_fn)
+            row = self.step(batch[rank::world], reward_fn)  # this rank's slice of the global batch
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=f"{row['kl']:.2f}")
-            if out_dir is not None:
+            if out_dir is not None and main:
                 self._log(Path(out_dir), row)
                 if self.cfg.save_steps and self.step_count % self.cfg.save_steps == 0:
                     self.save(Path(out_dir) / f"checkpoint-{self.step_count}")
         bar.close()
-        if out_dir is not None:
+        if out_dir is not None and main:
             self.save(Path(out_dir))
+        self.ranks.barrier()
         return self.history
 
     def _log(self, out_dir: Path, row: dict) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "ppo_log.jsonl", "a", encoding="utf-8") as f:  # append-only log, one line per update
             f.write(json.dumps(row) + "\n")
+
+    def _restart_log(self, out_dir: Path) -> None:
+        """ppo_log.jsonl holds exactly the updates in `history` (after a resume: those up to the checkpoint)."""
+        from ragtune.atomic import write_jsonl
+
+        if self.history or (out_dir / "ppo_log.jsonl").exists():
+            write_jsonl(out_dir / "ppo_log.jsonl", self.history)
 
     def save(self, path: Path) -> None:
         from ragtune.atomic import atomic_open
@@ -267,7 +289,7 @@ class PPOTrainer:
 # ---------------------------------------------------------------- stage: ppo
 
 
-class PPOStageConfig(ConfigModel):
+class PPOStageConfig(ResumeSettings):
     ALIASES = ("ppo",)
     stage: Literal["ppo"] = "ppo"
     model_name_or_path: str = DEFAULT_GENERATOR
@@ -298,7 +320,8 @@ class PPOStageConfig(ConfigModel):
     merge: bool = True
     """Also write output_dir/merged: base + SFT + PPO adapter in one folder (what the next round generates with)."""
     device: str = "auto"
-    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there."""
+    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there (under
+    `accelerate launch`: each rank's own device)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -321,36 +344,25 @@ class PPOStageConfig(ConfigModel):
         return self
 
 
-def dataset_prompts(cfg: PPOStageConfig) -> list[list[dict[str, str]]]:
-    """The prompt chat of every row of cfg.dataset (its answer dropped; ranking rows too)."""
-    from ragtune.data.lf_datasets import answer_records, read_registered
-    from ragtune.generate.prompts import record_messages
-
-    out = []
-    for name in cfg.dataset or []:
-        for where, rec in answer_records(read_registered(name, cfg.dataset_dir, cfg.ppo.seed), "ppo")[:cfg.max_samples]:
-            messages = record_messages(rec, where)
-            out.append(messages[:-1] if messages[-1]["role"] == "assistant" else messages)
-    if not out:
-        raise ValueError(f"stage ppo: no prompts in {', '.join(cfg.dataset or [])}")
-    return out
-
-
 def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     import math
 
     from ragtune.config import notice
     from ragtune.generate.prompts import RL_PROMPT_CHARS, query_messages, use_template, user_turn
-    from ragtune.hardware import pick_device
+    from ragtune.hardware import pick_device, process_state
     from ragtune.models import adapter_stack, write_adapter_stack
     from ragtune.train.generator.reward import RewardScorer
 
-    device = pick_device(cfg.device)
+    state = process_state()
+    device = str(state.device) if state.num_processes > 1 else pick_device(cfg.device)
     if cfg.adapter_name_or_path is not None and "resume_lora_training" in cfg.model_fields_set \
             and cfg.resume_lora_training:
         notice("stage ppo: resume_lora_training=true has no effect: ragtune's PPO merges adapter_name_or_path into "
                "the base (the reference model) and trains a new adapter")
-    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
+    resume = resolve_resume(cfg, state.is_main_process)
+    state.wait_for_everyone()
+    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device,
+                         resume_from=resume)
     stops = use_template(trainer.tokenizer, cfg.template)
     trainer.eos_ids = sorted({*trainer.eos_ids, *stops})
     raw: dict[str, Any] = {}
@@ -361,7 +373,7 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
                                                              tokenize=False, add_generation_prompt=True)
             raw[rendered] = user_turn(corpus[d])
     else:
-        for chat in dataset_prompts(cfg):
+        for chat in dataset_prompts(cfg.dataset or [], cfg.dataset_dir, cfg.ppo.seed, cfg.max_samples):
             raw[trainer.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)] = chat
     if cfg.num_train_epochs is not None and "steps" not in cfg.ppo.model_fields_set:
         trainer.cfg = cfg.ppo.model_copy(update={"steps": max(1, math.ceil(cfg.num_train_epochs * len(raw) /
@@ -369,16 +381,19 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
     scorer = RewardScorer(cfg.reward_base or cfg.model_name_or_path, cfg.reward_model, device=device)
     history = trainer.train(list(raw), lambda prompts, resp: scorer([raw[p] for p in prompts], resp),
                             cfg.output_dir)
-    if cfg.adapter_name_or_path is not None:
-        write_adapter_stack(cfg.output_dir / "adapter", adapter_stack([Path(cfg.adapter_name_or_path)]))
-    if cfg.merge:
-        merged = trainer.model.model.merge_and_unload()
-        merged.save_pretrained(str(cfg.output_dir / "merged"))
-        trainer.tokenizer.save_pretrained(str(cfg.output_dir / "merged"))
-    plot_rl_curves(cfg.output_dir, history)
     summary = {"updates": len(history), "prompts": len(raw), "reward_first": history[0]["reward_mean"],
                "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
-               "curve": [{k: h[k] for k in ("step", "reward_mean", "kl", "entropy")} for h in history]}
-    write_json(cfg.output_dir / "ppo_summary.json", summary)
-    dump_config(cfg, cfg.output_dir / "config.yaml")
+               "curve": [{k: h[k] for k in ("step", "reward_mean", "kl", "entropy")} for h in history],
+               "world_size": state.num_processes, "resumed_from": resume}
+    if state.is_main_process:
+        if cfg.adapter_name_or_path is not None:
+            write_adapter_stack(cfg.output_dir / "adapter", adapter_stack([Path(cfg.adapter_name_or_path)]))
+        if cfg.merge:
+            merged = trainer.model.model.merge_and_unload()
+            merged.save_pretrained(str(cfg.output_dir / "merged"))
+            trainer.tokenizer.save_pretrained(str(cfg.output_dir / "merged"))
+        plot_rl_curves(cfg.output_dir, history)
+        write_json(cfg.output_dir / "ppo_summary.json", summary)
+        dump_config(cfg, cfg.output_dir / "config.yaml")
+    state.wait_for_everyone()
     return summary
