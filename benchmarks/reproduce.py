@@ -139,6 +139,11 @@ TABLES: dict[str, Table] = {
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
         Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
     ]),
+    "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
+        Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
+             creates="runs/scale_costs.json"),
+        Step("python benchmarks/scale_plan.py runs/scale_costs.json", table=True),
+    ]),
 }
 
 FAST_MINUTES = 15
