@@ -187,6 +187,8 @@ def _ingest(cfg: IngestConfig, folder: Path, kb: Path, progress: Callable[[str],
     from ragtune.rag.store import ChunkStore
     from ragtune.retrieval.dense import load_encoder
 
+    if cfg.embedder.backend == "onnx":  # not silently ignored: the KB and `rag ask` encode through torch
+        raise ConfigError('key "embedder.backend": knowledge bases encode with torch; pass embedder.backend=torch')
     t0 = time.perf_counter()
     old = read_info(kb, allow_legacy=True)
     if old is not None and old.get("format") != KB_FORMAT and not cfg.rebuild:
