@@ -55,9 +55,18 @@ def test_export_key_covers_model_files_quantization_and_onnxruntime_version(tiny
 
     key = onnx_encoder.export_key(tiny_bert, "int8")
     assert onnx_encoder.export_key(tiny_bert, "int8") == key
-    assert onnx_encoder.export_key(tiny_bert, "none") != key
+    key_none = onnx_encoder.export_key(tiny_bert, "none")
+    assert key_none != key
     monkeypatch.setattr(ort, "__version__", "0.0.1")
     assert onnx_encoder.export_key(tiny_bert, "int8") != key
+    monkeypatch.undo()
+    import torch
+
+    vnni = torch.cpu._is_vnni_supported()  # no VNNI: 7-bit weights (AVX2's int8 kernel saturates with 8)
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: not vnni)
+    assert onnx_encoder.reduce_range("int8") == vnni and not onnx_encoder.reduce_range("none")
+    assert onnx_encoder.export_key(tiny_bert, "int8") != key
+    assert onnx_encoder.export_key(tiny_bert, "none") == key_none  # float32 does not depend on VNNI
     monkeypatch.undo()
     copy = shutil.copytree(tiny_bert, tmp_path / "copy")
     key_copy = onnx_encoder.export_key(copy, "int8")

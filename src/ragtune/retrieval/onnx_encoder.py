@@ -39,18 +39,30 @@ def require_onnxruntime():
     return onnxruntime
 
 
+def reduce_range(quantize: Quantize) -> bool:
+    """7-bit int8 weights, on CPUs without VNNI. There ORT's AVX2 int8 kernel adds pairs of uint8 x int8 products
+    in int16, which saturates with full 8-bit weights (SciFact NDCG@10 -0.0069 against float32 under AVX2
+    emulation, -0.0015 with VNNI; BENCHMARKS.md); 7-bit weights cannot overflow it. Read from CPUID via torch."""
+    if quantize != "int8":
+        return False
+    import torch
+
+    return not getattr(torch.cpu, "_is_vnni_supported", lambda: False)()  # unknown: the safe 7 bits
+
+
 def export_key(model_path: str | Path, quantize: Quantize) -> str:
     """Hash of what determines the exported graph: the model folder's files (path, sizes, mtimes; the
-    fingerprint embeddings are cached by), the quantization, the recipe and opset, and the versions of
-    onnxruntime (its fused contrib ops), torch (the exporter) and transformers (the traced modelling code)."""
+    fingerprint embeddings are cached by), the quantization (and its reduce_range), the recipe and opset, and the
+    versions of onnxruntime (its fused contrib ops), torch (the exporter) and transformers (the traced modelling)."""
     import torch
     import transformers
 
     from ragtune.models import fingerprint
 
     ort = require_onnxruntime()
-    parts = [fingerprint(model_path), quantize, f"recipe{EXPORT_RECIPE}", f"opset{OPSET}", f"ort{ort.__version__}",
-             f"torch{torch.__version__}", f"transformers{transformers.__version__}"]
+    parts = [fingerprint(model_path), quantize, f"reduce_range{reduce_range(quantize)}", f"recipe{EXPORT_RECIPE}",
+             f"opset{OPSET}", f"ort{ort.__version__}", f"torch{torch.__version__}",
+             f"transformers{transformers.__version__}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -132,7 +144,7 @@ def _export(model_path: Path, out: Path, quantize: Quantize) -> None:
         root.setLevel(logging.ERROR)  # its root-logger advice to pre-process does not apply to dynamic int8
         try:
             quantize_dynamic(out / "fused.onnx", out / "model.onnx", op_types_to_quantize=list(IntegerOpsRegistry),
-                             per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+                             per_channel=True, reduce_range=reduce_range(quantize), weight_type=QuantType.QInt8,
                              extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                             "DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
@@ -142,6 +154,7 @@ def _export(model_path: Path, out: Path, quantize: Quantize) -> None:
         os.replace(out / "fused.onnx", out / "model.onnx")
     (out / "raw.onnx").unlink()
     (out / "export.json").write_text(json.dumps({"model": str(model_path.resolve()), "quantize": quantize,
+                                                 "reduce_range": reduce_range(quantize),
                                                  "inputs": names, "fused_ops": stats}, indent=1) + "\n")
 
 
