@@ -68,6 +68,9 @@ TABLES: dict[str, Table] = {
     "retrieval-throughput": Table("Retrieval throughput (issue 2)", 10, [
         Step("python benchmarks/retrieval_throughput.py", table=True),
     ]),
+    "encode-backends": Table("Encoding backends: torch vs ONNX Runtime (issue 17)", 10, [
+        Step("python benchmarks/encode_backends.py --docs 1000", table=True),
+    ]),
     "filter-throughput": Table("Pseudo-query filters (issue 4)", 5, [
         Step("python benchmarks/filter_throughput.py --skip-dense", table=True),
     ]),
