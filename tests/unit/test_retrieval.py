@@ -126,3 +126,18 @@ def test_dense_bf16_encoding_is_close_to_float32_and_cached_apart(tiny_beir, tin
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
     auto = DenseRetriever(DenseConfig(model=str(tiny_bert), dtype="auto"))
     assert auto.dtype == "float32" and auto._cache_folder(["x"], ["y"]) == fp32._cache_folder(["x"], ["y"])
+
+
+def test_model_fingerprint_covers_weights_configs_and_tokenizer_files_but_not_training_logs(tmp_path):
+    from ragtune.models import fingerprint
+
+    names = ["config.json", "model.safetensors", "vocab.txt", "merges.txt", "tokenizer.model", "qwen.tiktoken",
+             "tokenizer.json", "trainer_state.json", "checkpoint-2/model.safetensors", "runs/events.txt"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("v1")
+    for name in names:
+        before = fingerprint(tmp_path)
+        (tmp_path / name).write_text("v2 longer")  # another size: the fingerprint reads size and mtime
+        ignored = name in {"trainer_state.json", "checkpoint-2/model.safetensors", "runs/events.txt"}
+        assert (fingerprint(tmp_path) == before) == ignored, name

@@ -128,9 +128,8 @@ def run_loop(cfg: RunConfig) -> RunReport:
     rd = RunDir(root)
     dump_config(cfg, root / "config.yaml")
 
-    data = rd.stage(
-        "data", _plain(cfg.subset), lambda out: make_subset(src, out, cfg.subset, cfg.test_split), inputs=[src]
-    )
+    data = rd.stage("data", {"subset": _plain(cfg.subset), "test_split": cfg.test_split},
+                    lambda out: make_subset(src, out, cfg.subset, cfg.test_split), inputs=[src])
     d = data.out
 
     def baselines(out: Path) -> dict:
@@ -143,7 +142,8 @@ def run_loop(cfg: RunConfig) -> RunReport:
             res[name] = info["metrics"]
         return res
 
-    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics}, baselines, upstream=[data.key])
+    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics, "split": cfg.test_split},
+                    baselines, upstream=[data.key])
     base_runs = {"bm25": base.out / "bm25" / "run.trec", "zero_shot": base.out / "zero_shot" / "run.trec"}
 
     sft = rd.stage(
@@ -221,7 +221,7 @@ def run_loop(cfg: RunConfig) -> RunReport:
             )
             rl = rd.stage(
                 f"{r}/ppo",
-                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts},
+                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts, "seed": cfg.seed},
                 lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_dir=rm.out: stages.ppo(
                     d, p / "provenance.jsonl", rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed
                 ),
@@ -239,7 +239,7 @@ def run_loop(cfg: RunConfig) -> RunReport:
         elif cfg.rl == "grpo":
             rl = rd.stage(
                 f"{r}/grpo",
-                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts},
+                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "seed": cfg.seed},
                 lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_=model_dir: stages.grpo(
                     d, p / "provenance.jsonl", rm_, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed
                 ),
