@@ -7,7 +7,11 @@ from ragtune.pipeline.rundir import RunDir
 
 
 def _pipeline(root, data_file, filter_k=10, crash_at=None):
-    rd = RunDir(root)
+    with RunDir(root) as rd:
+        return _stages(rd, data_file, filter_k, crash_at)
+
+
+def _stages(rd, data_file, filter_k, crash_at):
     calls = []
 
     def make(name, value):
@@ -55,7 +59,50 @@ def test_crash_leaves_no_trusted_output_and_rerun_resumes_there(tmp_path):
     calls, c = _pipeline(tmp_path / "run", data)
     assert calls == ["train", "other"] and c.ran
     assert (tmp_path / "run" / "round-0" / "train" / "result.txt").read_text() == "1"
+    # the restarted stage (same key) got its partial output back to resume from; nothing else was touched
+    assert (tmp_path / "run" / "round-0" / "train" / "partial.txt").read_text() == "half"
+
+
+def test_a_stage_restarted_with_other_inputs_starts_from_an_empty_folder(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("corpus")
+    with pytest.raises(RuntimeError):
+        _pipeline(tmp_path / "run", data, crash_at="train")
+    _pipeline(tmp_path / "run", data, filter_k=20)  # train's key changed: its partial output is not its own
     assert not (tmp_path / "run" / "round-0" / "train" / "partial.txt").exists()
+
+
+HOLD = "import sys, time; from ragtune.pipeline.rundir import RunDir; rd = RunDir(sys.argv[1]); print('held', " \
+       "flush=True); time.sleep(120)"
+
+
+def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder_then_a_dead_holder_is_taken_over(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    root = tmp_path / "run"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "corpus.jsonl").write_text('{"_id": "d1", "text": "a doc"}\n')
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = CliRunner().invoke(app, ["run", f"data={data}", f"out={root}"])
+        assert res.exit_code == 1, res.output
+        msg = " ".join(res.output.split())
+        assert f"run directory in use by another `ragtune run` (pid {holder.pid})" in msg and "Traceback" not in msg
+        assert not (root / "config.yaml").exists()  # refused before writing anything
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (root / ".lock").read_text().strip() == str(holder.pid)  # the dead process's pid is still written
+    with RunDir(root):  # ... and its lock is taken over
+        assert (root / ".lock").read_text().strip() == str(os.getpid())
 
 
 # ---- every input of every stage of `ragtune run`: generated from the stages run_loop declares ----

@@ -116,16 +116,20 @@ def _plain(cfg: ConfigModel | Any) -> Any:
 
 
 def run_loop(cfg: RunConfig) -> RunReport:
-    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
-    from ragtune.retrieval.dense import DenseConfig
-
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
+    with RunDir(Path(cfg.out or Path("runs") / cfg.name)) as rd:  # one run per directory at a time
+        return _run_rounds(cfg, src, rd)
+
+
+def _run_rounds(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
+    from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
+    from ragtune.retrieval.dense import DenseConfig
+
     sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
         cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
-    root = Path(cfg.out or Path("runs") / cfg.name)
-    rd = RunDir(root)
+    root = rd.root
     dump_config(cfg, root / "config.yaml")
 
     data = rd.stage("data", {"subset": _plain(cfg.subset), "test_split": cfg.test_split},
