@@ -14,6 +14,14 @@ from ragtune.data.beir import load_beir, load_corpus, load_queries, write_beir
 from ragtune.data.jsonl import iter_jsonl
 
 
+def _resume_if_checkpointed(output_dir: Path) -> dict[str, Any]:
+    """`resume_from_checkpoint: true` when a trainer left checkpoints in output_dir: a stage restarted after a
+    kill (the run directory keeps its folder) continues from them instead of starting over."""
+    from ragtune.train.harness import latest_checkpoint
+
+    return {"resume_from_checkpoint": True} if latest_checkpoint(output_dir) else {}
+
+
 def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:
     from ragtune.config import build_config
     from ragtune.data.convert_beir import BeirSFTConfig, beir_to_sft
@@ -24,7 +32,7 @@ def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, A
     cfg = build_config(GeneratorTrainConfig, {"model_name_or_path": model, "template": template,
                                               "dataset": ["doc2query"], "dataset_dir": str(out / "data"),
                                               "output_dir": str(out / "adapter"), "report_to": ["none"],
-                                              **overrides}, "sft")
+                                              **_resume_if_checkpointed(out / "adapter"), **overrides}, "sft")
     summary = train_generator(cfg)
     return {"pairs": conv.counts.get("records", 0), **{k: v for k, v in summary.items()
                                                         if isinstance(v, (int, float, str))}}
@@ -86,7 +94,8 @@ def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overr
     cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
                                               "train_data": [str(p) for p in conv.outputs if p.name ==
                                                              "embedding.jsonl"],
-                                              **overrides, "dev": dev}, "retriever")
+                                              **_resume_if_checkpointed(out / "model"), **overrides, "dev": dev},
+                       "retriever")
     summary = train_embedding(cfg)
     return {"train_queries": n_train, "pseudo_queries": n_pseudo,
             **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
@@ -175,7 +184,7 @@ def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapt
     from ragtune.train.generator.rl import PromptSource
 
     cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
-                         output_dir=out, ppo=ppo_cfg,
+                         output_dir=out, ppo=ppo_cfg, **_resume_if_checkpointed(out),
                          prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed)))
     return run_ppo_stage(cfg)
 
@@ -187,7 +196,8 @@ def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides:
 
     cfg = build_config(DPOTrainConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                         "train_file": str(prefs / "preferences_train.jsonl"),
-                                        "output_dir": str(out / "train"), **overrides}, "dpo", "dpo")
+                                        "output_dir": str(out / "train"), **_resume_if_checkpointed(out / "train"),
+                                        **overrides}, "dpo", "dpo")
     summary = train_dpo(cfg)
     merge_policy(model, sft_adapter, out / "train" / "adapter", out / "merged")
     losses = [h["loss"] for h in summary["log"] if "loss" in h]
@@ -206,5 +216,5 @@ def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: 
                                          "dense_model": str(retriever_model), "band": band,
                                          "prompts": {"corpus": str(data),
                                                      "doc_ids": _round_docs(provenance, n_prompts, seed)},
-                                         **overrides}, "grpo", "grpo")
+                                         **_resume_if_checkpointed(out), **overrides}, "grpo", "grpo")
     return run_grpo_stage(cfg)

@@ -217,7 +217,31 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def resolve_resume(cfg: ResumeSettings, is_main: bool = True) -> str | None:
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint-N folder in output_dir (None when there is none)."""
+    out = Path(output_dir)
+    found = _checkpoints(out) if out.is_dir() else []
+    return found[-1] if found else None
+
+
+def resume_point(output_dir: str | Path, setting: bool | str | Path | None,
+                 marker: str = "trainer_state.json") -> str | None:
+    """`resume_from_checkpoint` as a folder: None/false = a fresh start, true = the newest checkpoint-N in
+    output_dir, a path = that checkpoint (it must hold `marker`)."""
+    if setting in (None, False):
+        return None
+    if setting is True:
+        newest = latest_checkpoint(output_dir)
+        if newest is None:
+            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {output_dir} to resume '
+                              "from; set resume_from_checkpoint=null to start a fresh run")
+        return str(newest)
+    if not (Path(setting) / marker).is_file():
+        raise ConfigError(f'key "resume_from_checkpoint": {setting} is not a checkpoint folder (no {marker})')
+    return str(setting)
+
+
+def resolve_resume(cfg: ResumeSettings, is_main: bool = True, marker: str = "trainer_state.json") -> str | None:
     """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir.
 
     `cfg` also has an `output_dir`. Under several processes every rank resolves the same checkpoint, only the main
@@ -232,15 +256,7 @@ def resolve_resume(cfg: ResumeSettings, is_main: bool = True) -> str | None:
             for p in existing:
                 shutil.rmtree(p)
         return None
-    if cfg.resume_from_checkpoint is True:
-        if not existing:
-            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {out} to resume from; '
-                              "set resume_from_checkpoint=null to start a fresh run")
-        return str(existing[-1])
-    path = Path(cfg.resume_from_checkpoint)
-    if not (path / "trainer_state.json").is_file():
-        raise ConfigError(f'key "resume_from_checkpoint": {path} is not a checkpoint folder (no trainer_state.json)')
-    return str(path)
+    return resume_point(out, cfg.resume_from_checkpoint, marker)
 
 
 # ---------------------------------------------------------------- summary and loss plot

@@ -7,7 +7,8 @@ Each update: sample responses, score them with `reward_fn`, compute per-token re
 (score on the last token minus a KL penalty against the reference), GAE advantages, then
 `ppo_epochs` passes of minibatch updates of the clipped policy and value objectives.
 The KL coefficient is fixed or adaptive. Every update appends its statistics (mean
-reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`.
+reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`; a run started or resumed in the
+same folder first rewrites the log to the updates it starts from, so no update is logged twice.
 
 Under `accelerate launch` (DDP, gloo on CPU) every rank rolls out its own slice of each batch and the ranks
 average their gradients, whiten over the global batch and agree on the KL (ppo_ranks.py); rank 0 writes.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -72,8 +74,9 @@ class PPOConfig(LoraSettings):
     lora_rank: int = Field(16, ge=1, validation_alias=AliasChoices("lora_rank", "lora_r"))
     """Adapter rank r (`lora_r`, this config's former name, is read too)."""
     lora_alpha: float | None = Field(32.0, gt=0)
-    save_steps: int = 0
-    """Save adapter + value head every N updates (0 = only at the end)."""
+    save_steps: int = Field(5, ge=0)
+    """Save adapter, value head and optimizer to output_dir/checkpoint-N every N updates (the newest is kept;
+    0 = only at the end): what resume_from_checkpoint continues from."""
     seed: int = 0
 
     @model_validator(mode="after")
@@ -256,6 +259,9 @@ class PPOTrainer:
                 self._log(Path(out_dir), row)
                 if self.cfg.save_steps and self.step_count % self.cfg.save_steps == 0:
                     self.save(Path(out_dir) / f"checkpoint-{self.step_count}")
+                    for old in Path(out_dir).glob("checkpoint-*"):  # the newest is all a resume needs
+                        if old.name != f"checkpoint-{self.step_count}":
+                            shutil.rmtree(old, ignore_errors=True)
         bar.close()
         if out_dir is not None and main:
             self.save(Path(out_dir))
@@ -359,7 +365,7 @@ def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
             and cfg.resume_lora_training:
         notice("stage ppo: resume_lora_training=true has no effect: ragtune's PPO merges adapter_name_or_path into "
                "the base (the reference model) and trains a new adapter")
-    resume = resolve_resume(cfg, state.is_main_process)
+    resume = resolve_resume(cfg, state.is_main_process, marker="trainer_state.pt")
     state.wait_for_everyone()
     trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device,
                          resume_from=resume)

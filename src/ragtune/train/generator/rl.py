@@ -71,8 +71,11 @@ class PolicySettings(LoraSettings, ResumeSettings):
     beta: float = Field(0.1, ge=0)
     """KL (GRPO) / DPO temperature coefficient."""
     logging_steps: int = 5
-    save_steps: int = Field(0, ge=0)
-    """Write a resumable checkpoint-N every N steps (0 = only the final adapter)."""
+    save_steps: int = Field(10, ge=0)
+    """Checkpoint every N steps into output_dir/checkpoint-N (the newest `save_total_limit` are kept; 0 = only the
+    final adapter): a killed run continues from the newest with resume_from_checkpoint=true (the loop does so by
+    itself)."""
+    save_total_limit: int = Field(2, ge=1)
     seed: int = 42
 
 
@@ -83,6 +86,8 @@ class PolicyTrainConfig(PolicySettings):
     adapter_name_or_path: Path | None = None
     """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
     output_dir: Path
+    resume_from_checkpoint: bool | Path | None = None
+    """true = the newest checkpoint-* in output_dir; or a checkpoint folder; null = a fresh start."""
 
 
 def load_policy(cfg: PolicyTrainConfig):
@@ -111,6 +116,7 @@ def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "beta": cfg.beta,
             "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none",
             "save_strategy": "steps" if cfg.save_steps else "no", "save_steps": cfg.save_steps or 500,
+            "save_total_limit": cfg.save_total_limit,
             "use_cpu": not torch.cuda.is_available()}
 
 
