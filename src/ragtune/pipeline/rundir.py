@@ -89,8 +89,12 @@ class RunDir:
         self.manifest_path = self.root / "manifest.json"
         self.manifest: dict[str, Any] = {"ragtune": __version__, "stages": {}}
         if self.manifest_path.exists():
-            self.manifest = read_json(self.manifest_path, hint="delete the run directory's manifest.json to rerun "
-                                      "every stage, or restore it")
+            try:
+                self.manifest = read_json(self.manifest_path, hint="delete the run directory's manifest.json to "
+                                          "rerun every stage, or restore it")
+            except BaseException:
+                self.close()  # an unreadable manifest must not leave the directory locked
+                raise
         self.executed: list[str] = []
 
     def _lock(self) -> None:
