@@ -4,7 +4,7 @@ Layout of one cache entry (`<cache>/embeddings/<key>/`): `emb.npy` (float32, N x
 opened as a memmap), `ids.json`, `meta.json`. While encoding, `emb.partial.npy` and
 `progress.json` hold the rows done so far; they are renamed into place at the end.
 
-One writer per entry across processes: an encode holds an flock on `<entry>/.lock`; a second process
+One writer per entry across processes: an encode holds an flock on `.<entry>.lock` beside it; a second process
 encoding the same corpus with the same model waits for it, then reads its `emb.npy` instead of encoding
 into the same partial file.
 """
@@ -64,7 +64,7 @@ def _writer(folder: Path) -> Iterator[None]:
     except ImportError:  # no flock (Windows): no protection between processes
         yield
         return
-    with open(folder / ".lock", "a") as f:
+    with open(folder.parent / f".{folder.name}.lock", "a") as f:  # beside the entry: its files stay its own
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
