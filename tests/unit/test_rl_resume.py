@@ -60,7 +60,7 @@ def test_ppo_resumes_from_the_cli_and_logs_each_update_once(tiny_lm, tmp_path, m
     logged = [json.loads(x)["step"] for x in (out / "ppo_log.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4]
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-4"]  # the newest is kept
-    train_generator_stage(None, over)  # a fresh run into the same folder: its own four updates, logged once
+    train_generator_stage(None, [*over, "overwrite_output_dir=true"])  # a fresh run there: its 4 updates, once
     assert [json.loads(x)["step"] for x in (out / "ppo_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 

@@ -6,12 +6,10 @@ reference is the SFT model); a scalar value head reads the policy's last hidden 
 Each update: sample responses, score them with `reward_fn`, compute per-token rewards
 (score on the last token minus a KL penalty against the reference), GAE advantages, then
 `ppo_epochs` passes of minibatch updates of the clipped policy and value objectives.
-The KL coefficient is fixed or adaptive. Every update appends its statistics (mean
-reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`; a run started or resumed in the
-same folder first rewrites the log to the updates it starts from, so no update is logged twice.
-
-Under `accelerate launch` (DDP, gloo on CPU) every rank rolls out its own slice of each batch and the ranks
-average their gradients, whiten over the global batch and agree on the KL (ppo_ranks.py); rank 0 writes.
+The KL coefficient is fixed or adaptive. Every update appends its statistics (mean reward, KL, entropy, clip
+fraction, value loss, ...) to `ppo_log.jsonl`, first rewritten to the updates a run starts from (none twice).
+Under `accelerate launch` (DDP, gloo on CPU) each rank rolls out its slice of each batch; the ranks average
+gradients, whiten over the global batch and agree on the KL (ppo_ranks.py); rank 0 writes.
 
     trainer = PPOTrainer(PPOConfig(), "HuggingFaceTB/SmolLM2-135M-Instruct")
     trainer.train(prompts, reward_fn, out_dir)      # reward_fn(prompts, responses) -> list[float]
@@ -75,8 +73,7 @@ class PPOConfig(LoraSettings):
     """Adapter rank r (`lora_r`, this config's former name, is read too)."""
     lora_alpha: float | None = Field(32.0, gt=0)
     save_steps: int = Field(5, ge=0)
-    """Save adapter, value head and optimizer to output_dir/checkpoint-N every N updates (the newest is kept;
-    0 = only at the end): what resume_from_checkpoint continues from."""
+    """Every N updates: adapter, value head, optimizer to output_dir/checkpoint-N (newest kept; 0 = at the end)."""
     seed: int = 0
 
     @model_validator(mode="after")
@@ -288,8 +285,7 @@ class PPOTrainer:
         with atomic_open(path / "trainer_state.pt", "wb") as f:
             torch.save({"value_head": self.model.value_head.state_dict(), "optimizer": self.optimizer.state_dict(),
                         "kl_coef": self.kl_ctl.value, "step": self.step_count, "history": self.history}, f)
-        write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": self.history[-1]
-                                               if self.history else None})
+        write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": (self.history or [None])[-1]})
 
 
 # ---------------------------------------------------------------- stage: ppo
@@ -326,8 +322,7 @@ class PPOStageConfig(ResumeSettings):
     merge: bool = True
     """Also write output_dir/merged: base + SFT + PPO adapter in one folder (what the next round generates with)."""
     device: str = "auto"
-    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there (under
-    `accelerate launch`: each rank's own device)."""
+    """auto = cuda, mps, cpu; policy, reference and reward model live there (accelerate launch: each rank's own)."""
 
     @model_validator(mode="before")
     @classmethod
