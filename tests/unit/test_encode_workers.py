@@ -114,7 +114,8 @@ def test_colbert_token_vectors_from_two_workers_equal_one_process(tiny_bert, tmp
                                                        "output_dir=x", "dim=16", "document_length=24"])
     build_colbert_model(tiny_bert, train_cfg, "cpu").save(str(tmp_path / "colbert"))
     docs = _docs(600)  # chunks of 512: both workers get one
-    cfg = ColbertConfig(model=str(tmp_path / "colbert"), dtype="float32", batch_size=16, threads=1)
+    cfg = ColbertConfig(model=str(tmp_path / "colbert"), dtype="float32", batch_size=16, threads=1,
+                        cache=False)  # both encode: the second would read the first's cached token vectors
     one, two = ColbertRetriever(cfg), ColbertRetriever(cfg.model_copy(update={"encode_devices": ["cpu", "cpu"]}))
     one.index(docs)
     two.index(docs)
