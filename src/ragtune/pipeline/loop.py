@@ -1,9 +1,10 @@
 """`ragtune run CONFIG.yaml`: the closed loop, N rounds, resumable and hash-keyed.
 
-Round k: [SFT, round 0] -> generate -> filter -> train retriever (train pairs + kept
-pseudo queries) -> evaluate on the test split (p-values vs BM25 and zero-shot) ->
-difficulty of every pseudo query -> preference pairs -> reward model -> PPO on the
-generator; round k+1 generates with the PPO-improved generator.
+Round k: [SFT, round 0] -> generate -> filter -> [curriculum, round k >= 1] -> train retriever (train pairs +
+kept pseudo queries; a bi-encoder or ColBERT, `retriever.kind`) -> evaluate on the test split (p-values vs BM25
+and zero-shot) -> difficulty of every pseudo query -> preference pairs -> reward model -> PPO on the
+generator; round k+1 generates with the PPO-improved generator, and its retriever training follows the
+difficulties round k's retriever gives its training queries (`retriever.curriculum`).
 
 Each stage's section of the run config (`sft:`, `generate:`, `retriever:`, `mining:`, `reward:`, `dpo:`, `grpo:`)
 is that stage's own settings class: every key the stage takes except the paths the loop wires in, with the
@@ -26,10 +27,12 @@ from ragtune.filters.run import FilterSpec
 from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
-from ragtune.pipeline import stages
+from ragtune.pipeline import retriever_stage, stages
 from ragtune.pipeline.report import RoundReport, RunReport, write_run_report
+from ragtune.pipeline.retriever_stage import BiEncoderLoopSettings, RetrieverSettings
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.subset import SubsetConfig, make_subset
+from ragtune.retrieval.colbert_model import ColbertModelSettings
 from ragtune.retrieval.mining import BeirEmbeddingSettings
 from ragtune.train.generator.dpo import DPOSettings
 from ragtune.train.generator.grpo import GRPOSettings
@@ -37,7 +40,6 @@ from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
 from ragtune.train.generator.reward import RewardSettings
 from ragtune.train.generator.sft_config import SFTSettings
-from ragtune.train.retriever.embedding import EmbeddingSettings
 
 
 class RunConfig(ConfigModel):
@@ -64,9 +66,10 @@ class RunConfig(ConfigModel):
     encoder: str = DEFAULT_ENCODER
     """The bi-encoder of the run: zero-shot baseline, the retriever's starting point, and the model of every dense
     or LossNet filter that names none."""
-    retriever: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
-    """`ragtune train embedding` keys but the data and output paths; `dev` defaults to a slice of the data's train
-    queries (10%, at most 50)."""
+    retriever: RetrieverSettings = Field(default_factory=BiEncoderLoopSettings)
+    """`kind: bi_encoder` (default: `ragtune train embedding` keys) or `kind: colbert` (`ragtune train colbert`
+    keys), but the data and output paths; `curriculum` and its band/target; `dev` defaults to a slice of the
+    data's train queries (10%, at most 50)."""
     mining: BeirEmbeddingSettings = Field(
         default_factory=lambda: BeirEmbeddingSettings(neg_start=10, neg_end=50, neg_per_query=3))
     """Hard-negative mining for the retriever's records (`data convert beir-embedding` keys but the paths)."""
@@ -99,14 +102,23 @@ def overrides(settings: ConfigModel) -> dict[str, Any]:
     return settings.model_dump(mode="json", exclude_unset=True)
 
 
-def run_filters(cfg: RunConfig) -> list[FilterSpec]:
-    """The filters as a run applies them: a dense or LossNet filter that names no model uses the run's `encoder`."""
+def run_filters(cfg: RunConfig, retriever: Path | None = None, accepted: list[Path] | None = None
+                ) -> list[FilterSpec]:
+    """The filters as a run applies them in a round: a dense filter that names no model uses the run's `encoder`;
+    a LossNet filter learns the loss of the run's retriever kind, starting from the latest trained `retriever`
+    (else the encoder), and adds the queries kept in earlier rounds (`accepted`) to its training pairs."""
     out = []
     for f in cfg.filters:
         if isinstance(f, DenseFilterConfig) and "model" not in f.dense.model_fields_set:
             f = f.model_copy(update={"dense": f.dense.model_copy(update={"model": cfg.encoder})})
-        elif isinstance(f, LossNetFilterConfig) and "model" not in f.model_fields_set:
-            f = f.model_copy(update={"model": cfg.encoder})
+        elif isinstance(f, LossNetFilterConfig):
+            given = f.model_fields_set
+            fill = {"model": str(retriever or cfg.encoder), "retriever": cfg.retriever.kind,
+                    "accepted": list(accepted or [])}
+            if cfg.retriever.kind == "colbert":
+                fill["colbert"] = ColbertModelSettings(**{k: getattr(cfg.retriever, k)
+                                                          for k in ColbertModelSettings.model_fields})
+            f = f.model_copy(update={k: v for k, v in fill.items() if k not in given})
         out.append(f)
     return out
 
@@ -158,10 +170,13 @@ def _run_rounds(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
         inputs=[cfg.sft_data] if cfg.sft_data else [],
     )
     gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
-    filters = run_filters(cfg)
+    kind = cfg.retriever.kind
+    index = getattr(cfg.retriever, "index", "flat")
+    lossnet = any(isinstance(f, LossNetFilterConfig) for f in cfg.filters)
     pseudo_sets: list[Path] = []
     pseudo_keys: list[str] = []
     rounds = []
+    ret = model_dir = None
     for k in range(cfg.rounds):
         r = f"round-{k}"
         gen = rd.stage(
@@ -170,31 +185,48 @@ def _run_rounds(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
             lambda out, m=gen_model, a=gen_adapter, k=k: stages.generate(d, out, m, a, cfg.template, k, gen_over),
             upstream=[data.key, gen_key],
         )
+        filters = run_filters(cfg, model_dir, list(pseudo_sets))
         filt = rd.stage(
             f"{r}/filter",
             [_plain(f) for f in filters],
-            lambda out, g=gen.out: stages.filter_queries(g, d, out, filters),
-            upstream=[gen.key],
+            lambda out, g=gen.out, fs=filters: stages.filter_queries(g, d, out, fs),
+            # LossNet starts from the last round's retriever and learns from earlier rounds' kept queries
+            upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else [])],
         )
         pseudo_sets.append(filt.out)
         pseudo_keys.append(filt.key)
+        cur = None
+        if cfg.retriever.curriculum != "none" and ret is not None:
+            cur = rd.stage(
+                f"{r}/curriculum",
+                {"temperature": cfg.difficulty_temperature, "index": index},
+                lambda out, p=list(pseudo_sets), m=model_dir: retriever_stage.score_training_queries(
+                    d, p, m, kind, out, temperature=cfg.difficulty_temperature, index=index),
+                upstream=[ret.key, data.key, *pseudo_keys],
+            )
         ret = rd.stage(
             f"{r}/retriever",
-            {"encoder": cfg.encoder, **ret_over, "mining": mining_over},
-            lambda out, p=list(pseudo_sets): stages.train_retriever(d, p, out, cfg.encoder, ret_over, mining_over),
-            upstream=[data.key, *pseudo_keys],
+            # a round without a curriculum (round 0) is not keyed by the curriculum settings
+            {"encoder": cfg.encoder, **(ret_over if cur else retriever_stage.without_curriculum(ret_over)),
+             "mining": mining_over},
+            lambda out, p=list(pseudo_sets), c=cur: retriever_stage.train(
+                d, p, out, cfg.encoder, cfg.retriever, ret_over, mining_over,
+                c.out / retriever_stage.CURRICULUM_FILE if c else None),
+            upstream=[data.key, *pseudo_keys, *([cur.key] if cur else [])],
         )
         model_dir = ret.out / "model"
         ev = rd.stage(
             f"{r}/evaluate",
-            {"metrics": cfg.metrics, "split": cfg.test_split},
-            lambda out, m=model_dir: stages.evaluate(d, m, out, cfg.test_split, cfg.metrics, base_runs),
+            {"metrics": cfg.metrics, "split": cfg.test_split, **({"index": index} if kind == "colbert" else {})},
+            lambda out, m=model_dir: retriever_stage.evaluate(d, m, kind, out, cfg.test_split, cfg.metrics,
+                                                              base_runs, index),
             upstream=[ret.key, base.key],
         )
         diff = rd.stage(
             f"{r}/difficulty",
-            {"temperature": cfg.difficulty_temperature},
-            lambda out, g=gen.out, m=model_dir: stages.difficulty(d, g, m, out, temperature=cfg.difficulty_temperature),
+            {"temperature": cfg.difficulty_temperature, **({"index": index} if kind == "colbert" else {})},
+            lambda out, g=gen.out, m=model_dir: retriever_stage.difficulty(
+                d, g, m, kind, out, temperature=cfg.difficulty_temperature, index=index),
             upstream=[gen.key, ret.key],
         )
         round_info: RoundReport = {
@@ -203,6 +235,7 @@ def _run_rounds(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
             "retriever": ret.metrics,
             "evaluate": ev.metrics,
             "difficulty": diff.metrics,
+            **({"curriculum": cur.metrics} if cur else {}),
         }
         sft_adapter = gen_adapter if gen_model == cfg.generator else None
         if cfg.rl in ("ppo", "dpo"):
@@ -245,7 +278,8 @@ def _run_rounds(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
                 f"{r}/grpo",
                 {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "seed": cfg.seed},
                 lambda out, p=diff.out, m=gen_model, a=sft_adapter, rm_=model_dir: stages.grpo(
-                    d, p / "provenance.jsonl", rm_, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed
+                    d, p / "provenance.jsonl", rm_, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed,
+                    kind, index
                 ),
                 upstream=[ret.key, diff.key, gen_key],
             )

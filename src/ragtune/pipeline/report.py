@@ -31,6 +31,8 @@ class RoundReport(TypedDict, total=False):
     retriever: dict[str, Any]
     evaluate: EvaluateRecord
     difficulty: dict[str, Any]
+    curriculum: dict[str, Any]
+    """Round k >= 1 with `retriever.curriculum`: the training queries scored by round k-1's retriever."""
     preferences: dict[str, Any]
     reward_model: dict[str, Any]
     ppo: dict[str, Any]
@@ -72,7 +74,8 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
     for r in report["rounds"]:
         ev = r["evaluate"]
         cells = [_p_cell(ev.get(f"vs_{b}", {}).get(main[0], {})) for b in ("bm25", "zero_shot")]
-        lines.append(f"| round {r['round']} retriever | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
+        label = " (ColBERT)" if r["retriever"].get("kind") == "colbert" else ""
+        lines.append(f"| round {r['round']} retriever{label} | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
                      + f" | {cells[0]} | {cells[1]} |")
     k = max((r["evaluate"].get("comparisons", 0) for r in report["rounds"]), default=0)
     lines += ["", f"p-values: paired t-test on per-query {main[0]}"
@@ -85,6 +88,11 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
                      + ", ".join(f"{n} {a}->{b}" for n, (a, b) in f["yield"].items()))
         lines.append(f"- retriever trained on {r['retriever'].get('train_queries')} labeled + "
                      f"{r['retriever'].get('pseudo_queries')} pseudo queries")
+        if r["retriever"].get("curriculum", "none") != "none":
+            rr = r["retriever"]
+            lines.append(f"- curriculum {rr['curriculum']}: {rr.get('curriculum_examples')} training queries ordered "
+                         f"or weighted by round {r['round'] - 1}'s difficulties "
+                         f"({rr.get('curriculum_dropped', 0)} outside the band left out)")
         dd = r["difficulty"]
         lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
         if "reward_model" in r:

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ragtune.config import Band
 from ragtune.models import DEFAULT_ENCODER
+from ragtune.retrieval.colbert import ColbertConfig
 from ragtune.train.generator.rl import (
     PolicySettings,
     PolicyTrainConfig,
@@ -95,9 +96,11 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str], rew
 class GRPOStageConfig(GRPOTrainConfig):
     stage: Literal["grpo"] = "grpo"
     prompts: PromptSource
-    retriever: Literal["bm25", "dense"] = "bm25"
+    retriever: Literal["bm25", "dense", "colbert"] = "bm25"
     dense_model: str = DEFAULT_ENCODER
     """Encoder for retriever: dense (e.g. the retriever `ragtune train embedding` wrote)."""
+    colbert: ColbertConfig = Field(default_factory=ColbertConfig)
+    """retriever: colbert: `colbert.model` is a `ragtune train colbert` output (`colbert.index`: flat or plaid)."""
     k: int = Field(100, ge=1)
     band: Band | None = None
     """Shape the reward toward this difficulty band (difficulty = 1 - reciprocal rank); null = plain RR."""
@@ -111,7 +114,8 @@ def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
     from ragtune.retrieval.factory import index_corpus
 
     corpus, docs = sample_docs(cfg.prompts)
-    retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
+    retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model),
+                             colbert=cfg.colbert)
     summary = train_grpo(cfg, [user_turn(corpus[d]) for d in docs], docs,
                          RetrievalReward(retriever.search, k=cfg.k, band=cfg.band))
     rewards = [h["reward"] for h in summary["log"] if "reward" in h]
