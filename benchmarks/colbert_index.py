@@ -1,6 +1,7 @@
 """ColBERT indexes on a BEIR split: the exact flat token index against the compressed PLAID-style one.
 
     python benchmarks/colbert_index.py runs/scifact/colbert [--data DIR] [--split test] [--work runs/colbert-index]
+        [--centroids 2048 --train-tokens 65536] [--indexes flat,plaid-decompress]
 
 The corpus is encoded once (token vectors cached by model and corpus) and every index is built from the same
 vectors. For each index: bytes per passage in RAM and on disk, build time, queries/s (query encoding included)
@@ -84,7 +85,9 @@ def main() -> None:
     ap.add_argument("--pq-m", type=int, default=32)
     ap.add_argument("--nprobe", type=int, default=4)
     ap.add_argument("--ndocs", type=int, default=512)
-    ap.add_argument("--skip-flat", action="store_true")
+    ap.add_argument("--centroids", type=int, default=None, help="IVF centroids (default: PLAID's rule)")
+    ap.add_argument("--train-tokens", type=int, default=262_144, help="token vectors k-means is trained on")
+    ap.add_argument("--indexes", default="flat,plaid-decompress,plaid-full-mmap", help="which indexes, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     set_threads(args.threads)
@@ -99,17 +102,21 @@ def main() -> None:
     print(f"corpus: {len(base.doc_ids):,} passages, {int(base.offsets[-1]):,} token vectors of "
           f"{base.embeddings.shape[1]} dims, encoded (or read from the cache) in {time.perf_counter() - t0:.0f} s "
           f"({base.encode_dtype})")
-    plaid = PlaidSettings(pq_m=args.pq_m, nprobe=args.nprobe, ndocs=args.ndocs)
-    variants = [] if args.skip_flat else [("flat", ColbertConfig(model=args.model, encode_dtype="auto"), False)]
-    variants += [("plaid-decompress", ColbertConfig(model=args.model, encode_dtype="auto", index="plaid",
+    plaid = PlaidSettings(pq_m=args.pq_m, nprobe=args.nprobe, ndocs=args.ndocs, centroids=args.centroids,
+                          train_tokens=args.train_tokens)
+    variants = [("flat", ColbertConfig(model=args.model, encode_dtype="auto"), False),
+                ("plaid-decompress", ColbertConfig(model=args.model, encode_dtype="auto", index="plaid",
                                                     plaid=plaid), True),
-                 ("plaid-full-mmap", ColbertConfig(model=args.model, encode_dtype="auto", index="plaid",
-                                                   plaid=plaid.model_copy(update={"rescore": "full"})), True)]
+                ("plaid-full-mmap", ColbertConfig(model=args.model, encode_dtype="auto", index="plaid",
+                                                  plaid=plaid.model_copy(update={"rescore": "full"})), True)]
+    wanted = args.indexes.split(",")
+    variants = [v for v in variants if v[0] in wanted]
     results = []
     for name, cfg, reload in variants:
         res = run_index(name, base, cfg, queries, qrels, args.work, reload)
         results.append(res)
-        print(f"{name}: done ({res['build_s']:.0f} s build, {res['qps']:.1f} q/s)", flush=True)
+        print(f"{name}: done ({res['build_s']:.0f} s build, {res['qps']:.1f} q/s, NDCG@10 {res['ndcg@10']:.4f}, "
+              f"{res['ram'] / res['docs']:,.0f} RAM bytes/passage)", flush=True)
     n = results[0]["docs"]
     print_table(["index", "RAM bytes/passage", "disk bytes/passage", "build s", "queries/s", "NDCG@10", "R@100"],
                 [[r["name"], r["ram"] / n, r["disk"] / n, r["build_s"], r["qps"], f"{r['ndcg@10']:.4f}",
