@@ -126,6 +126,12 @@ TABLES: dict[str, Table] = {
         _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert"),
         _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-colbert/run.trec", "colbert"),
     ]),
+    "colbert-index": Table("Retriever and reranker training on SciFact (issue 5)", 30, [
+        MINE,
+        Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json"),
+        Step("python benchmarks/colbert_index.py runs/scifact/colbert --centroids 2048 --train-tokens 65536 "
+             "--indexes flat,plaid-decompress", table=True),
+    ]),
     "training-throughput": Table("Retriever and reranker training on SciFact (issue 5)", 15, [
         Step("python benchmarks/training_throughput.py --steps 4 --batch 16 --seq 128 --encode 256 "
              "--dtypes float32,bfloat16", table=True),
