@@ -164,7 +164,7 @@ def _recording_loop(monkeypatch):
 
     from ragtune.config import load_config
     from ragtune.evaluate import retrieval_eval
-    from ragtune.pipeline import loop, rundir, stages
+    from ragtune.pipeline import loop, retriever_stage, rundir, stages
 
     trace: dict = {}
 
@@ -193,6 +193,8 @@ def _recording_loop(monkeypatch):
     for name, fn in vars(stages).items():
         if inspect.isfunction(fn) and fn.__module__ == stages.__name__ and not name.startswith("_"):
             monkeypatch.setattr(stages, name, recorder(name))
+    for name in ("score_training_queries", "train", "evaluate", "difficulty"):  # the retriever's stages
+        monkeypatch.setattr(retriever_stage, name, recorder(f"retriever_stage.{name}"))
     monkeypatch.setattr(loop, "make_subset", recorder("make_subset"))
     monkeypatch.setattr(retrieval_eval, "run_eval", recorder("run_eval"))
     monkeypatch.setattr(loop, "write_run_report", lambda *a, **k: None)
