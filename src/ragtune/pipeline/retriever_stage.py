@@ -124,11 +124,10 @@ def train(data: Path, pseudo: list[Path], out: Path, model: str, settings: Retri
     # the dev slice is carved from the REAL train queries only (never pseudo, never test)
     dev = ({"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50} if labeled else {}) \
         | overrides.get("dev", {})
-    from ragtune.train.harness import latest_checkpoint
+    from ragtune.train.harness import resume_if_checkpointed
 
-    resume = {"resume_from_checkpoint": True} if latest_checkpoint(out / "model") else {}  # a restarted stage
     keys = {"model_name_or_path": model, "output_dir": str(out / "model"), "train_data": [str(records)],
-            **resume, **trainer_overrides(overrides), "dev": dev}
+            **resume_if_checkpointed(out / "model"), **trainer_overrides(overrides), "dev": dev}
     if plan.get("ordered"):
         keys["example_order"] = "file"
     if settings.kind == "colbert":

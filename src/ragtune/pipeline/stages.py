@@ -12,14 +12,7 @@ from typing import Any
 
 from ragtune.data.beir import load_corpus, load_queries
 from ragtune.data.jsonl import iter_jsonl
-
-
-def _resume_if_checkpointed(output_dir: Path) -> dict[str, Any]:
-    """`resume_from_checkpoint: true` when a trainer left checkpoints in output_dir: a stage restarted after a
-    kill (the run directory keeps its folder) continues from them instead of starting over."""
-    from ragtune.train.harness import latest_checkpoint
-
-    return {"resume_from_checkpoint": True} if latest_checkpoint(output_dir) else {}
+from ragtune.train.harness import resume_if_checkpointed
 
 
 def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +25,7 @@ def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, A
     cfg = build_config(GeneratorTrainConfig, {"model_name_or_path": model, "template": template,
                                               "dataset": ["doc2query"], "dataset_dir": str(out / "data"),
                                               "output_dir": str(out / "adapter"), "report_to": ["none"],
-                                              **_resume_if_checkpointed(out / "adapter"), **overrides}, "sft")
+                                              **resume_if_checkpointed(out / "adapter"), **overrides}, "sft")
     summary = train_generator(cfg)
     return {"pairs": conv.counts.get("records", 0), **{k: v for k, v in summary.items()
                                                         if isinstance(v, (int, float, str))}}
@@ -96,7 +89,7 @@ def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapt
     from ragtune.train.generator.rl import PromptSource
 
     cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
-                         output_dir=out, ppo=ppo_cfg, **_resume_if_checkpointed(out),
+                         output_dir=out, ppo=ppo_cfg, **resume_if_checkpointed(out),
                          prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed)))
     return run_ppo_stage(cfg)
 
@@ -108,7 +101,7 @@ def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides:
 
     cfg = build_config(DPOTrainConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                         "train_file": str(prefs / "preferences_train.jsonl"),
-                                        "output_dir": str(out / "train"), **_resume_if_checkpointed(out / "train"),
+                                        "output_dir": str(out / "train"), **resume_if_checkpointed(out / "train"),
                                         **overrides}, "dpo", "dpo")
     summary = train_dpo(cfg)
     merge_policy(model, sft_adapter, out / "train" / "adapter", out / "merged")
@@ -132,5 +125,5 @@ def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: 
                                             {"retriever": "dense", "dense_model": str(retriever_model)}),
                                          "prompts": {"corpus": str(data),
                                                      "doc_ids": _round_docs(provenance, n_prompts, seed)},
-                                         **_resume_if_checkpointed(out), **overrides}, "grpo", "grpo")
+                                         **resume_if_checkpointed(out), **overrides}, "grpo", "grpo")
     return run_grpo_stage(cfg)

@@ -224,6 +224,12 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def resume_if_checkpointed(output_dir: str | Path) -> dict[str, Any]:
+    """`resume_from_checkpoint: true` when a trainer left checkpoints in output_dir: a stage restarted after a
+    kill (the run directory keeps its folder) continues from them instead of starting over."""
+    return {"resume_from_checkpoint": True} if latest_checkpoint(output_dir) else {}
+
+
 def resume_point(output_dir: str | Path, setting: bool | str | Path | None,
                  marker: str = "trainer_state.json") -> str | None:
     """`resume_from_checkpoint` as a folder: None/false = a fresh start, true = the newest checkpoint-N in
