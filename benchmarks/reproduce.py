@@ -68,6 +68,9 @@ TABLES: dict[str, Table] = {
     "retrieval-throughput": Table("Retrieval throughput (issue 2)", 10, [
         Step("python benchmarks/retrieval_throughput.py", table=True),
     ]),
+    "encode-backends": Table("Encoding backends: torch vs ONNX Runtime (issue 17)", 10, [
+        Step("python benchmarks/encode_backends.py --docs 1000", table=True),
+    ]),
     "filter-throughput": Table("Pseudo-query filters (issue 4)", 5, [
         Step("python benchmarks/filter_throughput.py --skip-dense", table=True),
     ]),
@@ -123,6 +126,12 @@ TABLES: dict[str, Table] = {
         _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert"),
         _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-colbert/run.trec", "colbert"),
     ]),
+    "colbert-index": Table("Retriever and reranker training on SciFact (issue 5)", 30, [
+        MINE,
+        Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json"),
+        Step("python benchmarks/colbert_index.py runs/scifact/colbert --centroids 2048 --train-tokens 65536 "
+             "--indexes flat,plaid-decompress", table=True),
+    ]),
     "training-throughput": Table("Retriever and reranker training on SciFact (issue 5)", 15, [
         Step("python benchmarks/training_throughput.py --steps 4 --batch 16 --seq 128 --encode 256 "
              "--dtypes float32,bfloat16", table=True),
@@ -138,6 +147,11 @@ TABLES: dict[str, Table] = {
     ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
         Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
+    ]),
+    "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
+        Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
+             creates="runs/scale_costs.json"),
+        Step("python benchmarks/scale_plan.py runs/scale_costs.json", table=True),
     ]),
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Tag, ValidationError, model_validator
 
 from ragtune.aliases import alias_keys, apply_aliases
 from ragtune.atomic import atomic_open
@@ -133,22 +133,41 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _field_at(cls: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, Any]:
-    """Walk `loc` through nested models: (model owning the last key, that key's annotation)."""
+def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """{tag: model} of a union whose members are `Annotated[Model, Tag("...")]` (a callable discriminator)."""
+    out = {}
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            model, *meta = typing.get_args(arg)
+            out |= {m.tag: model for m in meta if isinstance(m, Tag)}
+        else:
+            out |= _tagged_members(arg)
+    return out
+
+
+def _field_at(cls: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, Any, tuple]:
+    """Walk `loc` through nested models: (model owning the last key, that key's annotation, `loc` without the tags
+    pydantic inserts for tagged unions)."""
     model: type[BaseModel] | None = cls
     annotation: Any = None
-    for part in loc:
+    clean: list = []
+    for i, part in enumerate(loc):
+        members = _tagged_members(annotation) if clean else {}
+        if isinstance(part, str) and part in members:  # the union member pydantic chose, not a key
+            model = members[part]
+            continue
+        clean.append(part)
         if model is None or not isinstance(part, str):
-            return None, None
+            return None, None, tuple(clean) + tuple(loc[i + 1:])
         owner = model
         field = owner.model_fields.get(part)
         if field is None:
-            return owner, None
+            return owner, None, tuple(clean) + tuple(loc[i + 1:])
         annotation = field.annotation
         model = _model_in(annotation)
-        if part == loc[-1]:
-            return owner, annotation
-    return model, annotation
+        if i == len(loc) - 1:
+            return owner, annotation, tuple(clean)
+    return model, annotation, tuple(clean)
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -172,10 +191,10 @@ def _literal_values(annotation: Any) -> list[str]:
 
 def _explain(cls: type[ConfigModel], err: dict, label: str, prefix: str = "") -> str:
     loc = tuple(err.get("loc", ()))
-    key = ".".join([prefix, *map(str, loc)] if prefix else map(str, loc))
     if not loc:  # a model-level check (or a nested config's own error): its message already names the key
         return str(err.get("msg", "invalid config")).removeprefix("Value error, ")
-    owner, annotation = _field_at(cls, loc)
+    owner, annotation, loc = _field_at(cls, loc)
+    key = ".".join([prefix, *map(str, loc)] if prefix else map(str, loc))
     if err["type"] == "extra_forbidden":
         names = list(owner.model_fields) if owner else []
         theirs = alias_keys(getattr(owner, "ALIASES", ()))
@@ -191,7 +210,8 @@ def _explain(cls: type[ConfigModel], err: dict, label: str, prefix: str = "") ->
         tag = str(ctx.get("tag", ""))
         close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.5)
         guess = f'; did you mean "{close[0]}"?' if close else ""
-        return f'key "{key}.{ctx.get("discriminator", "name").strip(chr(39))}": got {tag!r}; allowed values: ' \
+        field = str(ctx.get("discriminator", "name")).strip(chr(39)).removeprefix("_").removesuffix("()")
+        return f'key "{key}.{field}": got {tag!r}; allowed values: ' \
                f'{", ".join(tags)}{guess}'
     allowed = _literal_values(annotation)
     if allowed:

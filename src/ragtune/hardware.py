@@ -20,6 +20,15 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def process_state():
+    """accelerate's PartialState of this process. Under `accelerate launch` (or torchrun) it joins the process
+    group: NCCL on GPUs, gloo on CPU-only machines; alone it is a one-process state."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def pick_device(device: str = "auto") -> str:
     if device != "auto":
         return device

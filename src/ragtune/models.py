@@ -355,21 +355,26 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
     return target
 
 
+MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model", ".tiktoken"}
+"""Weights, configs and tokenizer files: what `fingerprint` hashes."""
+
+
 def fingerprint_file(path: str | Path) -> str:
     st = Path(path).stat()
     return hashlib.sha256(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
 def fingerprint(path: str | Path) -> str:
-    """A short hash that changes when the model's weights or configs change.
+    """A short hash that changes when the model's weights, configs or tokenizer files change.
 
-    Checkpoints and training logs that trainers write beside a saved model are ignored, so writing
+    Tokenizer files count (vocab.txt, merges.txt, tokenizer.model, *.tiktoken): a new vocabulary changes every
+    embedding. Checkpoints and training logs that trainers write beside a saved model are ignored, so writing
     a summary after training does not invalidate caches keyed by this fingerprint.
     """
     path = Path(path)
     h = hashlib.sha256(str(path.resolve()).encode())
     skip_names = {"train_summary.json", "trainer_state.json", "rl_summary.json", "reward_summary.json"}
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
                    and p.name not in skip_names
                    and not any(part.startswith(("checkpoint-", "runs")) for part in p.relative_to(path).parts))
     for p in files:

@@ -115,6 +115,8 @@ def test_stage_overrides_are_validated_before_anything_runs(tiny_lm, tmp_path):
         load_config(RunConfig, None, ["sft={lora_rnk: 4}"])
     with pytest.raises(ConfigError, match=r'key "retriever.num_train_epochs": Input should be greater than 0'):
         load_config(RunConfig, None, ["retriever={num_train_epochs: -1}"])
+    with pytest.raises(ConfigError, match="guard.enabled .* needs retriever.kind: bi_encoder"):
+        load_config(RunConfig, None, ["retriever={kind: colbert}", "guard={enabled: true}"])
 
 
 @pytest.mark.parametrize("algo", ["dpo", "grpo"])
@@ -222,3 +224,69 @@ def test_unlabeled_run_with_style_adaptation_and_guard(tiny_lm, tiny_bert, tiny_
     md = (out / "report.md").read_text()
     assert "**Shipped:" in md and "Style against the target examples" in md
     assert r0["quality"]["style"]["examples"] == 3
+
+
+def _colbert_loop(tiny_lm, tiny_bert, data, out, curriculum: str = "easy_to_hard") -> list[str]:
+    """Two rounds with ColBERT as the loop's retriever and difficulty judge, a LossNet filter after BM25, a
+    curriculum, and GRPO whose online reward ranks with the round's ColBERT."""
+    over = [o for o in _overrides(tiny_lm, tiny_bert, data, out) if not o.startswith(("filters=", "retriever="))]
+    return [*over, "rounds=2", "rl=grpo",
+            "grpo={max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
+            "lora_rank: 4}",
+            "filters=[{name: bm25, k: 40}, {name: lossnet, batch_size: 4, epochs: 1, keep_fraction: 0.75, "
+            "max_seq_length: 48}]",
+            f"retriever={{kind: colbert, dim: 16, query_length: 8, document_length: 32, max_steps: 2, "
+            f"per_device_train_batch_size: 8, plot_loss: false, curriculum: {curriculum}}}"]
+
+
+def test_colbert_loop_with_lossnet_and_curriculum_two_rounds(tiny_lm, tiny_bert, toy_beir_with_test, tmp_path):
+    out = tmp_path / "run"
+    base = _colbert_loop(tiny_lm, tiny_bert, toy_beir_with_test, out)
+    report = run_loop(load_config(RunConfig, None, base))
+    stages = ["generate", "filter", "retriever", "evaluate", "difficulty", "quality", "grpo"]
+    assert report["executed"] == ["data", "baselines", "round-0/sft", *(f"round-0/{s}" for s in stages),
+                                  "round-1/generate", "round-1/filter", "round-1/curriculum",
+                                  *(f"round-1/{s}" for s in stages[2:])]
+    r0, r1 = report["rounds"]
+    # ColBERT is what the rounds trained, evaluated (p-values against both baselines) and judged difficulty with
+    for r, k in ((r0, 0), (r1, 1)):
+        model = out / f"round-{k}/retriever/model"
+        assert '"MultiVectorEncoder"' in (model / "config_sentence_transformers.json").read_text()
+        assert r["retriever"]["kind"] == r["evaluate"]["kind"] == r["difficulty"]["kind"] == "colbert"
+        assert 0 <= r["evaluate"]["vs_bm25"]["ndcg@10"]["p_value"] <= 1
+        assert r["difficulty"]["queries"] == len((out / f"round-{k}/generate/queries.jsonl").read_text().splitlines())
+    # LossNet: after BM25, on ColBERT's loss; round 1 starts from round 0's ColBERT and learns from round 0's keeps
+    assert list(r0["filter"]["yield"]) == ["bm25", "lossnet"]
+    lossnet = yaml.safe_load((out / "round-1/filter/config.yaml").read_text())["filters"][1]
+    assert lossnet["retriever"] == "colbert" and lossnet["colbert"]["dim"] == 16
+    assert lossnet["model"] == str(out / "round-0/retriever/model")
+    assert lossnet["accepted"] == [str(out / "round-0/filter")]
+    prov = [json.loads(x) for x in (out / "round-1/filter/provenance.jsonl").read_text().splitlines()]
+    assert any("lossnet_score" in p["filters"] for p in prov)
+    # the curriculum: round 1's records in order of round 0's ColBERT difficulties, and the trainer kept the order
+    assert r0["retriever"]["curriculum"] == "none" and r1["retriever"]["curriculum"] == "easy_to_hard"
+    assert r1["retriever"]["example_order"] == "file"
+    difficulty = {json.loads(x)["query_id"]: json.loads(x)["difficulty"]
+                  for x in (out / "round-1/curriculum/curriculum.jsonl").read_text().splitlines()}
+    mined = [json.loads(x)["query_id"] for x in
+             (out / "round-1/retriever/records/mined_negatives.jsonl").read_text().splitlines()]
+    records = [json.loads(x)["query"] for x in
+               (out / "round-1/retriever/records/embedding.jsonl").read_text().splitlines()]
+    mix = {json.loads(x)["text"]: json.loads(x)["_id"] for x in
+           (out / "round-1/retriever/mix/queries.jsonl").read_text().splitlines()}
+    assert set(difficulty) == set(mined) and len(records) == len(mined)
+    ordered = [difficulty[mix[q]] for q in records]
+    assert ordered == sorted(ordered) and len(set(ordered)) > 1
+    assert "(ColBERT)" in (out / "report.md").read_text()
+    # the online loop reward ranked with the round's ColBERT too
+    assert yaml.safe_load((out / "round-0/grpo/config.yaml").read_text())["loop_reward"]["kind"] == "colbert"
+
+    again = run_loop(load_config(RunConfig, None, base))
+    assert again["executed"] == []  # same config: no work at all
+    weighted = run_loop(load_config(RunConfig, None, _colbert_loop(tiny_lm, tiny_bert, toy_beir_with_test, out,
+                                                                   "weighted")))
+    # round 0 trains without a curriculum: only round 1's retriever and what depends on it rerun
+    assert weighted["executed"] == ["round-1/retriever", "round-1/evaluate", "round-1/difficulty", "round-1/quality",
+                                    "round-1/grpo"]
+    rows = [json.loads(x) for x in (out / "round-1/retriever/records/embedding.jsonl").read_text().splitlines()]
+    assert all(r["weight"] > 0 for r in rows) and weighted["rounds"][1]["retriever"]["loss"] == "mnrl (weighted)"

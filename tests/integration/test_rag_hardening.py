@@ -408,6 +408,9 @@ def test_run_directory_manifest_errors_name_the_file(tmp_path):
     (tmp_path / "run" / "manifest.json").write_text('{"stages": {')
     with pytest.raises(ValueError, match=r"run/manifest\.json:1"):
         RunDir(tmp_path / "run")
+    (tmp_path / "run" / "manifest.json").unlink()
+    with RunDir(tmp_path / "run"):  # the refused open left the directory unlocked
+        pass
 
 
 def test_output_paths_are_checked_before_any_work(tiny_beir, tmp_path, monkeypatch):

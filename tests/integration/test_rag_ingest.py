@@ -127,6 +127,9 @@ def test_ingest_reports_corrupt_pdf_and_reingests_only_changes(docs, tmp_path, t
 
     with pytest.raises(ConfigError, match="rebuild=true"):
         ingest(cfg(docs, kb, tiny_bert, "chunk.max_tokens=30"))
+    with pytest.raises(ConfigError, match="embedder.backend"):
+        ingest(cfg(docs, tmp_path / "kb-onnx", tiny_bert, "embedder.backend=onnx"))
+    assert not (tmp_path / "kb-onnx").exists()
 
 
 def test_search_is_hybrid_and_excludes_files(docs, tmp_path, tiny_bert):

@@ -130,3 +130,48 @@ def test_eval_with_colbert_retriever_and_a_reranker_on_top(colbert, tiny_beir, t
                                out=tmp_path / "eval", k=6, show_progress=False))
     assert info["retriever"].startswith("colbert:") and info["num_queries"] == 3
     assert (tmp_path / "eval" / "run.trec").is_file()
+
+
+@pytest.mark.parametrize("rescore", ["decompress", "full"])
+def test_plaid_index_agrees_with_the_flat_one_and_round_trips(colbert, rescore, tmp_path):
+    from ragtune.retrieval.colbert_plaid import PlaidSettings
+
+    cfg, _, rows, _, _ = colbert
+    docs = [Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows)]
+    queries = {f"q{i}": r["query"] for i, r in enumerate(rows[:10])}
+    flat = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float32", candidate_tokens=1000))
+    flat.index(docs)
+    plaid_cfg = PlaidSettings(centroids=16, pq_m=8, nprobe=16, ndocs=len(docs), centroid_score_threshold=None,
+                              rescore=rescore, train_tokens=256)
+    plaid = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float32", index="plaid",
+                                           plaid=plaid_cfg), model=flat.model)
+    plaid.index(docs)
+    assert (plaid.embeddings is None) == (rescore == "decompress")  # decompress keeps no full vector in RAM
+    a, b = flat.search(queries, k=5), plaid.search(queries, k=5)
+    if rescore == "full":  # every document probed and re-scored from the same vectors: the exact ranking
+        assert {q: list(a[q]) for q in a} == {q: list(b[q]) for q in b}
+    else:
+        assert sum(next(iter(a[q])) == next(iter(b[q])) for q in queries) >= 8
+    plaid.save(tmp_path / "idx")
+    assert (tmp_path / "idx" / "token_embeddings.npy").exists() == (rescore == "full")
+    loaded = ColbertRetriever.load(tmp_path / "idx", model=flat.model)
+    assert loaded.search(queries, k=5) == b
+    if rescore == "full":
+        assert isinstance(loaded.embeddings, np.memmap)  # re-scored from disk, not RAM
+
+
+def test_corpus_token_embeddings_are_cached_per_model_and_corpus(colbert, monkeypatch):
+    cfg, _, rows, _, _ = colbert
+    docs = [Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows[:12])]
+    first = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir)))
+    first.index(docs)
+    again = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir)))
+    monkeypatch.setattr(again, "encode_documents", lambda *a, **k: pytest.fail("re-encoded a cached corpus"))
+    again.index(docs)
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+    other = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir)))
+    calls = []
+    monkeypatch.setattr(other, "encode_documents", lambda texts, **k: calls.append(texts) or
+                        first.encode_documents(texts))
+    other.index(docs[:11])  # another corpus: encoded
+    assert len(calls) == 1

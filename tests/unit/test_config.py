@@ -69,3 +69,20 @@ def test_overrides_index_into_lists(tmp_path):
     assert cfg.filters[0].k == 30 and cfg.filters[1].dense.batch_size == 8
     with pytest.raises(ConfigError, match="index it with 0..1"):
         load_config(FilterConfig, cfg_file, ["filters.5.k=1"])
+
+
+def test_errors_inside_a_tagged_union_name_the_key_as_written():
+    """The loop's `retriever:` is a union chosen by `kind`: errors name `retriever.<key>`, not pydantic's
+    member tag, and list the keys of the chosen kind."""
+    from ragtune.pipeline.loop import RunConfig
+
+    with pytest.raises(ConfigError) as e:
+        load_config(RunConfig, None, ["retriever={kind: colbert, dimm: 3}"])
+    msg = str(e.value)
+    assert 'unknown key "retriever.dimm"' in msg and 'did you mean "retriever.dim"' in msg and "index" in msg
+    with pytest.raises(ConfigError, match=r'key "retriever.kind": got \'colbrt\'.*did you mean "colbert"'):
+        load_config(RunConfig, None, ["retriever={kind: colbrt}"])
+    with pytest.raises(ConfigError, match=r'key "retriever.index": got \'ivf\'; allowed values: flat, plaid'):
+        load_config(RunConfig, None, ["retriever={kind: colbert, index: ivf}"])
+    with pytest.raises(ConfigError, match=r'unknown key "retriever.index"'):  # a bi-encoder has no token index
+        load_config(RunConfig, None, ["retriever={index: plaid}"])

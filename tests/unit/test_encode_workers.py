@@ -107,13 +107,15 @@ def test_dense_corpus_encoded_by_two_workers_is_the_one_process_cache_file(tiny_
 def test_colbert_token_vectors_from_two_workers_equal_one_process(tiny_bert, tmp_path, chunks_through_pool):
     from ragtune.config import load_config
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
-    from ragtune.train.retriever.colbert import ColbertTrainConfig, build_colbert
+    from ragtune.retrieval.colbert_model import build_colbert_model
+    from ragtune.train.retriever.colbert import ColbertTrainConfig
 
     train_cfg = load_config(ColbertTrainConfig, None, [f"model_name_or_path={tiny_bert}", "train_data=x.jsonl",
                                                        "output_dir=x", "dim=16", "document_length=24"])
-    build_colbert(train_cfg, "cpu").save(str(tmp_path / "colbert"))
+    build_colbert_model(tiny_bert, train_cfg, "cpu").save(str(tmp_path / "colbert"))
     docs = _docs(600)  # chunks of 512: both workers get one
-    cfg = ColbertConfig(model=str(tmp_path / "colbert"), dtype="float32", batch_size=16, threads=1)
+    cfg = ColbertConfig(model=str(tmp_path / "colbert"), dtype="float32", batch_size=16, threads=1,
+                        cache=False)  # both encode: the second would read the first's cached token vectors
     one, two = ColbertRetriever(cfg), ColbertRetriever(cfg.model_copy(update={"encode_devices": ["cpu", "cpu"]}))
     one.index(docs)
     two.index(docs)

@@ -126,3 +126,55 @@ def test_dense_bf16_encoding_is_close_to_float32_and_cached_apart(tiny_beir, tin
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
     auto = DenseRetriever(DenseConfig(model=str(tiny_bert), dtype="auto"))
     assert auto.dtype == "float32" and auto._cache_folder(["x"], ["y"]) == fp32._cache_folder(["x"], ["y"])
+
+
+def test_model_fingerprint_covers_weights_configs_and_tokenizer_files_but_not_training_logs(tmp_path):
+    from ragtune.models import fingerprint
+
+    names = ["config.json", "model.safetensors", "vocab.txt", "merges.txt", "tokenizer.model", "qwen.tiktoken",
+             "tokenizer.json", "trainer_state.json", "checkpoint-2/model.safetensors", "runs/events.txt"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("v1")
+    for name in names:
+        before = fingerprint(tmp_path)
+        (tmp_path / name).write_text("v2 longer")  # another size: the fingerprint reads size and mtime
+        ignored = name in {"trainer_state.json", "checkpoint-2/model.safetensors", "runs/events.txt"}
+        assert (fingerprint(tmp_path) == before) == ignored, name
+
+
+ENCODE_SLOWLY = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from ragtune.retrieval.encode_cache import cached_encode
+
+def encode(chunk):
+    Path(sys.argv[2]).touch()  # the other process may start now
+    time.sleep(0.5)
+    return np.array([[float(t[1:]), 2.0] for t in chunk], dtype=np.float32)
+
+texts = [f"t{i}" for i in range(6)]
+cached_encode(Path(sys.argv[1]), texts, texts, encode, dim=2, chunk=2)
+"""
+
+
+def test_a_second_process_waits_for_the_encode_in_progress_and_reuses_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "started"
+    other = subprocess.Popen([sys.executable, "-c", ENCODE_SLOWLY, str(tmp_path / "c"), str(started)])
+    try:
+        while not started.exists():
+            assert other.poll() is None, "the encoding process ended before encoding"
+            time.sleep(0.05)
+        calls = []
+        texts = [f"t{i}" for i in range(6)]
+        emb = cached_encode(tmp_path / "c", texts, texts, lambda c: calls.append(c) or np.ones((len(c), 2), "f4"),
+                            dim=2, chunk=2)
+    finally:
+        other.wait(timeout=60)
+    assert calls == [] and other.returncode == 0  # nothing encoded twice, nothing written over the other's rows
+    np.testing.assert_array_equal(emb, [[i, 2.0] for i in range(6)])

@@ -167,12 +167,14 @@ class Preference(Record):
 
 class Embedding(Record):
     HINT: ClassVar[str] = ('embedding lines need "query" and "pos": [..], optional "neg": [..], '
-                           '"scores": [..] (one per pos, then per neg) and "prompt_for_query"')
+                           '"scores": [..] (one per pos, then per neg), "prompt_for_query" and "weight"')
     query: NonEmptyStr
     pos: list[NonEmptyStr] = Field(min_length=1)
     neg: list[NonEmptyStr] | None = None
     scores: list[StrictFloat] | None = None
     prompt_for_query: str | None = None
+    weight: float | None = Field(None, gt=0)
+    """Weight of this record's examples in a contrastive loss (a curriculum; mean 1 keeps the loss scale)."""
 
     @model_validator(mode="after")
     def _scores_align(self) -> Embedding:

@@ -7,6 +7,9 @@ that score and the best other document's. Difficulty in [0, 1] mixes the two:
 
 so an easy query (source ranked first by a wide margin) is near 0, and a query whose
 source is not retrieved at all (rank = depth + 1, margin very negative) is near 1.
+
+`curriculum`, `example_weights` and `plan_curriculum` turn difficulties into a training plan: an easy-to-hard
+order, a difficulty band, or per-example loss weights (the loop's `retriever.curriculum`).
 """
 
 from __future__ import annotations
@@ -76,3 +79,41 @@ def example_weights(difficulties: dict[str, Difficulty], target: float = 0.5, wi
            for q, d in difficulties.items()}
     mean = float(np.mean(list(raw.values()))) if raw else 1.0
     return {q: w / mean for q, w in raw.items()}
+
+
+CurriculumMode = Literal["none", "easy_to_hard", "band", "weighted"]
+
+
+@dataclass(frozen=True)
+class CurriculumPlan:
+    """How a retriever's training follows difficulty: the examples in training order (`ordered`: the trainer
+    must keep it), or per-example loss weights (the trainer shuffles as usual)."""
+
+    ids: list[str]
+    ordered: bool
+    weights: dict[str, float] | None = None
+
+
+def plan_curriculum(difficulties: dict[str, Difficulty], mode: CurriculumMode, band: tuple[float, float] = (0.2, 0.8),
+                    target: float = 0.5, width: float = 0.25, keep: frozenset[str] = frozenset()) -> CurriculumPlan:
+    """easy_to_hard: every example, easiest first; band: only the examples inside `band` (plus those in `keep`,
+    e.g. the labeled pairs, which a curriculum never drops), easiest first; weighted: every example, weighted by
+    `example_weights` (a bump at `target`); none: every example as it is.
+
+    >>> d = {q: Difficulty(q, 1, 1.0, 0.0, v) for q, v in (("a", 0.9), ("b", 0.1), ("c", 0.5))}
+    >>> plan_curriculum(d, "easy_to_hard").ids
+    ['b', 'c', 'a']
+    >>> plan_curriculum(d, "band", band=(0.3, 0.95), keep=frozenset({"b"})).ids
+    ['b', 'c', 'a']
+    >>> plan_curriculum(d, "band", band=(0.3, 0.6)).ids
+    ['c']
+    """
+    if mode == "easy_to_hard":
+        return CurriculumPlan(curriculum(difficulties, "easy_to_hard"), ordered=True)
+    if mode == "band":
+        inside = set(curriculum(difficulties, "band", band)) | (keep & set(difficulties))
+        return CurriculumPlan([q for q in curriculum(difficulties, "easy_to_hard") if q in inside], ordered=True)
+    if mode == "weighted":
+        return CurriculumPlan(sorted(difficulties), ordered=False,
+                              weights=example_weights(difficulties, target=target, width=width))
+    return CurriculumPlan(sorted(difficulties), ordered=False)

@@ -11,6 +11,9 @@ pairwise margin ranking loss:
 It then scores every candidate pseudo query; the ones with the highest predicted loss are
 those the retriever would learn most from. The extreme top tail can be dropped as likely
 noise (a query that contradicts its document also has a high loss).
+
+The retriever is a bi-encoder (cosine in-batch loss) or ColBERT (`retriever: colbert`, the MaxSim in-batch loss;
+filters/lossnet_colbert.py), so the loop's LossNet learns the loss of the retriever the loop trains.
 """
 
 from __future__ import annotations
@@ -29,12 +32,19 @@ from ragtune.data.beir import load_beir
 from ragtune.data.records import Doc
 from ragtune.filters.base import Candidate, Verdict, load_pseudo_queries, register
 from ragtune.models import DEFAULT_ENCODER
+from ragtune.retrieval.colbert_model import ColbertModelSettings
+from ragtune.retrieval.contrastive import dense_example_losses
 
 
 class LossNetFilterConfig(ConfigModel):
     name: Literal["lossnet"] = "lossnet"
     model: str = DEFAULT_ENCODER
-    """The retriever (a sentence-transformers bi-encoder) whose loss is predicted."""
+    """The retriever whose loss is predicted: a sentence-transformers bi-encoder, a ColBERT folder, or (with
+    `retriever: colbert`) a plain encoder to build a ColBERT on."""
+    retriever: Literal["bi_encoder", "colbert"] = "bi_encoder"
+    """bi_encoder: cosine in-batch contrastive loss; colbert: the MaxSim in-batch contrastive loss."""
+    colbert: ColbertModelSettings = Field(default_factory=ColbertModelSettings)
+    """retriever: colbert on a plain encoder: the ColBERT built on it (as `ragtune train colbert` builds one)."""
     labeled: Path | None = None
     """BEIR folder with the labeled pairs (its `labeled_split` qrels); default: the filter's corpus folder."""
     labeled_split: str = "train"
@@ -52,8 +62,9 @@ class LossNetFilterConfig(ConfigModel):
     batch_size: int = Field(16, ge=2)
     lr: float = 2e-5
     module_lr: float = 1e-3
-    scale: float = 20.0
-    """Similarity scale of the in-batch contrastive loss (MultipleNegativesRankingLoss's default)."""
+    scale: float | None = Field(None, gt=0)
+    """Similarity scale of the in-batch contrastive loss; default 20 over cosines (MultipleNegativesRankingLoss's),
+    1 over MaxSim sums (the multi-vector loss's)."""
     max_seq_length: int = Field(256, ge=1)
     keep_fraction: float | None = Field(0.5, gt=0, le=1)
     keep_top: int | None = Field(None, ge=1)
@@ -119,7 +130,8 @@ class Encoder:
         self.num_hidden = backbone.config.num_hidden_layers
         self.hidden = backbone.config.hidden_size
 
-    def __call__(self, texts: list[str], layers: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def __call__(self, texts: list[str], layers: list[int], task: str = "document"
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = self.st.tokenize(texts)
         features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
         out = self.st(features)
@@ -128,22 +140,26 @@ class Encoder:
         pooled = [(hidden[i] * mask).sum(1) / mask.sum(1).clamp(min=1) for i in layers]
         return out["sentence_embedding"], pooled
 
-
-def per_example_loss(q: torch.Tensor, d: torch.Tensor, scale: float) -> torch.Tensor:
-    """In-batch contrastive (MNRL) loss of each pair: cross-entropy of its own document among the batch's."""
-    q = nn.functional.normalize(q, dim=-1)
-    d = nn.functional.normalize(d, dim=-1)
-    logits = scale * q @ d.T
-    return nn.functional.cross_entropy(logits, torch.arange(len(q), device=q.device), reduction="none")
+    @staticmethod
+    def losses(q: torch.Tensor, d: torch.Tensor, scale: float) -> torch.Tensor:
+        """In-batch contrastive (MNRL) loss of each pair: cross-entropy of its own document among the batch's."""
+        return dense_example_losses(q, d, scale)
 
 
 class LossNetSelector:
     """Trains retriever + LossNet on pairs, then predicts the loss of new (query, document) pairs."""
 
-    def __init__(self, cfg: LossNetFilterConfig):
+    def __init__(self, cfg: LossNetFilterConfig, init_texts: list[str] | None = None):
+        """`init_texts`: training texts, for a fresh ColBERT's PCA projection."""
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
-        self.encoder = Encoder(cfg.model, cfg.max_seq_length, cfg.device)
+        if cfg.retriever == "colbert":
+            from ragtune.filters.lossnet_colbert import ColbertLossEncoder
+
+            self.encoder = ColbertLossEncoder(cfg.model, cfg.colbert, cfg.device, init_texts)
+        else:
+            self.encoder = Encoder(cfg.model, cfg.max_seq_length, cfg.device)
+        self.scale = cfg.scale or (1.0 if cfg.retriever == "colbert" else 20.0)
         n = self.encoder.num_hidden
         self.layers = cfg.layers or sorted({max(1, n // 3), max(1, 2 * n // 3), n})
         bad = [i for i in self.layers if not 0 <= i <= n]
@@ -173,9 +189,9 @@ class LossNetSelector:
             rng.shuffle(order)
             for b in range(steps_per_epoch):
                 batch = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                q_emb, q_feats = self.encoder([q for q, _ in batch], self.layers)
-                d_emb, d_feats = self.encoder([d for _, d in batch], self.layers)
-                target = per_example_loss(q_emb, d_emb, cfg.scale)
+                q_emb, q_feats = self.encoder([q for q, _ in batch], self.layers, "query")
+                d_emb, d_feats = self.encoder([d for _, d in batch], self.layers, "document")
+                target = self.encoder.losses(q_emb, d_emb, self.scale)
                 if step >= detach_from:
                     q_feats = [f.detach() for f in q_feats]
                     d_feats = [f.detach() for f in d_feats]
@@ -201,8 +217,8 @@ class LossNetSelector:
         out = []
         for s in range(0, len(pairs), batch_size):
             batch = pairs[s:s + batch_size]
-            _, q_feats = self.encoder([q for q, _ in batch], self.layers)
-            _, d_feats = self.encoder([d for _, d in batch], self.layers)
+            _, q_feats = self.encoder([q for q, _ in batch], self.layers, "query")
+            _, d_feats = self.encoder([d for _, d in batch], self.layers, "document")
             out.append(self.module(q_feats, d_feats).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
@@ -244,8 +260,9 @@ class LossNetFilter:
     def __call__(self, candidates: list[Candidate]) -> list[Verdict]:
         if not candidates:
             return []
-        self.selector = LossNetSelector(self.cfg)
-        self.selector.fit(self.training_pairs(), show_progress=self.show_progress)
+        pairs = self.training_pairs()
+        self.selector = LossNetSelector(self.cfg, init_texts=[t for pair in pairs for t in pair])
+        self.selector.fit(pairs, show_progress=self.show_progress)
         scores = self.selector.predict([(c.text, self.corpus[c.doc_id].content) for c in candidates])
         keep = select_by_loss(scores, self.cfg.keep_fraction, self.cfg.keep_top, self.cfg.drop_tail)
         return [Verdict(bool(k), {"lossnet_score": round(float(s), 6)}) for k, s in zip(keep, scores, strict=True)]

@@ -1,10 +1,12 @@
 """`ragtune run CONFIG.yaml`: the closed loop, N rounds, resumable and hash-keyed.
 
 Round k: [SFT, round 0] -> [style adaptation, round 0, with target_examples] -> generate -> filter ->
-[guard hold-out, round 0] -> train retriever (train pairs + kept pseudo queries) -> [guard decision] -> evaluate on
+[guard hold-out, round 0] -> [curriculum, round k >= 1] -> train retriever (train pairs + kept pseudo queries; a
+bi-encoder or ColBERT, `retriever.kind`) -> [guard decision] -> evaluate on
 the test split (p-values vs BM25, zero-shot, the train-pairs-only retriever and the previous round) -> difficulty of
 every pseudo query -> generator quality -> preference pairs -> reward model -> PPO (or DPO / GRPO) on the generator
--> [RL evaluation on held-out documents]; round k+1 generates with the improved generator.
+-> [RL evaluation on held-out documents]; round k+1 generates with the improved generator, and its retriever
+training follows the difficulties round k's retriever gives its training queries (`retriever.curriculum`).
 
 Each stage's section of the run config (`sft:`, `generate:`, `retriever:`, `mining:`, `reward:`, `dpo:`, `grpo:`)
 is that stage's own settings class: every key the stage takes except the paths the loop wires in, with the
@@ -29,6 +31,7 @@ from ragtune.paths import shared_data
 from ragtune.pipeline.guard import GuardConfig
 from ragtune.pipeline.loop_rounds import _plain, loop_reward, overrides, run_filters, run_rounds  # noqa: F401
 from ragtune.pipeline.report import RunReport, write_run_report
+from ragtune.pipeline.retriever_stage import BiEncoderLoopSettings, RetrieverSettings
 from ragtune.pipeline.rundir import RunDir
 from ragtune.pipeline.style import StyleConfig
 from ragtune.pipeline.subset import SubsetConfig, make_subset
@@ -39,7 +42,6 @@ from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
 from ragtune.train.generator.reward import RewardSettings
 from ragtune.train.generator.sft_config import SFTSettings
-from ragtune.train.retriever.embedding import EmbeddingSettings
 
 
 class RunConfig(ConfigModel):
@@ -86,9 +88,10 @@ class RunConfig(ConfigModel):
     encoder: str = DEFAULT_ENCODER
     """The bi-encoder of the run: zero-shot baseline, the retriever's starting point, and the model of every dense
     or LossNet filter that names none."""
-    retriever: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
-    """`ragtune train embedding` keys but the data and output paths; `dev` defaults to a slice of the data's train
-    queries (10%, at most 50)."""
+    retriever: RetrieverSettings = Field(default_factory=BiEncoderLoopSettings)
+    """`kind: bi_encoder` (default: `ragtune train embedding` keys) or `kind: colbert` (`ragtune train colbert`
+    keys), but the data and output paths; `curriculum` and its band/target; `dev` defaults to a slice of the
+    data's train queries (10%, at most 50)."""
     mining: BeirEmbeddingSettings = Field(
         default_factory=lambda: BeirEmbeddingSettings(neg_start=10, neg_end=50, neg_per_query=3))
     """Hard-negative mining for the retriever's records (`data convert beir-embedding` keys but the paths)."""
@@ -129,6 +132,9 @@ class RunConfig(ConfigModel):
         if self.unlabeled and self.sft_data is None and self.generator_adapter is None:
             raise ValueError("unlabeled: true drops the data's train pairs; name where the generator learns "
                              "doc -> query: sft_data (a BEIR folder with train qrels) or generator_adapter")
+        if self.retriever.kind == "colbert" and self.guard.enabled:
+            raise ValueError("guard.enabled compares the round's retriever with the zero-shot encoder as bi-encoders; "
+                             "it needs retriever.kind: bi_encoder")
         return self
 
     @field_serializer("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo")
@@ -141,11 +147,16 @@ def run_loop(cfg: RunConfig) -> RunReport:
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
-    root = Path(cfg.out or Path("runs") / cfg.name)
-    rd = RunDir(root)
+    with RunDir(Path(cfg.out or Path("runs") / cfg.name)) as rd:  # one run per directory at a time
+        return _run(cfg, src, rd)
+
+
+def _run(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
+    root = rd.root
     dump_config(cfg, root / "config.yaml")
     splits = [cfg.test_split] if cfg.unlabeled else None
-    data = rd.stage("data", _plain(cfg.subset) | ({"unlabeled": True} if cfg.unlabeled else {}),
+    data = rd.stage("data", {"subset": _plain(cfg.subset), "test_split": cfg.test_split,
+                             **({"unlabeled": True} if cfg.unlabeled else {})},
                     lambda out: make_subset(src, out, cfg.subset, cfg.test_split, splits), inputs=[src])
     rounds, extra = run_rounds(cfg, rd, data)
     report: RunReport = {

@@ -17,10 +17,11 @@ from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
 from ragtune.pipeline import guard as guard_mod
 from ragtune.pipeline import quality as quality_mod
-from ragtune.pipeline import stages
+from ragtune.pipeline import retriever_stage, stages
 from ragtune.pipeline.report import RoundReport
 from ragtune.pipeline.rundir import RunDir, StageResult, stage_key
 from ragtune.pipeline.style import SHOTS, read_examples, style
+from ragtune.retrieval.colbert_model import ColbertModelSettings
 from ragtune.train.generator.loop_reward import LoopRewardSettings
 
 
@@ -29,9 +30,11 @@ def overrides(settings: ConfigModel) -> dict[str, Any]:
     return settings.model_dump(mode="json", exclude_unset=True)
 
 
-def run_filters(cfg) -> list[FilterSpec]:
-    """The filters as a run applies them: a dense or LossNet filter that names no model uses the run's `encoder`,
-    and a dense filter that names no dtype the run's `dense_dtype`."""
+def run_filters(cfg, retriever: Path | None = None, accepted: list[Path] | None = None) -> list[FilterSpec]:
+    """The filters as a run applies them in a round: a dense filter that names no model uses the run's `encoder`
+    (and no dtype the run's `dense_dtype`); a LossNet filter learns the loss of the run's retriever kind, starting
+    from the latest trained `retriever` (else the encoder), and adds the queries kept in earlier rounds
+    (`accepted`) to its training pairs."""
     out = []
     for f in cfg.filters:
         if isinstance(f, DenseFilterConfig):
@@ -41,8 +44,14 @@ def run_filters(cfg) -> list[FilterSpec]:
                 update.pop("dtype")  # the default: keeps the keys of runs made before dense_dtype existed
             if update:
                 f = f.model_copy(update={"dense": f.dense.model_copy(update=update)})
-        elif isinstance(f, LossNetFilterConfig) and "model" not in f.model_fields_set:
-            f = f.model_copy(update={"model": cfg.encoder})
+        elif isinstance(f, LossNetFilterConfig):
+            given = f.model_fields_set
+            fill = {"model": str(retriever or cfg.encoder), "retriever": cfg.retriever.kind,
+                    "accepted": list(accepted or [])}
+            if cfg.retriever.kind == "colbert":
+                fill["colbert"] = ColbertModelSettings(**{k: getattr(cfg.retriever, k)
+                                                          for k in ColbertModelSettings.model_fields})
+            f = f.model_copy(update={k: v for k, v in fill.items() if k not in given})
         out.append(f)
     return out
 
@@ -55,7 +64,8 @@ def loop_reward(cfg) -> LoopRewardSettings:
             ks[f.name] = f.k
     return LoopRewardSettings(bm25_k=ks["bm25"], dense_k=ks["dense"], filter_encoder=cfg.encoder,
                               band=cfg.preferences.band, weights=cfg.reward_weights,
-                              temperature=cfg.difficulty_temperature, dtype=cfg.dense_dtype)
+                              temperature=cfg.difficulty_temperature, dtype=cfg.dense_dtype,
+                              kind=cfg.retriever.kind, index=getattr(cfg.retriever, "index", "flat"))
 
 
 def _plain(cfg: ConfigModel | Any) -> Any:
@@ -84,6 +94,9 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
 
     sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
         cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
+    kind = cfg.retriever.kind
+    index = getattr(cfg.retriever, "index", "flat")
+    by_index = {"index": index} if kind == "colbert" else {}
 
     def baselines(out: Path) -> dict:
         res = {}
@@ -95,19 +108,20 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             res[name] = info["metrics"]
         return res
 
-    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics, **_dtype(cfg)}, baselines,
-                    upstream=[data.key])
+    base = rd.stage("baselines", {"encoder": cfg.encoder, "metrics": cfg.metrics, "split": cfg.test_split,
+                                  **_dtype(cfg)}, baselines, upstream=[data.key])
     base_runs = {"bm25": base.out / "bm25" / "run.trec", "zero_shot": base.out / "zero_shot" / "run.trec"}
     base_keys = [base.key]
     extra: dict[str, Any] = {"baselines": base.metrics}
     if cfg.train_only_baseline and not cfg.unlabeled:
         def train_only(out: Path) -> dict:
-            r = stages.train_retriever(d, [], out / "retriever", cfg.encoder, ret_over, mining_over)
-            e = stages.evaluate(d, out / "retriever" / "model", out / "evaluate", cfg.test_split, cfg.metrics,
-                                base_runs, dt)
+            r = retriever_stage.train(d, [], out / "retriever", cfg.encoder, cfg.retriever, ret_over, mining_over)
+            e = retriever_stage.evaluate(d, out / "retriever" / "model", kind, out / "evaluate", cfg.test_split,
+                                         cfg.metrics, base_runs, index, dt)
             return {"retriever": r, "evaluate": e}
 
-        only = rd.stage("train_only", {"encoder": cfg.encoder, **ret_over, "mining": mining_over,
+        only = rd.stage("train_only", {"encoder": cfg.encoder, **retriever_stage.without_curriculum(ret_over),
+                                       "mining": mining_over,
                                        "metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg)},
                         train_only, upstream=[data.key, base.key])
         base_runs["train_only"] = only.out / "evaluate" / "run.trec"
@@ -141,7 +155,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         if cfg.style.sft_steps:
             gen_model, gen_adapter, gen_key = str(st.out / "merged"), None, st.key
 
-    filters = run_filters(cfg)
+    lossnet = any(isinstance(f, LossNetFilterConfig) for f in cfg.filters)
     reward_cfg = loop_reward(cfg)
     max_doc = cfg.generate.max_doc_tokens
     pseudo_sets: list[Path] = []
@@ -149,6 +163,8 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
     rounds: list[RoundReport] = []
     holdout: StageResult | None = None
     prev_ev: StageResult | None = None
+    ret: StageResult | None = None
+    model_dir: Path | None = None
     for k in range(cfg.rounds):
         r = f"round-{k}"
         seed = {"seed": gen_over.get("seed", GenerateSettings().seed) + k} if cfg.fresh_documents and k else {}
@@ -160,8 +176,13 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             lambda out, m=gen_model, a=gen_adapter, g=gk, k=k: stages.generate(d, out, m, a, cfg.template, k, g),
             upstream=[data.key, gen_key],
         )
-        filt = rd.stage(f"{r}/filter", [_plain(f) for f in filters],
-                        lambda out, g=gen.out: stages.filter_queries(g, d, out, filters), upstream=[gen.key])
+        filters = run_filters(cfg, model_dir, list(pseudo_sets))
+        filt = rd.stage(
+            f"{r}/filter", [_plain(f) for f in filters],
+            lambda out, g=gen.out, fs=filters: stages.filter_queries(g, d, out, fs),
+            # LossNet starts from the last round's retriever and learns from earlier rounds' kept queries
+            upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else [])],
+        )
         if cfg.guard.enabled and holdout is None:
             holdout = rd.stage("round-0/holdout", _plain(cfg.guard),
                                lambda out, f=filt.out: guard_mod.holdout(f, d, out, cfg.guard), upstream=[filt.key])
@@ -170,15 +191,28 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         dev = guard_mod.select_dev(holdout.out, cfg.guard) if holdout is not None and cfg.unlabeled else None
         pseudo_sets.append(filt.out)
         pseudo_keys.append(filt.key)
+        cur = None
+        if cfg.retriever.curriculum != "none" and ret is not None:
+            cur = rd.stage(
+                f"{r}/curriculum",
+                {"temperature": cfg.difficulty_temperature, "index": index},
+                lambda out, p=list(pseudo_sets), m=model_dir: retriever_stage.score_training_queries(
+                    d, p, m, kind, out, temperature=cfg.difficulty_temperature, index=index),
+                upstream=[ret.key, data.key, *pseudo_keys],
+            )
         ret = rd.stage(
             f"{r}/retriever",
-            {"encoder": cfg.encoder, **ret_over, "mining": mining_over, **({"guard_dev": True} if dev else {})},
-            lambda out, p=list(pseudo_sets), dv=dev, h=held: stages.train_retriever(d, p, out, cfg.encoder,
-                                                                                    ret_over, mining_over, h, dv),
-            upstream=[data.key, *pseudo_keys, *([holdout.key] if holdout else [])],
+            # a round without a curriculum (round 0) is not keyed by the curriculum settings
+            {"encoder": cfg.encoder, **(ret_over if cur else retriever_stage.without_curriculum(ret_over)),
+             "mining": mining_over, **({"guard_dev": True} if dev else {})},
+            lambda out, p=list(pseudo_sets), c=cur, dv=dev, h=held: retriever_stage.train(
+                d, p, out, cfg.encoder, cfg.retriever, ret_over, mining_over,
+                c.out / retriever_stage.CURRICULUM_FILE if c else None, h, dv),
+            upstream=[data.key, *pseudo_keys, *([cur.key] if cur else []), *([holdout.key] if holdout else [])],
         )
         model_dir = ret.out / "model"
-        round_info: RoundReport = {"round": k, "filter": filt.metrics, "retriever": ret.metrics}
+        round_info: RoundReport = {"round": k, "filter": filt.metrics, "retriever": ret.metrics,
+                                   **({"curriculum": cur.metrics} if cur else {})}
         if holdout is not None:
             gd = rd.stage(f"{r}/guard", {**_plain(cfg.guard), **_dtype(cfg)},
                           lambda out, m=model_dir, h=holdout.out: guard_mod.guard(d, h, m, cfg.encoder, out,
@@ -188,17 +222,19 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         compare = dict(base_runs) | ({"previous_round": prev_ev.out / "run.trec"} if prev_ev else {})
         ev = rd.stage(
             f"{r}/evaluate",
-            {"metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg),
+            {"metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg), **by_index,
              **({"compare": sorted(compare)} if len(compare) > 2 else {})},
-            lambda out, m=model_dir, c=compare: stages.evaluate(d, m, out, cfg.test_split, cfg.metrics, c, dt),
+            lambda out, m=model_dir, c=compare: retriever_stage.evaluate(d, m, kind, out, cfg.test_split,
+                                                                         cfg.metrics, c, index, dt),
             upstream=[ret.key, *base_keys, *([prev_ev.key] if prev_ev else [])],
         )
         prev_ev = ev
         diff = rd.stage(
             f"{r}/difficulty",
-            {"temperature": cfg.difficulty_temperature, **_dtype(cfg), "provenance": "filter"},
-            lambda out, g=gen.out, f=filt.out, m=model_dir: stages.difficulty(
-                d, g, m, out, temperature=cfg.difficulty_temperature, dtype=dt, provenance=f / "provenance.jsonl"),
+            {"temperature": cfg.difficulty_temperature, **_dtype(cfg), **by_index, "provenance": "filter"},
+            lambda out, g=gen.out, f=filt.out, m=model_dir: retriever_stage.difficulty(
+                d, g, m, kind, out, temperature=cfg.difficulty_temperature, index=index, dtype=dt,
+                provenance=f / "provenance.jsonl"),
             upstream=[gen.key, filt.key, ret.key],
         )
         qual = rd.stage(f"{r}/quality", {"band": list(cfg.preferences.band), "examples": examples or []},
@@ -226,11 +262,11 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             online = cfg.ppo_reward == "retrieval"
             rl = rd.stage(
                 f"{r}/ppo",
-                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts, "max_doc_tokens": max_doc,
+                {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts, "seed": cfg.seed, "max_doc_tokens": max_doc,
                  **({"reward": _plain(reward_cfg)} if online else {})},
-                lambda out, m=gen_model, a=gen_adapter, rm_dir=rm.out, md=model_dir, pv=prov: stages.ppo(
-                    d, pv, rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed, max_doc, cfg.ppo_reward, md,
-                    reward_cfg),
+                lambda out, m=gen_model, a=gen_adapter, rm_dir=rm.out, md=model_dir, pv=prov,
+                rw=reward_cfg if online else None: stages.ppo(
+                    d, pv, rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed, max_doc, cfg.ppo_reward, md, rw),
                 upstream=[rm.key, gen_key, diff.key, *([ret.key] if online else [])],
             )
             round_info |= {"reward_model": rm.metrics, "ppo": rl.metrics}
@@ -246,10 +282,11 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             lr = _plain(reward_cfg) if cfg.online_reward == "loop" else None
             rl = rd.stage(
                 f"{r}/grpo",
-                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "max_doc_tokens": max_doc,
-                 **({"loop_reward": lr} if lr else {})},
+                {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "seed": cfg.seed,
+                 "max_doc_tokens": max_doc, **by_index, **({"loop_reward": lr} if lr else {})},
                 lambda out, m=gen_model, a=gen_adapter, md=model_dir, pv=prov, lw=lr: stages.grpo(
-                    d, pv, md, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed, max_doc, lw),
+                    d, pv, md, out, m, a, grpo_over, cfg.rl_prompts, cfg.grpo_band, cfg.seed, kind, index, max_doc,
+                    lw),
                 upstream=[ret.key, diff.key, gen_key],
             )
             round_info["grpo"] = rl.metrics

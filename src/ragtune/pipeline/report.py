@@ -39,6 +39,8 @@ class RoundReport(TypedDict, total=False):
     quality: dict[str, Any]
     """What the round's generator wrote (evaluate/generator_quality.py)."""
     rl_eval: dict[str, Any]
+    curriculum: dict[str, Any]
+    """Round k >= 1 with `retriever.curriculum`: the training queries scored by round k-1's retriever."""
     preferences: dict[str, Any]
     reward_model: dict[str, Any]
     ppo: dict[str, Any]
@@ -109,7 +111,8 @@ def retrieval_lines(report: RunReport, main: list[str]) -> list[str]:
     for r in report["rounds"]:
         ev = r["evaluate"]
         names = ["bm25", "zero_shot"] + (["train_only"] if train_only else []) + ["previous_round"]
-        lines.append(f"| round {r['round']} retriever | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
+        label = " (ColBERT)" if r["retriever"].get("kind") == "colbert" else ""
+        lines.append(f"| round {r['round']} retriever{label} | " + " | ".join(f"{ev['metrics'][m]:.4f}" for m in main)
                      + " | " + " | ".join(_p(ev, n, main[0]) for n in names) + " |")
     return lines
 
@@ -225,6 +228,11 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
                      + ", ".join(f"{n} {a}->{b}" for n, (a, b) in f["yield"].items()))
         lines.append(f"- retriever trained on {r['retriever'].get('train_queries')} labeled + "
                      f"{r['retriever'].get('pseudo_queries')} pseudo queries")
+        if r["retriever"].get("curriculum", "none") != "none":
+            rr = r["retriever"]
+            lines.append(f"- curriculum {rr['curriculum']}: {rr.get('curriculum_examples')} training queries ordered "
+                         f"or weighted by round {r['round'] - 1}'s difficulties "
+                         f"({rr.get('curriculum_dropped', 0)} outside the band left out)")
         dd = r["difficulty"]
         lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
         lines += feedback_lines(r)  # type: ignore[arg-type]

@@ -5,10 +5,15 @@ the content of external input files, and the ragtune version. A stage reruns whe
 key changes, and only then: not "the folder exists, so skip". Outputs are written into
 a temporary folder and renamed into place when the stage succeeds, so a crash or Ctrl-C
 never leaves a half-written stage that a later run would trust; the next run resumes at
-the first stage whose key is missing or different.
+the first stage whose key is missing or different. A stage interrupted and restarted with the same key
+gets its temporary folder back, so its own checkpoints (generate's finished documents, a trainer's
+checkpoints) carry on instead of starting over.
 
-    rd = RunDir("runs/demo")
-    res = rd.stage("round-0/generate", cfg_dict, lambda out: generate(out), upstream=[sft.key])
+One run at a time per directory: `RunDir` takes an flock on `<root>/.lock` (released when the process ends,
+however it ends) and a second process gets RunDirBusyError naming the holder's pid.
+
+    with RunDir("runs/demo") as rd:
+        res = rd.stage("round-0/generate", cfg_dict, lambda out: generate(out), upstream=[sft.key])
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -72,16 +78,55 @@ class StageResult:
     """CPU time of this process while the stage ran (all threads; None for entries written before it was kept)."""
 
 
+class RunDirBusyError(ValueError):
+    """Another process holds the run directory's lock."""
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._lock()
         self.manifest_path = self.root / "manifest.json"
         self.manifest: dict[str, Any] = {"ragtune": __version__, "stages": {}}
         if self.manifest_path.exists():
-            self.manifest = read_json(self.manifest_path, hint="delete the run directory's manifest.json to rerun "
-                                      "every stage, or restore it")
+            try:
+                self.manifest = read_json(self.manifest_path, hint="delete the run directory's manifest.json to "
+                                          "rerun every stage, or restore it")
+            except BaseException:
+                self.close()  # an unreadable manifest must not leave the directory locked
+                raise
         self.executed: list[str] = []
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no protection between processes
+            return
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 100, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirBusyError(f"{self.root}: run directory in use by another `ragtune run` (pid {holder}); wait "
+                                  f"for it to finish or stop it (kill {holder}), or pass another out=") from None
+        os.ftruncate(fd, 0)  # a lock file left by a process that died names a dead pid: it is ours now
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the run directory's lock (process exit releases it too)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the only descriptor drops the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _save(self) -> None:
         write_json(self.manifest_path, self.manifest)
@@ -97,8 +142,12 @@ class RunDir:
             return StageResult(name, key, out, entry.get("metrics", {}), entry.get("seconds", 0.0), ran=False,
                                cpu_seconds=entry.get("cpu_seconds"))
         tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        if entry and entry.get("key") == key and entry.get("status") == "running" and tmp.is_dir():
+            # the same stage, same inputs, interrupted: its partial outputs and checkpoints are what it resumes from
+            log.info("%-24s resuming in %s (delete it to start the stage over)", name, tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
         self.manifest["stages"][name] = {"key": key, "status": "running", "started": time.time()}
         self._save()
         log.info("%-24s running (key %s)", name, key[:8])

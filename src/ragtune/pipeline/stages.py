@@ -1,4 +1,5 @@
-"""The loop's stages. Each takes its inputs as folders and writes only into `out`.
+"""The loop's generator-side stages (the retriever's are in retriever_stage.py). Each takes its inputs as folders and
+writes only into `out`.
 
 They glue library functions together; the algorithms live in the layers below
 (generate/, filters/, train/, evaluate/).
@@ -9,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragtune.atomic import write_jsonl
-from ragtune.data.beir import load_beir, load_corpus, load_queries, write_beir
+from ragtune.data.beir import load_corpus, load_queries
 from ragtune.data.jsonl import iter_jsonl
+from ragtune.train.harness import resume_if_checkpointed
 
 
 def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def sft(data: Path, out: Path, model: str, template: str, overrides: dict[str, A
     cfg = build_config(GeneratorTrainConfig, {"model_name_or_path": model, "template": template,
                                               "dataset": ["doc2query"], "dataset_dir": str(out / "data"),
                                               "output_dir": str(out / "adapter"), "report_to": ["none"],
-                                              **overrides}, "sft")
+                                              **resume_if_checkpointed(out / "adapter"), **overrides}, "sft")
     summary = train_generator(cfg)
     return {"pairs": conv.counts.get("records", 0), **{k: v for k, v in summary.items()
                                                         if isinstance(v, (int, float, str))}}
@@ -49,105 +50,6 @@ def filter_queries(queries: Path, data: Path, out: Path, filters: list) -> dict[
     report = run_filter(FilterConfig(queries=queries, corpus=data, out=out, filters=filters, show_progress=False))
     return {"candidates": report["candidates"], "kept": report["kept"], "kept_fraction": report["kept_fraction"],
             "yield": {s["name"]: [s["in"], s["out"]] for s in report["filters"]}}
-
-
-def train_retriever(data: Path, pseudo: list[Path], out: Path, model: str, overrides: dict[str, Any],
-                    mining: dict[str, Any], exclude_docs: set[str] | frozenset[str] = frozenset(),
-                    dev: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train pairs (if any) + kept pseudo queries -> {query, pos, neg} with BM25 negatives -> fine-tuned bi-encoder.
-
-    Without train qrels (BEIR nq, arguana...) the pseudo queries are all there is, and there is no labeled dev
-    slice to select a checkpoint on: the last one is kept, unless `dev` is given (the loop's guard passes its
-    held-out pseudo queries). Pseudo queries of `exclude_docs` (the guard's documents) never reach training.
-    """
-    from ragtune.config import build_config
-    from ragtune.data.beir import qrels_splits
-    from ragtune.retrieval.mining import BeirEmbeddingConfig, beir_to_embedding
-    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
-
-    labeled = "train" in qrels_splits(data)
-    ds = load_beir(data, splits=["train"] if labeled else [])
-    queries = dict(ds.split_queries("train")) if labeled else {}
-    qrels = {q: dict(d) for q, d in ds.qrels["train"].items()} if labeled else {}
-    n_train, n_pseudo = len(qrels), 0
-    n_held = 0
-    for folder in pseudo:
-        pq = load_queries(folder / "queries.jsonl")
-        for qid, docs in load_beir_qrels(folder).items():
-            if exclude_docs and set(docs) & exclude_docs:
-                n_held += 1
-                continue
-            queries[qid], qrels[qid] = pq[qid], docs
-            n_pseudo += 1
-    if not qrels:
-        raise ValueError(f"{data}: no train qrels and no kept pseudo queries: nothing to train the retriever on "
-                         "(loosen the filters or generate more queries)")
-    mix = out / "mix"
-    write_beir(mix, ds.corpus.values(), queries, {"train": qrels})
-    conv = beir_to_embedding(build_config(BeirEmbeddingConfig, {"data": str(mix), "split": "train",
-                                                                "out": str(out / "records"), **mining}, "mining"))
-    # the dev slice is carved from the REAL train queries only (never pseudo, never test)
-    dev = ({"data": str(data), "split": "train", "fraction": 0.1, "max_queries": 50} if labeled else {}) \
-        | overrides.get("dev", {}) | (dev or {})
-    cfg = build_config(EmbeddingTrainConfig, {"model_name_or_path": model, "output_dir": str(out / "model"),
-                                              "train_data": [str(p) for p in conv.outputs if p.name ==
-                                                             "embedding.jsonl"],
-                                              **overrides, "dev": dev}, "retriever")
-    summary = train_embedding(cfg)
-    return {"train_queries": n_train, "pseudo_queries": n_pseudo, "held_out_pseudo_queries": n_held,
-            **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
-
-
-def load_beir_qrels(folder: Path) -> dict[str, dict[str, int]]:
-    from ragtune.data.beir import load_qrels
-
-    return load_qrels(folder / "qrels" / "train.tsv")
-
-
-def evaluate(data: Path, model: Path | str, out: Path, split: str, metrics: list[str],
-             baselines: dict[str, Path], dtype: str = "float32") -> dict[str, Any]:
-    """The retriever on the test split, with paired t-tests against each of `baselines` (name -> run.trec), Holm-
-    adjusted over the family of every metric against every baseline."""
-    from ragtune.evaluate.multiple_testing import holm_adjusted
-    from ragtune.evaluate.retrieval_eval import CompareConfig, EvalConfig, run_compare, run_eval
-    from ragtune.retrieval.dense import DenseConfig
-
-    info = run_eval(EvalConfig(data=data, split=split, retriever="dense", dense=DenseConfig(model=str(model),
-                                                                                             dtype=dtype),
-                               metrics=metrics, out=out, show_progress=False))
-    result: dict[str, Any] = {"metrics": info["metrics"]}
-    for name, run in baselines.items():
-        cmp = run_compare(CompareConfig(run_a=run, run_b=out / "run.trec", data=data, split=split, metrics=metrics))
-        result[f"vs_{name}"] = {m: {"delta": r["delta"], "p_value": r["p_value"]} for m, r in cmp["metrics"].items()}
-    family = [row for key, rows in result.items() if key.startswith("vs_") for row in rows.values()]
-    for row, p_holm in zip(family, holm_adjusted([row["p_value"] for row in family]), strict=True):
-        row["p_holm"] = p_holm  # the report's table: every metric against every baseline is one family
-    result["comparisons"] = sum(row["p_value"] == row["p_value"] for row in family)  # NaN (no variance) not counted
-    return result
-
-
-def difficulty(data: Path, queries: Path, model: Path | str, out: Path, depth: int = 100,
-               temperature: float = 0.1, dtype: str = "float32", provenance: Path | None = None) -> dict[str, Any]:
-    """Score every generated pseudo query (kept or not) with the round's trained retriever; the rows written are
-    `provenance`'s (the filter stage's, with each query's verdict) when given, else the generation's."""
-    from ragtune.evaluate.difficulty import score_difficulty
-    from ragtune.filters.base import load_pseudo_queries
-    from ragtune.retrieval.dense import DenseConfig, DenseRetriever
-
-    pseudo = load_pseudo_queries(queries)
-    if provenance is not None:
-        pseudo.provenance = [row for _, row in iter_jsonl(provenance)]
-    r = DenseRetriever(DenseConfig(model=str(model), dtype=dtype))
-    r.index(load_corpus(data / "corpus.jsonl").values())
-    run = r.search({c.query_id: c.text for c in pseudo.candidates}, k=depth)
-    diff = score_difficulty(run, {c.query_id: c.doc_id for c in pseudo.candidates}, depth=depth,
-                            temperature=temperature)
-    rows = [{**row, "difficulty": diff[row["query_id"]].as_dict()} if row["query_id"] in diff else row
-            for row in pseudo.provenance]
-    write_jsonl(out / "provenance.jsonl", rows)
-    values = [d.difficulty for d in diff.values()]
-    return {"queries": len(values), "mean_difficulty": sum(values) / max(1, len(values)),
-            "rank1_fraction": sum(d.rank == 1 for d in diff.values()) / max(1, len(values))}
 
 
 def preferences(data: Path, queries: Path, provenance: Path, out: Path, cfg, generator: tuple[str, Path | None],
@@ -203,12 +105,13 @@ def ppo(data: Path, provenance: Path, rm: Path, out: Path, model: str, sft_adapt
         n_prompts: int, seed: int, max_doc_tokens: int | None = None, reward_source: str = "reward_model",
         retriever_model: Path | None = None, retrieval_reward=None) -> dict[str, Any]:
     """PPO against the round's reward model (or the loop's online reward), on prompts for this round's documents."""
-    from ragtune.train.generator.ppo import PPOStageConfig, run_ppo_stage
+    from ragtune.train.generator.ppo_stage import PPOStageConfig, run_ppo_stage
     from ragtune.train.generator.rl import PromptSource
 
     extra = {"retrieval_reward": retrieval_reward} if retrieval_reward is not None else {}
     cfg = PPOStageConfig(model_name_or_path=model, adapter_name_or_path=sft_adapter, reward_model=rm,
                          output_dir=out, ppo=ppo_cfg, reward_source=reward_source, retriever_model=retriever_model,
+                         **resume_if_checkpointed(out),
                          prompts=PromptSource(corpus=data, doc_ids=_round_docs(provenance, n_prompts, seed),
                                               max_doc_tokens=max_doc_tokens), **extra)
     return run_ppo_stage(cfg)
@@ -221,7 +124,8 @@ def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides:
 
     cfg = build_config(DPOTrainConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
                                         "train_file": str(prefs / "preferences_train.jsonl"),
-                                        "output_dir": str(out / "train"), **overrides}, "dpo", "dpo")
+                                        "output_dir": str(out / "train"), **resume_if_checkpointed(out / "train"),
+                                        **overrides}, "dpo", "dpo")
     summary = train_dpo(cfg)
     merge_policy(model, sft_adapter, out / "train" / "adapter", out / "merged")
     losses = [h["loss"] for h in summary["log"] if "loss" in h]
@@ -231,17 +135,20 @@ def dpo(prefs: Path, out: Path, model: str, sft_adapter: Path | None, overrides:
 
 def grpo(data: Path, provenance: Path, retriever_model: Path, out: Path, model: str, sft_adapter: Path | None,
          overrides: dict[str, Any], n_prompts: int, band: tuple[float, float] | None, seed: int,
-         max_doc_tokens: int | None = None, loop_reward: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GRPO with an online reward under the round's retriever: the loop's reward (filter outcome, difficulty band,
-    rank), or with `loop_reward` None the reciprocal rank of the source doc shaped toward `band`."""
+         kind: str = "bi_encoder", index: str = "flat", max_doc_tokens: int | None = None,
+         loop_reward: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GRPO with an online reward under the round's retriever (either kind): the loop's reward (filter outcome,
+    difficulty band, rank), or with `loop_reward` None the reciprocal rank of the source doc shaped toward `band`."""
     from ragtune.config import build_config
     from ragtune.train.generator.grpo import GRPOStageConfig, run_grpo_stage
 
     cfg = build_config(GRPOStageConfig, {"model_name_or_path": model, "adapter_name_or_path": sft_adapter,
-                                         "output_dir": str(out), "retriever": "dense",
-                                         "dense_model": str(retriever_model), "band": band,
-                                         "loop_reward": loop_reward,
+                                         "output_dir": str(out), "band": band, "loop_reward": loop_reward,
+                                         **({"retriever": "colbert", "colbert": {"model": str(retriever_model),
+                                                                                 "index": index}}
+                                            if kind == "colbert" else
+                                            {"retriever": "dense", "dense_model": str(retriever_model)}),
                                          "prompts": {"corpus": str(data), "max_doc_tokens": max_doc_tokens,
                                                      "doc_ids": _round_docs(provenance, n_prompts, seed)},
-                                         **overrides}, "grpo", "grpo")
+                                         **resume_if_checkpointed(out), **overrides}, "grpo", "grpo")
     return run_grpo_stage(cfg)

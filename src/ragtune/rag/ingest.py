@@ -173,6 +173,8 @@ def _previous(kb: Path, info: dict[str, Any] | None, local: bool):
 
 def ingest(cfg: IngestConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Bring the KB in line with the folder; returns counts (files new/changed/unchanged/deleted/failed, chunks)."""
+    if cfg.embedder.backend == "onnx":  # not silently ignored: the KB and `rag ask` encode through torch
+        raise ConfigError('key "embedder.backend": knowledge bases encode with torch; pass embedder.backend=torch')
     folder, kb = Path(cfg.folder), Path(cfg.out)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder; pass the folder of documents to ingest")

@@ -1,4 +1,4 @@
-"""Dense retrieval: a sentence-transformers encoder + faiss (flat or HNSW).
+"""Dense retrieval: a sentence-transformers encoder (on torch or ONNX Runtime) + faiss (flat or HNSW).
 
 Corpus embeddings are cached on disk keyed by the model's fingerprint, the encoding
 settings and the corpus content, so the same corpus is never encoded twice.
@@ -18,7 +18,7 @@ from pydantic import Field
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import CommaList, ConfigModel
 from ragtune.data.records import Doc
-from ragtune.hardware import auto_dtype
+from ragtune.hardware import auto_dtype, cpu_has_fast_bf16
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.paths import cache_dir
 from ragtune.retrieval.base import DocIndex, Run
@@ -42,8 +42,15 @@ class DenseConfig(ConfigModel):
     """Encoding precision: matmuls run under torch autocast in this dtype (weights and outputs stay float32).
     auto = bfloat16 on GPUs and on CPUs with native bf16 (AMX / AVX512-BF16), else float32. Embeddings of
     another dtype are cached apart."""
+    backend: Literal["torch", "onnx", "auto"] = "torch"
+    """torch: sentence-transformers on torch (in `dtype`). onnx: ONNX Runtime on the CPU over a cached export
+    (needs `pip install 'ragtune[onnx]'`; `dtype` does not apply). auto: onnx on CPUs without native bf16
+    (if onnxruntime is installed), else torch with `dtype: auto` (bf16 on AMX/AVX512-BF16 CPUs and GPUs).
+    Embeddings of another backend are cached apart."""
+    onnx_quantize: Literal["int8", "none"] = "int8"
+    """backend onnx: dynamic int8 weights (faster; NDCG against float32 in BENCHMARKS.md) or none (float32)."""
     threads: int = Field(0, ge=0)
-    """torch/faiss threads; 0 = all cores."""
+    """torch/faiss/onnxruntime threads; 0 = all cores."""
     cache: bool = True
     """Reuse corpus embeddings from ~/.cache/ragtune (or $RAGTUNE_CACHE)."""
     encode_devices: Annotated[list[str], CommaList] = Field(default_factory=list)
@@ -66,6 +73,26 @@ def load_encoder(cfg: DenseConfig, device: str | None = None):
     if cfg.max_seq_length:
         model.max_seq_length = cfg.max_seq_length
     return model, path
+
+
+def resolve_backend(cfg: DenseConfig, device: str) -> tuple[str, str]:
+    """(backend, dtype) this machine runs `cfg` with; see DenseConfig.backend."""
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and not cpu_has_fast_bf16() and _has_onnxruntime() else "torch"
+        dtype = "float32" if backend == "onnx" else auto_dtype(device)
+        return backend, dtype
+    if backend == "onnx":
+        if device != "cpu":
+            raise ValueError(f"dense.backend=onnx runs on the CPU, not {device}; pass device=cpu or backend=torch")
+        return "onnx", "float32"
+    return "torch", auto_dtype(device) if cfg.dtype == "auto" else cfg.dtype
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def precision(dtype: str, device: str):
@@ -92,8 +119,14 @@ class DenseRetriever(DocIndex):
         self.doc_ids: list[str] = []
         self.embeddings: np.ndarray | None = None
         self._index = None
-        device = self.model.device.type
-        self.dtype = auto_dtype(device) if self.cfg.dtype == "auto" else self.cfg.dtype
+        self.backend, self.dtype = resolve_backend(self.cfg, self.model.device.type)
+        self._onnx = None
+        if self.backend == "onnx":
+            from ragtune.retrieval.onnx_encoder import OnnxEncoder, export_key, exported_model
+
+            self.onnx_key = export_key(self.model_path, self.cfg.onnx_quantize)
+            self._onnx = OnnxEncoder(exported_model(self.model_path, self.cfg.onnx_quantize), self.model.tokenizer,
+                                     self.model.max_seq_length, self.cfg.threads)
 
     @property
     def dim(self) -> int:
@@ -103,6 +136,11 @@ class DenseRetriever(DocIndex):
     def encode(self, texts: list[str], prompt: str = "", show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            emb = self._onnx.encode([prompt + t for t in texts], self.cfg.batch_size)
+            if self.cfg.normalize:
+                emb /= np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+            return emb
         with precision(self.dtype, self.model.device.type):
             emb = self.model.encode(texts, prompt=prompt or None, batch_size=self.cfg.batch_size,
                                     normalize_embeddings=self.cfg.normalize, convert_to_tensor=True,
@@ -119,6 +157,8 @@ class DenseRetriever(DocIndex):
         settings = f"{self.cfg.max_seq_length}|{self.cfg.doc_prompt}|{self.cfg.normalize}"
         if self.dtype != "float32":  # float32 keeps the key that caches written before `dtype` existed have
             settings += f"|{self.dtype}"
+        if self.backend == "onnx":
+            settings += f"|onnx-{self.cfg.onnx_quantize}-{self.onnx_key}"
         return cache_dir("embeddings", corpus_key(fingerprint(self.model_path), settings, ids, texts))
 
     def _encode_in_workers(self, chunks: Iterator[list[str]]) -> Iterator[np.ndarray]:

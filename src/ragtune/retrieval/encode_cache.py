@@ -3,20 +3,28 @@
 Layout of one cache entry (`<cache>/embeddings/<key>/`): `emb.npy` (float32, N x d,
 opened as a memmap), `ids.json`, `meta.json`. While encoding, `emb.partial.npy` and
 `progress.json` hold the rows done so far; they are renamed into place at the end.
+
+One writer per entry across processes: an encode holds an flock on `.<entry>.lock` beside it; a second process
+encoding the same corpus with the same model waits for it, then reads its `emb.npy` instead of encoding
+into the same partial file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.format import open_memmap
 
 from ragtune.atomic import write_json
+
+log = logging.getLogger("ragtune.encode")
 
 
 def corpus_key(model_fp: str, settings: str, ids: Sequence[str], texts: Sequence[str]) -> str:
@@ -38,11 +46,37 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
     `encode_chunks` (e.g. a worker pool's imap) encodes the remaining chunks, in order, instead of `encode`; the
     rows still land in the one file, chunk by chunk, so a killed pooled run resumes like a one-process one."""
     final = folder / "emb.npy"
-    if final.exists():
-        if progress:
-            progress(len(texts))
-        return np.load(final, mmap_mode="r")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with _writer(folder):
+            if not final.exists():  # whoever held the lock before may have finished it
+                _encode_into(folder, ids, texts, encode, dim, chunk, progress, encode_chunks)
+                return np.load(final, mmap_mode="r")
+    if progress:
+        progress(len(texts))
+    return np.load(final, mmap_mode="r")
+
+
+@contextmanager
+def _writer(folder: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no protection between processes
+        yield
+        return
+    with open(folder.parent / f".{folder.name}.lock", "a") as f:  # beside the entry: its files stay its own
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another process is encoding this corpus; waiting for it", folder)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _encode_into(folder: Path, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray],
+                 dim: int, chunk: int, progress: Callable[[int], None] | None,
+                 encode_chunks: Callable[[Iterator[list[str]]], Iterator[np.ndarray]] | None) -> None:
+    final = folder / "emb.npy"
     partial, prog_file = folder / "emb.partial.npy", folder / "progress.json"
     done = 0
     if partial.exists() and prog_file.exists():
@@ -69,4 +103,3 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
     write_json(folder / "ids.json", list(ids))
     os.replace(partial, final)
     prog_file.unlink(missing_ok=True)
-    return np.load(final, mmap_mode="r")

@@ -24,9 +24,16 @@ SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
 
 
-class TrainerSettings(ConfigModel):
+class ResumeSettings(ConfigModel):
+    """Checkpoint resume, shared by every trainer that writes `checkpoint-*` folders into its output_dir."""
+
     overwrite_output_dir: bool = False
     """Start over even if output_dir already holds checkpoints."""
+    resume_from_checkpoint: bool | str | None = None
+    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
+
+
+class TrainerSettings(ResumeSettings):
     num_train_epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     """When > 0, train this many optimizer steps (overrides num_train_epochs)."""
@@ -48,8 +55,6 @@ class TrainerSettings(ConfigModel):
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int | None = Field(2, ge=1)
-    resume_from_checkpoint: bool | str | None = None
-    """true = the last checkpoint-* in output_dir; or a checkpoint folder."""
     report_to: Annotated[list[Literal["none", "tensorboard", "wandb"]], CommaList] = Field(
         default_factory=lambda: ["none"])
     plot_loss: bool = True
@@ -212,8 +217,41 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def resolve_resume(cfg: TrainerConfig, is_main: bool = True) -> str | None:
-    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir."""
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint-N folder in output_dir (None when there is none)."""
+    out = Path(output_dir)
+    found = _checkpoints(out) if out.is_dir() else []
+    return found[-1] if found else None
+
+
+def resume_if_checkpointed(output_dir: str | Path) -> dict[str, Any]:
+    """`resume_from_checkpoint: true` when a trainer left checkpoints in output_dir: a stage restarted after a
+    kill (the run directory keeps its folder) continues from them instead of starting over."""
+    return {"resume_from_checkpoint": True} if latest_checkpoint(output_dir) else {}
+
+
+def resume_point(output_dir: str | Path, setting: bool | str | Path | None,
+                 marker: str = "trainer_state.json") -> str | None:
+    """`resume_from_checkpoint` as a folder: None/false = a fresh start, true = the newest checkpoint-N in
+    output_dir, a path = that checkpoint (it must hold `marker`)."""
+    if setting in (None, False):
+        return None
+    if setting is True:
+        newest = latest_checkpoint(output_dir)
+        if newest is None:
+            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {output_dir} to resume '
+                              "from; set resume_from_checkpoint=null to start a fresh run")
+        return str(newest)
+    if not (Path(setting) / marker).is_file():
+        raise ConfigError(f'key "resume_from_checkpoint": {setting} is not a checkpoint folder (no {marker})')
+    return str(setting)
+
+
+def resolve_resume(cfg: ResumeSettings, is_main: bool = True, marker: str = "trainer_state.json") -> str | None:
+    """The checkpoint to resume from (None = fresh start); refuses to silently mix runs in one output_dir.
+
+    `cfg` also has an `output_dir`. Under several processes every rank resolves the same checkpoint, only the main
+    one (`is_main`) deletes the old checkpoints of an overwritten run; call it before the ranks' barrier."""
     out = Path(cfg.output_dir)
     existing = _checkpoints(out) if out.is_dir() else []
     if cfg.resume_from_checkpoint in (None, False):
@@ -224,15 +262,7 @@ def resolve_resume(cfg: TrainerConfig, is_main: bool = True) -> str | None:
             for p in existing:
                 shutil.rmtree(p)
         return None
-    if cfg.resume_from_checkpoint is True:
-        if not existing:
-            raise ConfigError(f'key "resume_from_checkpoint": no checkpoint-* folder in {out} to resume from; '
-                              "set resume_from_checkpoint=null to start a fresh run")
-        return str(existing[-1])
-    path = Path(cfg.resume_from_checkpoint)
-    if not (path / "trainer_state.json").is_file():
-        raise ConfigError(f'key "resume_from_checkpoint": {path} is not a checkpoint folder (no trainer_state.json)')
-    return str(path)
+    return resume_point(out, cfg.resume_from_checkpoint, marker)
 
 
 # ---------------------------------------------------------------- summary and loss plot
@@ -250,6 +280,7 @@ def finish(trainer, cfg: TrainerConfig, summary: dict[str, Any], title: str, bes
     if best:
         summary |= {"best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric}
     summary["output_dir"] = str(out)
+    summary.setdefault("world_size", trainer.args.world_size)
     if trainer.is_world_process_zero():
         dump_config(cfg, out / "config.yaml")
         if cfg.plot_loss:

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ragtune.train.generator.rl import PolicySettings, PolicyTrainConfig, load_policy, policy_args, save_policy
+from ragtune.train.generator.rl import (
+    PolicySettings,
+    PolicyTrainConfig,
+    load_policy,
+    policy_args,
+    save_policy,
+    start_policy_run,
+)
 
 
 class DPOSettings(PolicySettings):
@@ -35,9 +42,10 @@ def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:
             for r in read_records(cfg.train_file, "preference")]
     if not rows:
         raise ValueError(f"{cfg.train_file}: no preference pairs")
+    _, resume = start_policy_run(cfg)
     model, tok = load_policy(cfg)
     args = DPOConfig(max_length=cfg.max_length, **policy_args(cfg))
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=cfg.lora_config("CAUSAL_LM"))
-    trainer.train()
-    return save_policy(trainer, tok, cfg, {"pairs": len(rows)})
+    trainer.train(resume_from_checkpoint=resume)
+    return save_policy(trainer, tok, cfg, {"pairs": len(rows), "resumed_from": resume})

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ragtune.config import Band
 from ragtune.models import DEFAULT_ENCODER
+from ragtune.retrieval.colbert import ColbertConfig
 from ragtune.train.generator.loop_reward import LoopReward, LoopRewardSettings
 from ragtune.train.generator.rl import (
     PolicySettings,
@@ -26,6 +27,7 @@ from ragtune.train.generator.rl import (
     policy_args,
     sample_docs,
     save_policy,
+    start_policy_run,
     user_turns,
 )
 
@@ -84,21 +86,24 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str],
         raise ValueError("GRPO needs one source doc id per prompt, and at least one prompt")
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "doc_id": d}
                               for p, d in zip(prompts, doc_ids, strict=True)])
+    _, resume = start_policy_run(cfg)
     model, tok = load_policy(cfg)
     args = GRPOConfig(num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=cfg.lora_config("CAUSAL_LM"))
-    trainer.train()
-    return save_policy(trainer, tok, cfg, {"prompts": len(prompts)})
+    trainer.train(resume_from_checkpoint=resume)
+    return save_policy(trainer, tok, cfg, {"prompts": len(prompts), "resumed_from": resume})
 
 
 class GRPOStageConfig(GRPOTrainConfig):
     stage: Literal["grpo"] = "grpo"
     prompts: PromptSource
-    retriever: Literal["bm25", "dense"] = "bm25"
+    retriever: Literal["bm25", "dense", "colbert"] = "bm25"
     dense_model: str = DEFAULT_ENCODER
     """Encoder for retriever: dense (e.g. the retriever `ragtune train embedding` wrote)."""
+    colbert: ColbertConfig = Field(default_factory=ColbertConfig)
+    """retriever: colbert: `colbert.model` is a `ragtune train colbert` output (`colbert.index`: flat or plaid)."""
     k: int = Field(100, ge=1)
     band: Band | None = None
     """Shape the reward toward this difficulty band (difficulty = 1 - reciprocal rank); null = plain RR."""
@@ -109,6 +114,7 @@ class GRPOStageConfig(GRPOTrainConfig):
 
 
 def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
+    from ragtune.hardware import process_state
     from ragtune.models import load_tokenizer
     from ragtune.retrieval.dense import DenseConfig
     from ragtune.retrieval.factory import index_corpus
@@ -117,16 +123,19 @@ def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
     if cfg.loop_reward is not None:
         reward: RetrievalReward | LoopReward = LoopReward(corpus, cfg.dense_model, cfg.loop_reward)
     else:
-        retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model))
+        retriever = index_corpus(cfg.retriever, corpus.values(), dense=DenseConfig(model=cfg.dense_model),
+                                 colbert=cfg.colbert)
         reward = RetrievalReward(retriever.search, k=cfg.k, band=cfg.band)
     turns = user_turns(cfg.prompts, corpus, docs, load_tokenizer(cfg.model_name_or_path, cfg.adapter_name_or_path))
     summary = train_grpo(cfg, turns, docs, reward)
-    if cfg.merge:
-        merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
-                     cfg.output_dir / "merged")
     rewards = [h["reward"] for h in summary["log"] if "reward" in h]
     curve = [{"step": h.get("step", i), "reward_mean": h["reward"], "kl": h.get("kl", 0.0)}
              for i, h in enumerate(summary["log"]) if "reward" in h]
-    plot_rl_curves(cfg.output_dir, curve)
+    if process_state().is_main_process:  # under `accelerate launch` the main process writes the outputs
+        if cfg.merge:
+            merge_policy(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.output_dir / "adapter",
+                         cfg.output_dir / "merged")
+        plot_rl_curves(cfg.output_dir, curve)
     return {"prompts": len(docs), "steps": summary["steps"], "reward_first": rewards[0] if rewards else None,
-            "reward_last": rewards[-1] if rewards else None, "curve": curve}
+            "reward_last": rewards[-1] if rewards else None, "curve": curve, "world_size": summary["world_size"],
+            "resumed_from": summary["resumed_from"]}

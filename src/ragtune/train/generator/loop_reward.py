@@ -15,7 +15,7 @@ one number, so GRPO, PPO (`reward_source: retrieval`) and the RL evaluation scor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,10 @@ class LoopRewardSettings(ConfigModel):
     """Difficulty's margin temperature (the loop's `difficulty_temperature`)."""
     dtype: str = "float32"
     """Encoding precision of both encoders (the loop's `dense_dtype`)."""
+    kind: Literal["bi_encoder", "colbert"] = "bi_encoder"
+    """The round's retriever kind (the loop's `retriever.kind`)."""
+    index: Literal["flat", "plaid"] = "flat"
+    """kind colbert: the token index the round's retriever searches with."""
 
 
 def band_score(difficulty: float, band: tuple[float, float]) -> float:
@@ -65,12 +69,18 @@ class LoopReward:
 
     def __init__(self, corpus: dict[str, Doc], retriever_model: str | Path, cfg: LoopRewardSettings | None = None):
         from ragtune.retrieval.bm25 import BM25Retriever
+        from ragtune.retrieval.colbert import ColbertConfig
         from ragtune.retrieval.dense import DenseConfig, DenseRetriever
+        from ragtune.retrieval.factory import index_corpus
 
         self.cfg = cfg = cfg or LoopRewardSettings()
         docs = list(corpus.values())
-        self.retriever = DenseRetriever(DenseConfig(model=str(retriever_model), dtype=cfg.dtype))
-        self.retriever.index(docs)
+        if cfg.kind == "colbert":
+            self.retriever = index_corpus("colbert", docs, colbert=ColbertConfig(model=str(retriever_model),
+                                                                                 index=cfg.index))
+        else:
+            self.retriever = index_corpus("dense", docs, dense=DenseConfig(model=str(retriever_model),
+                                                                           dtype=cfg.dtype))
         self.bm25 = self.zero_shot = None
         if cfg.bm25_k:
             self.bm25 = BM25Retriever()

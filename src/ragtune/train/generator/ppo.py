@@ -6,13 +6,15 @@ reference is the SFT model); a scalar value head reads the policy's last hidden 
 Each update: sample responses, score them with `reward_fn`, compute per-token rewards
 (score on the last token minus a KL penalty against the reference), GAE advantages, then
 `ppo_epochs` passes of minibatch updates of the clipped policy and value objectives.
-The KL coefficient is fixed or adaptive. Every update appends its statistics (mean
-reward, KL, entropy, clip fraction, value loss, ...) to `ppo_log.jsonl`.
+The KL coefficient is fixed or adaptive. Every update appends its statistics (mean reward, KL, entropy, clip
+fraction, value loss, ...) to `ppo_log.jsonl`, first rewritten to the updates a run starts from (none twice).
+Under `accelerate launch` (DDP, gloo on CPU) each rank rolls out its slice of each batch; the ranks average
+gradients, whiten over the global batch and agree on the KL (ppo_ranks.py); rank 0 writes.
 
     trainer = PPOTrainer(PPOConfig(), "HuggingFaceTB/SmolLM2-135M-Instruct")
     trainer.train(prompts, reward_fn, out_dir)      # reward_fn(prompts, responses) -> list[float]
 
-`stage: ppo` (`run_ppo_stage`, also the loop's PPO stage) renders prompts for corpus documents and scores the
+`stage: ppo` (ppo_stage.py, also the loop's PPO stage) renders prompts for corpus documents and scores the
 responses with a reward model from `stage: rm`.
 """
 
@@ -21,28 +23,19 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import AliasChoices, Field, model_validator
 from torch import nn
 
 from ragtune.atomic import write_json
-from ragtune.config import CommaList, ConfigModel, dump_config
-from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.generator.loop_reward import LoopRewardSettings
-from ragtune.train.generator.ppo_core import (
-    AdaptiveKLController,
-    gae,
-    masked_mean,
-    masked_whiten,
-    ppo_losses,
-    token_rewards,
-)
-from ragtune.train.generator.rl import PromptSource, plot_rl_curves, sample_docs, user_turns
+from ragtune.models import load_causal_lm
+from ragtune.train.generator.ppo_core import AdaptiveKLController, gae, masked_mean, ppo_losses, token_rewards
+from ragtune.train.generator.ppo_ranks import Ranks, global_moments
 from ragtune.train.harness import LoraSettings
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
@@ -52,7 +45,9 @@ class PPOConfig(LoraSettings):
     steps: int = Field(20, ge=1)
     """PPO updates (each samples `batch_size` fresh responses)."""
     batch_size: int = Field(16, ge=2)
+    """Rollouts per update over all processes: under `accelerate launch` each rank rolls out batch_size / ranks."""
     mini_batch_size: int = Field(4, ge=1)
+    """Rollouts per optimizer step over all processes (each rank takes mini_batch_size / ranks of them)."""
     ppo_epochs: int = Field(4, ge=1)
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0
@@ -74,8 +69,8 @@ class PPOConfig(LoraSettings):
     lora_rank: int = Field(16, ge=1, validation_alias=AliasChoices("lora_rank", "lora_r"))
     """Adapter rank r (`lora_r`, this config's former name, is read too)."""
     lora_alpha: float | None = Field(32.0, gt=0)
-    save_steps: int = 0
-    """Save adapter + value head every N updates (0 = only at the end)."""
+    save_steps: int = Field(5, ge=0)
+    """Every N updates: adapter, value head, optimizer to output_dir/checkpoint-N (newest kept; 0 = at the end)."""
     seed: int = 0
 
     @model_validator(mode="after")
@@ -119,6 +114,11 @@ class PPOTrainer:
                  device: str = "cpu", resume_from: str | Path | None = None):
         from peft import PeftModel, get_peft_model
 
+        self.ranks = Ranks()
+        world = self.ranks.world
+        if cfg.batch_size % world or cfg.mini_batch_size % world:
+            raise ValueError(f"batch_size ({cfg.batch_size}) and mini_batch_size ({cfg.mini_batch_size}) must be "
+                             f"multiples of the {world} processes")
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
         # the SFT model becomes the reference: merge it, then add the PPO adapter
@@ -128,8 +128,8 @@ class PPOTrainer:
         else:
             policy = get_peft_model(base, cfg.lora_config("CAUSAL_LM"))
         self.model = PolicyWithValue(policy, base.config.hidden_size).to(device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.learning_rate)
         self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
         self.step_count = 0
         self.history: list[dict] = []
@@ -143,6 +143,9 @@ class PPOTrainer:
             self.model.value_head.load_state_dict(state["value_head"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
+        self.ranks.broadcast(self.trainable)  # every rank starts from rank 0's weights, as DDP does
+        if world > 1:
+            torch.manual_seed(cfg.seed + 1 + self.ranks.rank)  # each rank samples its own responses
         eos = [self.tokenizer.eos_token_id]
         gen_eos = getattr(base.generation_config, "eos_token_id", None)
         self.eos_ids = sorted({*eos, *(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos else [])})
@@ -181,40 +184,44 @@ class PPOTrainer:
         ro = self.rollout(prompts, reward_fn)
         m = ro["resp_mask"]
         scores = ro["scores"]
-        shaped = (scores - scores.mean()) / (scores.std() + 1e-8) if cfg.whiten_rewards and len(scores) > 1 \
-            else scores
+        s_mean, s_var, s_n = global_moments(scores, None, self.ranks)  # over the global batch
+        shaped = scores
+        if cfg.whiten_rewards and s_n > 1:
+            shaped = (scores - s_mean) / ((s_var * s_n / (s_n - 1)).sqrt() + 1e-8)
         rewards, kl = token_rewards(shaped, ro["logp"], ro["ref_logp"], m, self.kl_ctl.value)
         adv, returns = gae(rewards, ro["values"], m, cfg.gamma, cfg.lam)
-        adv = masked_whiten(adv, m)
+        a_mean, a_var, _ = global_moments(adv, m, self.ranks)
+        adv = (adv - a_mean) * torch.rsqrt(a_var + 1e-8)
 
         self.model.train()
         stats: dict[str, list[float]] = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": []}
-        n = len(prompts)
+        n, mb = len(prompts), cfg.mini_batch_size // self.ranks.world
         for _ in range(cfg.ppo_epochs):
             perm = torch.randperm(n)
-            for s in range(0, n, cfg.mini_batch_size):
-                idx = perm[s:s + cfg.mini_batch_size]
+            for s in range(0, n, mb):
+                idx = perm[s:s + mb]
                 logp, values, _ = self.model(ro["ids"][idx], ro["mask"][idx], ro["R"], cfg.temperature)
                 losses = ppo_losses(logp, ro["logp"][idx], adv[idx], values, ro["values"][idx], returns[idx],
                                     m[idx], cfg.cliprange, cfg.cliprange_value)
                 loss = losses["pg_loss"] + cfg.vf_coef * losses["vf_loss"]
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                self.ranks.average_grads(self.trainable)
+                nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
                 self.optimizer.step()
                 for k in stats:
                     stats[k].append(float(losses[k].detach()))
-        mean_kl = float(kl.sum(1).mean())
+        mean_kl, entropy, resp_len, *losses_mean = self.ranks.mean(
+            [float(kl.sum(1).mean()), float(masked_mean(ro["entropy"], m)), float(m.sum(1).mean()),
+             *(sum(stats[k]) / len(stats[k]) for k in ("clipfrac", "vf_loss", "pg_loss", "approx_kl"))])
         kl_coef = self.kl_ctl.value
-        self.kl_ctl.update(mean_kl, n)
+        self.kl_ctl.update(mean_kl, n * self.ranks.world)
         self.step_count += 1
-        row = {"step": self.step_count, "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
-               "kl": mean_kl, "kl_coef": kl_coef, "entropy": float(masked_mean(ro["entropy"], m)),
-               "clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
-               "value_loss": sum(stats["vf_loss"]) / len(stats["vf_loss"]),
-               "policy_loss": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
-               "approx_kl": sum(stats["approx_kl"]) / len(stats["approx_kl"]),
-               "response_len": float(m.sum(1).mean()), "seconds": round(time.perf_counter() - start, 3),
+        std = float((s_var * s_n / (s_n - 1)).sqrt()) if s_n > 1 else 0.0
+        row = {"step": self.step_count, "reward_mean": float(s_mean), "reward_std": std,
+               "kl": mean_kl, "kl_coef": kl_coef, "entropy": entropy, "clipfrac": losses_mean[0],
+               "value_loss": losses_mean[1], "policy_loss": losses_mean[2], "approx_kl": losses_mean[3],
+               "response_len": resp_len, "seconds": round(time.perf_counter() - start, 3),
                "sample": ro["texts"][0]}
         self.history.append(row)
         return row
@@ -227,31 +234,45 @@ class PPOTrainer:
 
         if len(prompts) == 0:
             raise ValueError("PPO needs at least one prompt")
-        rng = random.Random(self.cfg.seed + self.step_count)
+        rng = random.Random(self.cfg.seed + self.step_count)  # the same batches on every rank
         order: list[str] = []
-        bar = tqdm(total=self.cfg.steps, initial=self.step_count, desc="ppo", disable=not show_progress)
+        main, rank, world = self.ranks.is_main, self.ranks.rank, self.ranks.world
+        if out_dir is not None and main:
+            self._restart_log(Path(out_dir))
+        bar = tqdm(total=self.cfg.steps, initial=self.step_count, desc="ppo", disable=not (show_progress and main))
         while self.step_count < self.cfg.steps:
             while len(order) < self.cfg.batch_size:
                 chunk = list(prompts)
                 rng.shuffle(chunk)
                 order += chunk
             batch, order = order[: self.cfg.batch_size], order[self.cfg.batch_size:]
-            row = self.step(batch, reward_fn)
+            row = self.step(batch[rank::world], reward_fn)  # this rank's slice of the global batch
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=f"{row['kl']:.2f}")
-            if out_dir is not None:
+            if out_dir is not None and main:
                 self._log(Path(out_dir), row)
                 if self.cfg.save_steps and self.step_count % self.cfg.save_steps == 0:
                     self.save(Path(out_dir) / f"checkpoint-{self.step_count}")
+                    for old in Path(out_dir).glob("checkpoint-*"):  # the newest is all a resume needs
+                        if old.name != f"checkpoint-{self.step_count}":
+                            shutil.rmtree(old, ignore_errors=True)
         bar.close()
-        if out_dir is not None:
+        if out_dir is not None and main:
             self.save(Path(out_dir))
+        self.ranks.barrier()
         return self.history
 
     def _log(self, out_dir: Path, row: dict) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "ppo_log.jsonl", "a", encoding="utf-8") as f:  # append-only log, one line per update
             f.write(json.dumps(row) + "\n")
+
+    def _restart_log(self, out_dir: Path) -> None:
+        """ppo_log.jsonl holds exactly the updates in `history` (after a resume: those up to the checkpoint)."""
+        from ragtune.atomic import write_jsonl
+
+        if self.history or (out_dir / "ppo_log.jsonl").exists():
+            write_jsonl(out_dir / "ppo_log.jsonl", self.history)
 
     def save(self, path: Path) -> None:
         from ragtune.atomic import atomic_open
@@ -261,135 +282,4 @@ class PPOTrainer:
         with atomic_open(path / "trainer_state.pt", "wb") as f:
             torch.save({"value_head": self.model.value_head.state_dict(), "optimizer": self.optimizer.state_dict(),
                         "kl_coef": self.kl_ctl.value, "step": self.step_count, "history": self.history}, f)
-        write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": self.history[-1]
-                                               if self.history else None})
-
-
-# ---------------------------------------------------------------- stage: ppo
-
-
-class PPOStageConfig(ConfigModel):
-    ALIASES = ("ppo",)
-    stage: Literal["ppo"] = "ppo"
-    model_name_or_path: str = DEFAULT_GENERATOR
-    adapter_name_or_path: Path | None = None
-    """SFT adapter; merged into the base, which becomes the PPO reference."""
-    reward_source: Literal["reward_model", "retrieval"] = "reward_model"
-    """What scores the rollouts: the learned reward model, or the loop's reward computed online (`retrieval_reward`:
-    filter outcome, difficulty band and rank under `retriever_model`; train/generator/loop_reward.py)."""
-    reward_model: Path | None = None
-    """reward_source=reward_model: adapter folder written by `ragtune train generator` with stage: rm."""
-    reward_base: str | None = None
-    """Base model of the reward model (default: model_name_or_path)."""
-    retriever_model: Path | None = None
-    """reward_source=retrieval: the round's trained retriever (a sentence-transformers folder)."""
-    retrieval_reward: LoopRewardSettings = Field(default_factory=LoopRewardSettings)
-    prompts: PromptSource | None = None
-    """Prompts from a BEIR corpus (the doc -> query prompt per document); or name a `dataset`."""
-    dataset: Annotated[list[str], CommaList] | None = None
-    """Datasets of dataset_dir/dataset_info.json (LLaMA-Factory): each row's prompt, without its answer."""
-    dataset_dir: Path = Path("data")
-    max_samples: int | None = Field(None, ge=1)
-    template: str = "auto"
-    """Chat template the prompts are rendered with (auto: the SFT adapter's or the model's own)."""
-    finetuning_type: Literal["lora"] = "lora"
-    num_train_epochs: float | None = Field(None, gt=0)
-    """Passes over the prompts; sets ppo.steps = ceil(epochs x prompts / ppo.batch_size) unless ppo.steps is set."""
-    per_device_train_batch_size: int | None = Field(None, ge=1)
-    """LLaMA-Factory's PPO batch: ppo.mini_batch_size, and ppo.batch_size = it x gradient_accumulation_steps."""
-    gradient_accumulation_steps: int | None = Field(None, ge=1)
-    resume_lora_training: bool = True
-    """LLaMA-Factory's flag; ragtune's PPO always merges adapter_name_or_path and trains a new adapter."""
-    output_dir: Path
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
-    merge: bool = True
-    """Also write output_dir/merged: base + SFT + PPO adapter in one folder (what the next round generates with)."""
-    device: str = "auto"
-    """auto = cuda, then mps, then cpu; the policy, reference and reward model all live there."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lf_batch(cls, data: Any) -> Any:
-        """LLaMA-Factory's PPO batch: per_device_train_batch_size rows per minibatch, x accumulation per rollout."""
-        if not isinstance(data, dict) or data.get("per_device_train_batch_size") is None:
-            return data
-        mini = int(data["per_device_train_batch_size"])
-        batch = mini * int(data.get("gradient_accumulation_steps") or 1)
-        ppo = data.get("ppo") or {}
-        if isinstance(ppo, dict):
-            data = {**data, "ppo": {"mini_batch_size": mini, "batch_size": batch, **ppo}}
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> PPOStageConfig:
-        if (self.prompts is None) == (self.dataset is None):
-            raise ValueError("stage ppo takes its prompts from prompts.corpus (a BEIR folder) or from dataset (names "
-                             "in dataset_info.json): set exactly one")
-        need = "reward_model" if self.reward_source == "reward_model" else "retriever_model"
-        if getattr(self, need) is None or (self.reward_source == "retrieval" and self.prompts is None):
-            raise ValueError(f"reward_source={self.reward_source} needs {need}"
-                             + (" and prompts (a BEIR corpus)" if self.reward_source == "retrieval" else ""))
-        return self
-
-
-def dataset_prompts(cfg: PPOStageConfig) -> list[list[dict[str, str]]]:
-    """The prompt chat of every row of cfg.dataset (its answer dropped; ranking rows too)."""
-    from ragtune.data.lf_datasets import answer_records, read_registered
-    from ragtune.generate.prompts import record_messages
-
-    out = []
-    for name in cfg.dataset or []:
-        for where, rec in answer_records(read_registered(name, cfg.dataset_dir, cfg.ppo.seed), "ppo")[:cfg.max_samples]:
-            messages = record_messages(rec, where)
-            out.append(messages[:-1] if messages[-1]["role"] == "assistant" else messages)
-    if not out:
-        raise ValueError(f"stage ppo: no prompts in {', '.join(cfg.dataset or [])}")
-    return out
-
-
-def run_ppo_stage(cfg: PPOStageConfig) -> dict[str, Any]:
-    import math
-
-    from ragtune.config import notice
-    from ragtune.generate.prompts import use_template
-    from ragtune.hardware import pick_device
-    from ragtune.models import adapter_stack, write_adapter_stack
-    from ragtune.train.generator.loop_reward import ppo_reward_fn
-
-    device = pick_device(cfg.device)
-    if cfg.adapter_name_or_path is not None and "resume_lora_training" in cfg.model_fields_set \
-            and cfg.resume_lora_training:
-        notice("stage ppo: resume_lora_training=true has no effect: ragtune's PPO merges adapter_name_or_path into "
-               "the base (the reference model) and trains a new adapter")
-    trainer = PPOTrainer(cfg.ppo, cfg.model_name_or_path, sft_adapter=cfg.adapter_name_or_path, device=device)
-    stops = use_template(trainer.tokenizer, cfg.template)
-    trainer.eos_ids = sorted({*trainer.eos_ids, *stops})
-    raw: dict[str, Any] = {}  # rendered prompt -> what the reward model reads (user turn or chat)
-    source: dict[str, str] = {}  # rendered prompt -> its document (the online reward's source)
-    corpus = None
-    if cfg.prompts is not None:
-        corpus, docs = sample_docs(cfg.prompts)
-        for d, turn in zip(docs, user_turns(cfg.prompts, corpus, docs, trainer.tokenizer), strict=True):
-            rendered = trainer.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
-                                                             add_generation_prompt=True)
-            raw[rendered], source[rendered] = turn, d
-    else:
-        for chat in dataset_prompts(cfg):
-            raw[trainer.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)] = chat
-    if cfg.num_train_epochs is not None and "steps" not in cfg.ppo.model_fields_set:
-        trainer.cfg = cfg.ppo.model_copy(update={"steps": max(1, math.ceil(cfg.num_train_epochs * len(raw) /
-                                                                            cfg.ppo.batch_size))})
-    history = trainer.train(list(raw), ppo_reward_fn(cfg, raw, source, corpus, device), cfg.output_dir)
-    if cfg.adapter_name_or_path is not None:
-        write_adapter_stack(cfg.output_dir / "adapter", adapter_stack([Path(cfg.adapter_name_or_path)]))
-    if cfg.merge:
-        merged = trainer.model.model.merge_and_unload()
-        merged.save_pretrained(str(cfg.output_dir / "merged"))
-        trainer.tokenizer.save_pretrained(str(cfg.output_dir / "merged"))
-    plot_rl_curves(cfg.output_dir, history)
-    summary = {"updates": len(history), "prompts": len(raw), "reward_first": history[0]["reward_mean"],
-               "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
-               "curve": [{k: h[k] for k in ("step", "reward_mean", "kl", "entropy")} for h in history]}
-    write_json(cfg.output_dir / "ppo_summary.json", summary)
-    dump_config(cfg, cfg.output_dir / "config.yaml")
-    return summary
+        write_json(path / "ppo_summary.json", {"steps": self.step_count, "final": (self.history or [None])[-1]})

@@ -17,11 +17,12 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings, check_scheduler
+from ragtune.train.harness import LoraSettings, ResumeSettings, check_scheduler, resolve_resume
 
 Message = dict[str, str]
 
-class RewardSettings(LoraSettings):
+
+class RewardSettings(LoraSettings, ResumeSettings):
     """The reward model's training settings: everything but its data and output paths (the loop's `reward:`)."""
 
     ALIASES = ("rm",)
@@ -40,6 +41,8 @@ class RewardSettings(LoraSettings):
     max_length: int = Field(512, ge=16)
     max_samples: int | None = Field(None, ge=1)
     logging_steps: int = 5
+    save_steps: int = Field(0, ge=0)
+    """Write a resumable checkpoint-N every N steps (0 = only the final model)."""
     seed: int = 42
     threads: int = 0
     fp16: bool = False
@@ -118,21 +121,24 @@ def dataset_pairs(names: list[str], dataset_dir: Path, seed: int, max_samples: i
 
 
 def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
-    import torch
+    """Train the reward model (DDP under `accelerate launch`); the main process writes the adapter and summary."""
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
     from ragtune.generate.prompts import use_template
-    from ragtune.hardware import set_threads
+    from ragtune.hardware import process_state, set_threads
     from ragtune.models import adapter_stack, write_adapter_stack
     from ragtune.train.harness import check_precision, plot_loss
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = process_state()  # under `accelerate launch`: one rank of a DDP run (gloo on CPU)
+    device = state.device.type
     check_precision(cfg, device)
     set_threads(cfg.threads)
     if cfg.adapter_name_or_path is not None and cfg.resume_lora_training:
         notice("stage rm: resume_lora_training=true has no effect: the reward model merges adapter_name_or_path "
                "into the base and trains a new adapter with a scalar head")
+    resume = resolve_resume(cfg, state.is_main_process)
+    state.wait_for_everyone()
     model, tok = load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, head="score", dtype=None)
     use_template(tok, cfg.template)
     pairs = _conversations(cfg.train_file) if cfg.train_file is not None else \
@@ -142,30 +148,36 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                         lr_scheduler_type=cfg.lr_scheduler_type, num_train_epochs=cfg.num_train_epochs,
                         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
-                        logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none", save_strategy="no",
+                        logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none",
+                        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
                         use_cpu=device == "cpu", disable_tqdm=False, fp16=cfg.fp16, bf16=cfg.bf16)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=cfg.lora_config("SEQ_CLS"))
     used = len(trainer.train_dataset)  # trl drops pairs longer than max_length: say how many trained
     if used == 0:
-        raise ValueError(f"{cfg.train_file}: every pair is longer than max_length={cfg.max_length} tokens; raise it")
-    result = trainer.train()
-    trainer.model.save_pretrained(str(cfg.output_dir))
-    tok.save_pretrained(str(cfg.output_dir))
-    if cfg.adapter_name_or_path is not None:
-        write_adapter_stack(cfg.output_dir, adapter_stack([Path(cfg.adapter_name_or_path)]))
+        raise ValueError(f"{cfg.train_file or cfg.dataset}: every pair is longer than max_length={cfg.max_length} "
+                         "tokens; raise it")
+    result = trainer.train(resume_from_checkpoint=resume)
     summary: dict[str, Any] = {"train_loss": float(result.training_loss), "train_pairs": len(train),
                                "train_pairs_within_max_length": used, "steps": int(result.global_step),
-                               "base_adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None}
-    if cfg.plot_loss:
-        png = plot_loss(trainer.state.log_history, Path(cfg.output_dir) / "training_loss.png", "reward model loss")
-        summary["loss_plot"] = str(png) if png else None
-    if cfg.eval_file is not None:
-        acc = pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
-        write_jsonl(cfg.output_dir / "heldout_scores.jsonl", acc.pop("pairs"))
-        summary |= acc
-    write_json(cfg.output_dir / "reward_summary.json", summary)
-    dump_config(cfg, cfg.output_dir / "config.yaml")
+                               "base_adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None,
+                               "resumed_from": resume, "world_size": state.num_processes}
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(str(cfg.output_dir))
+        tok.save_pretrained(str(cfg.output_dir))
+        if cfg.adapter_name_or_path is not None:
+            write_adapter_stack(cfg.output_dir, adapter_stack([Path(cfg.adapter_name_or_path)]))
+        if cfg.plot_loss:
+            png = plot_loss(trainer.state.log_history, Path(cfg.output_dir) / "training_loss.png",
+                            "reward model loss")
+            summary["loss_plot"] = str(png) if png else None
+        if cfg.eval_file is not None:
+            acc = pairwise_accuracy(RewardScorer(cfg.model_name_or_path, cfg.output_dir), cfg.eval_file)
+            write_jsonl(cfg.output_dir / "heldout_scores.jsonl", acc.pop("pairs"))
+            summary |= acc
+        write_json(cfg.output_dir / "reward_summary.json", summary)
+        dump_config(cfg, cfg.output_dir / "config.yaml")
+    state.wait_for_everyone()
     return summary
 
 

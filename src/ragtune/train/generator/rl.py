@@ -18,7 +18,7 @@ from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings
+from ragtune.train.harness import LoraSettings, ResumeSettings
 
 
 class PromptSource(ConfigModel):
@@ -51,7 +51,24 @@ def user_turns(src: PromptSource, corpus: dict[str, Doc], docs: list[str], token
     return [user_turn(corpus[d], tokenizer, src.max_doc_tokens) for d in docs]
 
 
-class PolicySettings(LoraSettings):
+def dataset_prompts(names: list[str], dataset_dir: Path, seed: int, max_samples: int | None
+                    ) -> list[list[dict[str, str]]]:
+    """The prompt chat of every row of the dataset_info.json datasets `names` (its answer dropped; ranking rows
+    too): PPO's prompts when they come from `dataset` instead of a corpus."""
+    from ragtune.data.lf_datasets import answer_records, read_registered
+    from ragtune.generate.prompts import record_messages
+
+    out = []
+    for name in names:
+        for where, rec in answer_records(read_registered(name, dataset_dir, seed), "ppo")[:max_samples]:
+            messages = record_messages(rec, where)
+            out.append(messages[:-1] if messages[-1]["role"] == "assistant" else messages)
+    if not out:
+        raise ValueError(f"stage ppo: no prompts in {', '.join(names)}")
+    return out
+
+
+class PolicySettings(LoraSettings, ResumeSettings):
     """What DPO and GRPO share: a new LoRA adapter on the generator policy and its optimisation."""
 
     lora_alpha: float | None = Field(16.0, gt=0)
@@ -63,6 +80,11 @@ class PolicySettings(LoraSettings):
     beta: float = Field(0.1, ge=0)
     """KL (GRPO) / DPO temperature coefficient."""
     logging_steps: int = 5
+    save_steps: int = Field(10, ge=0)
+    """Checkpoint every N steps into output_dir/checkpoint-N (the newest `save_total_limit` are kept; 0 = only the
+    final adapter): a killed run continues from the newest with resume_from_checkpoint=true (the loop does so by
+    itself)."""
+    save_total_limit: int = Field(2, ge=1)
     seed: int = 42
 
 
@@ -73,11 +95,25 @@ class PolicyTrainConfig(PolicySettings):
     adapter_name_or_path: Path | None = None
     """SFT adapter to start from; it is merged into the base first (the reference is the SFT model)."""
     output_dir: Path
+    resume_from_checkpoint: bool | Path | None = None
+    """true = the newest checkpoint-* in output_dir; or a checkpoint folder; null = a fresh start."""
 
 
 def load_policy(cfg: PolicyTrainConfig):
     """(model, tokenizer): the base with the SFT adapter merged in (the policy's starting point and reference)."""
     return load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, dtype=None)
+
+
+def start_policy_run(cfg: PolicyTrainConfig) -> tuple[Any, str | None]:
+    """(accelerate state, checkpoint to resume from) of a DPO or GRPO run; every rank waits for the main one's
+    clean-up of an overwritten output_dir."""
+    from ragtune.hardware import process_state
+    from ragtune.train.harness import resolve_resume
+
+    state = process_state()
+    resume = resolve_resume(cfg, state.is_main_process)
+    state.wait_for_everyone()
+    return state, resume
 
 
 def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
@@ -87,17 +123,22 @@ def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
             "lr_scheduler_type": cfg.lr_scheduler_type,
             "per_device_train_batch_size": cfg.per_device_train_batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "beta": cfg.beta,
-            "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none", "save_strategy": "no",
+            "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none",
+            "save_strategy": "steps" if cfg.save_steps else "no", "save_steps": cfg.save_steps or 500,
+            "save_total_limit": cfg.save_total_limit,
             "use_cpu": not torch.cuda.is_available()}
 
 
 def save_policy(trainer, tok, cfg: PolicyTrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
-    trainer.model.save_pretrained(str(cfg.output_dir / "adapter"))
-    tok.save_pretrained(str(cfg.output_dir / "adapter"))
+    """The run's summary; the main process writes the adapter, rl_summary.json and config.yaml."""
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
-    summary = {"steps": trainer.state.global_step, "log": logs, **extra}
-    write_json(cfg.output_dir / "rl_summary.json", summary)
-    dump_config(cfg, cfg.output_dir / "config.yaml")
+    summary = {"steps": trainer.state.global_step, "log": logs, "world_size": trainer.args.world_size, **extra}
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(str(cfg.output_dir / "adapter"))
+        tok.save_pretrained(str(cfg.output_dir / "adapter"))
+        write_json(cfg.output_dir / "rl_summary.json", summary)
+        dump_config(cfg, cfg.output_dir / "config.yaml")
+    trainer.accelerator.wait_for_everyone()
     return summary
 
 

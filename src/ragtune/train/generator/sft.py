@@ -99,18 +99,16 @@ def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use
 
 def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     """Fine-tune the generator; returns a summary (losses, steps, example counts, outputs)."""
-    import torch
-    from accelerate import PartialState
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTTrainer
 
     from ragtune.generate.prompts import use_template
-    from ragtune.hardware import set_threads
+    from ragtune.hardware import process_state, set_threads
     from ragtune.models import resolve_causal_lm, write_adapter_stack
     from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
-    state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks talk over gloo
+    state = process_state()  # under `accelerate launch` the ranks join one process group (gloo on CPU)
     device = state.device.type
     check_precision(cfg, device)
     check_quantization(cfg)

@@ -4,7 +4,7 @@
 |---|---|---|
 | sft (default) | `GeneratorTrainConfig` | the doc -> query generator: LoRA, freeze or full SFT (sft.py) |
 | rm | `RewardTrainConfig` | a reward model on preference pairs (reward.py) |
-| ppo | `PPOStageConfig` | ragtune's PPO against that reward model (ppo.py) |
+| ppo | `PPOStageConfig` | ragtune's PPO against that reward model (ppo.py, ppo_stage.py) |
 | dpo | `DPOTrainConfig` | trl's DPO on the preference pairs (dpo.py) |
 | grpo | `GRPOStageConfig` | trl's GRPO with the retriever as online reward (grpo.py) |
 """
@@ -19,7 +19,7 @@ from typing import Any
 from ragtune.config import ConfigModel, apply_overrides, build_config, read_yaml
 from ragtune.train.generator.dpo import DPOTrainConfig, train_dpo
 from ragtune.train.generator.grpo import GRPOStageConfig, run_grpo_stage
-from ragtune.train.generator.ppo import PPOStageConfig, run_ppo_stage
+from ragtune.train.generator.ppo_stage import PPOStageConfig, run_ppo_stage
 from ragtune.train.generator.reward import RewardTrainConfig, train_reward_model
 from ragtune.train.generator.sft import train_generator
 from ragtune.train.generator.sft_config import GeneratorTrainConfig

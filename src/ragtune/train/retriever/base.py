@@ -122,14 +122,16 @@ def start_run(cfg: RetrieverTrainConfig) -> tuple[str, str | None, DevSet | None
 
     Checks the precision flags against the device, sets CPU threads and the seed.
     """
-    from accelerate import PartialState
     from transformers import set_seed
 
-    from ragtune.hardware import set_threads
+    from ragtune.hardware import process_state, set_threads
 
-    device = PartialState().device.type
+    state = process_state()  # under `accelerate launch`: one rank of a DDP run (gloo on CPU)
+    device = state.device.type
     check_precision(cfg, device)
     if device == "cpu":
         set_threads(cfg.threads)
     set_seed(cfg.seed)
-    return device, resolve_resume(cfg), build_devset(cfg.dev)  # resume: never mixes runs in one output_dir
+    resume = resolve_resume(cfg, state.is_main_process)  # never mixes runs in one output_dir
+    state.wait_for_everyone()
+    return device, resume, build_devset(cfg.dev)

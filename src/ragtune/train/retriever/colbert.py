@@ -3,25 +3,16 @@
     cfg = load_config(ColbertTrainConfig, "configs/scifact-colbert.yaml", ["max_steps=20"])
     summary = train_colbert(cfg)
 
-The model is a module list, saved and loaded like any sentence-transformers model
-(`MultiVectorEncoder(output_dir)`):
-
-1. `Transformer`: the encoder (e.g. all-MiniLM-L6-v2's BertModel), with `query_length` and
-   `document_length`, and ColBERT query augmentation: queries padded to `query_length` with the mask
-   token, which MaxSim scores (`query_expansion`);
-2. `Dense`: a linear projection of every token to `dim` (default 128), no bias;
-3. `MultiVectorMask`: drops padding (and punctuation on the document side) from scoring;
-4. `Normalize`: unit-length token embeddings, so MaxSim sums cosine similarities.
-
-Query and document markers are prepended as prompts (`[unused0]` / `[unused1]` in BERT vocabularies,
-ColBERT's choice; new `[Q]` / `[D]` tokens are added otherwise). Training uses the
-multi-vector trainer and losses: in-batch + hard negatives (MNRL, or its cached variant) on
-`{query, pos, neg}` records, or KL score distillation on `{query, pos, neg, scores}`.
+The model (`ragtune.retrieval.colbert_model`: encoder, projection to `dim`, punctuation mask, normalization,
+query/document markers) is saved and loaded like any sentence-transformers model
+(`MultiVectorEncoder(output_dir)`). Training uses the multi-vector trainer and losses: in-batch + hard
+negatives (MNRL, or its cached variant) on `{query, pos, neg}` records, or KL score distillation on
+`{query, pos, neg, scores}`. Records with a `weight` weigh their example's loss, and `example_order: file`
+keeps the records' order in the batches (a curriculum; train/retriever/curriculum.py).
 """
 
 from __future__ import annotations
 
-import string
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,71 +22,35 @@ from pydantic import Field
 from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.models import DEFAULT_ENCODER
-from ragtune.train.retriever.base import RetrieverTrainConfig, start_run
+from ragtune.retrieval.colbert_model import ColbertModelSettings
+from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
+from ragtune.train.retriever.curriculum import CurriculumSettings
 from ragtune.train.retriever.dev import DevSet
 
 
-class ColbertTrainConfig(RetrieverTrainConfig):
-    """Train a ColBERT (late-interaction) model."""
+class ColbertSettings(ColbertModelSettings, CurriculumSettings, RetrieverTrainSettings):
+    """Train a ColBERT model: everything but the data and output paths (the loop's `retriever:` overrides with
+    `kind: colbert`)."""
 
     model_name_or_path: str = DEFAULT_ENCODER
     """A BERT-like encoder (or sentence-transformers folder, its Transformer is reused), or a MultiVectorEncoder
     folder to continue training."""
-    train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
-    """Embedding records: {query, pos, neg} (contrastive) or {query, pos, neg, scores} (distillation)."""
-    dim: int = Field(128, ge=8)
-    """Projection size of each token embedding."""
-    query_length: int = Field(32, ge=4)
-    """Query tokens after augmentation: shorter queries are padded with mask tokens that MaxSim scores."""
-    document_length: int = Field(180, ge=8)
-    query_marker: str = "[unused0]"
-    document_marker: str = "[unused1]"
     neg_nums: int = Field(1, ge=1)
     loss: Literal["auto", "mnrl", "cached_mnrl", "kl"] = "auto"
     """auto: mnrl, or kl when the records carry scores."""
+    scale: float = Field(1.0, gt=0)
+    """MNRL logit scale over MaxSim scores (1 / temperature; PyLate's and sentence-transformers' default 1)."""
     mini_batch_size: int = Field(16, ge=1)
     """cached_mnrl chunk size."""
     temperature: float = Field(1.0, gt=0)
-    skip_punctuation: bool = True
-    """Leave punctuation tokens of documents out of MaxSim (ColBERT's default)."""
+    """kl distillation temperature."""
 
 
-def _markers(tokenizer, cfg: ColbertTrainConfig) -> tuple[str, str, bool]:
-    """(query marker, document marker, added new tokens?)."""
-    vocab = tokenizer.get_vocab()
-    if cfg.query_marker in vocab and cfg.document_marker in vocab:
-        return cfg.query_marker, cfg.document_marker, False
-    tokenizer.add_special_tokens({"additional_special_tokens": ["[Q]", "[D]"]})
-    return "[Q]", "[D]", True
+class ColbertTrainConfig(ColbertSettings, RetrieverTrainConfig):
+    """Train a ColBERT (late-interaction) model."""
 
-
-def build_colbert(cfg: ColbertTrainConfig, device: str):
-    """A fresh MultiVectorEncoder on the base encoder (or the existing one, when the path holds a ColBERT)."""
-    from sentence_transformers import MultiVectorEncoder
-    from sentence_transformers.base.modules import Normalize, Transformer
-    from sentence_transformers.base.modules.dense import Dense
-    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
-    from torch import nn
-
-    from ragtune.models import resolve_model
-
-    path = resolve_model(cfg.model_name_or_path)
-    config = path / "config_sentence_transformers.json"
-    if config.is_file() and '"MultiVectorEncoder"' in config.read_text():
-        return MultiVectorEncoder(str(path), device=device, local_files_only=True)
-    transformer = Transformer(str(path), query_length=cfg.query_length, document_length=cfg.document_length,
-                              query_expansion={"strategy": "fixed", "length": cfg.query_length})
-    q_marker, d_marker, added = _markers(transformer.tokenizer, cfg)
-    if added:
-        transformer.auto_model.resize_token_embeddings(len(transformer.tokenizer))
-    hidden = transformer.get_embedding_dimension()
-    modules = [transformer,
-               Dense(in_features=hidden, out_features=cfg.dim, bias=False, activation_function=nn.Identity(),
-                     module_input_name="token_embeddings"),
-               MultiVectorMask(skiplist_words=list(string.punctuation) if cfg.skip_punctuation else []),
-               Normalize(module_input_name="token_embeddings")]
-    return MultiVectorEncoder(modules=modules, device=device,
-                              prompts={"query": f"{q_marker} ", "document": f"{d_marker} "})
+    train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
+    """Embedding records: {query, pos, neg} (contrastive) or {query, pos, neg, scores} (distillation)."""
 
 
 def colbert_rows(records: list[Embedding], cfg: ColbertTrainConfig, dev: DevSet | None) -> tuple[str, list, dict]:
@@ -110,10 +65,25 @@ def colbert_rows(records: list[Embedding], cfg: ColbertTrainConfig, dev: DevSet 
     return fmt, rows, stats
 
 
-def _loss(model, cfg: ColbertTrainConfig, fmt: str):
+def init_texts(rows: list[dict[str, Any]], seed: int, limit: int = 4096) -> list[str]:
+    """Training texts (passages and queries, seeded order) for the PCA projection."""
+    import random
+
+    texts = sorted({v for r in rows for k, v in r.items() if isinstance(v, str)})
+    random.Random(seed).shuffle(texts)
+    return texts[:limit]
+
+
+def _loss(model, cfg: ColbertTrainConfig, fmt: str, weighted: bool):
     from sentence_transformers.multi_vector_encoder import losses
 
+    from ragtune.train.retriever.curriculum import WeightedMultiVectorMNRL
+
     name = cfg.loss if cfg.loss != "auto" else ("kl" if fmt == "distill" else "mnrl")
+    if weighted:
+        if name != "mnrl":
+            raise ConfigError(f'the records carry a "weight": loss "{name}" cannot weigh examples; use loss=mnrl')
+        return "mnrl (weighted)", WeightedMultiVectorMNRL(model, scale=cfg.scale)
     if name == "kl":
         if fmt != "distill":
             raise ConfigError('loss "kl" needs records with "scores"')
@@ -121,8 +91,9 @@ def _loss(model, cfg: ColbertTrainConfig, fmt: str):
     if fmt == "distill":
         raise ConfigError(f'loss "{name}" ignores the records\' scores; use loss=kl (or auto)')
     if name == "cached_mnrl":
-        return name, losses.CachedMultiVectorMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
-    return name, losses.MultiVectorMultipleNegativesRankingLoss(model)
+        return name, losses.CachedMultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale,
+                                                                          mini_batch_size=cfg.mini_batch_size)
+    return name, losses.MultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale)
 
 
 def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
@@ -135,8 +106,10 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
 
     from ragtune.data.formats import read_records
     from ragtune.retrieval.colbert import ColbertConfig, ColbertRetriever
+    from ragtune.retrieval.colbert_model import build_colbert_model
     from ragtune.train.harness import finish
     from ragtune.train.retriever.base import trainer_kwargs, use_stable_proportion
+    from ragtune.train.retriever.curriculum import ordered_batch_sampler
     from ragtune.train.retriever.dev import dev_metrics, make_run_evaluator
 
     device, resume, dev = start_run(cfg)
@@ -144,8 +117,8 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
     if not records:
         raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')
     fmt, rows, stats = colbert_rows(records, cfg, dev)
-    model = build_colbert(cfg, device)
-    loss_name, loss = _loss(model, cfg, fmt)
+    model = build_colbert_model(cfg.model_name_or_path, cfg, device, init_texts=init_texts(rows, cfg.seed))
+    loss_name, loss = _loss(model, cfg, fmt, weighted="label" in rows[0] and fmt != "distill")
 
     evaluator = None
     if dev is not None:
@@ -156,7 +129,8 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
         evaluator = make_run_evaluator(dev, cfg.dev, run_fn)
 
     args = MultiVectorEncoderTrainingArguments(
-        **trainer_kwargs(cfg, device, dev is not None, f"dev_{cfg.dev.metric_for_best}"), batch_sampler="no_duplicates",
+        **trainer_kwargs(cfg, device, dev is not None, f"dev_{cfg.dev.metric_for_best}"),
+        batch_sampler=ordered_batch_sampler if cfg.example_order == "file" else "no_duplicates",
         max_length={"query": cfg.query_length, "document": cfg.document_length})
     trainer = MultiVectorEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
                                         evaluator=evaluator)
@@ -167,7 +141,9 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
     trainer.save_model(str(cfg.output_dir))
     summary: dict[str, Any] = {
         "command": "train colbert", "model": cfg.model_name_or_path, "format": fmt, "loss": loss_name,
-        "dim": cfg.dim, **stats, "dev_queries": len(dev.queries) if dev else 0, "resumed_from": resume,
+        "dim": cfg.dim, "projection_init": cfg.projection_init, "document_length": cfg.document_length,
+        "example_order": cfg.example_order, **stats, "dev_queries": len(dev.queries) if dev else 0,
+        "resumed_from": resume,
         "train_loss": result.training_loss, "train_runtime_s": round(wall, 1),
         "dev_history": evaluator.history if evaluator else [],
     }

@@ -42,6 +42,7 @@ from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
+from ragtune.train.retriever.curriculum import CurriculumSettings
 from ragtune.train.retriever.dense_eval import dense_runs, dev_run
 from ragtune.train.retriever.dev import DevSet, is_dev_query
 from ragtune.train.retriever.embedding_heads import (
@@ -56,7 +57,7 @@ from ragtune.train.retriever.embedding_heads import (
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 
 
-class EmbeddingSettings(RetrieverTrainSettings):
+class EmbeddingSettings(CurriculumSettings, RetrieverTrainSettings):
     """Fine-tune a sentence-transformers bi-encoder: everything but the data and output paths (the loop's
     `retriever:` overrides)."""
 
@@ -174,6 +175,9 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
     pool = sorted({p for r in records for p in [*r.pos, *(r.neg or [])]})
     rows: list[dict[str, Any]] = []
     stats = {"records": len(records), "dropped_dev_queries": 0, "rows_resampled_negatives": 0}
+    weighted = any(r.weight is not None for r in records)
+    if weighted and fmt not in ("pair", "hard_neg"):
+        raise ConfigError(f'records with a "weight" weigh a contrastive loss; the {fmt} format has its own labels')
     for rec in records:
         query, prompt = _query_text(rec, cfg.query_prompt)
         if is_dev_query(query, dev, prompt):
@@ -182,8 +186,9 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
         if fmt == "distill" and not rec.neg and rec.scores is not None:
             rec = scored_list_row(rec)
         negs = list(rec.neg or [])
+        weight = {"label": 1.0 if rec.weight is None else rec.weight} if weighted else {}
         if fmt == "pair":
-            rows += [{"query": query, "pos": p} for p in rec.pos]
+            rows += [{"query": query, "pos": p} | weight for p in rec.pos]
             continue
         if fmt == "distill" and rec.scores is None:
             raise ConfigError(f'format "distill" needs "scores" on every row; the row for query '
@@ -202,7 +207,7 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
                 row["label"] = [float(scores[i])] + [float(s) for _, s in picked]
             else:
                 picked = _fill(negs, cfg.neg_nums, rng, own_pool)
-                row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, n in enumerate(picked)}
+                row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, n in enumerate(picked)} | weight
             rows.append(row)
     stats["examples"] = len(rows)
     return rows, stats
@@ -274,12 +279,19 @@ def resolve_loss(cfg: EmbeddingTrainConfig, fmt: str) -> str:
     return {"pair": "mnrl", "hard_neg": "mnrl", "distill": "kl", "teacher": "mse"}[fmt]
 
 
-def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str):
+def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str, weighted: bool = False):
     from sentence_transformers.sentence_transformer import losses
+
+    from ragtune.train.retriever.curriculum import WeightedMNRL
 
     name = resolve_loss(cfg, fmt)
     scale = 1.0 / cfg.temperature if "temperature" in cfg.model_fields_set and "scale" not in cfg.model_fields_set \
         else cfg.scale
+    if weighted:
+        if name != "mnrl" or cfg.use_mrl:
+            raise ConfigError(f'the records carry a "weight": only loss=mnrl without use_mrl weighs examples '
+                              f"(got loss={name}, use_mrl={cfg.use_mrl})")
+        return WeightedMNRL(model, scale=scale)
     if name == "mnrl":
         loss = losses.MultipleNegativesRankingLoss(model, scale=scale)
     elif name == "cached_mnrl":
@@ -339,7 +351,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         model = project(model, stats["teacher_dim"], cfg.seed)
     stats["embedding_dim"] = embedding_dim(model)
     val_rows = validation_rows(cfg, fmt)
-    loss = build_loss(model, cfg, fmt)
+    weighted = fmt in ("pair", "hard_neg") and "label" in rows[0]
+    loss = build_loss(model, cfg, fmt, weighted)
     dims = list(cfg.mrl_dims) if cfg.use_mrl else None
 
     evaluator = None
@@ -347,6 +360,10 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         evaluator = make_run_evaluator(dev, cfg.dev, lambda m: dev_run(m, dev, cfg))
 
     sampler = "no_duplicates" if cfg.batch_sampler == "no_duplicates" and fmt != "teacher" else "batch_sampler"
+    if cfg.example_order == "file":
+        from ragtune.train.retriever.curriculum import ordered_batch_sampler
+
+        sampler = ordered_batch_sampler
     args = SentenceTransformerTrainingArguments(
         **trainer_kwargs(cfg, device, dev is not None or val_rows is not None,
                          f"dev_{cfg.dev.metric_for_best}" if dev is not None else None), batch_sampler=sampler)
@@ -362,7 +379,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         "command": "train embedding", "model": cfg.model_name_or_path, "model_path": str(model_path),
-        "format": fmt, "loss": loss_name + ("+matryoshka" if cfg.use_mrl else ""), **stats,
+        "format": fmt, "loss": loss_name + ("+matryoshka" if cfg.use_mrl else "") + (" (weighted)" if weighted else ""),
+        "example_order": cfg.example_order, **stats,
         "dev_queries": len(dev.queries) if dev else 0, "resumed_from": resume, "train_loss": result.training_loss,
         "train_runtime_s": round(wall, 1), "samples_per_s": round(stats["examples"] * cfg.num_train_epochs / wall, 2)
         if cfg.max_steps <= 0 else None, "dev_history": evaluator.history if evaluator else [],

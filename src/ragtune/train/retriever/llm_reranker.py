@@ -110,5 +110,7 @@ def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: Dev
     result = trainer.train(resume_from_checkpoint=resume)
     if cfg.use_lora:
         reranker.model = trainer.model.merge_and_unload()
-    reranker.save(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        reranker.save(cfg.output_dir)
+    trainer.accelerator.wait_for_everyone()  # the dev evaluation reloads what the main process saved
     return trainer, result, reranker

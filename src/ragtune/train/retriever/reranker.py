@@ -262,8 +262,10 @@ def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str
     path = resolve_model(cfg.model_name_or_path)
     model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device=device, local_files_only=True)
     evaluator = _ce_dev_evaluator(dev, cfg) if dev else None
+    # every parameter takes part in the score; DDP's unused-parameter search breaks on the CrossEncoder's graph
     args = CrossEncoderTrainingArguments(**trainer_kwargs(cfg, device, dev is not None or val_rows is not None,
-                                                          f"dev_{cfg.dev.metric_for_best}" if dev else None))
+                                                          f"dev_{cfg.dev.metric_for_best}" if dev else None),
+                                         ddp_find_unused_parameters=False)
     val = _ce_dataset(val_rows, fmt, loss_name, cfg.temperature) if val_rows else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_ce_dataset(rows, fmt, loss_name,
                                                                                     cfg.temperature),

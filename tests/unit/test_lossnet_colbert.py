@@ -1,0 +1,71 @@
+"""LossNet on a ColBERT retriever: the target it learns is each pair's MaxSim in-batch contrastive loss, the
+retriever and the module train jointly, and candidates are scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ragtune.data.beir import load_beir
+from ragtune.filters.base import Candidate
+from ragtune.filters.lossnet import LossNetFilter, LossNetFilterConfig
+from ragtune.retrieval.colbert import maxsim
+from ragtune.retrieval.colbert_model import ColbertModelSettings
+
+ARCH = ColbertModelSettings(dim=16, query_length=8, document_length=32)
+
+
+def test_colbert_target_is_the_maxsim_cross_entropy_of_each_pair(tiny_bert):
+    from ragtune.filters.lossnet_colbert import ColbertLossEncoder
+
+    enc = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu")
+    enc.st.eval()
+    queries = ["comet tail", "sourdough rise", "violin bow"]
+    docs = ["A comet grows a tail near the sun.", "Sourdough rises with wild yeast.", "A violin is played with a bow."]
+    with torch.no_grad():
+        q_out, q_feats = enc(queries, [1, 2], "query")
+        d_out, d_feats = enc(docs, [1, 2], "document")
+        losses = enc.losses(q_out, d_out, scale=1.0).numpy()
+    assert len(q_feats) == len(d_feats) == 2 and q_feats[0].shape == (3, enc.hidden)
+    # the same model through sentence-transformers' encode: MaxSim scores, softmax over the batch's documents
+    qs = enc.st.encode_query(queries, convert_to_numpy=True)
+    ds = enc.st.encode_document(docs, convert_to_numpy=True)
+    scores = np.array([[maxsim(q, d) for d in ds] for q in qs])
+    expected = -np.diag(scores) + np.log(np.exp(scores).sum(axis=1))
+    np.testing.assert_allclose(losses, expected, atol=1e-4)
+
+
+def test_lossnet_filter_on_colbert_trains_jointly_and_scores_candidates(tiny_beir, tiny_bert):
+    corpus = load_beir(tiny_beir, splits=[]).corpus
+    cfg = LossNetFilterConfig(model=str(tiny_bert), retriever="colbert", colbert=ARCH, batch_size=2, epochs=6,
+                              keep_fraction=0.5, lr=1e-3, detach_after=1.0)
+    f = LossNetFilter(cfg, corpus, corpus_folder=tiny_beir)
+    cands = [Candidate(f"c{i}", d, corpus[d].text) for i, d in enumerate(corpus)]
+    verdicts = f(cands)
+    assert sum(v.kept for v in verdicts) == 3
+    scores = [v.values["lossnet_score"] for v in verdicts]
+    assert all(np.isfinite(scores)) and len(set(scores)) > 1
+    hist = f.selector.history
+    assert len(hist) == 6 and all(np.isfinite(h["retriever_loss"]) for h in hist)
+    # the retriever learned with the module: its backbone moved away from the weights it was loaded with (the
+    # per-epoch loss of 6 tiny epochs is too noisy to compare: it rose in 1 of 3 seeded runs)
+    from ragtune.filters.lossnet_colbert import ColbertLossEncoder
+
+    loaded = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu").st[0].auto_model.state_dict()
+    trained = f.selector.encoder.st[0].auto_model.state_dict()
+    moved = [k for k in loaded if not torch.equal(loaded[k], trained[k].to(loaded[k].dtype))]
+    assert any("encoder.layer" in k for k in moved), moved
+    assert type(f.selector.encoder.st).__name__ == "MultiVectorEncoder"
+
+
+def test_lossnet_scale_defaults_follow_the_retriever_kind(tiny_bert):
+    from ragtune.filters.lossnet import LossNetSelector
+
+    assert LossNetSelector(LossNetFilterConfig(model=str(tiny_bert))).scale == 20.0
+    colbert = LossNetSelector(LossNetFilterConfig(model=str(tiny_bert), retriever="colbert",
+                                                  colbert=ARCH.model_copy(update={"projection_init": "random"})))
+    assert colbert.scale == 1.0
+    with pytest.raises(ValueError, match="projection_init=pca needs training texts"):
+        LossNetSelector(LossNetFilterConfig(model=str(tiny_bert), retriever="colbert",
+                                            colbert=ARCH.model_copy(update={"projection_init": "pca"})))
