@@ -38,7 +38,7 @@ def run(work: Path, method: str, extra: list[str]) -> None:
     first = work / "ppo"
     if method != "ppo" and not out.exists() and first.exists():
         shutil.copytree(first, out, ignore=shutil.ignore_patterns("ppo", "reward_model", "rl_eval", ".lock"))
-    cmd = ["ragtune", "run", CONFIG, *DEFAULTS, *extra, f"rl={method}", f"out={out}"]
+    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *DEFAULTS, *extra, f"rl={method}", f"out={out}"]
     print("$ " + " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True, cwd=REPO)
 
