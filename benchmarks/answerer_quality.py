@@ -104,7 +104,7 @@ def train(name: str, work: Path, overrides: list[str], base: str, template: str)
 
 
 def evaluate(name: str, work: Path, limit: int, which: list[str], threads: int, adapter: Path | None,
-             calibrate: int, target: str, base: str, template: str) -> None:
+             calibrate: int, target: str, base: str, template: str, refusal_text: str = "final") -> None:
     """Untrained and trained answerers, gold and retrieved contexts, on the held-out eval split; each calibrated
     the same way on the dev split, with every training question excluded."""
     from ragtune.config import load_config
@@ -114,7 +114,8 @@ def evaluate(name: str, work: Path, limit: int, which: list[str], threads: int, 
     for model in which:
         lora = (adapter or work / f"{name}-lora") if model == "trained" else None
         overrides = [f"data={data / f'{name}_eval.meta.jsonl'}", "contexts=both", f"limit={limit}",
-                     f"out={work / f'eval-{name}-{model}'}", f"answerer.threads={threads}",
+                     f"out={work / f'eval-{name}-{model}' + ('' if refusal_text == 'final' else '-margin')}",
+                     f"answerer.threads={threads}", f"answerer.refusal_text={refusal_text}",
                      f"answerer.model={base}", f"answerer.template={template}",
                      f"refusal.data={data / f'{name}_dev.meta.jsonl'}", f"refusal.limit={calibrate}",
                      f"refusal.target={target}", f"refusal.exclude=[{data / f'{name}_train.meta.jsonl'}]",
@@ -197,6 +198,8 @@ def main() -> None:
     ap.add_argument("--models", default="untrained,trained", help="which answerers `eval` runs")
     ap.add_argument("--adapter", type=Path, help="evaluate this adapter (e.g. a checkpoint-N folder) as `trained`")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for eval (0 = all cores)")
+    ap.add_argument("--refusal-text", default="final", choices=["final", "margin"],
+                    help="eval: whether the calibrated margin may undo a greedy refusal (eval-*-margin folders)")
     ap.add_argument("--encoders", default="zeroshot",
                     help="e2e: zeroshot and/or folders of trained bi-encoders (ragtune run), comma-separated")
     args = ap.parse_args()
@@ -210,7 +213,7 @@ def main() -> None:
             train(name, args.work, args.overrides, args.base, args.template)
         if args.step in ("all", "eval"):
             evaluate(name, args.work, args.eval_examples, args.models.split(","), args.threads, args.adapter,
-                     args.calibrate_examples, args.target, args.base, args.template)
+                     args.calibrate_examples, args.target, args.base, args.template, args.refusal_text)
         if args.step == "e2e":
             end_to_end(name, args.work, args.encoders.split(","), args.eval_examples, args.threads, args.base,
                        args.template)

@@ -9,7 +9,7 @@ import pytest
 from ragtune.evaluate.answer_metrics import exact_match, normalize_answer, refusal_metrics, score_answers, token_f1
 from ragtune.generate.prompts import CANONICAL_REFUSAL
 from ragtune.rag.chunk import Chunker, paragraphs, sentences
-from ragtune.rag.refusal import calibrate_margin, decide, is_refusal_text, refusal_curve
+from ragtune.rag.refusal import calibrate_margin, decide, is_refusal_text, refusal_curve, text_is_final
 from ragtune.retrieval.fusion import rrf
 
 
@@ -132,6 +132,26 @@ def test_refusal_text_and_likelihood_decisions():
     assert decide(canonical, -3.0, -1.0, "en", margin=10.0) == (True, "text")
     assert decide("Sorry, the text does not mention it.", -30.0, -1.0, "en") == (True, "text")
     assert decide("Jamais", -3.0, -1.0, "en", phrasings=["Jamais"]) == (True, "text")  # configured phrasings
+    # refusal_text: margin: a trained phrasing stands only while the margin agrees; a generic cue stays final
+    assert decide(canonical, -3.0, -1.0, "en", margin=0.0, mode="margin") == (False, None)
+    assert decide(canonical, -0.5, -4.0, "en", margin=0.0, mode="margin") == (True, "text")
+    assert decide("Sorry, the text does not mention it.", -30.0, -1.0, "en", mode="margin") == (True, "text")
+
+
+def test_margin_mode_lets_calibration_undo_a_trained_models_over_refusal():
+    from ragtune.rag.answer import Generation
+    from ragtune.rag.refusal_calibration import RefusalCalibrationConfig, choose_margin
+
+    canonical = CANONICAL_REFUSAL["en"]
+    # the greedy output refuses all four (two answerable, two not); the answerable ones are the likelier answers
+    rows = [(True, -1.0, -5.0), (True, -2.0, -6.0), (False, -4.0, -1.0), (False, -3.0, -0.5)]
+    items = [{"answerable": not u} for u, _, _ in rows]
+    for mode, over in (("final", 1.0), ("margin", 0.0)):
+        gens = [Generation("an answer", True, "text", a, r, 0.0, canonical, True,
+                           text_is_final(canonical, "en", None, mode)) for _, r, a in rows]
+        margin, curve = choose_margin(RefusalCalibrationConfig(target="balanced"), gens, items)
+        point = next(p for p in curve if p[0] == margin)
+        assert (point[1], point[2]) == (over, 0.0), mode
 
 
 def test_refusal_curve_by_hand():

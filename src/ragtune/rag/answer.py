@@ -23,7 +23,7 @@ from pathlib import Path
 from ragtune.data.language import detect_language
 from ragtune.generate.prompts import ANSWER_PROMPTS, format_contexts, refusal_phrasings
 from ragtune.models import DEFAULT_GENERATOR
-from ragtune.rag.refusal import FLOOR, decide, is_trained_refusal, likelihood_margin
+from ragtune.rag.refusal import FLOOR, decide, is_refusal_text, is_trained_refusal, likelihood_margin, text_is_final
 
 
 @dataclass
@@ -50,6 +50,10 @@ class Generation:
     floor: float = FLOOR
     greedy: str = ""
     """The plain greedy output (a refusal phrasing when the model's first choice was to refuse)."""
+    greedy_refused: bool = False
+    """The greedy output is a refusal (phrasing or cue)."""
+    text_final: bool = False
+    """The greedy output refused and no threshold undoes it (`refusal_text`, ragtune.rag.refusal)."""
 
     @property
     def margin(self) -> float:
@@ -60,10 +64,10 @@ class Generation:
 class Answerer:
     def __init__(self, model, tokenizer, stop_ids: list[int], max_new_tokens: int = 48, batch_size: int = 8,
                  max_prompt_tokens: int = 1024, refusal_margin: float = 0.0, refusal_floor: float = FLOOR,
-                 refusals: dict[str, list[str]] | None = None):
+                 refusals: dict[str, list[str]] | None = None, refusal_text: str = "final"):
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
         self.max_new_tokens, self.batch_size, self.max_prompt_tokens = max_new_tokens, batch_size, max_prompt_tokens
-        self.refusal_margin, self.refusal_floor = refusal_margin, refusal_floor
+        self.refusal_margin, self.refusal_floor, self.refusal_text = refusal_margin, refusal_floor, refusal_text
         self.refusals = {lang: refusal_phrasings(lang, (refusals or {}).get(lang)) for lang in ("en", "zh")}
         self.device = next(model.parameters()).device
         end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else stop_ids[0]
@@ -150,9 +154,12 @@ class Answerer:
                     texts[i], answer_lp[i] = alt[i], alt_lp[i]
         gens = []
         for p, g, text, a_lp, r_lp in zip(prompts, greedy, texts, answer_lp, refusal_lp, strict=True):
-            refused, why = decide(g, r_lp, a_lp, p.language, self.refusal_margin, self.refusals[p.language],
-                                  self.refusal_floor)
-            gens.append(Generation(text, refused, why, a_lp, r_lp, self.refusal_floor, g))
+            phrasings = self.refusals[p.language]
+            refused, why = decide(g, r_lp, a_lp, p.language, self.refusal_margin, phrasings, self.refusal_floor,
+                                  self.refusal_text)
+            gens.append(Generation(text, refused, why, a_lp, r_lp, self.refusal_floor, g,
+                                   is_refusal_text(g, p.language, phrasings),
+                                   text_is_final(g, p.language, phrasings, self.refusal_text)))
         return gens
 
     def _score_refusals(self, prompts: list[Prompt], cache, mask, last_pos, first) -> list[float]:

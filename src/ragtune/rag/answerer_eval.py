@@ -221,8 +221,8 @@ def _generate(answerer, items: list[dict[str, Any]], contexts: list[list[str]]):
 def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     from ragtune.evaluate.answer_metrics import exact_match, score_answers, token_f1
 
-    by_text = [g.reason == "text" for g in gens]
-    refused = [t or g.margin > margin for t, g in zip(by_text, gens, strict=True)]
+    refused = [g.text_final or g.margin > margin for g in gens]
+    by_text = [r and g.greedy_refused for r, g in zip(refused, gens, strict=True)]  # refused in its own words
     preds = [g.text for g in gens]
     metrics = score_answers([it["answers"] for it in items], preds, refused, [it["answerable"] for it in items],
                             [it.get("language", "en") for it in items])
@@ -262,7 +262,8 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     set_threads(a.threads)
     answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
                              batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                             refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor, refusals=a.refusals)
+                             refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor, refusals=a.refusals,
+                             refusal_text=a.refusal_text)
     margin = a.refusal_margin
     report: dict[str, Any] = {"dataset": name, "split": "eval", "data": str(cfg.data),
                               "answerer": {"model": a.model, "adapter": str(a.adapter) if a.adapter else None},

@@ -57,6 +57,10 @@ class AnswererConfig(ConfigModel):
     when only the margin refused); default: `ragtune.generate.prompts.REFUSALS`."""
     refusal_floor: float = Field(0.05, ge=0.0, lt=1.0)
     """The refusal probability must also exceed this (guards against long, improbable greedy answers)."""
+    refusal_text: Literal["final", "margin"] = "final"
+    """final: a greedy refusal always stands; margin: a greedy refusal in a trained phrasing stands only while the
+    likelihood margin also exceeds `refusal_margin`, so calibration can undo a trained model's over-refusal (the
+    answer is then the best non-refusal decode)."""
     language: Literal["auto", "en", "zh"] = "auto"
     """Prompt and refusal language; auto = from the question."""
     device: str = "auto"
@@ -113,6 +117,7 @@ class RagPipeline(AbstractContextManager):
             answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,
                                      batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
                                      refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor,
+                                     refusal_text=a.refusal_text,
                                      refusals=a.refusals)
             reranker = None
             if cfg.retrieve.rerank:

@@ -5,8 +5,11 @@ with a span of the context or with the canonical refusal of its language (`CANON
 `REFUSALS` may be trained for variety, and all of them are scored as one class). An output is a refusal when:
 
 1. **text**: the greedy output is one of the refusal phrasings (difflib ratio >= 0.75) or contains a generic
-   refusal cue ("cannot answer", "无法回答", ...), the way an untrained model refuses in its own words. Final:
-   no threshold undoes it (`refused_by_text` in `ragtune eval rag`);
+   refusal cue ("cannot answer", "无法回答", ...), the way an untrained model refuses in its own words. With
+   `refusal_text: final` (default) no threshold undoes it; with `refusal_text: margin` a greedy *trained phrasing*
+   is kept only while the margin below also says refuse, so the calibrated threshold can undo a trained model's
+   over-refusal too (a generic cue stays final: there is no alternative answer to weigh it against);
+   `refused_by_text` in `ragtune eval rag`;
 2. **margin** (the second signal, for a greedy output that answered): the model's probability of refusing beats
    its answer by more than a calibrated threshold: `log P(R) - max(log P(answer + <end>), log floor) >
    refusal_margin`, with P(R) = sum over the phrasings r of P(r + <end> | prompt) (`refused_by_margin`). The floor
@@ -80,13 +83,31 @@ def likelihood_margin(refusal_logprob: float, answer_logprob: float, floor: floa
     return refusal_logprob - max(answer_logprob, math.log(floor) if floor > 0 else -math.inf)
 
 
+TEXT_MODES = ("final", "margin")
+
+
+def text_is_final(text: str, language: str, phrasings: Sequence[str] | None = None, mode: str = "final") -> bool:
+    """True when the greedy output `text` refuses and no threshold may undo it (see `refusal_text`)."""
+    if not is_refusal_text(text, language, phrasings):
+        return False
+    return mode == "final" or not is_trained_refusal(text, language, phrasings)
+
+
 def decide(text: str, refusal_logprob: float, answer_logprob: float, language: str, margin: float = 0.0,
-           phrasings: Sequence[str] | None = None, floor: float = FLOOR) -> tuple[bool, str | None]:
-    """(refused, why) for the greedy output `text`: why is "text" (a refusal phrasing or cue), "likelihood" (the
-    margin refused an answer) or None. `answer_logprob` is that of the best non-refusal answer."""
+           phrasings: Sequence[str] | None = None, floor: float = FLOOR, mode: str = "final"
+           ) -> tuple[bool, str | None]:
+    """(refused, why) for the greedy output `text`: why is "text" (the greedy output refused: a phrasing or cue),
+    "likelihood" (the margin refused an answer) or None. `answer_logprob` is that of the best non-refusal answer.
+
+    >>> decide("I cannot answer this question from the given context.", -1.0, -0.1, "en", mode="margin")
+    (False, None)
+    >>> decide("I cannot answer this question from the given context.", -1.0, -0.1, "en")
+    (True, 'text')
+    """
+    above = likelihood_margin(refusal_logprob, answer_logprob, floor) > margin
     if is_refusal_text(text, language, phrasings):
-        return True, "text"
-    if likelihood_margin(refusal_logprob, answer_logprob, floor) > margin:
+        return (True, "text") if above or text_is_final(text, language, phrasings, mode) else (False, None)
+    if above:
         return True, "likelihood"
     return False, None
 

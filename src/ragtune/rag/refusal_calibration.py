@@ -68,17 +68,17 @@ def choose_margin(cfg: RefusalCalibrationConfig, gens, items: list[dict[str, Any
 
     margins = [g.margin for g in gens]
     unanswerable = [not it["answerable"] for it in items]
-    by_text = [g.reason == "text" for g in gens]
-    margin = calibrate_margin(margins, unanswerable, by_text, cfg.target, cfg.max_over_refusal,
+    fixed = [g.text_final for g in gens]  # refusals no threshold undoes
+    margin = calibrate_margin(margins, unanswerable, fixed, cfg.target, cfg.max_over_refusal,
                               cfg.max_under_refusal)
-    return margin, refusal_curve(margins, unanswerable, by_text)
+    return margin, refusal_curve(margins, unanswerable, fixed)
 
 
 def curve_of(gens, items: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
     from ragtune.rag.refusal import refusal_curve
 
     return refusal_curve([g.margin for g in gens], [not it["answerable"] for it in items],
-                         [g.reason == "text" for g in gens])
+                         [g.text_final for g in gens])
 
 
 def plot_curves(curves: dict[str, list[tuple[float, float, float]]], chosen: float, path: Path,
