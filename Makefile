@@ -37,7 +37,6 @@ fuzz: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 
 # recreate BENCHMARKS.md's tables into reproduce/ (`python benchmarks/reproduce.py --list`); TABLES="a b" picks
 # tables, TABLES=--all runs every one (hours on 2 CPU cores); the default runs those under ~15 minutes
