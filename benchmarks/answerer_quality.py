@@ -114,7 +114,7 @@ def evaluate(name: str, work: Path, limit: int, which: list[str], threads: int, 
     for model in which:
         lora = (adapter or work / f"{name}-lora") if model == "trained" else None
         overrides = [f"data={data / f'{name}_eval.meta.jsonl'}", "contexts=both", f"limit={limit}",
-                     f"out={work / f'eval-{name}-{model}' + ('' if refusal_text == 'final' else '-margin')}",
+                     f"out={work / (f'eval-{name}-{model}' + ('' if refusal_text == 'final' else '-margin'))}",
                      f"answerer.threads={threads}", f"answerer.refusal_text={refusal_text}",
                      f"answerer.model={base}", f"answerer.template={template}",
                      f"refusal.data={data / f'{name}_dev.meta.jsonl'}", f"refusal.limit={calibrate}",
