@@ -22,3 +22,20 @@ def test_cpu_bf16_detection_follows_cpuinfo_flags(monkeypatch, tmp_path):
         monkeypatch.setattr(builtins, "open", lambda p, *a, _i=info, **k: real_open(
             _i if p == "/proc/cpuinfo" else p, *a, **k))
         assert cpu_has_fast_bf16() is expected
+
+
+def test_fsdp_or_deepspeed_launch_on_cpu_says_it_runs_as_ddp(monkeypatch, caplog):
+    import logging
+
+    from ragtune import hardware
+
+    monkeypatch.setattr(hardware, "_WARNED", [])
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="ragtune.notice"):
+        hardware.process_state()
+        assert not caplog.records  # a plain launch says nothing
+        monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+        hardware.process_state()
+        hardware.process_state()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "launched with FSDP" in said[0] and "plain data parallel" in said[0]
