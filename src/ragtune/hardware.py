@@ -27,14 +27,12 @@ def process_state():
     from accelerate import PartialState
 
     cpu = not torch.cuda.is_available()
-    sharded = [name for name, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
-               if os.environ.get(env, "").lower() in ("1", "true")]
-    if cpu and sharded and not _WARNED:
+    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not _WARNED:
         import logging
 
         _WARNED.append(True)  # ragtune.config.notice's channel (config sits above this module)
         logging.getLogger("ragtune.notice").warning(
-            f"accelerate was launched with {sharded[0]}, which accelerate runs only on GPUs: on this CPU machine "
+            "accelerate was launched with FSDP, which accelerate runs only on GPUs: on this CPU machine "
             "every rank holds the whole model and training is plain data parallel (DDP over gloo)")
     return PartialState(cpu=cpu)
 
