@@ -68,3 +68,19 @@ def test_reward_model_starts_from_the_sft_adapter_and_reports_its_interval(tiny_
     # without the SFT adapter under it the same reward adapter scores differently: the record is what made them match
     (tmp_path / "rm" / ADAPTER_STACK).unlink()
     assert RewardScorer(str(tiny_lm), tmp_path / "rm")(prompts, responses) != pytest.approx(expect, abs=1e-4)
+
+
+def test_bad_preference_data_is_reported_before_any_model_loads(tmp_path, monkeypatch):
+    from ragtune.data.errors import DataFormatError
+    from ragtune.train.generator import reward
+
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text('{"instruction": "q", "chosen": "a"}\n', encoding="utf-8")  # no "rejected"
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the data was read")
+
+    monkeypatch.setattr(reward, "load_causal_lm", no_model)
+    cfg = RewardTrainConfig(model_name_or_path="org/never-loaded", train_file=bad, output_dir=tmp_path / "rm")
+    with pytest.raises(DataFormatError, match=r"prefs.jsonl.*rejected"):
+        train_reward_model(cfg)

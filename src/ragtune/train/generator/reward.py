@@ -139,10 +139,10 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                "into the base and trains a new adapter with a scalar head")
     resume = resolve_resume(cfg, state.is_main_process)
     state.wait_for_everyone()
+    pairs = _conversations(cfg.train_file) if cfg.train_file is not None else \
+        dataset_pairs(cfg.dataset or [], cfg.dataset_dir, cfg.seed, cfg.max_samples)  # bad data fails before loading
     model, tok = load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, head="score", dtype=None)
     use_template(tok, cfg.template)
-    pairs = _conversations(cfg.train_file) if cfg.train_file is not None else \
-        dataset_pairs(cfg.dataset or [], cfg.dataset_dir, cfg.seed, cfg.max_samples)
     train = Dataset.from_list(pairs)
     args = RewardConfig(output_dir=str(cfg.output_dir), learning_rate=cfg.learning_rate,
                         lr_scheduler_type=cfg.lr_scheduler_type, num_train_epochs=cfg.num_train_epochs,
