@@ -55,11 +55,19 @@ def pick_device(device: str = "auto") -> str:
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU multiplies bfloat16 natively (AMX or AVX512-BF16): there bf16 inference is ~3x fp32.
 
-    RAGTUNE_CPU_BF16=0/1 overrides the detection (which reads /proc/cpuinfo, so it is Linux-only).
+    RAGTUNE_CPU_BF16=0/1 overrides the detection (which reads /proc/cpuinfo, so it is Linux-only). torch limited to
+    AVX2 (`ATEN_CPU_CAPABILITY=avx2`, or oneDNN by `ONEDNN_MAX_CPU_ISA=AVX2`) does not use those instructions even
+    where the CPU has them, so it counts as no native bf16.
     """
     forced = os.environ.get("RAGTUNE_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith(("AVX2", "AVX_", "SSE", "DEFAULT")):
+        return False
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX"):
+        return False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = set(f.read().split())

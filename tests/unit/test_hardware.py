@@ -16,12 +16,20 @@ def test_cpu_bf16_detection_follows_cpuinfo_flags(monkeypatch, tmp_path):
 
     real_open = builtins.open
     monkeypatch.delenv("RAGTUNE_CPU_BF16", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr("torch.backends.cpu.get_cpu_capability", lambda: "AVX512")
     for flags, expected in (("fpu avx2 avx512f", False), ("fpu avx512f amx_bf16 amx_tile", True)):
         info = tmp_path / "cpuinfo"
         info.write_text(f"processor : 0\nflags : {flags}\n")
         monkeypatch.setattr(builtins, "open", lambda p, *a, _i=info, **k: real_open(
             _i if p == "/proc/cpuinfo" else p, *a, **k))
         assert cpu_has_fast_bf16() is expected
+    # the CPU has AMX, but torch (or oneDNN) was told to stop at AVX2: no native bf16 for ragtune either
+    monkeypatch.setattr("torch.backends.cpu.get_cpu_capability", lambda: "AVX2")
+    assert cpu_has_fast_bf16() is False
+    monkeypatch.setattr("torch.backends.cpu.get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert cpu_has_fast_bf16() is False
 
 
 def test_fsdp_or_deepspeed_launch_on_cpu_says_it_runs_as_ddp(monkeypatch, caplog):
