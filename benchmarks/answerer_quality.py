@@ -160,20 +160,26 @@ def end_to_end(name: str, work: Path, encoders: list[str], limit: int, threads: 
 
 
 def table(work: Path) -> None:
+    from ragtune.rag.refusal import curve_auc
+
     rows = []
     for report in sorted(work.glob("eval-*/report.json")):
         r = json.loads(report.read_text())
         _, name, model = report.parent.name.split("-", 2)
+        curves = json.loads((report.parent / "refusal_curve.json").read_text())["curves"]
+        auc = {k: curve_auc([(p["threshold"], p["over_refusal"], p["under_refusal"]) for p in c])
+               for k, c in curves.items()}
         for mode, m in r["results"].items():
             rows.append([name, model, mode, r["num_questions"], f"{r['refusal_margin']:.2f}", f"{m['em']:.3f}",
                          f"{m['f1']:.3f}", f"{m['refusal_precision']:.3f}", f"{m['refusal_recall']:.3f}",
                          f"{m['refusal_f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
                          f"{m.get('refused_by_text', 0):.3f}", f"{m.get('refused_by_margin', 0):.3f}",
                          f"{m['retrieval_hit']:.3f}" if "retrieval_hit" in m else "-",
-                         f"{m['over_refusal_gold_retrieved']:.3f}" if "over_refusal_gold_retrieved" in m else "-"])
+                         f"{m['over_refusal_gold_retrieved']:.3f}" if "over_refusal_gold_retrieved" in m else "-",
+                         f"{auc.get(f'eval ({mode})', float('nan')):.3f}", f"{auc.get('dev', float('nan')):.3f}"])
     print_table(["data", "answerer", "contexts", "questions", "margin", "EM", "F1", "refusal P", "refusal R",
                  "refusal F1", "over-refusal", "under-refusal", "refused by text", "refused by margin",
-                 "gold retrieved", "over-refusal when gold retrieved"], rows)
+                 "gold retrieved", "over-refusal when gold retrieved", "margin AUC", "margin AUC on dev"], rows)
 
 
 def main() -> None:

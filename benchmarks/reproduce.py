@@ -145,6 +145,21 @@ TABLES: dict[str, Table] = {
     "answerer-squad": Table("Grounded answering with refusal (issue 7)", 60, [
         Step("python benchmarks/answerer_quality.py all squad --work runs/answerer-bench", table=True),
     ]),
+    "answerer-squad-issue18": Table("Grounded answering: the issue 18 rerun", 90, [
+        Step("python benchmarks/answerer_quality.py prepare squad --work runs/answerer-bench",
+             creates="runs/answerer-bench/squad/squad_eval.meta.jsonl"),
+        Step("python benchmarks/answerer_quality.py train squad --work runs/answerer-bench",
+             creates="runs/answerer-bench/squad-lora/adapter_model.safetensors"),
+        Step("python benchmarks/answerer_quality.py eval squad --work runs/answerer-bench --threads 1",
+             creates="runs/answerer-bench/eval-squad-trained/report.json"),
+        Step("python benchmarks/answerer_quality.py eval squad --work runs/answerer-bench --threads 1 "
+             "--models trained --refusal-text margin",
+             creates="runs/answerer-bench/eval-squad-trained-margin/report.json"),
+        Step("python benchmarks/answerer_quality.py table --work runs/answerer-bench", table=True),
+    ]),
+    "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
+        Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
+    ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
         Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
     ]),

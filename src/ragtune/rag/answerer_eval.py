@@ -46,6 +46,7 @@ from ragtune.rag.answerer_data import article_file, eval_corpus, write_eval_corp
 from ragtune.rag.ask import AnswererConfig
 from ragtune.rag.ingest import ChunkConfig
 from ragtune.rag.kb import SearchConfig
+from ragtune.rag.refusal import curve_auc
 from ragtune.rag.refusal_calibration import RefusalCalibrationConfig
 from ragtune.retrieval.dense import DenseConfig
 
@@ -302,6 +303,7 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
         log(f"{name} {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     write_json(out / "refusal_curve.json", {"refusal_margin": margin, "curves": {
         k: [{"threshold": t, "over_refusal": o, "under_refusal": u} for t, o, u in c] for k, c in curves.items()}})
+    report["margin_auc"] = {k: curve_auc(c) for k, c in curves.items()}
     report["refusal_plot"] = str(plot_curves(curves, margin, out / "refusal_curve.png", title=f"{name}: over- vs "
                                              "under-refusal as the threshold moves"))
     write_json(out / "report.json", report)

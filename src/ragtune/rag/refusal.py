@@ -141,6 +141,21 @@ def refusal_curve(margins: Sequence[float], unanswerable: Sequence[bool], text_r
     return curve
 
 
+def curve_auc(curve: Sequence[tuple[float, float, float]]) -> float:
+    """How well the margin separates unanswerable from answerable questions: the area under (over-refusal,
+    1 - under-refusal) as the threshold moves (0.5 = no better than chance, 1 = a threshold refuses exactly the
+    unanswerable ones). Refusals no threshold undoes sit at every point, so they cap it.
+
+    >>> curve_auc(refusal_curve([-1.0, 1.0], [False, True], [False, False]))
+    1.0
+    >>> curve_auc(refusal_curve([1.0, -1.0], [False, True], [False, False]))
+    0.0
+    """
+    points = sorted({(over, 1.0 - under) for _, over, under in curve})
+    points = [(0.0, 0.0), *points, (1.0, 1.0)]
+    return round(sum((x2 - x1) * (y1 + y2) / 2 for (x1, y1), (x2, y2) in zip(points, points[1:], strict=False)), 6)
+
+
 def calibrate_margin(margins: Sequence[float], unanswerable: Sequence[bool], text_refused: Sequence[bool],
                      target: str = "balanced", max_over_refusal: float = 0.1, max_under_refusal: float = 0.1
                      ) -> float:
