@@ -48,6 +48,20 @@ def test_second_run_does_no_work_and_a_change_reruns_only_downstream(tmp_path):
     assert manifest["stages"]["round-0/filter"]["outputs"] == ["result.txt"]
 
 
+def test_paths_a_stage_reports_name_its_final_folder_not_the_working_one(tmp_path):
+    def stage(out):
+        (out / "plot.png").write_text("png")
+        return {"plot": str(out / "plot.png"), "nested": [{"dir": str(out)}], "other": str(tmp_path / "elsewhere")}
+
+    with RunDir(tmp_path / "run") as rd:
+        res = rd.stage("round-0/rm", {"k": 1}, stage)
+    final = tmp_path / "run" / "round-0" / "rm"
+    assert res.metrics == {"plot": str(final / "plot.png"), "nested": [{"dir": str(final)}],
+                           "other": str(tmp_path / "elsewhere")}
+    saved = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["round-0/rm"]["metrics"]
+    assert saved == res.metrics and (final / "plot.png").is_file()
+
+
 def test_crash_leaves_no_trusted_output_and_rerun_resumes_there(tmp_path):
     data = tmp_path / "data.txt"
     data.write_text("corpus")

@@ -157,6 +157,7 @@ class RunDir:
         log.info("%-24s done in %.1f s", name, seconds)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        metrics = _moved(metrics, str(tmp), str(out))  # paths the stage reported inside its working folder
         self.manifest["stages"][name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
                                          "cpu_seconds": round(cpu_seconds, 2), "metrics": metrics,
                                          "outputs": sorted(p.name for p in out.iterdir()),
@@ -164,3 +165,14 @@ class RunDir:
         self._save()
         self.executed.append(name)
         return StageResult(name, key, out, metrics, seconds, ran=True, cpu_seconds=round(cpu_seconds, 2))
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """`value` with every string path under `old` rewritten to the same path under `new`."""
+    if isinstance(value, str):
+        return new + value[len(old):] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    return value
