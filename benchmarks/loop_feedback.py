@@ -66,6 +66,7 @@ def tables(work: Path, methods: list[str]) -> None:
             rows.append([f"decided by {c}", g["pairs"], f"{g['accuracy']:.3f}", ci, ""])
         print(f"Reward model (on the SFT adapter): {pr.get('train pairs')} train / {pr.get('heldout pairs')} "
               f"held-out pairs, trained on {rm.get('train_pairs_within_max_length')}")
+        print()
         print_table(["held-out pairs", "n", "accuracy", "95% CI (Wilson)", "binomial p vs 0.5"], rows)
         print()
     rows = []
