@@ -159,6 +159,9 @@ TABLES: dict[str, Table] = {
     ]),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
+             "generator_adapter=runs/loop-feedback/ppo/round-0/sft/adapter generate.sample_num=250 "
+             "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
     ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
         Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
