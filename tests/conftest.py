@@ -134,3 +134,25 @@ def record_trainer_runs(monkeypatch) -> list:
 
     monkeypatch.setattr(transformers.Trainer, "train", train)
     return runs
+
+
+@pytest.fixture
+def lossnet_on_tiny(tiny_beir):
+    """Run a LossNet filter built from `cfg` over one candidate per tiny-corpus document; check what every
+    LossNet must do there (keep half, finite scores that differ) and return the filter and its verdicts."""
+    import numpy as np
+
+    from ragtune.data.beir import load_beir
+    from ragtune.filters.base import Candidate
+    from ragtune.filters.lossnet import LossNetFilter
+
+    def run(cfg):
+        corpus = load_beir(tiny_beir, splits=[]).corpus
+        f = LossNetFilter(cfg, corpus, corpus_folder=tiny_beir)
+        verdicts = f([Candidate(f"c{i}", d, corpus[d].text) for i, d in enumerate(corpus)])
+        assert sum(v.kept for v in verdicts) == len(corpus) // 2
+        scores = [v.values["lossnet_score"] for v in verdicts]
+        assert all(np.isfinite(scores)) and len(set(scores)) > 1
+        return f, verdicts
+
+    return run

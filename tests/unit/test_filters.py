@@ -115,17 +115,9 @@ def test_select_by_loss_drops_tail_then_keeps_top():
     assert select_by_loss(scores, 0.5, None, 0.0).sum() == 3
 
 
-def test_lossnet_filter_trains_jointly_and_scores_candidates(tiny_beir, tiny_bert):
-    from ragtune.filters.lossnet import LossNetFilter
-
-    corpus = load_beir(tiny_beir, splits=[]).corpus
+def test_lossnet_filter_trains_jointly_and_scores_candidates(lossnet_on_tiny, tiny_bert):
     cfg = LossNetFilterConfig(model=str(tiny_bert), batch_size=2, epochs=6, keep_fraction=0.5, lr=1e-3)
-    f = LossNetFilter(cfg, corpus, corpus_folder=tiny_beir)
-    cands = [Candidate(f"c{i}", d, corpus[d].text) for i, d in enumerate(corpus)]
-    verdicts = f(cands)
-    assert sum(v.kept for v in verdicts) == 3
-    scores = [v.values["lossnet_score"] for v in verdicts]
-    assert all(np.isfinite(scores)) and len(set(scores)) > 1
+    f, _ = lossnet_on_tiny(cfg)
     hist = f.selector.history
     assert len(hist) == 6 and all(np.isfinite(h["lossnet_loss"]) for h in hist)  # 3 train pairs / 2 = 1 step x 6
 

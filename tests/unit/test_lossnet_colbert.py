@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ragtune.data.beir import load_beir
-from ragtune.filters.base import Candidate
-from ragtune.filters.lossnet import LossNetFilter, LossNetFilterConfig
+from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.retrieval.colbert import maxsim
 from ragtune.retrieval.colbert_model import ColbertModelSettings
 
@@ -36,16 +34,10 @@ def test_colbert_target_is_the_maxsim_cross_entropy_of_each_pair(tiny_bert):
     np.testing.assert_allclose(losses, expected, atol=1e-4)
 
 
-def test_lossnet_filter_on_colbert_trains_jointly_and_scores_candidates(tiny_beir, tiny_bert):
-    corpus = load_beir(tiny_beir, splits=[]).corpus
+def test_lossnet_filter_on_colbert_trains_jointly_and_scores_candidates(lossnet_on_tiny, tiny_bert):
     cfg = LossNetFilterConfig(model=str(tiny_bert), retriever="colbert", colbert=ARCH, batch_size=2, epochs=6,
                               keep_fraction=0.5, lr=1e-3, detach_after=1.0)
-    f = LossNetFilter(cfg, corpus, corpus_folder=tiny_beir)
-    cands = [Candidate(f"c{i}", d, corpus[d].text) for i, d in enumerate(corpus)]
-    verdicts = f(cands)
-    assert sum(v.kept for v in verdicts) == 3
-    scores = [v.values["lossnet_score"] for v in verdicts]
-    assert all(np.isfinite(scores)) and len(set(scores)) > 1
+    f, _ = lossnet_on_tiny(cfg)
     hist = f.selector.history
     assert len(hist) == 6 and all(np.isfinite(h["retriever_loss"]) for h in hist)
     # the retriever learned with the module: its backbone moved away from the weights it was loaded with (the
