@@ -23,16 +23,18 @@ DOCS = {
 }
 
 
-def build_kb(kb: Path, tiny_bert: Path) -> Path:
+def build_kb(kb: Path, tiny_bert: Path, *extra: str, write_docs: bool = True) -> Path:
+    """Ingest DOCS (written to `<kb>-docs`; `write_docs=False` re-ingests what is there) into `kb`."""
     from ragtune.config import load_config
     from ragtune.rag.ingest import IngestConfig, ingest
 
     docs = kb.parent / f"{kb.name}-docs"
     docs.mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    if write_docs:
+        for name, text in DOCS.items():
+            (docs / name).write_text(text, encoding="utf-8")
     ingest(load_config(IngestConfig, None, [f"folder={docs}", f"out={kb}", f"embedder.model={tiny_bert}",
-                                            "chunk.max_tokens=40", "chunk.overlap_tokens=0"]))
+                                            "chunk.max_tokens=40", "chunk.overlap_tokens=0", *extra]))
     return kb
 
 
