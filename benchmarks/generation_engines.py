@@ -1,4 +1,4 @@
-"""Generation engines side by side: transformers (float32, bfloat16) against CTranslate2 (int8), same generator.
+"""Generation engines side by side: transformers (float32, bfloat16) against CTranslate2 (float32, int8).
 
 Each engine writes one query for the same N SciFact documents that have no train query (seeded sample), with
 the same prompts and sampling settings, through `ragtune generate`. Reported per engine: wall time, queries/s,
@@ -7,7 +7,8 @@ source document in BM25's top 10 over the full corpus (a failed slot is a miss),
 p-value against the first engine. The CTranslate2 conversion is timed separately (once per model + adapter).
 
     python benchmarks/generation_engines.py --adapter runs/generator-quality/generator-lora --docs 300
-    python benchmarks/generation_engines.py --engines transformers:float32,ctranslate2:int8 --docs 64   # AVX2 run
+    python benchmarks/generation_engines.py --engines transformers:float32,ctranslate2:float32,ctranslate2:int8 \
+        --docs 64 --work runs/generation-engines-avx2      # under an AVX2-only CPU (or its emulation)
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def main() -> None:
                     help="LoRA adapter of the generator (generator_quality.py --stages train writes the default)")
     ap.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     ap.add_argument("--work", default=str(REPO / "runs" / "generation-engines"))
-    ap.add_argument("--engines", default="transformers:float32,transformers:bfloat16,ctranslate2:int8",
-                    help="comma list of engine:dtype (transformers: float32|bfloat16; ctranslate2: int8|float32|...)")
+    ap.add_argument("--engines",
+                    default="transformers:float32,transformers:bfloat16,ctranslate2:float32,ctranslate2:int8",
+                    help="comma list of engine:dtype (transformers: float32|bfloat16; ctranslate2: float32|int8)")
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=42)

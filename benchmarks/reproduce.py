@@ -91,6 +91,15 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/generation_throughput.py --docs 32 --batch-size 32 --max-new-tokens 24 "
              "--max-doc-tokens 192", table=True),
     ]),
+    "generation-engines": Table("Query generation (issue 3)", 30, [
+        # the SciFact SFT adapter of round 0 of the loop (the loop-feedback table's first step makes it)
+        Step("python benchmarks/loop_feedback.py --work runs/loop-feedback",
+             creates="runs/loop-feedback/ppo/round-0/sft/adapter/adapter_config.json"),
+        *(Step(f"python benchmarks/generation_engines.py --adapter runs/loop-feedback/ppo/round-0/sft/adapter "
+               f"--docs 300 --seed {seed} --work runs/generation-engines-seed{seed} "
+               "--engines transformers:float32,transformers:bfloat16,ctranslate2:float32,ctranslate2:int8",
+               table=True) for seed in (42, 43)),
+    ]),
     "scifact-embedding": Table("Retriever and reranker training on SciFact (issue 5)", 40, [
         ZEROSHOT, MINE,
         Step("ragtune train embedding configs/scifact-embedding.yaml",

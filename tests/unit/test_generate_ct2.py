@@ -27,7 +27,7 @@ def test_float32_greedy_decodes_exactly_as_transformers(tiny_lm):
 
     greedy = SamplingConfig(do_sample=False, max_new_tokens=12, min_new_tokens=3)
     hf = QueryGenerator.load(str(tiny_lm), sampling=greedy)
-    ct2 = Ct2QueryGenerator.load(str(tiny_lm), sampling=greedy, compute_type="float32", threads=1)
+    ct2 = Ct2QueryGenerator.load(str(tiny_lm), sampling=greedy, threads=1)  # float32 by default
     prompts = [chat(hf, p) for p in PROMPTS]
     out = ct2.raw(prompts, 1)
     assert out == hf.raw(prompts, 1) and all(x[0] for x in out)  # max/min_new_tokens count generated tokens only
@@ -37,7 +37,7 @@ def test_sampling_is_seeded_and_returns_n_independent_samples_per_prompt(tiny_lm
     from ragtune.generate.ct2_engine import Ct2QueryGenerator
 
     s = SamplingConfig(temperature=1.5, top_p=1.0, top_k=0, max_new_tokens=5, min_new_tokens=5)
-    gen = Ct2QueryGenerator.load(str(tiny_lm), sampling=s, threads=1)
+    gen = Ct2QueryGenerator.load(str(tiny_lm), sampling=s, compute_type="int8", threads=1)
     prompts = [chat(gen, p) for p in PROMPTS]
     a, b, c = gen.raw(prompts, 4, seed=7), gen.raw(prompts, 4, seed=7), gen.raw(prompts, 4, seed=8)
     assert a == b != c
@@ -64,7 +64,7 @@ def test_conversion_is_cached_per_model_and_adapter(tiny_lm, tiny_adapter, monke
     tuned = ct2_engine.converted_model(str(tiny_lm), tiny_adapter)
     assert tuned != base and len(calls) == n + 1
     assert ct2_engine.converted_model(str(tiny_lm), tiny_adapter) == tuned and len(calls) == n + 1
-    assert ct2_engine.converted_model(str(tiny_lm), tiny_adapter, "int16") not in {base, tuned}
+    assert ct2_engine.converted_model(str(tiny_lm), tiny_adapter, "int8") not in {base, tuned}
     assert len(calls) == n + 2
     # the adapter is merged: its greedy text differs from the base's
     greedy = SamplingConfig(do_sample=False, max_new_tokens=8)

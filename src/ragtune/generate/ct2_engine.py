@@ -1,5 +1,5 @@
 """`generate.engine: ctranslate2`: the generator (base + merged LoRA adapters) converted to CTranslate2 and
-decoded by its C++ engine, int8 on CPU by default.
+decoded by its C++ engine on CPU, in float32 (default) or int8.
 
     gen = Ct2QueryGenerator.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter, sampling=cfg.sampling)
     gen.raw([prompt_text], n=3)        # same contract as QueryGenerator.raw
@@ -11,7 +11,7 @@ files (the fingerprint embeddings are cached by), the quantization, and the ctra
 Sampling keeps transformers' semantics: temperature, top_p, top_k (0 = no top-k cut), min/max_new_tokens
 (generated tokens only), repetition_penalty, beams; stop tokens from the chat template; a retry samples. A batch's
 seed goes through `ctranslate2.set_random_seed`, so a run (and a resumed one) is reproducible with the same
-engine; the same seed does not give the text the transformers engine writes (another random stream, int8).
+engine; the same seed does not give the text the transformers engine writes (another random stream).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ragtune.generate.config import SamplingConfig
 from ragtune.generate.generator import QueryGenerator
 from ragtune.paths import cache_dir
 
-ComputeType = Literal["int8", "int8_float32", "int16", "float32"]
+ComputeType = Literal["float32", "int8"]
 CONVERT_RECIPE = 1
 """Bump when the conversion steps change, so old conversions are not reused."""
 
@@ -40,8 +40,8 @@ def require_ctranslate2():
 
 
 def _quantization(compute_type: ComputeType) -> str | None:
-    """What the weights are stored as: int8 for the int8 compute types, else float32 (CPU compute)."""
-    return "int8" if compute_type.startswith("int8") else None if compute_type == "float32" else compute_type
+    """What the weights are stored as (None: the checkpoint's float32)."""
+    return None if compute_type == "float32" else compute_type
 
 
 def convert_key(base: Path, adapters: list[Path], compute_type: ComputeType) -> str:
@@ -55,7 +55,7 @@ def convert_key(base: Path, adapters: list[Path], compute_type: ComputeType) -> 
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def converted_model(model_name_or_path: str, adapter: Path | None, compute_type: ComputeType = "int8",
+def converted_model(model_name_or_path: str, adapter: Path | None, compute_type: ComputeType = "float32",
                     trust_remote_code: bool = False) -> Path:
     """The CTranslate2 folder of base + merged adapters, converted on first use and renamed into place whole."""
     from ragtune.models import adapter_stack, load_causal_lm, resolve_causal_lm
@@ -89,7 +89,7 @@ class Ct2QueryGenerator(QueryGenerator):
     """QueryGenerator whose decoding runs on a ctranslate2.Generator (prompts, retries and checks are shared)."""
 
     def __init__(self, folder: Path, tokenizer, stop_ids: list[int], sampling: SamplingConfig,
-                 compute_type: ComputeType = "int8", threads: int = 0):
+                 compute_type: ComputeType = "float32", threads: int = 0):
         self.folder, self.compute_type, self.threads = folder, compute_type, threads
         self.tokenizer, self.stop_ids, self.sampling = tokenizer, stop_ids, sampling
         self.device = "cpu"
@@ -101,7 +101,7 @@ class Ct2QueryGenerator(QueryGenerator):
 
     @classmethod
     def load(cls, model_name_or_path: str, adapter: Path | None = None, template: str = "auto",
-             sampling: SamplingConfig | None = None, compute_type: ComputeType = "int8", threads: int = 0,
+             sampling: SamplingConfig | None = None, compute_type: ComputeType = "float32", threads: int = 0,
              trust_remote_code: bool = False) -> Ct2QueryGenerator:
         from ragtune.generate.prompts import use_template
         from ragtune.models import load_tokenizer
