@@ -4,6 +4,8 @@
     python benchmarks/scifact_training.py mrl [MODEL [CACHE]]  # Matryoshka table of MODEL on test
                                                                # (default runs/scifact/embedding)
     python benchmarks/scifact_training.py mrl-pca [MODEL]      # the same after a PCA rotation, no training
+    python benchmarks/scifact_training.py mrl MODEL --data ../shared/data/beir/msmarco-dl19-subset
+                                                               # the same on another collection's test split
 
 Training reads only the train qrels; every trainer carves its dev slice from train (configs/scifact-*.yaml,
 `dev.split: train`) and keeps the best dev checkpoint; the test split is read only by `ragtune eval`.
@@ -47,7 +49,7 @@ STEPS = [
 
 
 def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (384, 192, 96, 48),
-               embeddings: str | None = None, pca: bool = False) -> list[list]:
+               embeddings: str | None = None, pca: bool = False, data: str = DATA) -> list[list]:
     """NDCG@10 / R@100 on test at each prefix dimension; the corpus is encoded once (cached) at full dimension.
 
     `embeddings`: a ragtune cache entry (folder with emb.npy + ids.json) of this model's corpus embeddings,
@@ -62,7 +64,7 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
     from ragtune.train.retriever.dense_eval import truncated_runs
 
-    ds = load_beir(DATA, ["test"])
+    ds = load_beir(data, ["test"])
     retriever = DenseRetriever(DenseConfig(model=model))
     if embeddings:
         retriever.doc_ids = json.loads((Path(embeddings) / "ids.json").read_text())
@@ -92,6 +94,11 @@ def matryoshka(model: str = "runs/scifact/embedding", dims: tuple[int, ...] = (3
 
 
 def main() -> None:
+    data = DATA
+    if "--data" in sys.argv:
+        i = sys.argv.index("--data")
+        data = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what == "all":
         for cmd in STEPS:
@@ -104,8 +111,9 @@ def main() -> None:
     table = what.startswith("mrl")
     model = sys.argv[2] if table and len(sys.argv) > 2 else "runs/scifact/embedding"
     cached = sys.argv[3] if what == "mrl" and len(sys.argv) > 3 else None
+    print(f"{model} on {data} (test)")
     print_table(["dims", "NDCG@10", "R@100", "of full-dim NDCG@10"],
-                matryoshka(model, embeddings=cached, pca=what == "mrl-pca"))
+                matryoshka(model, embeddings=cached, pca=what == "mrl-pca", data=data))
 
 
 if __name__ == "__main__":
