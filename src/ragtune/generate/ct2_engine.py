@@ -77,9 +77,11 @@ def converted_model(model_name_or_path: str, adapter: Path | None, compute_type:
         del model
         ct2.converters.TransformersConverter(str(merged), trust_remote_code=trust_remote_code).convert(
             str(tmp / "ct2"), quantization=_quantization(compute_type))
-        (tmp / "ct2").rename(target)
-    except FileExistsError:  # another process converted it first
-        pass
+        try:
+            (tmp / "ct2").rename(target)
+        except OSError:  # another rank converted it first (a non-empty target: ENOTEMPTY or EEXIST)
+            if not (target / "model.bin").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
