@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 
@@ -27,17 +28,19 @@ def process_state():
     from accelerate import PartialState
 
     cpu = not torch.cuda.is_available()
-    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not _WARNED:
-        import logging
-
-        _WARNED.append(True)  # ragtune.config.notice's channel (config sits above this module)
-        logging.getLogger("ragtune.notice").warning(
-            "accelerate was launched with FSDP, which accelerate runs only on GPUs: on this CPU machine "
-            "every rank holds the whole model and training is plain data parallel (DDP over gloo)")
+    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        _fsdp_on_cpu_notice()
     return PartialState(cpu=cpu)
 
 
-_WARNED: list[bool] = []
+@functools.cache
+def _fsdp_on_cpu_notice() -> None:
+    """Said once per process, on ragtune.config.notice's channel (config sits above this module)."""
+    import logging
+
+    logging.getLogger("ragtune.notice").warning(
+        "accelerate was launched with FSDP, which accelerate runs only on GPUs: on this CPU machine "
+        "every rank holds the whole model and training is plain data parallel (DDP over gloo)")
 
 
 def pick_device(device: str = "auto") -> str:

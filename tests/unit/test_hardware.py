@@ -37,7 +37,7 @@ def test_fsdp_or_deepspeed_launch_on_cpu_says_it_runs_as_ddp(monkeypatch, caplog
 
     from ragtune import hardware
 
-    monkeypatch.setattr(hardware, "_WARNED", [])
+    hardware._fsdp_on_cpu_notice.cache_clear()
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with caplog.at_level(logging.WARNING, logger="ragtune.notice"):
         hardware.process_state()
