@@ -68,8 +68,8 @@ def main() -> None:
 
     from ragtune.data.beir import load_corpus
     from ragtune.generate.config import SamplingConfig
-    from ragtune.generate.generator import QueryGenerator
     from ragtune.generate.prompts import DEFAULT_INSTRUCTION, document_text
+    from ragtune.generate.query_generator import QueryGenerator
     from ragtune.hardware import pick_device, set_threads
     from ragtune.paths import shared_data
 

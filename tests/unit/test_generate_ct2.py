@@ -9,7 +9,8 @@ from test_generate_run import _cfg, check_complete
 
 from ragtune.config import ConfigError
 from ragtune.generate.config import SamplingConfig
-from ragtune.generate.generator import QueryGenerator, generate_queries
+from ragtune.generate.generator import generate_queries
+from ragtune.generate.query_generator import QueryGenerator
 
 pytest.importorskip("ctranslate2", reason="pip install 'ragtune[ct2]'")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ragtune.generate.checks import normalize
 from ragtune.generate.config import SamplingConfig
-from ragtune.generate.generator import Prompt, QueryGenerator
+from ragtune.generate.query_generator import Prompt, QueryGenerator
 
 
 class Scripted(QueryGenerator):

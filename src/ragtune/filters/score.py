@@ -55,8 +55,8 @@ def generator_logprobs(cfg: ScoreFilterConfig, docs: list[str], queries: list[st
     """Mean log-probability of each query's tokens after its rendered generation prompt (teacher forcing)."""
     import torch
 
-    from ragtune.generate.generator import QueryGenerator
     from ragtune.generate.prompts import DEFAULT_INSTRUCTION
+    from ragtune.generate.query_generator import QueryGenerator
     from ragtune.hardware import auto_dtype, pick_device
 
     device = pick_device(cfg.device)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from ragtune.generate.config import SamplingConfig
-from ragtune.generate.generator import QueryGenerator
+from ragtune.generate.query_generator import QueryGenerator
 from ragtune.paths import cache_dir
 
 ComputeType = Literal["float32", "int8"]
