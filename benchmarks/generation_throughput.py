@@ -12,27 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def hardware_line(device: str, threads: int) -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads){gpu}, device {device}, "
-            f"load average {load:.1f} at start")
+from _common import hardware_line  # noqa: E402
 
 
 def run(gen, prompts, k: int, batch_size: int) -> tuple[float, int, int]:
@@ -74,7 +60,8 @@ def main() -> None:
     from ragtune.paths import shared_data
 
     device = pick_device(args.device)
-    threads = set_threads(args.threads) if device == "cpu" else torch.get_num_threads()
+    if device == "cpu":
+        set_threads(args.threads)
     corpus = load_corpus(args.corpus or shared_data("beir", "scifact"))
     ids = random.Random(args.seed).sample(sorted(corpus), args.docs)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
@@ -100,7 +87,7 @@ def main() -> None:
     print(f"\n{args.model}: {args.docs} documents x {k} queries, max_new_tokens {args.max_new_tokens}, "
           f"sampling t={sampling.temperature} top_p={sampling.top_p}, prompts {min(p.n_tokens for p in prompts)}-"
           f"{max(p.n_tokens for p in prompts)} tokens")
-    print(hardware_line(device, threads))
+    print(f"{hardware_line()}, device {device}")
     header = (f"| {'mode':<48} | {'batch':>5} | {'seconds':>8} | {'queries/s':>9} | {'new tokens/s':>12} | "
               f"{'speed-up':>8} |")
     print(header)

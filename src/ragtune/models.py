@@ -223,8 +223,6 @@ def load_causal_lm(name_or_path: str | Path, adapter: str | Path | Sequence[str 
     tokenizer = _tokenizer(base, adapters, trust_remote_code)
     if padding_side is not None:
         tokenizer.padding_side = padding_side
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype)
@@ -288,17 +286,17 @@ def _tokenizer(base: Path, adapters: list[Path], trust_remote_code: bool = False
     from transformers import AutoTokenizer
 
     with_tok = [a for a in adapters if (a / "tokenizer_config.json").is_file()]
-    return AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(with_tok[-1] if with_tok else base, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_tokenizer(name_or_path: str | Path, adapter: str | Path | None = None, trust_remote_code: bool = False):
     """The tokenizer `load_causal_lm` would return (the last adapter's that holds one, with a pad token), without
     loading weights."""
-    tokenizer = _tokenizer(resolve_causal_lm(name_or_path), adapter_stack([Path(adapter)]) if adapter else [],
-                           trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return _tokenizer(resolve_causal_lm(name_or_path), adapter_stack([Path(adapter)]) if adapter else [],
+                      trust_remote_code)
 
 
 def gguf_cache_dir(name: str) -> Path:

@@ -95,7 +95,7 @@ class Ct2QueryGenerator(QueryGenerator):
         self.folder, self.compute_type, self.threads = folder, compute_type, threads
         self.tokenizer, self.stop_ids, self.sampling = tokenizer, stop_ids, sampling
         self.device = "cpu"
-        self.model = self._engine()
+        self.model = None  # built by the first batch (a seeded batch builds its own, see raw)
 
     def _engine(self):
         return require_ctranslate2().Generator(str(self.folder), device="cpu", compute_type=self.compute_type,
@@ -133,7 +133,8 @@ class Ct2QueryGenerator(QueryGenerator):
             # each engine thread seeds its random generator once, on its first sample, so set_random_seed alone
             # does not repeat a draw (CTranslate2 issue 1757); a fresh engine does (~0.3 s, once per batch)
             ct2.set_random_seed(seed)
-            del self.model
+            self.model = None
+        if self.model is None:
             self.model = self._engine()
         if sample:  # n independent samples of each prompt
             results = self.model.generate_batch([t for t in tokens for _ in range(n)], **kwargs)
