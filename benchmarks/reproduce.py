@@ -183,7 +183,13 @@ TABLES: dict[str, Table] = {
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
     ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
-        Step("python benchmarks/answerer_quality.py all webqa --work runs/answerer-bench", table=True),
+        Step("python benchmarks/answerer_quality.py prepare webqa --work runs/answerer-webqa --train-examples 600 "
+             "--distractors 1 --max-tokens 450", creates="runs/answerer-webqa/webqa/webqa_eval.meta.jsonl"),
+        Step("python benchmarks/answerer_quality.py train webqa --work runs/answerer-webqa --set cutoff_len=480",
+             creates="runs/answerer-webqa/webqa-lora/adapter_model.safetensors"),
+        Step("python benchmarks/answerer_quality.py eval webqa --work runs/answerer-webqa",
+             creates="runs/answerer-webqa/eval-webqa-trained/report.json"),
+        Step("python benchmarks/answerer_quality.py table --work runs/answerer-webqa", table=True),
     ]),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
         Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",

@@ -113,7 +113,7 @@ def test_weighted_loss_is_the_weighted_mean_of_the_libraries_per_example_loss(ki
     torch.manual_seed(0)
     if kind == "colbert":
         model = build_colbert_model(tiny_bert, ColbertModelSettings(dim=16, query_length=8, document_length=16),
-                                    "cpu")
+                                    "cpu", init_texts=pos + neg + queries)
         ours, theirs = WeightedMultiVectorMNRL(model), MultiVectorMultipleNegativesRankingLoss(model)
         feats = [_features(model, queries, "query"), _features(model, pos, "document"),
                  _features(model, neg, "document")]

@@ -112,8 +112,9 @@ def test_colbert_token_vectors_from_two_workers_equal_one_process(tiny_bert, tmp
 
     train_cfg = load_config(ColbertTrainConfig, None, [f"model_name_or_path={tiny_bert}", "train_data=x.jsonl",
                                                        "output_dir=x", "dim=16", "document_length=24"])
-    build_colbert_model(tiny_bert, train_cfg, "cpu").save(str(tmp_path / "colbert"))
     docs = _docs(600)  # chunks of 512: both workers get one
+    build_colbert_model(tiny_bert, train_cfg, "cpu", init_texts=[d.text for d in docs[:50]]).save(
+        str(tmp_path / "colbert"))
     cfg = ColbertConfig(model=str(tmp_path / "colbert"), dtype="float32", batch_size=16, threads=1,
                         cache=False)  # both encode: the second would read the first's cached token vectors
     one, two = ColbertRetriever(cfg), ColbertRetriever(cfg.model_copy(update={"encode_devices": ["cpu", "cpu"]}))

@@ -17,10 +17,10 @@ ARCH = ColbertModelSettings(dim=16, query_length=8, document_length=32)
 def test_colbert_target_is_the_maxsim_cross_entropy_of_each_pair(tiny_bert):
     from ragtune.filters.lossnet_colbert import ColbertLossEncoder
 
-    enc = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu")
-    enc.st.eval()
     queries = ["comet tail", "sourdough rise", "violin bow"]
     docs = ["A comet grows a tail near the sun.", "Sourdough rises with wild yeast.", "A violin is played with a bow."]
+    enc = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu", init_texts=docs + queries)
+    enc.st.eval()
     with torch.no_grad():
         q_out, q_feats = enc(queries, [1, 2], "query")
         d_out, d_feats = enc(docs, [1, 2], "document")
@@ -44,7 +44,8 @@ def test_lossnet_filter_on_colbert_trains_jointly_and_scores_candidates(lossnet_
     # per-epoch loss of 6 tiny epochs is too noisy to compare: it rose in 1 of 3 seeded runs)
     from ragtune.filters.lossnet_colbert import ColbertLossEncoder
 
-    loaded = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu").st[0].auto_model.state_dict()
+    fresh = ColbertLossEncoder(str(tiny_bert), ARCH, "cpu", init_texts=["a comet grows a tail near the sun"] * 4)
+    loaded = fresh.st[0].auto_model.state_dict()
     trained = f.selector.encoder.st[0].auto_model.state_dict()
     moved = [k for k in loaded if not torch.equal(loaded[k], trained[k].to(loaded[k].dtype))]
     assert any("encoder.layer" in k for k in moved), moved
