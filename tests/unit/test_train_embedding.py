@@ -195,6 +195,32 @@ def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 3
 
 
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("state_file", ["rng_state.pth", "optimizer.pt"])
+def test_resume_refuses_a_checkpoint_file_that_carries_code(tmp_path, encoder, state_file):
+    import torch
+
+    data = _write_format(tmp_path, "pair")
+    train_embedding(_cfg(tmp_path, encoder, data, "max_steps=2", "save_steps=1"))
+    planted = tmp_path / "out" / "checkpoint-2" / state_file
+    state = torch.load(planted, weights_only=False)  # the test's own honest file
+    marker = tmp_path / "PWNED"
+    state["planted"] = _RunsCode(marker)
+    torch.save(state, planted)
+    with pytest.raises(ConfigError, match=f"checkpoint-2/{state_file}: this checkpoint file holds objects other"):
+        train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3", "resume_from_checkpoint=true"))
+    assert not marker.exists(), f"resuming ran code planted in {state_file}"
+
+
 def test_pca_rotation_keeps_full_cosines_and_orders_variance(tmp_path, encoder):
     from sentence_transformers import SentenceTransformer
 

@@ -265,6 +265,47 @@ def resolve_resume(cfg: ResumeSettings, is_main: bool = True, marker: str = "tra
     return resume_point(out, cfg.resume_from_checkpoint, marker)
 
 
+# Trainer state files that resume loads (transformers loads each with torch.load(weights_only=True): tensors and
+# plain containers only). training_args.bin is a full pickle that transformers writes and ragtune never reads.
+_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "*.pt", "pytorch_model.bin")
+
+
+def train_resuming(trainer: Any, resume: str | None) -> Any:
+    """`trainer.train(resume_from_checkpoint=resume)`. A checkpoint state file that holds more than tensors is
+    refused unread by torch's weights-only loader; that becomes a clear error naming the file, not a traceback
+    that suggests `weights_only=False` (which would run whatever the file carries)."""
+    import pickle
+
+    try:
+        return trainer.train(resume_from_checkpoint=resume)
+    except pickle.UnpicklingError:
+        if resume is None:
+            raise
+        raise ConfigError(f"{_refused_state_file(Path(resume))}: this checkpoint file holds objects other than "
+                          "tensors, and ragtune never unpickles code from a run directory; resume from another "
+                          "checkpoint (resume_from_checkpoint=<folder>) or delete this one") from None
+
+
+def _refused_state_file(checkpoint: Path) -> Path:
+    import pickle
+
+    import torch
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types an honest rng_state.pth holds
+
+    seen: set[Path] = set()
+    for pattern in _STATE_FILES:
+        for f in sorted(checkpoint.glob(pattern)):
+            if f in seen or not f.is_file():
+                continue
+            seen.add(f)
+            try:
+                with safe_globals():
+                    torch.load(f, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                return f
+    return checkpoint
+
+
 # ---------------------------------------------------------------- summary and loss plot
 
 

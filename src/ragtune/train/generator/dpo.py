@@ -16,6 +16,7 @@ from ragtune.train.generator.rl import (
     save_policy,
     start_policy_run,
 )
+from ragtune.train.harness import train_resuming
 
 
 class DPOSettings(PolicySettings):
@@ -47,5 +48,5 @@ def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:
     args = DPOConfig(max_length=cfg.max_length, **policy_args(cfg))
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=cfg.lora_config("CAUSAL_LM"))
-    trainer.train(resume_from_checkpoint=resume)
+    train_resuming(trainer, resume)
     return save_policy(trainer, tok, cfg, {"pairs": len(rows), "resumed_from": resume})

@@ -30,6 +30,7 @@ from ragtune.train.generator.rl import (
     start_policy_run,
     user_turns,
 )
+from ragtune.train.harness import train_resuming
 
 
 class GRPOSettings(PolicySettings):
@@ -92,7 +93,7 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str],
                       temperature=cfg.temperature, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=cfg.lora_config("CAUSAL_LM"))
-    trainer.train(resume_from_checkpoint=resume)
+    train_resuming(trainer, resume)
     return save_policy(trainer, tok, cfg, {"prompts": len(prompts), "resumed_from": resume})
 
 

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings, ResumeSettings, check_scheduler, resolve_resume
+from ragtune.train.harness import LoraSettings, ResumeSettings, check_scheduler, resolve_resume, train_resuming
 
 Message = dict[str, str]
 
@@ -157,7 +157,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     if used == 0:
         raise ValueError(f"{cfg.train_file or cfg.dataset}: every pair is longer than max_length={cfg.max_length} "
                          "tokens; raise it")
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     summary: dict[str, Any] = {"train_loss": float(result.training_loss), "train_pairs": len(train),
                                "train_pairs_within_max_length": used, "steps": int(result.global_step),
                                "base_adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None,

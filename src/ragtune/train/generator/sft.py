@@ -18,7 +18,14 @@ from typing import Any
 
 from ragtune.config import ConfigError
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
-from ragtune.train.harness import check_deepspeed, check_precision, check_reporters, finish, resolve_resume
+from ragtune.train.harness import (
+    check_deepspeed,
+    check_precision,
+    check_reporters,
+    finish,
+    resolve_resume,
+    train_resuming,
+)
 
 
 def apply_freeze(model, n_layers: int) -> list[int]:
@@ -147,7 +154,7 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     final_eval = trainer.evaluate() if dev_ex else {}
     trainer.model.config.use_cache = True  # the saved config is what generation reads
     trainer.save_model(str(cfg.output_dir))

@@ -23,6 +23,7 @@ from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.retrieval.colbert_model import ColbertModelSettings
+from ragtune.train.harness import train_resuming
 from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
 from ragtune.train.retriever.curriculum import CurriculumSettings
 from ragtune.train.retriever.dev import DevSet
@@ -136,7 +137,7 @@ def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
                                         evaluator=evaluator)
     use_stable_proportion(trainer, cfg)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     wall = time.perf_counter() - t0
     trainer.save_model(str(cfg.output_dir))
     summary: dict[str, Any] = {

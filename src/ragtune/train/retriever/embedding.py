@@ -41,6 +41,7 @@ from pydantic import Field, model_validator
 from ragtune.config import CommaList, ConfigError
 from ragtune.data.records import Embedding
 from ragtune.models import DEFAULT_ENCODER
+from ragtune.train.harness import train_resuming
 from ragtune.train.retriever.base import RetrieverTrainConfig, RetrieverTrainSettings, start_run
 from ragtune.train.retriever.curriculum import CurriculumSettings
 from ragtune.train.retriever.dense_eval import dense_runs, dev_run
@@ -372,7 +373,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
                                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None)
     use_stable_proportion(trainer, cfg)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     wall = time.perf_counter() - t0
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragtune.train.harness import train_resuming
 from ragtune.train.retriever.dev import DevSet
 from ragtune.train.retriever.reranker_config import RerankerTrainConfig
 
@@ -107,7 +108,7 @@ def train_llm(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str, dev: Dev
                             train_dataset=Dataset.from_list(rows), data_collator=collate,
                             eval_dataset=Dataset.from_list(val_rows) if val_rows else None)
     use_stable_proportion(trainer, cfg)
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     if cfg.use_lora:
         reranker.model = trainer.model.merge_and_unload()
     if trainer.is_world_process_zero():

@@ -33,6 +33,7 @@ from typing import Any
 from ragtune.config import ConfigError
 from ragtune.data.records import RerankerGroup, RerankerPoint
 from ragtune.data.trec import Run
+from ragtune.train.harness import train_resuming
 from ragtune.train.retriever.base import start_run
 from ragtune.train.retriever.dev import DevSet, is_dev_query
 from ragtune.train.retriever.llm_reranker import train_llm
@@ -271,7 +272,7 @@ def train_cross_encoder(cfg: RerankerTrainConfig, rows, fmt: str, loss_name: str
                                                                                     cfg.temperature),
                                   loss=st_loss(model, loss_name, cfg), evaluator=evaluator, eval_dataset=val)
     use_stable_proportion(trainer, cfg)
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, resume)
     trainer.save_model(str(cfg.output_dir))
     return trainer, result, evaluator
 
