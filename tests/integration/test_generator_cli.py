@@ -8,14 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from typer.testing import CliRunner
 
+from generate_kit import check_complete
 from ragtune.cli import app
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_generate_run import check_complete  # noqa: E402
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
        "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}

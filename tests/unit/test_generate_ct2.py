@@ -5,8 +5,8 @@ engine like the transformers engine."""
 from __future__ import annotations
 
 import pytest
-from test_generate_run import _cfg, check_complete
 
+from generate_kit import check_complete, generate_cfg
 from ragtune.config import ConfigError
 from ragtune.generate.config import SamplingConfig
 from ragtune.generate.generator import generate_queries
@@ -84,9 +84,9 @@ def test_generate_run_with_ct2_resumes_and_refuses_a_switched_engine(tiny_lm, to
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate_queries(_cfg(tiny_lm, toy_doc2query, out, *args), on_batch=stop_after_one)
-    s = generate_queries(_cfg(tiny_lm, toy_doc2query, out, *args))
+        generate_queries(generate_cfg(tiny_lm, toy_doc2query, out, *args), on_batch=stop_after_one)
+    s = generate_queries(generate_cfg(tiny_lm, toy_doc2query, out, *args))
     assert s["resumed_done"] == 4 and s["generated_docs"] == 8
     check_complete(out, 2, 12)
     with pytest.raises(ConfigError, match="different config.*engine"):
-        generate_queries(_cfg(tiny_lm, toy_doc2query, out, *args[1:]))
+        generate_queries(generate_cfg(tiny_lm, toy_doc2query, out, *args[1:]))
