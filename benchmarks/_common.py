@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 
 def hardware_line() -> str:
@@ -42,3 +44,13 @@ def print_table(headers: list[str], rows: list[list]) -> None:
     print("|" + "|".join("---" for _ in headers) + "|")
     for r in rows:
         print("| " + " | ".join(f"{c:,.1f}" if isinstance(c, float) else str(c) for c in r) + " |")
+
+
+def generation_output(out: Path) -> tuple[dict[str, str], list[dict]]:
+    """A `ragtune generate` folder: its kept queries (id -> text) and every provenance row, failed slots included."""
+    queries = {}
+    for line in (out / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        queries[q["_id"]] = q["text"]
+    rows = [json.loads(x) for x in (out / "provenance.jsonl").read_text(encoding="utf-8").splitlines()]
+    return queries, rows

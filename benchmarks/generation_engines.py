@@ -22,15 +22,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import hardware_line, print_table  # noqa: E402
+from _common import generation_output, hardware_line, print_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def per_doc_hits(out: Path, bm25) -> dict[str, bool]:
     """doc_id -> its (first) query finds it in BM25's top 10; failed slots are misses."""
-    queries = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (out / "queries.jsonl").read_text().splitlines()}
-    rows = [json.loads(x) for x in (out / "provenance.jsonl").read_text().splitlines()]
+    queries, rows = generation_output(out)
     kept = {r["query_id"]: r["doc_id"] for r in rows if not r["failed"]}
     run = bm25.search({q: queries[q] for q in kept}, 10)
     hits = {r["doc_id"]: False for r in rows}

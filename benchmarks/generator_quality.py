@@ -21,6 +21,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _common import generation_output  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -33,8 +35,7 @@ def top10_rate(retriever, pairs: list[tuple[str, str, str]]) -> tuple[float, int
 
 def generated_pairs(out: Path) -> tuple[list[tuple[str, str, str]], int, int]:
     """(kept pairs, failed slots, all slots) from a `ragtune generate` output folder."""
-    queries = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (out / "queries.jsonl").read_text().splitlines()}
-    rows = [json.loads(x) for x in (out / "provenance.jsonl").read_text().splitlines()]
+    queries, rows = generation_output(out)
     kept = [(r["query_id"], queries[r["query_id"]], r["doc_id"]) for r in rows if not r["failed"]]
     return kept, sum(r["failed"] for r in rows), len(rows)
 
