@@ -182,6 +182,21 @@ TABLES: dict[str, Table] = {
              "generator_adapter=runs/loop-feedback/ppo/round-0/sft/adapter generate.sample_num=250 "
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
     ]),
+    "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 60, [
+        # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
+        # (up to 150 minutes more when that table has not run; copying its folder to runs/scifact-loop-colbert
+        # first lets this run reuse the SFT and generate stages)
+        Step("python benchmarks/loop_feedback.py --work runs/loop-feedback",
+             creates="runs/loop-feedback/ppo/round-0/evaluate/run.trec"),
+        Step("ragtune run configs/loop-scifact-colbert-cpu.yaml",
+             creates="runs/scifact-loop-colbert/round-0/evaluate/run.trec"),
+        _compare("runs/scifact-loop-colbert/baselines/bm25/run.trec",
+                 "runs/scifact-loop-colbert/round-0/evaluate/run.trec", "loop-colbert-bm25"),
+        _compare("runs/scifact-loop-colbert/baselines/zero_shot/run.trec",
+                 "runs/scifact-loop-colbert/round-0/evaluate/run.trec", "loop-colbert-zeroshot"),
+        _compare("runs/loop-feedback/ppo/round-0/evaluate/run.trec",
+                 "runs/scifact-loop-colbert/round-0/evaluate/run.trec", "loop-colbert-biencoder"),
+    ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
         Step("python benchmarks/answerer_quality.py prepare webqa --work runs/answerer-webqa --train-examples 600 "
              "--distractors 1 --max-tokens 450", creates="runs/answerer-webqa/webqa/webqa_eval.meta.jsonl"),
