@@ -103,6 +103,21 @@ def test_index_search_matches_exact_maxsim_and_survives_save_load(colbert, tmp_p
         {q: sorted(run[q], key=run[q].get) for q in queries}
 
 
+def test_candidates_of_many_queries_searched_together_equal_one_query_at_a_time(colbert):
+    cfg, _, rows, _, _ = colbert
+    retriever = ColbertRetriever(ColbertConfig(model=str(cfg.output_dir), dtype="float32", candidate_tokens=7))
+    retriever.index([Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows)])
+    qembs = retriever.encode_queries([r["query"] for r in rows])
+    one_by_one = []
+    for q in qembs:  # the per-query search the batched one replaced
+        _, idx = retriever._index.search(np.ascontiguousarray(q, dtype=np.float32), 7)
+        uniq, counts = np.unique(retriever.token_doc[idx[idx >= 0]], return_counts=True)
+        one_by_one.append(uniq[np.argsort(-counts, kind="stable")].tolist())
+    assert len({len(c) for c in one_by_one}) > 1  # queries reach different numbers of documents
+    for chunk in (len(qembs[0]), 3 * len(qembs[0]) + 1, 4096):  # one query, three, all per faiss call
+        assert retriever.candidates_many(qembs, chunk_tokens=chunk) == one_by_one
+
+
 def test_float16_storage_halves_memory_and_keeps_the_ranking(colbert):
     cfg, _, rows, _, _ = colbert
     docs = [Doc(_id=f"d{i}", text=r["pos"][0]) for i, r in enumerate(rows)]

@@ -190,12 +190,30 @@ class ColbertRetriever(DocIndex):
     # -- search
     def candidates(self, q: np.ndarray) -> list[int]:
         """Documents owning the nearest tokens of any query token, most hits first."""
+        return self.candidates_many([q])[0]
+
+    def candidates_many(self, queries: list[np.ndarray], chunk_tokens: int = 4096) -> list[list[int]]:
+        """`candidates` for many queries, the tokens of up to `chunk_tokens` of them searched together: one faiss
+        call per group is a matrix product, where one call per query was a matrix-vector loop (the difficulty
+        stage searches thousands of pseudo queries)."""
         kk = min(self.cfg.candidate_tokens, len(self.embeddings))
-        _, idx = self._index.search(np.ascontiguousarray(q, dtype=np.float32), kk)
-        docs = self.token_doc[idx[idx >= 0]]
-        uniq, counts = np.unique(docs, return_counts=True)
-        order = np.argsort(-counts, kind="stable")
-        return uniq[order][: self.cfg.max_candidates].tolist()
+        out: list[list[int]] = []
+        group: list[np.ndarray] = []
+        for i, q in enumerate(queries):
+            group.append(q)
+            if i + 1 < len(queries) and sum(len(g) for g in group) + len(queries[i + 1]) <= chunk_tokens:
+                continue
+            _, idx = self._index.search(np.ascontiguousarray(np.concatenate(group), dtype=np.float32), kk)
+            start = 0
+            for g in group:
+                hits = idx[start:start + len(g)]
+                start += len(g)
+                docs = self.token_doc[hits[hits >= 0]]
+                uniq, counts = np.unique(docs, return_counts=True)
+                order = np.argsort(-counts, kind="stable")
+                out.append(uniq[order][: self.cfg.max_candidates].tolist())
+            group = []
+        return out
 
     def _keep_full_vectors(self) -> None:
         """plaid keeps the full vectors only to re-score from them (memory-mapped once saved)."""
@@ -215,8 +233,9 @@ class ColbertRetriever(DocIndex):
                 docs, scores = self.plaid.search(q, k)
                 run[qid] = {self.doc_ids[i]: float(s) for i, s in zip(docs, scores, strict=True)}
             return run
-        for qid, q in tqdm(list(zip(qids, embs, strict=True)), desc="maxsim", disable=not show_progress):
-            cand = self.candidates(q)
+        cands = self.candidates_many(embs)
+        for qid, q, cand in tqdm(list(zip(qids, embs, cands, strict=True)), desc="maxsim",
+                                 disable=not show_progress):
             scores = maxsim_many(q, self.embeddings, self.offsets, cand)
             top = np.argsort(-scores, kind="stable")[:k]
             run[qid] = {self.doc_ids[cand[i]]: float(scores[i]) for i in top}
