@@ -189,7 +189,7 @@ def search(data: Path, model: Path | str, kind: Kind, queries: dict[str, str], d
         r = index_corpus("colbert", docs, colbert=colbert_search(model, index))
     else:
         r = index_corpus("dense", docs, dense=DenseConfig(model=str(model), dtype=dtype))
-    return r.search(queries, k=depth)
+    return r.search(queries, k=depth, show_progress=True)  # thousands of pseudo queries: minutes with ColBERT
 
 
 def evaluate(data: Path, model: Path | str, kind: Kind, out: Path, split: str, metrics: list[str],
