@@ -94,10 +94,13 @@ def train(name: str, work: Path, overrides: list[str], base: str, template: str)
     from ragtune.config import load_config
     from ragtune.train.generator.sft import train_generator
     from ragtune.train.generator.sft_config import GeneratorTrainConfig
+    from ragtune.train.harness import latest_checkpoint
 
+    out = work / f"{name}-lora"
+    resume = ["resume_from_checkpoint=true"] if latest_checkpoint(out) else []  # an interrupted training continues
     cfg = load_config(GeneratorTrainConfig, REPO / DATASETS[name]["config"],
-                      [f"dataset={name}_short", f"dataset_dir={work / name}", f"output_dir={work / f'{name}-lora'}",
-                       f"model_name_or_path={base}", f"template={template}", *overrides])
+                      [f"dataset={name}_short", f"dataset_dir={work / name}", f"output_dir={out}",
+                       f"model_name_or_path={base}", f"template={template}", *resume, *overrides])
     s = train_generator(cfg)
     print(json.dumps({k: s[k] for k in ("train_examples", "global_step", "first_logged_loss", "last_logged_loss",
                                         "train_runtime_s")}))
