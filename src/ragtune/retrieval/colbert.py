@@ -199,9 +199,11 @@ class ColbertRetriever(DocIndex):
         kk = min(self.cfg.candidate_tokens, len(self.embeddings))
         out: list[list[int]] = []
         group: list[np.ndarray] = []
+        size = 0
         for i, q in enumerate(queries):
             group.append(q)
-            if i + 1 < len(queries) and sum(len(g) for g in group) + len(queries[i + 1]) <= chunk_tokens:
+            size += len(q)
+            if i + 1 < len(queries) and size + len(queries[i + 1]) <= chunk_tokens:
                 continue
             _, idx = self._index.search(np.ascontiguousarray(np.concatenate(group), dtype=np.float32), kk)
             start = 0
@@ -212,7 +214,7 @@ class ColbertRetriever(DocIndex):
                 uniq, counts = np.unique(docs, return_counts=True)
                 order = np.argsort(-counts, kind="stable")
                 out.append(uniq[order][: self.cfg.max_candidates].tolist())
-            group = []
+            group, size = [], 0
         return out
 
     def _keep_full_vectors(self) -> None:
