@@ -55,7 +55,21 @@ def _compare(a: str, b: str, name: str) -> Step:
     return Step(f"ragtune eval compare {a} {b} --data {DATA} --json runs/scifact/compare-{name}.json", table=True)
 
 
+def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: tuple[tuple[str, str], ...] = ()
+              ) -> list[Step]:
+    """answerer_quality.py's prepare -> train -> one step per evaluation (extra args, folder it writes) -> table,
+    each step resumable."""
+    cmd = "python benchmarks/answerer_quality.py"
+    return [Step(f"{cmd} prepare {data} --work {work}{prepare}", creates=f"{work}/{data}/{data}_eval.meta.jsonl"),
+            Step(f"{cmd} train {data} --work {work}{train}", creates=f"{work}/{data}-lora/adapter_model.safetensors"),
+            *(Step(f"{cmd} eval {data} --work {work}{extra}", creates=f"{work}/{folder}/report.json")
+              for extra, folder in evals),
+            Step(f"{cmd} table --work {work}", table=True)]
+
+
 BM25 = _eval("bm25", "runs/scifact/eval-bm25")
+COLBERT = Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json")
+COLBERT_EVAL = _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert")
 ZEROSHOT = _eval("dense", "runs/scifact/eval-zeroshot")
 MINE = Step(f"ragtune data convert beir-embedding data={DATA} split=train out=runs/scifact/mined neg_start=10 "
             "neg_end=100 neg_per_query=8", creates="runs/scifact/mined/embedding.jsonl")
@@ -135,8 +149,7 @@ TABLES: dict[str, Table] = {
     ]),
     "scifact-colbert": Table("Retriever and reranker training on SciFact (issue 5)", 25, [
         BM25, ZEROSHOT, MINE,
-        Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json"),
-        _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert"),
+        COLBERT, COLBERT_EVAL,
         _compare("runs/scifact/eval-bm25/run.trec", "runs/scifact/eval-colbert/run.trec", "colbert"),
         _compare("runs/scifact/eval-zeroshot/run.trec", "runs/scifact/eval-colbert/run.trec", "colbert-vs-zeroshot"),
     ]),
@@ -164,18 +177,10 @@ TABLES: dict[str, Table] = {
     "answerer-squad": Table("Grounded answering with refusal (issue 7)", 60, [
         Step("python benchmarks/answerer_quality.py all squad --work runs/answerer-bench", table=True),
     ]),
-    "answerer-squad-issue18": Table("Grounded answering: the issue 18 rerun", 90, [
-        Step("python benchmarks/answerer_quality.py prepare squad --work runs/answerer-bench",
-             creates="runs/answerer-bench/squad/squad_eval.meta.jsonl"),
-        Step("python benchmarks/answerer_quality.py train squad --work runs/answerer-bench",
-             creates="runs/answerer-bench/squad-lora/adapter_model.safetensors"),
-        Step("python benchmarks/answerer_quality.py eval squad --work runs/answerer-bench --threads 1",
-             creates="runs/answerer-bench/eval-squad-trained/report.json"),
-        Step("python benchmarks/answerer_quality.py eval squad --work runs/answerer-bench --threads 1 "
-             "--models trained --refusal-text margin",
-             creates="runs/answerer-bench/eval-squad-trained-margin/report.json"),
-        Step("python benchmarks/answerer_quality.py table --work runs/answerer-bench", table=True),
-    ]),
+    "answerer-squad-issue18": Table("Grounded answering: the issue 18 rerun", 90, _answerer(
+        "squad", "runs/answerer-bench", evals=((" --threads 1", "eval-squad-trained"),
+                                               (" --threads 1 --models trained --refusal-text margin",
+                                                "eval-squad-trained-margin")))),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
@@ -197,24 +202,16 @@ TABLES: dict[str, Table] = {
         _compare("runs/loop-feedback/ppo/round-0/evaluate/run.trec",
                  "runs/scifact-loop-colbert/round-0/evaluate/run.trec", "loop-colbert-biencoder"),
         MINE,  # the train-pairs-only ColBERT of configs/scifact-colbert.yaml, the same recipe without pseudo queries
-        Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json"),
-        _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert"),
+        COLBERT, COLBERT_EVAL,
         _compare("runs/scifact/eval-colbert/run.trec",
                  "runs/scifact-loop-colbert/round-0/evaluate/run.trec", "loop-colbert-trainonly"),
         Step("python benchmarks/colbert_search.py runs/scifact-loop-colbert/round-0/retriever/model --repeat 2",
              table=True),
     ]),
-    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, [
-        Step("python benchmarks/answerer_quality.py prepare webqa --work runs/answerer-webqa --train-examples 600 "
-             "--distractors 1 --max-tokens 450", creates="runs/answerer-webqa/webqa/webqa_eval.meta.jsonl"),
-        Step("python benchmarks/answerer_quality.py train webqa --work runs/answerer-webqa --set cutoff_len=480",
-             creates="runs/answerer-webqa/webqa-lora/adapter_model.safetensors"),
-        Step("python benchmarks/answerer_quality.py eval webqa --work runs/answerer-webqa --models untrained",
-             creates="runs/answerer-webqa/eval-webqa-untrained/report.json"),
-        Step("python benchmarks/answerer_quality.py eval webqa --work runs/answerer-webqa --models trained",
-             creates="runs/answerer-webqa/eval-webqa-trained/report.json"),
-        Step("python benchmarks/answerer_quality.py table --work runs/answerer-webqa", table=True),
-    ]),
+    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, _answerer(
+        "webqa", "runs/answerer-webqa", prepare=" --train-examples 600 --distractors 1 --max-tokens 450",
+        train=" --set cutoff_len=480", evals=((" --models untrained", "eval-webqa-untrained"),
+                                             (" --models trained", "eval-webqa-trained")))),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
         Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
              creates="runs/scale_costs.json"),
