@@ -267,7 +267,7 @@ def resolve_resume(cfg: ResumeSettings, is_main: bool = True, marker: str = "tra
 
 # Trainer state files that resume loads (transformers loads each with torch.load(weights_only=True): tensors and
 # plain containers only). training_args.bin is a full pickle that transformers writes and ragtune never reads.
-_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "*.pt", "pytorch_model.bin")
+_STATE_FILES = ("*.pt", "*.pth", "pytorch_model.bin")  # optimizer, scheduler, scaler, rng_state*, weights
 
 
 def train_resuming(trainer: Any, resume: str | None) -> Any:
@@ -292,12 +292,8 @@ def _refused_state_file(checkpoint: Path) -> Path:
     import torch
     from transformers.trainer_pt_utils import safe_globals  # the numpy types an honest rng_state.pth holds
 
-    seen: set[Path] = set()
     for pattern in _STATE_FILES:
         for f in sorted(checkpoint.glob(pattern)):
-            if f in seen or not f.is_file():
-                continue
-            seen.add(f)
             try:
                 with safe_globals():
                     torch.load(f, map_location="cpu", weights_only=True)
