@@ -108,6 +108,36 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     assert moved["executed"] == []
 
 
+def test_a_budget_too_small_shrinks_the_run_and_a_rerun_reuses_it(tiny_lm, tiny_bert, toy_beir_with_test, tmp_path,
+                                                                   monkeypatch):
+    from ragtune.pipeline import budget
+
+    out = tmp_path / "run"
+    base = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), "budget={minutes: 0.001, min_scale: 0.5}"]
+    report = run_loop(load_config(RunConfig, None, base))
+    b = report["budget"]
+    assert b["scale"] == 0.5 and not b["fits"] and b["units"]["sft_step"] > 0
+    assert b["changes"] == {"sft.max_steps": [2, 1], "generate.sample_num": [8, 4], "retriever.max_steps": [2, 1],
+                            "reward.max_steps": [2, 1], "ppo.steps": [2, 1]}
+    # the stages ran the shrunk workload, and the resolved config records it
+    assert report["rounds"][0]["ppo"]["updates"] == 1
+    assert len({json.loads(x)["doc_id"] for x in (out / "round-0/generate/provenance.jsonl").read_text().splitlines()}
+               ) == 4
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["sft"]["max_steps"] == 1 and saved["ppo"]["steps"] == 1
+    # the cost model names the loop's real stages: all but the three that cost next to nothing
+    assert set(report["stages"]) - set(b["expected"]) == {"data", "round-0/quality", "round-0/preferences"}
+    assert set(b["expected"]) <= set(report["stages"])
+    assert "## Time budget" in (out / "report.md").read_text()
+
+    def measured_again(*a):
+        raise AssertionError("a rerun on the same machine must reuse budget.json")
+
+    monkeypatch.setattr(budget, "time_encoder", measured_again)
+    again = run_loop(load_config(RunConfig, None, base))
+    assert again["executed"] == [] and again["budget"]["scale"] == 0.5
+
+
 def test_stage_overrides_are_validated_before_anything_runs(tiny_lm, tmp_path):
     from ragtune.config import ConfigError
 

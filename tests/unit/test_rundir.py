@@ -127,7 +127,8 @@ def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder_then_a_
 # them, and nothing else; a new stage is covered without touching this table, and a new config field must be
 # added to it.
 
-NOT_INPUTS = {"name": "a label", "out": "the run directory itself"}
+NOT_INPUTS = {"name": "a label", "out": "the run directory itself",
+              "budget": "acts only by rewriting the step and size knobs, each perturbed below (test_budget.py)"}
 PERTURB: dict[str, list[str]] = {
     "data": ["data={other}", "<edit corpus>"],
     "subset": ["subset={corpus_docs: 5}", "subset={seed: 1}"],

@@ -28,11 +28,12 @@ from ragtune.filters.run import FilterSpec
 from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
+from ragtune.pipeline.budget import BudgetConfig, plan_budget
 from ragtune.pipeline.guard import GuardConfig
 from ragtune.pipeline.loop_rounds import _plain, loop_reward, overrides, run_filters, run_rounds  # noqa: F401
 from ragtune.pipeline.report import RunReport, write_run_report
 from ragtune.pipeline.retriever_stage import BiEncoderLoopSettings, RetrieverSettings
-from ragtune.pipeline.rundir import RunDir
+from ragtune.pipeline.rundir import RunDir, log
 from ragtune.pipeline.style import StyleConfig
 from ragtune.pipeline.subset import SubsetConfig, make_subset
 from ragtune.retrieval.mining import BeirEmbeddingSettings
@@ -51,6 +52,9 @@ class RunConfig(ConfigModel):
     data: Path | None = None
     """BEIR folder with train and test qrels; default: the shared SciFact."""
     subset: SubsetConfig = Field(default_factory=SubsetConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    """`minutes:` time a short calibration first, print each stage's expected duration, and shrink the workload
+    (at most to `min_scale` of it) when the machine is too slow for the budget (pipeline/budget.py)."""
     sft_data: Path | None = None
     """BEIR folder whose train qrels teach the generator (default: `data`). For collections without train
     labels (BEIR nq, arguana, scidocs) point it at one that has them, e.g. msmarco, as InPars and SPTAR do;
@@ -148,10 +152,27 @@ def run_loop(cfg: RunConfig) -> RunReport:
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
     with RunDir(Path(cfg.out or Path("runs") / cfg.name)) as rd:  # one run per directory at a time
-        return _run(cfg, src, rd)
+        plan = None
+        if cfg.budget.minutes is not None:
+            cfg, plan = plan_budget(cfg, src, rd.root, log=log.info)
+            rd.expected = plan["expected"]
+            _log_plan(plan)
+        return _run(cfg, src, rd, plan)
 
 
-def _run(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
+def _log_plan(plan: dict[str, Any]) -> None:
+    total = sum(plan["expected"].values())
+    if plan["changes"]:
+        changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in plan["changes"].items())
+        log.info("budget: the configured workload would take %.1f min here; shrunk to %.0f%% of it (%s)",
+                 plan["full_workload_seconds"] / 60, 100 * plan["scale"], changed)
+    log.info("budget: expected %.1f min for the stages (calibration %.0f s; encoder %.4f s/doc, SFT step %.2f s)%s",
+             total / 60, plan["calibration_seconds"], plan["units"]["encode_doc"], plan["units"]["sft_step"],
+             "" if plan["fits"] else f": over the {plan['budget_minutes']:g} min budget even at the smallest "
+             "workload allowed (budget.min_scale)")
+
+
+def _run(cfg: RunConfig, src: Path, rd: RunDir, plan: dict[str, Any] | None = None) -> RunReport:
     root = rd.root
     dump_config(cfg, root / "config.yaml")
     splits = [cfg.test_split] if cfg.unlabeled else None
@@ -170,5 +191,7 @@ def _run(cfg: RunConfig, src: Path, rd: RunDir) -> RunReport:
                    for n, e in rd.manifest["stages"].items()},
         "executed": rd.executed,
     }
+    if plan is not None:
+        report["budget"] = plan
     write_run_report(root, report, cfg.metrics)
     return report

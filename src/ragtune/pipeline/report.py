@@ -66,6 +66,9 @@ class RunReport(TypedDict, total=False):
     """Every stage of the manifest: {"seconds", "status"}."""
     executed: list[str]
     """The stages this invocation ran (the others were reused)."""
+    budget: dict[str, Any]
+    """With `budget.minutes`: the calibration, the scale chosen, the changed knobs and each stage's expected
+    seconds (pipeline/budget.py)."""
 
 
 def _fmt_p(p: float | None) -> str:
@@ -237,14 +240,34 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
         lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
         lines += feedback_lines(r)  # type: ignore[arg-type]
         lines.append("")
-    lines += ["## Wall time per stage", "", "| stage | seconds | CPU seconds | ran now |", "|---|---|---|---|"]
+    lines += budget_lines(report)
+    expected = report.get("budget", {}).get("expected", {})
+    lines += ["## Wall time per stage", "", "| stage | seconds | CPU seconds | ran now |"
+              + (" expected seconds |" if expected else ""), "|---|---|---|---|" + ("---|" if expected else "")]
     for name, st in report["stages"].items():
         cpu = st.get("cpu_seconds")
         lines.append(f"| {name} | {st['seconds'] or 0:.1f} | {'' if cpu is None else f'{cpu:.1f}'} | "
-                     f"{'yes' if name in report['executed'] else 'cached'} |")
+                     f"{'yes' if name in report['executed'] else 'cached'} |"
+                     + (f" {expected[name]:.0f} |" if name in expected else " |" if expected else ""))
     lines += ["", "Plots: plots/retrieval.png, plots/generator.png (generator quality per round), plots/rl.png "
               "(PPO/GRPO reward and KL), plots/stages.png"]
     return "\n".join(lines) + "\n"
+
+
+def budget_lines(report: RunReport) -> list[str]:
+    b = report.get("budget")
+    if not b:
+        return []
+    lines = ["## Time budget", "",
+             f"- {b['budget_minutes']:g} min on {b['cpu']}; calibration {b['calibration_seconds']:.0f} s (encoder "
+             f"{b['units']['encode_doc']:.4f} s per document, SFT step {b['units']['sft_step']:.2f} s)",
+             f"- the configured workload was expected to take {b['full_workload_seconds'] / 60:.1f} min; "
+             + (f"shrunk to {100 * b['scale']:.0f}% of it: " + ", ".join(f"{k} {a} -> {c}" for k, (a, c)
+                                                                     in b["changes"].items())
+                if b["changes"] else "it ran as configured"),
+             f"- expected {sum(b['expected'].values()) / 60:.1f} min for the stages"
+             + ("" if b["fits"] else " (over budget even at budget.min_scale)"), ""]
+    return lines
 
 
 def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:

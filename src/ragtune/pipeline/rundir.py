@@ -98,6 +98,8 @@ class RunDir:
                 self.close()  # an unreadable manifest must not leave the directory locked
                 raise
         self.executed: list[str] = []
+        self.expected: dict[str, float] = {}
+        """Stage name -> expected seconds (the run's time budget), said when the stage starts."""
 
     def _lock(self) -> None:
         try:
@@ -150,7 +152,8 @@ class RunDir:
             tmp.mkdir(parents=True)
         self.manifest["stages"][name] = {"key": key, "status": "running", "started": time.time()}
         self._save()
-        log.info("%-24s running (key %s)", name, key[:8])
+        log.info("%-24s running (key %s%s)", name, key[:8],
+                 f", expected ~{self.expected[name]:.0f} s" if name in self.expected else "")
         start, cpu_start = time.perf_counter(), time.process_time()
         metrics = fn(tmp) or {}
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
