@@ -171,6 +171,15 @@ TABLES: dict[str, Table] = {
     "demo": Table("The closed loop: `make demo` (issue 6)", 15, [
         Step("ragtune demo", table=True),
     ]),
+    # BENCHMARKS.md's AVX2-capped runs are these steps with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+    # MKL_ENABLE_INSTRUCTIONS=AVX2 exported and a fresh RAGTUNE_CACHE
+    "demo-budget": Table("The demo adapts to the machine (issue 17)", 35, [
+        Step("ragtune demo budget.minutes=1000 out=runs/demo-fit", creates="runs/demo-fit/report.json"),
+        Step("python benchmarks/demo_budget.py units runs/demo-fit", creates="runs/demo-fit/units.json"),
+        Step("python benchmarks/demo_budget.py fit runs/demo-fit", table=True),
+        Step("ragtune demo out=runs/demo-check", creates="runs/demo-check/report.json"),
+        Step("python benchmarks/demo_budget.py check runs/demo-check", table=True),
+    ]),
     "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [
         Step("ragtune run configs/loop-scifact-cpu.yaml", table=True),
     ]),
@@ -208,7 +217,7 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/colbert_search.py runs/scifact-loop-colbert/round-0/retriever/model --repeat 2",
              table=True),
     ]),
-    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 90, _answerer(
+    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 60, _answerer(
         "webqa", "runs/answerer-webqa", prepare=" --train-examples 600 --distractors 1 --max-tokens 450",
         train=" --set cutoff_len=480", evals=((" --models untrained", "eval-webqa-untrained"),
                                              (" --models trained", "eval-webqa-trained")))),
