@@ -217,10 +217,12 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/colbert_search.py runs/scifact-loop-colbert/round-0/retriever/model --repeat 2",
              table=True),
     ]),
-    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 60, _answerer(
+    "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 70, _answerer(
         "webqa", "runs/answerer-webqa", prepare=" --train-examples 600 --distractors 1 --max-tokens 450",
         train=" --set cutoff_len=480", evals=((" --models untrained", "eval-webqa-untrained"),
-                                             (" --models trained", "eval-webqa-trained")))),
+                                             (" --models trained", "eval-webqa-trained"),
+                                             (" --models trained --refusal-text margin",
+                                              "eval-webqa-trained-margin")))),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
         Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
              creates="runs/scale_costs.json"),
