@@ -20,7 +20,7 @@ import time
 from _common import hardware_line, print_table
 from ragtune.data.beir import load_beir
 from ragtune.evaluate.metrics import evaluate
-from ragtune.hardware import cpu_has_fast_bf16, set_threads
+from ragtune.hardware import cpu_has_amx, cpu_has_fast_bf16, set_threads
 from ragtune.paths import shared_data
 from ragtune.retrieval.dense import DenseConfig, DenseRetriever, resolve_backend
 
@@ -48,7 +48,7 @@ def cpu_lines() -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in cpuid.items())
             + f", oneDNN native bf16 {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
             + (f"; LD_PRELOAD={shim}" if shim else ""),
-            f"ragtune: cpu_has_fast_bf16={cpu_has_fast_bf16()}, dense.backend=auto -> "
+            f"ragtune: cpu_has_fast_bf16={cpu_has_fast_bf16()}, cpu_has_amx={cpu_has_amx()}, dense.backend=auto -> "
             f"{'/'.join(resolve_backend(DenseConfig(backend='auto'), 'cpu'))}"]
 
 

@@ -79,6 +79,24 @@ def cpu_has_fast_bf16() -> bool:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_has_amx() -> bool:
+    """True when bf16 matmuls can run on AMX tiles: native bf16 (`cpu_has_fast_bf16`, which honours its overrides and
+    the ISA caps), the CPU's amx_bf16 flag, and no oneDNN cap below AMX. RAGTUNE_CPU_AMX=0/1 overrides."""
+    forced = os.environ.get("RAGTUNE_CPU_AMX")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if not cpu_has_fast_bf16():
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL" and "AMX" not in cap:
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return "amx_bf16" in f.read().split()
+    except OSError:
+        return False
+
+
 def auto_dtype(device: str) -> str:
     """Inference dtype for `dtype: auto`: bf16 on CUDA that supports it and on CPUs with native bf16, else fp32."""
     import torch

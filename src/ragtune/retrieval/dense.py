@@ -18,7 +18,7 @@ from pydantic import Field
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import CommaList, ConfigModel
 from ragtune.data.records import Doc
-from ragtune.hardware import auto_dtype, cpu_has_fast_bf16
+from ragtune.hardware import auto_dtype, cpu_has_amx
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.paths import cache_dir
 from ragtune.retrieval.base import DocIndex, Run
@@ -44,9 +44,9 @@ class DenseConfig(ConfigModel):
     another dtype are cached apart."""
     backend: Literal["torch", "onnx", "auto"] = "torch"
     """torch: sentence-transformers on torch (in `dtype`). onnx: ONNX Runtime on the CPU over a cached export
-    (needs `pip install 'ragtune[onnx]'`; `dtype` does not apply). auto: onnx on CPUs without native bf16
-    (if onnxruntime is installed), else torch with `dtype: auto` (bf16 on AMX/AVX512-BF16 CPUs and GPUs).
-    Embeddings of another backend are cached apart."""
+    (needs `pip install 'ragtune[onnx]'`; `dtype` does not apply). auto: torch with `dtype: auto` on GPUs and on
+    CPUs with AMX (bf16 tiles: fastest there), onnx on every other CPU if onnxruntime is installed (AVX2-only and
+    AVX512-BF16 CPUs without AMX alike), else torch. Embeddings of another backend are cached apart."""
     onnx_quantize: Literal["int8", "none"] = "int8"
     """backend onnx: dynamic int8 weights (faster; NDCG against float32 in BENCHMARKS.md) or none (float32)."""
     threads: int = Field(0, ge=0)
@@ -79,7 +79,9 @@ def resolve_backend(cfg: DenseConfig, device: str) -> tuple[str, str]:
     """(backend, dtype) this machine runs `cfg` with; see DenseConfig.backend."""
     backend = cfg.backend
     if backend == "auto":
-        backend = "onnx" if device == "cpu" and not cpu_has_fast_bf16() and _has_onnxruntime() else "torch"
+        # measured (BENCHMARKS.md, "Encoding backends"): torch bf16 wins only on AMX; ONNX int8 everywhere else,
+        # AVX512-BF16 without AMX included (1.4x torch bf16 on an AMD EPYC)
+        backend = "onnx" if device == "cpu" and not cpu_has_amx() and _has_onnxruntime() else "torch"
         dtype = "float32" if backend == "onnx" else auto_dtype(device)
         return backend, dtype
     if backend == "onnx":
