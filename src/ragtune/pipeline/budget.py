@@ -57,8 +57,8 @@ CALIBRATION_DOCS = 64
 
 class BudgetConfig(ConfigModel):
     minutes: float | None = Field(None, gt=0)
-    """Wall-clock budget of the run after its calibration; null = no calibration, the configured workload runs
-    as is."""
+    """Wall-clock budget of the run, its calibration included; null = no calibration, the configured workload runs
+    as is. The cost model is fitted on CPU runs (the SFT step is timed on the CPU): on a GPU leave it null."""
     min_scale: float = Field(0.5, gt=0, le=1)
     """The smallest fraction of the configured workload the run shrinks to (SFT, retriever, reward-model and PPO
     steps, generated documents, corpus documents); a machine too slow even then runs over budget and says so."""
