@@ -103,7 +103,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         for name, dense in (("bm25", None), ("zero_shot", DenseConfig(model=cfg.encoder, dtype=dt))):
             kw = {"retriever": "dense", "dense": dense} if dense else {"retriever": "bm25"}
             info = run_eval(
-                EvalConfig(data=d, split=cfg.test_split, metrics=cfg.metrics, out=out / name, show_progress=False, **kw)
+                EvalConfig(data=d, split=cfg.test_split, metrics=cfg.metrics, out=out / name, show_progress=True, **kw)
             )
             res[name] = info["metrics"]
         return res

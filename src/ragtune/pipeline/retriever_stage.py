@@ -202,7 +202,7 @@ def evaluate(data: Path, model: Path | str, kind: Kind, out: Path, split: str, m
 
     by_kind = {"retriever": "colbert", "colbert": colbert_search(model, index)} if kind == "colbert" else \
         {"retriever": "dense", "dense": DenseConfig(model=str(model), dtype=dtype)}
-    info = run_eval(EvalConfig(data=data, split=split, metrics=metrics, out=out, show_progress=False, **by_kind))
+    info = run_eval(EvalConfig(data=data, split=split, metrics=metrics, out=out, show_progress=True, **by_kind))
     result: dict[str, Any] = {"kind": kind, "metrics": info["metrics"]}
     for name, run in baselines.items():
         cmp = run_compare(CompareConfig(run_a=run, run_b=out / "run.trec", data=data, split=split, metrics=metrics))
