@@ -45,11 +45,7 @@ def _stages(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
 
 
 def units(run: Path) -> None:
-    from ragtune.data.beir import iter_corpus
-
-    cfg = load_config(RunConfig, run / "config.yaml")
-    texts = [d.content for _, d in zip(range(budget.CALIBRATION_DOCS + 8), iter_corpus(run / "data"), strict=False)]
-    measured = {"encode_doc": budget.time_encoder(cfg, texts), "sft_step": budget.time_sft_step(cfg)[0]}
+    measured, _ = budget.calibrate(load_config(RunConfig, run / "config.yaml"), run / "data")
     (run / "units.json").write_text(json.dumps(measured, indent=1), encoding="utf-8")
     print(hardware_line())
     print(json.dumps(measured))

@@ -55,6 +55,38 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
+# variables that cap which instructions torch, oneDNN, MKL or CTranslate2 use (or, LD_PRELOAD, a CPUID shim)
+ISA_CAP_VARIABLES = ("LD_PRELOAD", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                     "CT2_FORCE_CPU_ISA")
+
+
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's flags as /proc/cpuinfo lists them (empty where there is none: not Linux)."""
+    return set(next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines()
+                     if line.startswith("flags")), []))
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` says."""
+    import platform
+
+    return next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
+                 if line.startswith("model name")), platform.processor() or platform.machine())
+
+
+def isa_caps() -> list[str]:
+    """`NAME=value` for each ISA-capping variable that is set."""
+    return [f"{k}={os.environ[k]}" for k in ISA_CAP_VARIABLES if os.environ.get(k)]
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU multiplies bfloat16 natively (AMX or AVX512-BF16): there bf16 inference is ~3x fp32.
 
@@ -71,12 +103,7 @@ def cpu_has_fast_bf16() -> bool:
 
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX"):
         return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def cpu_has_amx() -> bool:
@@ -90,11 +117,7 @@ def cpu_has_amx() -> bool:
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap and cap != "ALL" and "AMX" not in cap:
         return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return "amx_bf16" in f.read().split()
-    except OSError:
-        return False
+    return "amx_bf16" in cpu_flags()
 
 
 def auto_dtype(device: str) -> str:

@@ -3,12 +3,12 @@ workload (within documented bounds) when the machine is too slow for the budget.
 
 The calibration measures two unit costs, the encoder's seconds per corpus document (the run's encoder, dtype and
 batch) and the generator's seconds per LoRA SFT step (the run's generator, batch and cutoff_len; the median of three
-half-length steps). Each stage's
-expected seconds are `COEF[stage] x unit cost x workload` (workload: documents, steps, rollouts of the config);
-the coefficients were fitted once on one `ragtune demo` (`benchmarks/demo_budget.py fit`, BENCHMARKS.md) and
-hold as long as a stage's cost is dominated by the same model's matmuls as its unit. When the expected total is
-over the budget, the scalable knobs (SFT, retriever, reward and PPO steps, generated documents, corpus documents)
-shrink together by the first factor of `SCALES` that fits, never below `min_scale` of what the config asked for.
+half-length steps). Each stage's expected seconds are `COEF[part] x unit cost x workload` (workload: documents,
+steps, rollouts of the config); the coefficients were fitted on two `ragtune demo` runs
+(`benchmarks/demo_budget.py fit`, BENCHMARKS.md) and hold as long as a stage's cost is dominated by the same
+model's matmuls as its unit. When the expected total is over the budget, the scalable knobs (SFT, retriever,
+reward and PPO steps, generated documents, corpus documents) shrink together by the first factor of `SCALES` that
+fits, never below `min_scale` of what the config asked for.
 
 The decision is saved in `<run>/budget.json`, keyed by the machine and every workload setting: rerunning the same
 run on the same machine reuses it without measuring, so a finished run's stages stay cached.
@@ -66,15 +66,10 @@ class BudgetConfig(ConfigModel):
 
 def cpu_model() -> str:
     """The CPU's model name and the variables that cap which instructions the libraries use."""
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    caps = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
-                                              "LD_PRELOAD") if os.environ.get(k)]
-    return name + (f" ({' '.join(caps)})" if caps else "")
+    from ragtune.hardware import cpu_name, isa_caps
+
+    caps = isa_caps()
+    return cpu_name() + (f" ({' '.join(caps)})" if caps else "")
 
 
 # ---------------------------------------------------------------- the calibration
@@ -131,6 +126,19 @@ def time_sft_step(cfg: RunConfig, repeats: int = 3) -> tuple[float, float]:
     return 2 * statistics.median(step(cfg.sft.per_device_train_batch_size, half) for _ in range(repeats)), converted
 
 
+def calibrate(cfg: RunConfig, src: Path) -> tuple[dict[str, float], float]:
+    """({"encode_doc", "sft_step"} seconds on this machine, seconds spent converting the generator): the first
+    documents of `src`'s corpus for the encoder."""
+    from itertools import islice
+
+    from ragtune.data.beir import iter_corpus
+
+    texts = [d.content for d in islice(iter_corpus(src), CALIBRATION_DOCS + 8)]
+    encode_doc = time_encoder(cfg, texts)
+    sft_step, converted = time_sft_step(cfg)
+    return {"encode_doc": encode_doc, "sft_step": sft_step}, converted
+
+
 # ---------------------------------------------------------------- the cost model
 
 
@@ -140,10 +148,9 @@ def _count(path: Path) -> int:
 
 
 def _judged(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open(encoding="utf-8") as f:
-        return len({line.split("\t", 1)[0] for line in f if line.strip()} - {"query-id"})
+    from ragtune.data.beir import load_qrels
+
+    return len(load_qrels(path)) if path.exists() else 0
 
 
 def totals(cfg: RunConfig, src: Path) -> dict[str, int]:
@@ -284,19 +291,10 @@ def plan_budget(cfg: RunConfig, src: Path, root: Path, log=print) -> tuple[RunCo
         run_cfg, _ = scaled(cfg, plan["scale"])
         return run_cfg, plan
 
-    from ragtune.data.beir import iter_corpus
-
     start = time.perf_counter()
-    texts = []
-    for doc in iter_corpus(src):
-        texts.append(doc.content)
-        if len(texts) >= CALIBRATION_DOCS + 8:
-            break
     log(f"budget: {minutes:g} min; calibrating on {cpu_model()} (encoder batches, three short SFT steps)...")
-    encode_doc = time_encoder(cfg, texts)
-    sft_step, converted = time_sft_step(cfg)
+    units, converted = calibrate(cfg, src)
     spent = time.perf_counter() - start
-    units = {"encode_doc": encode_doc, "sft_step": sft_step}
     total = totals(cfg, src)
     left = minutes * 60 - spent
     choice, expected = None, {}
