@@ -60,3 +60,17 @@ def test_resume_continues_from_checkpoint_with_dev_loss(tiny_lm, toy_doc2query, 
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps and min(logged_steps) <= 8 < max(logged_steps)  # history carried over, then continued
     assert any("eval_loss" in h for h in state["log_history"])
+
+
+def test_lora_layers_adapts_only_the_last_blocks(tiny_lm, toy_doc2query, tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "last"
+    s = train_generator(_cfg(tiny_lm, toy_doc2query, out, "learning_rate=3e-2", "lora_rank=16", "lora_layers=1"))
+    assert s["last_logged_loss"] < s["first_logged_loss"] - 0.3, s
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        blocks = {k.split("layers.")[1].split(".")[0] for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    n = json.loads((Path(tiny_lm) / "config.json").read_text())["num_hidden_layers"]
+    assert blocks == {str(n - 1)}
+    with pytest.raises(ConfigError, match=f'"lora_layers": {n + 1} is more than the {n} layers'):
+        train_generator(_cfg(tiny_lm, toy_doc2query, tmp_path / "too-many", f"lora_layers={n + 1}"))

@@ -10,9 +10,17 @@ from transformers import AutoTokenizer
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
 from ragtune.data.records import Alpaca, ShareGPT
-from ragtune.generate.prompts import TEMPLATES, record_messages, use_template
+from ragtune.generate.prompts import TEMPLATES, record_messages, truncate_tokens, use_template
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
-from ragtune.train.generator.sft_data import IGNORE, EncodeStats, encode, encode_fitted, load_sft_messages, split_dev
+from ragtune.train.generator.sft_data import (
+    IGNORE,
+    EncodeStats,
+    encode,
+    encode_all,
+    encode_fitted,
+    load_sft_messages,
+    split_dev,
+)
 
 
 @pytest.fixture
@@ -62,6 +70,18 @@ def test_cutoff_shortens_the_prompt_not_the_answer(tok):
     ex = encode_fitted(tok, msgs, 64, stats, "x:1")
     assert len(ex.input_ids) <= 64 and stats.shortened == 1 and stats.answer_cut == 0
     assert _answer_text(tok, ex).strip().startswith("virus tissue")
+
+
+def test_max_prompt_tokens_cuts_the_document_as_generation_does(tok):
+    doc = " ".join(f"The protein {i} binds receptor {i}." for i in range(40))
+    msgs = record_messages(Alpaca(instruction=doc, output="protein receptor", system="Write a query."))
+    (cut,), stats = encode_all(tok, [("x:1", msgs)], 512, max_prompt_tokens=20)
+    (full,), _ = encode_all(tok, [("x:1", msgs)], 512)
+    text = tok.decode(cut.input_ids)
+    assert truncate_tokens(tok, doc, 20) in text and doc not in text  # the user turn, cut as `generate` cuts it
+    assert "Write a query." in text  # the system turn is left alone
+    assert _answer_text(tok, cut) == _answer_text(tok, full) and len(cut.input_ids) < len(full.input_ids) - 100
+    assert stats.shortened == 0  # cut before cutoff_len had to shorten anything
 
 
 def test_named_template_needs_its_tokens(tok):

@@ -91,7 +91,9 @@ def time_sft_step(cfg: RunConfig, repeats: int = 3) -> tuple[float, float]:
     """(seconds of one LoRA SFT step at the run's batch and cutoff_len, seconds spent converting the generator to
     HF format, 0 when it was cached). After a short warm-up step, the median of `repeats` steps at half the
     cutoff_len, doubled: one step alone varied by 1.5x from one calibration to the next on a 2-core VM, and a
-    step's cost grows with its tokens."""
+    step's cost grows with its tokens. The step is a probe of the machine's speed with this generator, also the unit
+    of generation, reward-model and PPO costs, so it stays the same whatever `sft.lora_layers` and
+    `sft.max_prompt_tokens` say: the LoRA covers every block, the loss every position."""
     import statistics
 
     import torch

@@ -94,6 +94,8 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
 
     sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
         cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
+    # the generator trains on the document as `generate` will show it (cut to max_doc_tokens), not on more
+    sft_over = {"max_prompt_tokens": cfg.generate.max_doc_tokens} | sft_over
     kind = cfg.retriever.kind
     index = getattr(cfg.retriever, "index", "flat")
     by_index = {"index": index} if kind == "colbert" else {}

@@ -115,11 +115,12 @@ class LoraSettings(ConfigModel):
     def lora_all_linear(self) -> bool:
         return self.lora_target in (["all"], ["all-linear"])
 
-    def lora_config(self, task_type: str, **extra: Any):
-        """The peft LoraConfig of these settings (`task_type`: CAUSAL_LM or SEQ_CLS)."""
+    def lora_config(self, task_type: str, targets: list[str] | None = None, **extra: Any):
+        """The peft LoraConfig of these settings (`task_type`: CAUSAL_LM or SEQ_CLS); `targets` replaces `all` by
+        module names (peft takes `layers_to_transform` only with names)."""
         from peft import LoraConfig
 
-        target: Any = "all-linear" if self.lora_all_linear else list(self.lora_target)
+        target: Any = targets or ("all-linear" if self.lora_all_linear else list(self.lora_target))
         return LoraConfig(r=self.lora_rank, lora_alpha=self.lora_scale_alpha, lora_dropout=self.lora_dropout,
                           target_modules=target, bias="none", task_type=task_type, **extra)
 

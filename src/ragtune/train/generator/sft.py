@@ -27,24 +27,50 @@ from ragtune.train.harness import (
     train_resuming,
 )
 
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def block_count(model, key: str) -> int:
+    """Number of numbered `layers.N.` transformer blocks; a ConfigError naming `key` when the model has none."""
+    total = getattr(model.config, "num_hidden_layers", None)
+    if total is None:
+        ids = {int(m.group(1)) for n, _ in model.named_parameters() if (m := _LAYER.search(n))}
+        total = max(ids) + 1 if ids else 0
+    if not total:
+        raise ConfigError(f'key "{key}": needs a model with numbered `layers.N.` blocks')
+    return total
+
+
+def last_blocks(model, n_layers: int, key: str) -> list[int]:
+    """Indices of the last `n_layers` blocks; a ConfigError naming `key` when the model has fewer."""
+    total = block_count(model, key)
+    if n_layers > total:
+        raise ConfigError(f'key "{key}": {n_layers} is more than the {total} layers of this model; pass at most '
+                          f"{total}")
+    return list(range(total - n_layers, total))
+
 
 def apply_freeze(model, n_layers: int) -> list[int]:
     """Leave only the last `n_layers` transformer blocks trainable; returns their indices."""
-    layer_re = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-    total = getattr(model.config, "num_hidden_layers", None)
-    if total is None:
-        ids = {int(m.group(1)) for n, _ in model.named_parameters() if (m := layer_re.search(n))}
-        total = max(ids) + 1 if ids else 0
-    if not total:
-        raise ConfigError('key "finetuning_type": freeze needs a model with numbered `layers.N.` blocks')
-    if n_layers > total:
-        raise ConfigError(f'key "freeze_trainable_layers": {n_layers} is more than the {total} layers of this '
-                          f"model; pass at most {total} (or finetuning_type=full)")
-    keep = set(range(total - n_layers, total))
+    keep = set(last_blocks(model, n_layers, "freeze_trainable_layers"))
     for name, p in model.named_parameters():
-        m = layer_re.search(name)
+        m = _LAYER.search(name)
         p.requires_grad_(bool(m) and int(m.group(1)) in keep)
     return sorted(keep)
+
+
+def sft_lora_config(cfg, model):
+    """The peft LoraConfig of `cfg` (SFTSettings) for `model`: on the last `lora_layers` blocks when set."""
+    cfg.check_lora_targets(model)
+    if cfg.lora_layers is None:
+        return cfg.lora_config("CAUSAL_LM")
+    import torch
+
+    blocks = last_blocks(model, cfg.lora_layers, "lora_layers")
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                     if isinstance(m, torch.nn.Linear) and _LAYER.search(n)})  # `all`: every linear layer of a block
+    return cfg.lora_config("CAUSAL_LM", targets=linear if cfg.lora_all_linear else None,
+                           layers_to_transform=blocks, layers_pattern="layers")
 
 
 def check_quantization(cfg: GeneratorTrainConfig) -> None:
@@ -76,8 +102,7 @@ def start_model(cfg: GeneratorTrainConfig, model_path):
     model, tokenizer = load_causal_lm(model_path, adapter, trust_remote_code=cfg.trust_remote_code)
     peft_config = None
     if cfg.finetuning_type == "lora":
-        cfg.check_lora_targets(model)
-        peft_config = cfg.lora_config("CAUSAL_LM")
+        peft_config = sft_lora_config(cfg, model)
     return model, tokenizer, peft_config, adapter_stack([Path(adapter)]) if adapter is not None else []
 
 
@@ -113,6 +138,7 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import process_state, set_threads
     from ragtune.models import resolve_causal_lm, write_adapter_stack
+    from ragtune.train.generator.answer_loss import answer_token_trainer
     from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
     state = process_state()  # under `accelerate launch` the ranks join one process group (gloo on CPU)
@@ -133,8 +159,9 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
 
     items = load_sft_messages(cfg.dataset, cfg.dataset_dir, cfg.formatting, cfg.max_samples, cfg.seed)
     train_idx, dev_idx = split_dev(len(items), cfg.val_size, cfg.seed)
-    train_ex, train_stats = encode_all(tokenizer, [items[i] for i in train_idx], cfg.cutoff_len)
-    dev_ex, dev_stats = encode_all(tokenizer, [items[i] for i in dev_idx], cfg.cutoff_len)
+    train_ex, train_stats = encode_all(tokenizer, [items[i] for i in train_idx], cfg.cutoff_len,
+                                       cfg.max_prompt_tokens)
+    dev_ex, dev_stats = encode_all(tokenizer, [items[i] for i in dev_idx], cfg.cutoff_len, cfg.max_prompt_tokens)
     if not train_ex:
         raise ConfigError(f'key "cutoff_len": no training example keeps an answer token within {cfg.cutoff_len} '
                           f"tokens (first: {train_stats.dropped[:3]})")
@@ -148,7 +175,9 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
         frozen_layers = apply_freeze(model, cfg.freeze_trainable_layers)
 
     args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu", deepspeed=deepspeed)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=to_ds(train_ex),
+    # on CPU the LM head runs on the answer positions only (trl does that only where Triton runs)
+    trainer_cls = answer_token_trainer(SFTTrainer) if device == "cpu" else SFTTrainer
+    trainer = trainer_cls(model=model, args=args, train_dataset=to_ds(train_ex),
                          eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
                          peft_config=peft_config)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

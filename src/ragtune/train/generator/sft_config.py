@@ -41,6 +41,10 @@ class SFTSettings(TrainerSettings, LoraSettings):
     resume_lora_training: bool = True
     """With adapter_name_or_path (LLaMA-Factory's meaning): true = keep training that adapter; false = merge it into
     the model and train a new adapter on top (recorded in the new adapter, so loading it brings the first)."""
+    lora_layers: int | None = Field(None, ge=1)
+    """finetuning_type=lora: put the adapter on the last N transformer blocks only (null = every block). The
+    backward pass then stops at the first adapted block, so an SFT step costs about (1 + N / layers) forward passes
+    instead of 2 (benchmarks/sft_speed.py measures it and the generator quality)."""
     quantization_bit: Literal[4, 8] | None = None
     """LLaMA-Factory's QLoRA switch; ragtune trains unquantized and says so when this is set."""
 
@@ -49,6 +53,10 @@ class SFTSettings(TrainerSettings, LoraSettings):
     """Record format of datasets given by path (registered ones say it in dataset_info.json)."""
     cutoff_len: int = Field(1024, ge=16)
     """Maximum tokens per example; longer prompts are shortened (the longest non-answer turn first)."""
+    max_prompt_tokens: int | None = Field(None, ge=8)
+    """Cut each user turn to its first N tokens before fitting cutoff_len, as `ragtune generate` cuts the document
+    (`max_doc_tokens`): the generator then trains on the text it reads. `ragtune run` sets it from
+    generate.max_doc_tokens."""
     max_samples: int | None = Field(None, ge=1)
     """Use at most this many examples per dataset (for quick runs)."""
     val_size: float = Field(0.0, ge=0.0)

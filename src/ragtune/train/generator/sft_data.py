@@ -14,7 +14,7 @@ from pathlib import Path
 from ragtune.config import ConfigError
 from ragtune.data.errors import DataFormatError
 from ragtune.data.records import Alpaca, ShareGPT
-from ragtune.generate.prompts import Message, record_messages
+from ragtune.generate.prompts import Message, record_messages, truncate_tokens
 
 IGNORE = -100
 
@@ -148,9 +148,17 @@ def encode_fitted(tokenizer, messages: list[Message], cutoff_len: int, stats: En
     return ex
 
 
-def encode_all(tokenizer, items: list[tuple[str, list[Message]]], cutoff_len: int) -> tuple[list[Example],
-                                                                                               EncodeStats]:
+def cut_user_turns(tokenizer, messages: list[Message], max_tokens: int) -> list[Message]:
+    """Each user turn cut to its first `max_tokens` tokens, as `ragtune generate` cuts the document."""
+    return [{**m, "content": truncate_tokens(tokenizer, m["content"], max_tokens)} if m["role"] == "user" else m
+            for m in messages]
+
+
+def encode_all(tokenizer, items: list[tuple[str, list[Message]]], cutoff_len: int,
+               max_prompt_tokens: int | None = None) -> tuple[list[Example], EncodeStats]:
     stats = EncodeStats()
+    if max_prompt_tokens is not None:
+        items = [(where, cut_user_turns(tokenizer, msgs, max_prompt_tokens)) for where, msgs in items]
     out = [ex for where, msgs in items if (ex := encode_fitted(tokenizer, msgs, cutoff_len, stats, where))]
     return out, stats
 
