@@ -180,6 +180,12 @@ TABLES: dict[str, Table] = {
         Step("ragtune demo out=runs/demo-check", creates="runs/demo-check/report.json"),
         Step("python benchmarks/demo_budget.py check runs/demo-check", table=True),
     ]),
+    "sft-speed": Table("The demo adapts to the machine (issue 17)", 15, [
+        Step("python benchmarks/sft_speed.py --steps 4", table=True),
+    ]),
+    "sft-quality": Table("The demo adapts to the machine (issue 17)", 40, [
+        Step("python benchmarks/sft_speed.py --quality base,fast,fast128 --docs 200", table=True),
+    ]),
     "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [
         Step("ragtune run configs/loop-scifact-cpu.yaml", table=True),
     ]),
