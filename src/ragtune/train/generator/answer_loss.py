@@ -26,7 +26,8 @@ def supports_answer_logits(model) -> bool:
 
 
 def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None) -> tuple[Any, dict[str, Any]]:
-    """(mean next-token cross-entropy over the labelled positions, {logits, label_mask, valid, correct, entropy})."""
+    """(mean next-token cross-entropy over the labelled positions, {logits, valid, correct, entropy}: the kept
+    logits, and the count, top-1 hits and summed entropy of the labelled positions)."""
     import torch
     import torch.nn.functional as F
 
