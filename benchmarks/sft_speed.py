@@ -31,6 +31,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
+from transformers import TrainerCallback  # noqa: E402
+
 from _common import generation_output, hardware_line, print_table  # noqa: E402
 
 BASE = ["per_device_train_batch_size=4", "cutoff_len=256", "lora_rank=8", "learning_rate=3.0e-4"]
@@ -49,24 +51,18 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
 }
 
 
-class StepTimer:
-    """Seconds of each optimizer step (a transformers TrainerCallback, built lazily)."""
+class StepTimer(TrainerCallback):
+    """Seconds of each optimizer step."""
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._t0 = 0.0
 
-        class _Timer(TrainerCallback):
-            def __init__(self):
-                self.seconds: list[float] = []
-                self._t0 = 0.0
+    def on_step_begin(self, args, state, control, **kw):
+        self._t0 = time.perf_counter()
 
-            def on_step_begin(self, args, state, control, **kw):
-                self._t0 = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kw):
-                self.seconds.append(time.perf_counter() - self._t0)
-
-        return _Timer()
+    def on_step_end(self, args, state, control, **kw):
+        self.seconds.append(time.perf_counter() - self._t0)
 
 
 def sft_data(data: Path, work: Path) -> Path:

@@ -11,6 +11,7 @@ user sets; `ragtune run` takes them as its typed stage overrides and fills in th
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -131,11 +132,18 @@ class LoraSettings(ConfigModel):
         names = {n.split(".")[-1] for n, _ in model.named_modules()}
         missing = [t for t in self.lora_target if t not in names]
         if missing:
-            import torch
-
-            linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+            linear = linear_module_names(model)
             raise ConfigError(f'key "lora_target": {", ".join(missing)} not found in this model; its linear layers '
                               f"are: {', '.join(linear)} (or use all)")
+
+
+def linear_module_names(model, inside: re.Pattern | None = None) -> list[str]:
+    """The distinct last names of `model`'s linear layers (q_proj, up_proj, ...), only those whose full name
+    matches `inside` when given."""
+    import torch
+
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and (inside is None or inside.search(n))})
 
 
 EVAL_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")

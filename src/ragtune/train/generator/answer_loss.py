@@ -52,8 +52,12 @@ def answer_token_trainer(base_cls):
     """`base_cls` (trl's SFTTrainer) with its loss computed by `answer_loss` where the model supports it."""
 
     class AnswerTokenSFTTrainer(base_cls):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.answer_logits = supports_answer_logits(self.model)  # once, not per step
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs or not supports_answer_logits(self.accelerator.unwrap_model(model)):
+            if return_outputs or not self.answer_logits:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
             loss, parts = answer_loss(model, inputs, num_items_in_batch)

@@ -23,6 +23,7 @@ from ragtune.train.harness import (
     check_precision,
     check_reporters,
     finish,
+    linear_module_names,
     resolve_resume,
     train_resuming,
 )
@@ -64,13 +65,10 @@ def sft_lora_config(cfg, model):
     cfg.check_lora_targets(model)
     if cfg.lora_layers is None:
         return cfg.lora_config("CAUSAL_LM")
-    import torch
-
     blocks = last_blocks(model, cfg.lora_layers, "lora_layers")
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                     if isinstance(m, torch.nn.Linear) and _LAYER.search(n)})  # `all`: every linear layer of a block
-    return cfg.lora_config("CAUSAL_LM", targets=linear if cfg.lora_all_linear else None,
-                           layers_to_transform=blocks, layers_pattern="layers")
+    # `all` as module names: every linear layer of a block
+    targets = linear_module_names(model, inside=_LAYER) if cfg.lora_all_linear else None
+    return cfg.lora_config("CAUSAL_LM", targets=targets, layers_to_transform=blocks, layers_pattern="layers")
 
 
 def check_quantization(cfg: GeneratorTrainConfig) -> None:
