@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ragtune.models import load_causal_lm
-from ragtune.train.generator.answer_loss import IGNORE, answer_loss, supports_answer_logits
+from ragtune.train.generator.answer_loss import IGNORE, answer_loss
+from ragtune.train.generator.lm_head import supports_answer_logits
 
 
 def _batch(vocab: int):

@@ -9,20 +9,11 @@ accuracy and entropy are computed from those: the same values, from a tenth of t
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from ragtune.train.generator.lm_head import supports_answer_logits
+
 IGNORE = -100
-
-
-def supports_answer_logits(model) -> bool:
-    """True when this transformers has boolean `logits_to_keep` and the model's forward takes it."""
-    try:
-        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401
-    except ImportError:
-        return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
 
 
 def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None) -> tuple[Any, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragtune.train.generator.lm_head import compact_fused_head
 from ragtune.train.generator.rl import (
     PolicySettings,
     PolicyTrainConfig,
@@ -48,5 +49,6 @@ def train_dpo(cfg: DPOTrainConfig) -> dict[str, Any]:
     args = DPOConfig(max_length=cfg.max_length, **policy_args(cfg))
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=cfg.lora_config("CAUSAL_LM"))
-    train_resuming(trainer, resume)
+    with compact_fused_head():  # the LM head on completion tokens only, on CPU too
+        train_resuming(trainer, resume)
     return save_policy(trainer, tok, cfg, {"pairs": len(rows), "resumed_from": resume})

@@ -16,6 +16,7 @@ from pydantic import Field
 from ragtune.config import Band
 from ragtune.models import DEFAULT_ENCODER
 from ragtune.retrieval.colbert import ColbertConfig
+from ragtune.train.generator.lm_head import compact_fused_head
 from ragtune.train.generator.loop_reward import LoopReward, LoopRewardSettings
 from ragtune.train.generator.rl import (
     PolicySettings,
@@ -93,7 +94,8 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str],
                       temperature=cfg.temperature, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=cfg.lora_config("CAUSAL_LM"))
-    train_resuming(trainer, resume)
+    with compact_fused_head():  # the LM head on completion tokens only, on CPU too
+        train_resuming(trainer, resume)
     return save_policy(trainer, tok, cfg, {"prompts": len(prompts), "resumed_from": resume})
 
 

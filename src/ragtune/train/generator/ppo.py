@@ -34,6 +34,7 @@ from torch import nn
 
 from ragtune.atomic import write_json
 from ragtune.models import load_causal_lm
+from ragtune.train.generator.lm_head import takes_logits_to_keep
 from ragtune.train.generator.ppo_core import AdaptiveKLController, gae, masked_mean, ppo_losses, token_rewards
 from ragtune.train.generator.ppo_ranks import Ranks, global_moments
 from ragtune.train.harness import LoraSettings
@@ -93,12 +94,15 @@ class PolicyWithValue(nn.Module):
         self.value_head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+        self.keep_logits = takes_logits_to_keep(model)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, resp_len: int, temperature: float,
                 with_value: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(log-probs of the response tokens, values of the states before them, per-token entropy)."""
+        # the LM head runs on the positions that predict the response only, not on the prompt's (lm_head.py)
+        keep = {"logits_to_keep": resp_len + 1} if self.keep_logits else {}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                         output_hidden_states=with_value)
+                         output_hidden_states=with_value, **keep)
         logits = out.logits[:, -resp_len - 1:-1].float() / temperature
         logp_all = torch.log_softmax(logits, -1)
         logp = logp_all.gather(-1, ids[:, -resp_len:].unsqueeze(-1)).squeeze(-1)
