@@ -67,6 +67,23 @@ def test_dpo_trains_on_preference_rows(tiny_lm, tmp_path):
     assert (tmp_path / "dpo" / "adapter" / "adapter_config.json").exists()
 
 
+def test_policy_trainers_run_in_float32_without_recomputation_unless_asked(tmp_path):
+    """trl turns bf16 autocast and gradient checkpointing on by default; on an AVX2-only CPU the first makes a
+    DPO step take minutes (bf16 matmuls fall back to a single-threaded path), and neither pays on a small model."""
+    from trl import DPOConfig, GRPOConfig
+
+    from ragtune.train.generator.rl import policy_args
+
+    plain = DPOTrainConfig(output_dir=tmp_path / "dpo", train_file=tmp_path / "p.jsonl")
+    for config in (DPOConfig, GRPOConfig):
+        args = config(**policy_args(plain))
+        assert not args.bf16 and not args.gradient_checkpointing
+    asked = DPOTrainConfig(output_dir=tmp_path / "dpo", train_file=tmp_path / "p.jsonl", bf16=True,
+                           gradient_checkpointing=True)
+    args = DPOConfig(**policy_args(asked))
+    assert args.bf16 and args.gradient_checkpointing
+
+
 def test_loop_reward_orders_filter_outcome_then_band_then_rank(tiny_bert, monkeypatch, tmp_path):
     """The loop reward is w_filter * kept + w_band * band + w_rank * rr, from BM25 (the filter part) and the round's
     retriever (difficulty and rank): a query BM25 finds outscores one it does not, whatever the retriever says."""

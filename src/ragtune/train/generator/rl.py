@@ -79,6 +79,13 @@ class PolicySettings(LoraSettings, ResumeSettings):
     gradient_accumulation_steps: int = Field(1, ge=1)
     beta: float = Field(0.1, ge=0)
     """KL (GRPO) / DPO temperature coefficient."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (trl's default is on): it saves memory at ~20-30% more time per
+    step, which a small generator on CPU does not need; turn it on for a large one on a GPU."""
+    bf16: bool = False
+    """bfloat16 mixed precision (trl's default is on). Off by default: on a CPU without AVX512-BF16 or AMX,
+    bfloat16 matmuls take a slow single-threaded path (a DPO step ran for over 15 minutes instead of seconds)."""
+    fp16: bool = False
     logging_steps: int = 5
     save_steps: int = Field(10, ge=0)
     """Checkpoint every N steps into output_dir/checkpoint-N (the newest `save_total_limit` are kept; 0 = only the
@@ -108,9 +115,10 @@ def start_policy_run(cfg: PolicyTrainConfig) -> tuple[Any, str | None]:
     """(accelerate state, checkpoint to resume from) of a DPO or GRPO run; every rank waits for the main one's
     clean-up of an overwritten output_dir."""
     from ragtune.hardware import process_state
-    from ragtune.train.harness import resolve_resume
+    from ragtune.train.harness import check_precision, resolve_resume
 
     state = process_state()
+    check_precision(cfg, state.device.type)
     resume = resolve_resume(cfg, state.is_main_process)
     state.wait_for_everyone()
     return state, resume
@@ -123,6 +131,7 @@ def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
             "lr_scheduler_type": cfg.lr_scheduler_type,
             "per_device_train_batch_size": cfg.per_device_train_batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "beta": cfg.beta,
+            "gradient_checkpointing": cfg.gradient_checkpointing, "bf16": cfg.bf16, "fp16": cfg.fp16,
             "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none",
             "save_strategy": "steps" if cfg.save_steps else "no", "save_steps": cfg.save_steps or 500,
             "save_total_limit": cfg.save_total_limit,
