@@ -1,5 +1,6 @@
-"""The run's time budget: the cost model follows the config, the shrink picks the first scale that fits and never
-goes below min_scale, and a rerun on the same machine reuses the decision without measuring."""
+"""The run's time budget: the cost model follows the config, the shrink takes the feedback stages first, then picks
+the first scale that fits and never goes below min_scale, and a rerun on the same machine reuses the decision
+without measuring."""
 
 import json
 
@@ -63,27 +64,56 @@ def test_scaled_changes_only_the_knobs_it_names(tiny_beir):
     assert small.sft.max_steps == 15 and small.ppo.steps == 2 and small.subset.corpus_docs == 2
     assert small.sft.cutoff_len == cfg.sft.cutoff_len and small.sft.model_fields_set == cfg.sft.model_fields_set
     assert budget.scaled(cfg, 1.0) == (cfg, {})
+    # the feedback factor reaches the steps of the run's rl method only
+    feedback, changes = budget.scaled(cfg, 1.0, 0.25)
+    assert changes == {"reward.max_steps": (12, 3), "ppo.steps": (4, 1)} and feedback.sft == cfg.sft
+    dpo = _cfg(tiny_beir, "rl=dpo", "dpo={max_steps: 8}")
+    assert budget.scaled(dpo, 0.5, 0.25)[1] == {"sft.max_steps": (30, 15), "generate.sample_num": (48, 24),
+                                                 "retriever.max_steps": (40, 20), "dpo.max_steps": (8, 2),
+                                                 "subset.corpus_docs": (5, 2)}
     # a knob the config leaves unset (all documents) stays unset, so its stage keeps its cache key
     unset = _cfg(tiny_beir, "generate={query_per_document: 2}")
     shrunk, changes = budget.scaled(unset, 0.5)
     assert "generate.sample_num" not in changes and "sample_num" not in shrunk.generate.model_fields_set
 
 
-def test_plan_picks_the_first_scale_that_fits(tiny_beir, tmp_path, monkeypatch):
+def _seconds(cfg, data, scale: float, feedback: float) -> float:
+    shrunk = budget.scaled(cfg, scale, feedback)[0]
+    return sum(budget.predict(shrunk, budget.sizes(shrunk, budget.totals(cfg, data)),
+                              {"encode_doc": 0.01, "sft_step": 1.0}).values())
+
+
+def test_shrink_order_takes_the_feedback_stages_first():
+    order = budget.shrink_order(budget.BudgetConfig(minutes=12))
+    assert order == [(1.0, 1.0), (1.0, 0.85), (1.0, 0.7), (1.0, 0.6), (1.0, 0.5), (1.0, 0.4), (1.0, 0.3),
+                     (1.0, 0.25), (0.85, 0.25), (0.7, 0.25), (0.6, 0.25), (0.5, 0.25)]
+    together = budget.shrink_order(budget.BudgetConfig(minutes=12, min_feedback_scale=1, min_scale=0.6))
+    assert together == [(1.0, 1.0), (0.85, 0.85), (0.7, 0.7), (0.6, 0.6)]
+    odd_floor = budget.shrink_order(budget.BudgetConfig(minutes=12, min_feedback_scale=0.35))
+    assert odd_floor[5:8] == [(1.0, 0.4), (1.0, 0.35), (0.85, 0.35)]
+
+
+def test_plan_shrinks_feedback_first_then_picks_the_first_scale_that_fits(tiny_beir, tmp_path, monkeypatch):
     _fake_units(monkeypatch, encode_doc=0.01, sft_step=1.0)
     cfg = _cfg(tiny_beir)
-    n = budget.sizes(cfg, budget.totals(cfg, tiny_beir))
-    full = sum(budget.predict(cfg, n, {"encode_doc": 0.01, "sft_step": 1.0}).values())
-    seventy = budget.scaled(cfg, 0.7)[0]
-    at_70 = sum(budget.predict(seventy, budget.sizes(seventy, budget.totals(cfg, tiny_beir)),
-                               {"encode_doc": 0.01, "sft_step": 1.0}).values())
-    assert at_70 < full
-    minutes = (at_70 + 5) / 60  # room for 0.7 (and the calibration's few milliseconds), not for 0.85
-    run_cfg, plan = budget.plan_budget(_cfg(tiny_beir, f"budget={{minutes: {minutes}}}"), tiny_beir, tmp_path,
-                                       log=lambda m: None)
-    assert plan["scale"] == 0.7 and plan["fits"] and plan["full_workload_seconds"] == pytest.approx(full, abs=0.1)
+    full = _seconds(cfg, tiny_beir, 1.0, 1.0)
+    # room for the feedback stages at 70% (and the calibration's few milliseconds), not at 85%
+    at = _seconds(cfg, tiny_beir, 1.0, 0.7)
+    assert at + 2 < _seconds(cfg, tiny_beir, 1.0, 0.85)
+    run_cfg, plan = budget.plan_budget(_cfg(tiny_beir, f"budget={{minutes: {(at + 2) / 60}}}"), tiny_beir,
+                                       tmp_path / "a", log=lambda m: None)
+    assert (plan["scale"], plan["feedback_scale"]) == (1.0, 0.7) and plan["fits"]
+    assert plan["changes"] == {"reward.max_steps": [12, 8], "ppo.steps": [4, 3]} and run_cfg.sft == cfg.sft
+    assert plan["full_workload_seconds"] == pytest.approx(full, abs=0.1)
+    # the feedback stages at their floor are not enough: the rest shrinks too
+    at = _seconds(cfg, tiny_beir, 0.7, 0.25)
+    assert at + 2 < _seconds(cfg, tiny_beir, 0.85, 0.25)
+    run_cfg, plan = budget.plan_budget(_cfg(tiny_beir, f"budget={{minutes: {(at + 2) / 60}}}"), tiny_beir,
+                                       tmp_path / "b", log=lambda m: None)
+    assert (plan["scale"], plan["feedback_scale"]) == (0.7, 0.25) and plan["fits"]
     assert run_cfg.sft.max_steps == 21 and plan["changes"]["sft.max_steps"] == [30, 21]
-    assert sum(plan["expected"].values()) == pytest.approx(at_70, abs=0.5)
+    assert run_cfg.reward.max_steps == 3 and run_cfg.ppo.steps == 1
+    assert sum(plan["expected"].values()) == pytest.approx(at, abs=0.5)
 
 
 def test_too_slow_stops_at_min_scale_and_says_so(tiny_beir, tmp_path, monkeypatch):
@@ -91,6 +121,7 @@ def test_too_slow_stops_at_min_scale_and_says_so(tiny_beir, tmp_path, monkeypatc
     run_cfg, plan = budget.plan_budget(_cfg(tiny_beir, "budget={minutes: 1, min_scale: 0.6}"), tiny_beir, tmp_path,
                                        log=lambda m: None)
     assert plan["scale"] == 0.6 and not plan["fits"] and run_cfg.sft.max_steps == 18
+    assert plan["feedback_scale"] == 0.25 and run_cfg.reward.max_steps == 3
 
 
 def test_rerun_reuses_the_plan_and_a_changed_workload_measures_again(tiny_beir, tmp_path, monkeypatch):
@@ -101,7 +132,7 @@ def test_rerun_reuses_the_plan_and_a_changed_workload_measures_again(tiny_beir, 
     said = []
     again, second = budget.plan_budget(cfg, tiny_beir, tmp_path, log=said.append)
     assert calls == ["encoder", "sft"] and second == first and "reusing" in said[0]
-    assert again == budget.scaled(cfg, first["scale"])[0]
+    assert again == budget.scaled(cfg, first["scale"], first["feedback_scale"])[0]
     assert json.loads((tmp_path / "budget.json").read_text())["key"] == first["key"]
     # the filters cost next to nothing: changing them keeps the plan; more SFT steps is a new workload
     budget.plan_budget(_cfg(tiny_beir, "budget={minutes: 2}", "filters=[{name: bm25, k: 5}]"), tiny_beir, tmp_path,

@@ -6,9 +6,13 @@ batch) and the generator's seconds per LoRA SFT step (the run's generator, batch
 half-length steps). Each stage's expected seconds are `COEF[part] x unit cost x workload` (workload: documents,
 steps, rollouts of the config); the coefficients were fitted on two `ragtune demo` runs
 (`benchmarks/demo_budget.py fit`, BENCHMARKS.md) and hold as long as a stage's cost is dominated by the same
-model's matmuls as its unit. When the expected total is over the budget, the scalable knobs (SFT, retriever,
-reward and PPO steps, generated documents, corpus documents) shrink together by the first factor of `SCALES` that
-fits, never below `min_scale` of what the config asked for.
+model's matmuls as its unit. When the expected total is over the budget, the workload shrinks in two phases, each
+by the first factor of `SCALES` that fits:
+1. the feedback stages (reward-model and PPO steps, or DPO or GRPO steps), down to `min_feedback_scale`: they
+   improve the generator of the next round, so no retriever of the round they follow learns less for it (in a
+   one-round run such as the demo, nothing in the results table depends on them);
+2. then everything else together (SFT and retriever steps, generated documents, corpus documents), down to
+   `min_scale` of what the config asked for; the feedback stages stay at their floor (or follow, if it is higher).
 
 The decision is saved in `<run>/budget.json`, keyed by the machine and every workload setting: rerunning the same
 run on the same machine reuses it without measuring, so a finished run's stages stay cached.
@@ -49,11 +53,14 @@ COEF: dict[str, tuple[str, float]] = {
     "retriever": ("enc", 1.41),
     "evaluate": ("enc", 0.783),
     "difficulty": ("enc", 0.117),
-    "reward_model": ("sft", 2.09),
+    # fitted at 2.09 with trl's default gradient checkpointing on; without it a step is 1.27x faster
+    # (benchmarks/rl_speed.py on an AVX2-only EPYC), so 2.09 / 1.27
+    "reward_model": ("sft", 1.65),
     "ppo": ("sft", 1.03),
 }
-# not fitted on the demo (which runs PPO): DPO steps cost as reward-model steps, GRPO completions as PPO rollouts
-COEF["dpo"], COEF["grpo"] = COEF["reward_model"], COEF["ppo"]
+# not fitted on the demo (which runs PPO): GRPO completions cost as PPO rollouts; a DPO step of 8 pairs took 2.55x
+# a reward-model step of 4 (benchmarks/rl_speed.py, both float32 without checkpointing, DPO's LM head compact)
+COEF["dpo"], COEF["grpo"] = ("sft", round(COEF["reward_model"][1] * 64.1 / 25.1, 2)), COEF["ppo"]
 SCALES = (1.0, 0.85, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25)
 CALIBRATION_DOCS = 64
 
@@ -63,8 +70,11 @@ class BudgetConfig(ConfigModel):
     """Wall-clock budget of the run, its calibration included; null = no calibration, the configured workload runs
     as is. The cost model is fitted on CPU runs (the SFT step is timed on the CPU): on a GPU leave it null."""
     min_scale: float = Field(0.5, gt=0, le=1)
-    """The smallest fraction of the configured workload the run shrinks to (SFT, retriever, reward-model and PPO
-    steps, generated documents, corpus documents); a machine too slow even then runs over budget and says so."""
+    """The smallest fraction of the configured workload the run shrinks to (SFT and retriever steps, generated
+    documents, corpus documents); a machine too slow even then runs over budget and says so."""
+    min_feedback_scale: float = Field(0.25, gt=0, le=1)
+    """The smallest fraction of the feedback stages' steps (reward model and PPO, DPO, GRPO), which shrink first;
+    1 = they shrink with everything else, as `min_scale` says."""
 
 
 def cpu_model() -> str:
@@ -228,34 +238,39 @@ def predict(cfg: RunConfig, n: dict[str, int], units: dict[str, float]) -> dict[
             for stage, parts in workloads(cfg, n).items()}
 
 
-def scaled(cfg: RunConfig, scale: float) -> tuple[RunConfig, dict[str, tuple[int, int]]]:
-    """The config with its scalable knobs multiplied by `scale` (each at least 1), and what changed."""
-    if scale >= 1:
+FEEDBACK_KNOBS = {"ppo": [("reward", "max_steps"), ("ppo", "steps")], "dpo": [("dpo", "max_steps")],
+                  "grpo": [("grpo", "max_steps")], "none": []}
+"""The steps of each `rl` method's stages, shrunk by the feedback scale."""
+
+
+def scaled(cfg: RunConfig, scale: float, feedback: float | None = None
+           ) -> tuple[RunConfig, dict[str, tuple[int, int]]]:
+    """The config with its scalable knobs multiplied by `scale`, its feedback stages' steps by `feedback` (default:
+    `scale`), each at least 1, and what changed."""
+    feedback = scale if feedback is None else feedback
+    if scale >= 1 and feedback >= 1:
         return cfg, {}
     changes: dict[str, tuple[int, int]] = {}
 
-    def shrink(label: str, value: int | None) -> int | None:
-        if value is None or value <= 0:
+    def shrink(label: str, value: int | None, factor: float) -> int | None:
+        if value is None or value <= 0 or factor >= 1:
             return value
-        new = max(1, round(value * scale))
+        new = max(1, round(value * factor))
         if new != value:
             changes[label] = (value, new)
         return new
 
-    def settings(obj: ConfigModel, field: str, label: str) -> ConfigModel:
+    def settings(section: str, field: str, factor: float) -> ConfigModel:
+        obj = getattr(cfg, section)
         value = getattr(obj, field)
-        new = shrink(label, value)
+        new = shrink(f"{section}.{field}", value, factor)
         # only a changed knob is marked as set: an untouched one keeps its stage's key
         return obj if new == value else obj.model_copy(update={field: new})
 
-    update = {
-        "sft": settings(cfg.sft, "max_steps", "sft.max_steps"),
-        "generate": settings(cfg.generate, "sample_num", "generate.sample_num"),
-        "retriever": settings(cfg.retriever, "max_steps", "retriever.max_steps"),
-        "reward": settings(cfg.reward, "max_steps", "reward.max_steps"),
-        "ppo": settings(cfg.ppo, "steps", "ppo.steps"),
-        "subset": settings(cfg.subset, "corpus_docs", "subset.corpus_docs"),
-    }
+    update = {section: settings(section, field, scale) for section, field in
+              [("sft", "max_steps"), ("generate", "sample_num"), ("retriever", "max_steps")]}
+    update |= {section: settings(section, field, feedback) for section, field in FEEDBACK_KNOBS[cfg.rl]}
+    update["subset"] = settings("subset", "corpus_docs", scale)
     # model_copy keeps the settings' "set by the user" marks, so the resolved config.yaml records the shrunk values
     return cfg.model_copy(update=update), changes
 
@@ -276,6 +291,29 @@ def budget_key(cfg: RunConfig, src: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def describe_shrink(plan: dict[str, Any]) -> str:
+    """How the plan shrank the configured workload, in words ("" when it did not)."""
+    if not plan["changes"]:
+        return ""
+    parts = [f"the feedback stages to {100 * plan['feedback_scale']:.0f}%"] \
+        if plan.get("feedback_scale", plan["scale"]) != plan["scale"] else []
+    if plan["scale"] < 1:
+        parts.append(f"{'the rest' if parts else 'everything'} to {100 * plan['scale']:.0f}%")
+    changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in plan["changes"].items())
+    return f"{' and '.join(parts)} ({changed})"
+
+
+def _down_to(floor: float) -> list[float]:
+    return [s for s in SCALES if s > floor + 1e-9] + [floor]
+
+
+def shrink_order(b: BudgetConfig) -> list[tuple[float, float]]:
+    """The (scale, feedback scale) pairs tried, in order: the feedback stages first, down to min_feedback_scale,
+    then everything else down to min_scale."""
+    first = [(1.0, f) for f in _down_to(b.min_feedback_scale)]
+    return first + [(s, min(s, b.min_feedback_scale)) for s in _down_to(b.min_scale) if s < 1]
+
+
 def plan_budget(cfg: RunConfig, src: Path, root: Path, log=print) -> tuple[RunConfig, dict[str, Any]]:
     """(the config to run, the plan): calibrate (or reuse `<root>/budget.json`), predict, shrink if over budget.
     `log` receives one line per decision."""
@@ -292,8 +330,9 @@ def plan_budget(cfg: RunConfig, src: Path, root: Path, log=print) -> tuple[RunCo
         if plan is not None and plan.get("key") != key:
             plan = None
     if plan is not None:
-        log(f"budget: reusing the plan measured on {plan['measured']} ({saved}): scale {plan['scale']}")
-        run_cfg, _ = scaled(cfg, plan["scale"])
+        log(f"budget: reusing the plan measured on {plan['measured']} ({saved}): scale {plan['scale']}, feedback "
+            f"stages {plan['feedback_scale']}")
+        run_cfg, _ = scaled(cfg, plan["scale"], plan["feedback_scale"])
         return run_cfg, plan
 
     start = time.perf_counter()
@@ -302,22 +341,18 @@ def plan_budget(cfg: RunConfig, src: Path, root: Path, log=print) -> tuple[RunCo
     spent = time.perf_counter() - start
     total = totals(cfg, src)
     left = minutes * 60 - spent
-    choice, expected = None, {}
-    for scale in SCALES:
-        if scale < cfg.budget.min_scale - 1e-9:
-            break
-        candidate = scaled(cfg, scale)[0]
+    choice, expected = (1.0, 1.0), {}
+    for choice in shrink_order(cfg.budget):
+        candidate = scaled(cfg, *choice)[0]
         expected = predict(candidate, sizes(candidate, total), units)
-        choice = scale
         if sum(expected.values()) <= left:
             break
-    assert choice is not None
-    run_cfg, changes = scaled(cfg, choice)
+    run_cfg, changes = scaled(cfg, *choice)
     full = predict(cfg, sizes(cfg, total), units)
     plan = {"key": key, "measured": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "budget_minutes": minutes,
             "calibration_seconds": round(spent, 1), "converted_generator_seconds": round(converted, 1),
             "units": {k: round(v, 5) for k, v in units.items()}, "sizes": sizes(run_cfg, total),
-            "full_workload_seconds": round(sum(full.values()), 1), "scale": choice,
+            "full_workload_seconds": round(sum(full.values()), 1), "scale": choice[0], "feedback_scale": choice[1],
             "changes": {k: list(v) for k, v in changes.items()},
             "expected": {k: round(v, 1) for k, v in expected.items()},
             "work": workloads(run_cfg, sizes(run_cfg, total)),

@@ -28,7 +28,7 @@ from ragtune.filters.run import FilterSpec
 from ragtune.generate.config import GenerateSettings
 from ragtune.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ragtune.paths import shared_data
-from ragtune.pipeline.budget import BudgetConfig, plan_budget
+from ragtune.pipeline.budget import BudgetConfig, describe_shrink, plan_budget
 from ragtune.pipeline.guard import GuardConfig
 from ragtune.pipeline.loop_rounds import _plain, loop_reward, overrides, run_filters, run_rounds  # noqa: F401
 from ragtune.pipeline.report import RunReport, write_run_report
@@ -163,9 +163,8 @@ def run_loop(cfg: RunConfig) -> RunReport:
 def _log_plan(plan: dict[str, Any]) -> None:
     total = sum(plan["expected"].values())
     if plan["changes"]:
-        changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in plan["changes"].items())
-        log.info("budget: the configured workload would take %.1f min here; shrunk to %.0f%% of it (%s)",
-                 plan["full_workload_seconds"] / 60, 100 * plan["scale"], changed)
+        log.info("budget: the configured workload would take %.1f min here; shrunk %s",
+                 plan["full_workload_seconds"] / 60, describe_shrink(plan))
     log.info("budget: expected %.1f min for the stages (calibration %.0f s; encoder %.4f s/doc, SFT step %.2f s)%s",
              total / 60, plan["calibration_seconds"], plan["units"]["encode_doc"], plan["units"]["sft_step"],
              "" if plan["fits"] else f": over the {plan['budget_minutes']:g} min budget even at the smallest "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ragtune.atomic import write_json, write_text
+from ragtune.pipeline.budget import describe_shrink
 
 
 class Comparison(TypedDict, total=False):
@@ -262,9 +263,7 @@ def budget_lines(report: RunReport) -> list[str]:
              f"- {b['budget_minutes']:g} min on {b['cpu']}; calibration {b['calibration_seconds']:.0f} s (encoder "
              f"{b['units']['encode_doc']:.4f} s per document, SFT step {b['units']['sft_step']:.2f} s)",
              f"- the configured workload was expected to take {b['full_workload_seconds'] / 60:.1f} min; "
-             + (f"shrunk to {100 * b['scale']:.0f}% of it: " + ", ".join(f"{k} {a} -> {c}" for k, (a, c)
-                                                                     in b["changes"].items())
-                if b["changes"] else "it ran as configured"),
+             + (f"shrunk {describe_shrink(b)}" if b["changes"] else "it ran as configured"),
              f"- expected {sum(b['expected'].values()) / 60:.1f} min for the stages"
              + ("" if b["fits"] else " (over budget even at budget.min_scale)"), ""]
     return lines
