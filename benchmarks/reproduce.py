@@ -186,6 +186,9 @@ TABLES: dict[str, Table] = {
     "sft-quality": Table("The demo adapts to the machine (issue 17)", 40, [
         Step("python benchmarks/sft_speed.py --quality base,fast,fast128 --docs 200", table=True),
     ]),
+    "rl-speed": Table("The demo adapts to the machine (issue 17)", 45, [
+        Step("python benchmarks/rl_speed.py", table=True),
+    ]),
     "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [
         Step("ragtune run configs/loop-scifact-cpu.yaml", table=True),
     ]),
