@@ -149,3 +149,13 @@ def test_the_timers_run_the_run_s_models(tiny_beir, tiny_bert, tiny_lm):
     assert 0 < budget.time_encoder(cfg, texts) < 5
     step, converted = budget.time_sft_step(cfg)
     assert 0 < step < 30 and converted < 5
+
+
+def test_the_shrink_is_described_by_what_changed():
+    both = {"scale": 0.5, "feedback_scale": 0.25,
+            "changes": {"sft.max_steps": [30, 15], "reward.max_steps": [12, 3]}}
+    assert budget.describe_shrink(both).startswith("the feedback stages to 25% and the rest to 50% (sft.max_steps")
+    # no feedback stage in the run: its scale is not mentioned
+    rest = {"scale": 0.5, "feedback_scale": 0.25, "changes": {"sft.max_steps": [30, 15]}}
+    assert budget.describe_shrink(rest) == "everything to 50% (sft.max_steps 30 -> 15)"
+    assert budget.describe_shrink({"scale": 1.0, "feedback_scale": 1.0, "changes": {}}) == ""

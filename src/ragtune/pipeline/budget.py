@@ -295,8 +295,10 @@ def describe_shrink(plan: dict[str, Any]) -> str:
     """How the plan shrank the configured workload, in words ("" when it did not)."""
     if not plan["changes"]:
         return ""
-    parts = [f"the feedback stages to {100 * plan['feedback_scale']:.0f}%"] \
-        if plan.get("feedback_scale", plan["scale"]) != plan["scale"] else []
+    feedback_knobs = {f"{section}.{field}" for knobs in FEEDBACK_KNOBS.values() for section, field in knobs}
+    feedback = plan.get("feedback_scale", plan["scale"])
+    parts = [f"the feedback stages to {100 * feedback:.0f}%"] \
+        if feedback != plan["scale"] and feedback_knobs & set(plan["changes"]) else []
     if plan["scale"] < 1:
         parts.append(f"{'the rest' if parts else 'everything'} to {100 * plan['scale']:.0f}%")
     changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in plan["changes"].items())
@@ -330,9 +332,10 @@ def plan_budget(cfg: RunConfig, src: Path, root: Path, log=print) -> tuple[RunCo
         if plan is not None and plan.get("key") != key:
             plan = None
     if plan is not None:
+        feedback = plan.get("feedback_scale", plan["scale"])  # a plan saved before the feedback scale existed
         log(f"budget: reusing the plan measured on {plan['measured']} ({saved}): scale {plan['scale']}, feedback "
-            f"stages {plan['feedback_scale']}")
-        run_cfg, _ = scaled(cfg, plan["scale"], plan["feedback_scale"])
+            f"stages {feedback}")
+        run_cfg, _ = scaled(cfg, plan["scale"], feedback)
         return run_cfg, plan
 
     start = time.perf_counter()
