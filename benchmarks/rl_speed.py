@@ -1,8 +1,9 @@
 """What running the LM head on the positions a loss reads buys the generator's RL stages on this CPU.
 
-    python benchmarks/rl_speed.py                       # every part and variant (about 45 minutes on 2 cores)
+    python benchmarks/rl_speed.py                       # every part and variant (about 55 minutes on 2 cores)
     python benchmarks/rl_speed.py --parts ppo --updates 3
     python benchmarks/rl_speed.py --parts dpo,rm --dpo kept,kept-nockpt --steps 3
+    python benchmarks/rl_speed.py --parts grpo
 
 Both use the demo's generator (SmolLM2-135M-Instruct, float32) on SciFact documents cut to 192 tokens, the
 prompts `ragtune run` renders:
@@ -18,6 +19,10 @@ prompts `ragtune run` renders:
   (ragtune's default now: a 135M model on CPU does not need the memory it saves).
 - The reward model (trl's RewardTrainer through `ragtune train rm`'s code, the demo's `reward:` block: batch 4
   pairs, max_length 256, the same pairs): `ckpt` (trl's default, how ragtune ran it before) against `nockpt`.
+- GRPO (trl's GRPOTrainer through `ragtune train grpo`'s code, the loop's `grpo:` defaults: batch 8 completions
+  = 2 prompts x 4 samples, 24 new tokens, BM25 over the sampled documents as the online reward): seconds per
+  optimizer step, sampling included, float32. `full-head` is trl's fused head on every position with gradient
+  checkpointing (trl's default); `kept-nockpt` is ragtune's default now.
 The ratios compare variants measured in the same run, on the same seeds, against the part's first variant.
 """
 
@@ -42,8 +47,8 @@ GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DOC_TOKENS = 192
 
 
-def prompts_for(n: int, tokenizer) -> tuple[list[str], list[str]]:
-    """(rendered chat prompts, user turns) of the first `n` documents of a seeded sample, cut as the loop cuts."""
+def prompts_for(n: int, tokenizer) -> tuple[list[str], list[str], list[str]]:
+    """(rendered chat prompts, user turns, doc ids) of a seeded sample of `n` documents, cut as the loop cuts."""
     from ragtune.train.generator.rl import PromptSource, sample_docs, user_turns
 
     src = PromptSource(corpus=SCIFACT, sample_num=n, max_doc_tokens=DOC_TOKENS)
@@ -51,7 +56,7 @@ def prompts_for(n: int, tokenizer) -> tuple[list[str], list[str]]:
     turns = user_turns(src, corpus, docs, tokenizer)
     rendered = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
                                               add_generation_prompt=True) for t in turns]
-    return rendered, turns
+    return rendered, turns, docs
 
 
 def ppo(updates: int, keep: bool) -> tuple[list[float], list[float]]:
@@ -66,7 +71,7 @@ def ppo(updates: int, keep: bool) -> tuple[list[float], list[float]]:
     torch.manual_seed(0)
     trainer = PPOTrainer(cfg, resolve_causal_lm(GENERATOR))
     trainer.model.keep_logits = keep and trainer.model.keep_logits
-    prompts, _ = prompts_for(8 * updates, trainer.tokenizer)
+    prompts, _, _ = prompts_for(8 * updates, trainer.tokenizer)
     sampling: list[float] = []
     generate = trainer.model.model.generate
 
@@ -153,12 +158,45 @@ def rm(steps: int, variant: str, data: Path, work: Path) -> list[float]:
         gradient_checkpointing=variant == "ckpt")))
 
 
+GRPO_VARIANTS = {"full-head": (False, True), "kept-nockpt": (True, False)}
+"""name: (compact fused head, gradient checkpointing); float32 both"""
+
+
+def grpo(steps: int, variant: str, data: Path, work: Path) -> list[float]:
+    """Seconds of each optimizer step, sampling included."""
+    from contextlib import nullcontext
+
+    import trl
+
+    from ragtune.data.beir import load_corpus
+    from ragtune.models import load_tokenizer, resolve_causal_lm
+    from ragtune.retrieval.bm25 import BM25Retriever
+    from ragtune.train.generator import grpo as grpo_module
+    from ragtune.train.generator.grpo import GRPOTrainConfig, RetrievalReward, train_grpo
+
+    _, turns, docs = prompts_for(2 * steps, load_tokenizer(resolve_causal_lm(GENERATOR)))
+    corpus = load_corpus(SCIFACT / "corpus.jsonl")
+    bm25 = BM25Retriever()
+    bm25.index([corpus[d] for d in docs])
+    keep, ckpt = GRPO_VARIANTS[variant]
+    compact = grpo_module.compact_fused_head
+    if not keep:
+        grpo_module.compact_fused_head = lambda: nullcontext(False)
+    try:
+        return timed_steps(trl.GRPOTrainer, lambda: train_grpo(GRPOTrainConfig(
+            model_name_or_path=GENERATOR, output_dir=work / f"grpo-{variant}", max_steps=steps, save_steps=0,
+            logging_steps=1, gradient_checkpointing=ckpt), turns, docs, RetrievalReward(bm25.search, k=10)))
+    finally:
+        grpo_module.compact_fused_head = compact
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="ppo,dpo,rm")
+    p.add_argument("--parts", default="ppo,dpo,rm,grpo")
     p.add_argument("--dpo", default="full-head,kept,kept-nockpt",
                    help=f"DPO variants of {', '.join(DPO_VARIANTS)}; the first is the reference")
     p.add_argument("--rm", default="ckpt,nockpt", help="reward-model variants, the first is the reference")
+    p.add_argument("--grpo", default=",".join(GRPO_VARIANTS), help="GRPO variants, the first is the reference")
     p.add_argument("--updates", type=int, default=2, help="PPO updates per variant")
     p.add_argument("--steps", type=int, default=3, help="DPO and reward-model optimizer steps per variant")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -181,7 +219,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rl-speed-") as tmp:
         data = Path(tmp) / "pairs.jsonl"
         dpo_pairs(data, 8 * args.steps)
-        for part, run, variants in (("dpo", dpo, args.dpo), ("rm", rm, args.rm)):
+        for part, run, variants in (("dpo", dpo, args.dpo), ("rm", rm, args.rm), ("grpo", grpo, args.grpo)):
             if part not in parts:
                 continue
             first = None
