@@ -1,9 +1,11 @@
-"""Shared bits for benchmark scripts: the hardware line and a markdown table printer."""
+"""Shared bits for benchmark scripts: the hardware line, a markdown table printer, a trainer step timer."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,6 +33,35 @@ def cpu_flags() -> str:
     have = [f for f in ISA_FLAGS if f in flags] or ["none of " + "/".join(ISA_FLAGS)]
     caps = hardware.isa_caps()
     return " ".join(have) + (f"; capped: {' '.join(caps)}" if caps else "")
+
+
+def timed_steps(trainer_cls, run: Callable[[], object]) -> tuple[object, list[float]]:
+    """(what `run()` returns, seconds of each optimizer step of the `trainer_cls` it builds and trains)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.seconds: list[float] = []
+            self._t0 = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.seconds.append(time.perf_counter() - self._t0)
+
+    timer, original_init = StepTimer(), trainer_cls.__init__
+
+    def init(self, *a, **k):
+        original_init(self, *a, **k)
+        self.add_callback(timer)
+
+    trainer_cls.__init__ = init
+    try:
+        result = run()
+    finally:
+        trainer_cls.__init__ = original_init
+    return result, timer.seconds
 
 
 def print_table(headers: list[str], rows: list[list]) -> None:

@@ -186,7 +186,7 @@ TABLES: dict[str, Table] = {
     "sft-quality": Table("The demo adapts to the machine (issue 17)", 40, [
         Step("python benchmarks/sft_speed.py --quality base,fast,fast128 --docs 200", table=True),
     ]),
-    "rl-speed": Table("The demo adapts to the machine (issue 17)", 45, [
+    "rl-speed": Table("The demo adapts to the machine (issue 17)", 55, [
         Step("python benchmarks/rl_speed.py", table=True),
     ]),
     "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [

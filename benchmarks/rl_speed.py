@@ -40,7 +40,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import hardware_line, print_table  # noqa: E402
+from _common import hardware_line, print_table, timed_steps  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir" / "scifact"
 GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -101,31 +101,13 @@ def dpo_pairs(path: Path, n: int) -> None:
                                 "rejected": pairs[i + 1][1]}) + "\n")
 
 
-def timed_steps(trainer_cls, run) -> list[float]:
-    """Seconds of each optimizer step of the `trainer_cls` that `run()` builds and trains."""
-    from sft_speed import StepTimer
-
-    timer, original_init = StepTimer(), trainer_cls.__init__
-
-    def init(self, *a, **k):
-        original_init(self, *a, **k)
-        self.add_callback(timer)
-
-    trainer_cls.__init__ = init
-    try:
-        run()
-    finally:
-        trainer_cls.__init__ = original_init
-    return timer.seconds
-
-
 DPO_VARIANTS = {"trl-defaults": (False, True, True), "full-head": (False, True, False), "kept": (True, True, False),
                 "kept-nockpt": (True, False, False)}
 """name: (compact fused head, gradient checkpointing, bf16 autocast)"""
 
 
-def dpo(steps: int, variant: str, data: Path, work: Path) -> list[float]:
-    """Seconds of each optimizer step."""
+def dpo(steps: int, variant: str, data: Path, work: Path) -> tuple[dict, list[float]]:
+    """(train summary, seconds of each optimizer step)."""
     from contextlib import nullcontext
 
     import trl
@@ -146,8 +128,8 @@ def dpo(steps: int, variant: str, data: Path, work: Path) -> list[float]:
         dpo_module.compact_fused_head = compact
 
 
-def rm(steps: int, variant: str, data: Path, work: Path) -> list[float]:
-    """Seconds of each optimizer step."""
+def rm(steps: int, variant: str, data: Path, work: Path) -> tuple[dict, list[float]]:
+    """(train summary, seconds of each optimizer step)."""
     import trl
 
     from ragtune.train.generator.reward import RewardTrainConfig, train_reward_model
@@ -162,8 +144,8 @@ GRPO_VARIANTS = {"full-head": (False, True), "kept-nockpt": (True, False)}
 """name: (compact fused head, gradient checkpointing); float32 both"""
 
 
-def grpo(steps: int, variant: str, data: Path, work: Path) -> list[float]:
-    """Seconds of each optimizer step, sampling included."""
+def grpo(steps: int, variant: str, data: Path, work: Path) -> tuple[dict, list[float]]:
+    """(train summary, seconds of each optimizer step, sampling included)."""
     from contextlib import nullcontext
 
     import trl
@@ -218,13 +200,14 @@ def main() -> None:
                          f"{total - gen:.1f}", f"{first[0] / total:.2f}x", f"{first[1] / (total - gen):.2f}x"])
     with tempfile.TemporaryDirectory(prefix="rl-speed-") as tmp:
         data = Path(tmp) / "pairs.jsonl"
-        dpo_pairs(data, 8 * args.steps)
+        if {"dpo", "rm"} & set(parts):  # preference pairs for the two that learn from them
+            dpo_pairs(data, 8 * args.steps)
         for part, run, variants in (("dpo", dpo, args.dpo), ("rm", rm, args.rm), ("grpo", grpo, args.grpo)):
             if part not in parts:
                 continue
             first = None
             for variant in variants.split(","):
-                seconds = run(args.steps, variant, data, Path(tmp))
+                _, seconds = run(args.steps, variant, data, Path(tmp))
                 step = statistics.median(seconds[1:] or seconds)
                 first = first or step
                 rows.append([f"{part} step", variant, f"{step:.1f}", "", "", f"{first / step:.2f}x", ""])

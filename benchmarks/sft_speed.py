@@ -31,9 +31,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
-from transformers import TrainerCallback  # noqa: E402
-
-from _common import generation_output, hardware_line, print_table  # noqa: E402
+from _common import generation_output, hardware_line, print_table, timed_steps  # noqa: E402
 
 BASE = ["per_device_train_batch_size=4", "cutoff_len=256", "lora_rank=8", "learning_rate=3.0e-4"]
 """The demo's `sft:` block (src/ragtune/configs/demo.yaml)."""
@@ -49,20 +47,6 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "fast": (["max_prompt_tokens=192", "lora_layers=10"], 192),
     "fast128": (["max_prompt_tokens=128", "lora_layers=10"], 128),
 }
-
-
-class StepTimer(TrainerCallback):
-    """Seconds of each optimizer step."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._t0 = 0.0
-
-    def on_step_begin(self, args, state, control, **kw):
-        self._t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        self.seconds.append(time.perf_counter() - self._t0)
 
 
 def sft_data(data: Path, work: Path) -> Path:
@@ -83,26 +67,16 @@ def train(variant: str, steps: int, data_dir: Path, out: Path, threads: int) -> 
     from ragtune.train.generator.sft import train_generator
     from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
-    timer = StepTimer()
-    original = trl.SFTTrainer.__init__
-
-    def init(self, *a, **k):
-        original(self, *a, **k)
-        self.add_callback(timer)
-
     overrides = [*BASE, *VARIANTS[variant][0], "dataset=doc2query", f"dataset_dir={data_dir}",
                  f"output_dir={out}", f"max_steps={steps}", "overwrite_output_dir=true", "save_steps=100000",
                  "plot_loss=false", f"threads={threads}", "logging_steps=5"]
-    trl.SFTTrainer.__init__ = init
     support = answer_loss.supports_answer_logits
     if variant == "trl-head":
         answer_loss.supports_answer_logits = lambda model: False
     try:
-        summary = train_generator(load_config(GeneratorTrainConfig, None, overrides))
+        return timed_steps(trl.SFTTrainer, lambda: train_generator(load_config(GeneratorTrainConfig, None, overrides)))
     finally:
-        trl.SFTTrainer.__init__ = original
         answer_loss.supports_answer_logits = support
-    return summary, timer.seconds
 
 
 def mean_tokens(variant: str, data_dir: Path) -> float:
