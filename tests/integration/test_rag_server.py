@@ -183,6 +183,52 @@ def test_abandoned_requests_are_not_computed():
     assert h["abandoned"] == 20 and h["waiting"] == 0 and h["busy"] == 0
 
 
+def test_a_request_read_after_its_client_left_is_not_computed_even_with_a_free_slot():
+    """A busy event loop can read a request only after its client gave up; a free slot must not compute it."""
+    from ragtune.rag.server import ServeConfig, create_app
+
+    calls = []
+
+    class Echo:
+        kb = [1]
+
+        def ask(self, question, top_k=None):
+            calls.append(question)
+            return {"answer": question}
+
+    asgi, app = create_app(Echo(), ServeConfig(kb="kb", max_concurrency=1))
+
+    async def post(question: str, client_left: bool) -> int:
+        body = json.dumps({"question": question}).encode()
+        sent, left = [], asyncio.Event()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            if client_left:
+                return {"type": "http.disconnect"}
+            await left.wait()  # a client still there: nothing more arrives
+            return {"type": "http.disconnect"}
+
+        async def send(msg):
+            sent.append(msg)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/ask", "raw_path": b"/ask", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        await asgi(scope, receive, send)
+        left.set()
+        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+    async def both():
+        return await post("gone", client_left=True), await post("here", client_left=False)
+
+    assert asyncio.run(both()) == (499, 200)
+    assert calls == ["here"]
+
+
 def test_docs_need_no_cdn_and_health_shows_names_not_paths(loaded_server, rag_parts):
     import httpx
 

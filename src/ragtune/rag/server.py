@@ -194,6 +194,12 @@ def create_app(pipeline, cfg: ServeConfig):
         try:
             if not gate.locked():
                 acquired = await gate.acquire()  # a free slot: taken without suspending, so no one overtakes
+                # a request read after its client left (a busy loop) must not be computed either: with the slot
+                # held, let the disconnect watcher run once
+                await asyncio.sleep(0)
+                if gone.done():
+                    gate.release()
+                    acquired = False
             else:
                 state["waiting"] += 1
                 state["waiting_peak"] = max(state["waiting_peak"], state["waiting"])
