@@ -282,9 +282,14 @@ _STATE_FILES = ("*.pt", "*.pth", "pytorch_model.bin")  # optimizer, scheduler, s
 def train_resuming(trainer: Any, resume: str | None) -> Any:
     """`trainer.train(resume_from_checkpoint=resume)`. A checkpoint state file that holds more than tensors is
     refused unread by torch's weights-only loader; that becomes a clear error naming the file, not a traceback
-    that suggests `weights_only=False` (which would run whatever the file carries)."""
+    that suggests `weights_only=False` (which would run whatever the file carries). A sharded (FSDP) checkpoint,
+    which torch reads with full pickle, is checked before torch opens it."""
     import pickle
 
+    from ragtune.train.sharded_checkpoint import check_sharded_checkpoint
+
+    if resume is not None:
+        check_sharded_checkpoint(resume)
     try:
         return trainer.train(resume_from_checkpoint=resume)
     except pickle.UnpicklingError:
