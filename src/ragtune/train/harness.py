@@ -300,6 +300,18 @@ def train_resuming(trainer: Any, resume: str | None) -> Any:
                           "checkpoint (resume_from_checkpoint=<folder>) or delete this one") from None
 
 
+def save_final_model(trainer: Any, output_dir: str | Path) -> None:
+    """`trainer.save_model(output_dir)`, also under FSDP with sharded checkpoints (what resume reads): there
+    transformers saves no final weights at all, so gather them (all ranks take part) and rank 0 writes one model."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if not getattr(trainer, "is_fsdp_enabled", False) or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        trainer.save_model(str(output_dir))
+        return
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.args.should_save:
+        trainer._save(str(output_dir), state_dict=state_dict)
+
+
 def _refused_state_file(checkpoint: Path) -> Path:
     import pickle
 

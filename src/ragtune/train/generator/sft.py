@@ -25,6 +25,7 @@ from ragtune.train.harness import (
     finish,
     linear_module_names,
     resolve_resume,
+    save_final_model,
     train_resuming,
 )
 
@@ -184,7 +185,7 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     result = train_resuming(trainer, resume)
     final_eval = trainer.evaluate() if dev_ex else {}
     trainer.model.config.use_cache = True  # the saved config is what generation reads
-    trainer.save_model(str(cfg.output_dir))
+    save_final_model(trainer, cfg.output_dir)
     wall = time.perf_counter() - t0
 
     summary: dict[str, Any] = {
