@@ -37,6 +37,35 @@ def test_maxsim_equals_a_naive_double_loop_and_sentence_transformers():
     assert ref.view(-1).tolist() == pytest.approx(naive, abs=1e-4)
 
 
+@pytest.mark.parametrize("name", ["maxsim", "meanmaxsim"])
+def test_the_losses_scorer_is_the_one_they_take_from_the_model(name):
+    """ragtune hands the multi-vector losses their scorer (the wrapped model under DDP has no `similarity`);
+    it scores as the model's own similarity does, in-batch and for distillation."""
+    from functools import partial
+
+    import torch
+    from sentence_transformers.multi_vector_encoder.scoring.colbert import _colbert_kd_scores, _colbert_scores
+
+    from sentence_transformers.util.similarity import SimilarityFunction
+
+    from ragtune.train.retriever.colbert import _scorer
+
+    class Model:  # what the losses read of a MultiVectorEncoder
+        similarity_fn_name = name
+        similarity = staticmethod(SimilarityFunction.to_similarity_fn(name))
+        similarity_pairwise = staticmethod(SimilarityFunction.to_similarity_pairwise_fn(name))
+
+    g = torch.Generator().manual_seed(0)
+    q, d = torch.randn(3, 5, 8, generator=g), torch.randn(3, 2, 7, 8, generator=g)
+    qm, dm = torch.rand(3, 5, generator=g) > 0.3, torch.rand(3, 2, 7, generator=g) > 0.3
+    qm[:, 0], dm[..., 0] = True, True
+    masks = {"queries_mask": qm, "documents_mask": dm}
+    torch.testing.assert_close(_scorer(Model, distill=False)(q, d, **masks),
+                               partial(_colbert_scores, Model.similarity)(q, d, **masks))
+    torch.testing.assert_close(_scorer(Model, distill=True)(q, d, **masks),
+                               partial(_colbert_kd_scores, Model.similarity_pairwise)(q, d, **masks))
+
+
 @pytest.fixture(scope="module")
 def colbert(tmp_path_factory):
     """A tiny ColBERT trained on the topic toy task (hard negatives, MNRL)."""

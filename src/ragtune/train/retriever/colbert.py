@@ -75,6 +75,18 @@ def init_texts(rows: list[dict[str, Any]], seed: int, limit: int = 4096) -> list
     return texts[:limit]
 
 
+def _scorer(model, distill: bool):
+    """The scoring a multi-vector loss takes from `model.similarity` when given none, passed explicitly: under
+    DDP the trainer hands the loss the wrapped model, which has no `similarity` (AttributeError in
+    sentence-transformers 6.3 on the first step of a 2-process run)."""
+    from sentence_transformers.multi_vector_encoder import scoring
+
+    mean = model.similarity_fn_name == "meanmaxsim"
+    if distill:
+        return scoring.mean_colbert_kd_scores if mean else scoring.colbert_kd_scores
+    return scoring.mean_colbert_scores if mean else scoring.colbert_scores
+
+
 def _loss(model, cfg: ColbertTrainConfig, fmt: str, weighted: bool):
     from sentence_transformers.multi_vector_encoder import losses
 
@@ -88,13 +100,15 @@ def _loss(model, cfg: ColbertTrainConfig, fmt: str, weighted: bool):
     if name == "kl":
         if fmt != "distill":
             raise ConfigError('loss "kl" needs records with "scores"')
-        return name, losses.MultiVectorDistillKLDivLoss(model, temperature=cfg.temperature)
+        return name, losses.MultiVectorDistillKLDivLoss(model, temperature=cfg.temperature,
+                                                        similarity_fct=_scorer(model, distill=True))
     if fmt == "distill":
         raise ConfigError(f'loss "{name}" ignores the records\' scores; use loss=kl (or auto)')
     if name == "cached_mnrl":
-        return name, losses.CachedMultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale,
-                                                                          mini_batch_size=cfg.mini_batch_size)
-    return name, losses.MultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale)
+        return name, losses.CachedMultiVectorMultipleNegativesRankingLoss(
+            model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, similarity_fct=_scorer(model, distill=False))
+    return name, losses.MultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale,
+                                                                similarity_fct=_scorer(model, distill=False))
 
 
 def train_colbert(cfg: ColbertTrainConfig) -> dict[str, Any]:
