@@ -45,7 +45,6 @@ def test_the_losses_scorer_is_the_one_they_take_from_the_model(name):
 
     import torch
     from sentence_transformers.multi_vector_encoder.scoring.colbert import _colbert_kd_scores, _colbert_scores
-
     from sentence_transformers.util.similarity import SimilarityFunction
 
     from ragtune.train.retriever.colbert import _scorer
