@@ -9,7 +9,7 @@ CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(CURDIR)/constr
 export PIP_CONSTRAINT := $(CONSTRAINTS)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test fuzz lint bench reproduce clean
+.PHONY: demo test test-deepspeed fuzz lint bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,19 @@ demo: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-dev
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# DeepSpeed's own parser on the shipped ZeRO configs (tests/unit/test_deepspeed_configs.py, skipped by `make test`).
+# DeepSpeed goes into a folder of its own, put on PYTHONPATH for this test only: trl and transformers import it
+# wherever it is installed, and the default suite should not. A source build (DS_BUILD_OPS=0: no kernels).
+DS_SITE := $(VENV)/deepspeed-site
+$(DS_SITE)/.installed: $(VENV)/.installed-dev
+	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation --no-deps --target $(DS_SITE) \
+		deepspeed==0.19.8 einops hjson msgpack ninja py-cpuinfo
+	touch $@
+
+test-deepspeed: $(DS_SITE)/.installed
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=$(abspath $(DS_SITE)) $(BIN)/python -m pytest -q \
+		tests/unit/test_deepspeed_configs.py
 
 # property tests of every data reader with many more examples than `make test` runs (tens of minutes)
 fuzz: $(VENV)/.installed-dev
