@@ -9,8 +9,8 @@ Every variant runs the real `ragtune train generator` path (trl SFTTrainer + pef
 SFT settings: batch 4, cutoff_len 256, rank 8 on every linear layer, float32) on SciFact's train doc -> query pairs.
 A trainer callback times each optimizer step; the table gives the median of steps 2..N (the first step warms
 up), the mean tokens per example, and the ratio against the first variant measured in the same run. `trl-head` is
-the naive reference, trl's own loss (on CPU its LM head scores every position); every other variant uses
-ragtune's answer-position head (train/generator/answer_loss.py).
+the naive reference, trl's fused LM head as it runs on CPU by default (every position scored); every other variant
+scores the labelled positions only (`compact_fused_head`, train/generator/lm_head.py), as SFT, DPO and GRPO run.
 
 --quality trains each named variant for --quality-steps steps, writes one query for each of --docs SciFact
 documents that have no train query (the demo's sampling, each variant's own max_doc_tokens), and gives the share
@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,7 +38,7 @@ BASE = ["per_device_train_batch_size=4", "cutoff_len=256", "lora_rank=8", "learn
 """The demo's `sft:` block (src/ragtune/configs/demo.yaml)."""
 VARIANTS: dict[str, tuple[list[str], int]] = {
     # name: (overrides on top of BASE, max_doc_tokens the generator reads)
-    "trl-head": ([], 192),  # the naive reference: trl's own loss, the LM head on every position
+    "trl-head": ([], 192),  # the naive reference: trl's fused LM head on every position (its CPU default)
     "base": ([], 192),
     "prompt192": (["max_prompt_tokens=192"], 192),
     "prompt128": (["max_prompt_tokens=128"], 128),
@@ -63,20 +64,20 @@ def train(variant: str, steps: int, data_dir: Path, out: Path, threads: int) -> 
     import trl
 
     from ragtune.config import load_config
-    from ragtune.train.generator import answer_loss
+    from ragtune.train.generator import sft
     from ragtune.train.generator.sft import train_generator
     from ragtune.train.generator.sft_config import GeneratorTrainConfig
 
     overrides = [*BASE, *VARIANTS[variant][0], "dataset=doc2query", f"dataset_dir={data_dir}",
                  f"output_dir={out}", f"max_steps={steps}", "overwrite_output_dir=true", "save_steps=100000",
                  "plot_loss=false", f"threads={threads}", "logging_steps=5"]
-    support = answer_loss.supports_answer_logits
+    compact = sft.compact_fused_head
     if variant == "trl-head":
-        answer_loss.supports_answer_logits = lambda model: False
+        sft.compact_fused_head = lambda: nullcontext(False)
     try:
         return timed_steps(trl.SFTTrainer, lambda: train_generator(load_config(GeneratorTrainConfig, None, overrides)))
     finally:
-        answer_loss.supports_answer_logits = support
+        sft.compact_fused_head = compact
 
 
 def mean_tokens(variant: str, data_dir: Path) -> float:

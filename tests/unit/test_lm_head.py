@@ -86,3 +86,35 @@ def test_ppo_policy_asks_for_the_response_logits_only_with_the_same_values(tiny_
     assert kept[0].shape == (3, 7)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(kept, full, strict=True))
     assert full_grads and all(torch.allclose(kept_grads[n], g, atol=1e-6) for n, g in full_grads.items())
+
+
+def test_sft_on_cpu_scores_the_answer_tokens_only(tiny_lm, toy_doc2query, tmp_path, monkeypatch):
+    """`ragtune train generator` on CPU: every step's LM head sees as many rows as the batch has answer tokens."""
+    import trl
+    from trl.trainer import utils as trl_utils
+
+    from ragtune.config import load_config
+    from ragtune.train.generator.sft import train_generator
+    from ragtune.train.generator.sft_config import GeneratorTrainConfig
+
+    rows: list[int] = []
+    labelled: list[int] = []
+    apply, compute_loss = trl_utils._ChunkedLogProbFunction.apply, trl.SFTTrainer.compute_loss
+
+    def spy(hidden, *args):
+        rows.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    def counted(self, model, inputs, *args, **kwargs):
+        labelled.append(int((inputs["labels"][:, 1:] != -100).sum()))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    monkeypatch.setattr(trl.SFTTrainer, "compute_loss", counted)
+    cfg = load_config(GeneratorTrainConfig, None, [
+        f"model_name_or_path={tiny_lm}", "dataset=toy", f"dataset_dir={toy_doc2query / 'sft'}",
+        f"output_dir={tmp_path / 'sft'}", "max_steps=2", "per_device_train_batch_size=4", "cutoff_len=96",
+        "plot_loss=false", "save_steps=100"])
+    train_generator(cfg)
+    assert len(labelled) == 2 and rows == labelled
+    assert trl_utils._use_triton.__module__.startswith("trl")  # the switch is restored after training

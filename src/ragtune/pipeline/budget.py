@@ -43,7 +43,7 @@ RunConfig = Any
 # it natively (fitted on the first run alone), fp32 elsewhere (the second run alone).
 COEF: dict[str, tuple[str, float]] = {
     "baselines": ("enc", 0.746),
-    # fitted at 1.7 when trl's loss ran the LM head on every position; the answer-position head made the step
+    # fitted at 1.7 when trl's loss ran the LM head on every position; scoring answer positions only made the step
     # 1.77x faster (benchmarks/sft_speed.py), and a budgeted demo on an AVX2-only EPYC then took 0.59x the 1.7
     # prediction, so 1.7 / 1.77
     "sft": ("sft", 0.96),

@@ -8,7 +8,6 @@ fifth of the whole forward. The generator's losses read few positions: a doc -> 
   elsewhere, to keep tile shapes fixed for compilers on accelerators like Neuron. On a CPU in eager mode nothing is
   compiled, so `compact_fused_head` makes trl take its Triton-device path there (its torch tiles do the work).
 - ragtune's PPO asks the model for the response's logits only (`takes_logits_to_keep`, an int).
-- ragtune's CPU SFT loss asks for the labelled positions only (`supports_answer_logits`, a boolean mask).
 """
 
 from __future__ import annotations
@@ -25,15 +24,6 @@ def _base(model):
 def takes_logits_to_keep(model) -> bool:
     """True when the model's forward takes `logits_to_keep` (an int: logits of the last N positions only)."""
     return "logits_to_keep" in inspect.signature(type(_base(model)).forward).parameters
-
-
-def supports_answer_logits(model) -> bool:
-    """True when this transformers takes a boolean `logits_to_keep` (the positions to keep) and the model does."""
-    try:
-        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401
-    except ImportError:
-        return False
-    return takes_logits_to_keep(model)
 
 
 @contextmanager

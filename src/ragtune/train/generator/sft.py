@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.config import ConfigError
+from ragtune.train.generator.lm_head import compact_fused_head
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
 from ragtune.train.harness import (
     check_deepspeed,
@@ -137,7 +138,6 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import process_state, set_threads
     from ragtune.models import resolve_causal_lm, write_adapter_stack
-    from ragtune.train.generator.answer_loss import answer_token_trainer
     from ragtune.train.generator.sft_data import encode_all, load_sft_messages, split_dev
 
     state = process_state()  # under `accelerate launch` the ranks join one process group (gloo on CPU)
@@ -174,16 +174,15 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
         frozen_layers = apply_freeze(model, cfg.freeze_trainable_layers)
 
     args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu", deepspeed=deepspeed)
-    # on CPU the LM head runs on the answer positions only (trl does that only where Triton runs)
-    trainer_cls = answer_token_trainer(SFTTrainer) if device == "cpu" else SFTTrainer
-    trainer = trainer_cls(model=model, args=args, train_dataset=to_ds(train_ex),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_ds(train_ex),
                          eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
                          peft_config=peft_config)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     t0 = time.perf_counter()
-    result = train_resuming(trainer, resume)
-    final_eval = trainer.evaluate() if dev_ex else {}
+    with compact_fused_head():  # the LM head on answer tokens only, on CPU too (trl does so where Triton runs)
+        result = train_resuming(trainer, resume)
+        final_eval = trainer.evaluate() if dev_ex else {}
     trainer.model.config.use_cache = True  # the saved config is what generation reads
     save_final_model(trainer, cfg.output_dir)
     wall = time.perf_counter() - t0
