@@ -74,10 +74,14 @@ def test_policy_trainers_run_in_float32_without_recomputation_unless_asked(tmp_p
 
     from ragtune.train.generator.rl import policy_args
 
+    import warnings
+
     plain = DPOTrainConfig(output_dir=tmp_path / "dpo", train_file=tmp_path / "p.jsonl")
     for config in (DPOConfig, GRPOConfig):
-        args = config(**policy_args(plain))
-        assert not args.bf16 and not args.gradient_checkpointing
+        with warnings.catch_warnings():  # transformers' new name, so no deprecation warning in every run's log
+            warnings.filterwarnings("error", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+            args = config(**policy_args(plain))
+        assert not args.bf16 and not args.gradient_checkpointing and not args.activation_checkpointing
     asked = DPOTrainConfig(output_dir=tmp_path / "dpo", train_file=tmp_path / "p.jsonl", bf16=True,
                            gradient_checkpointing=True)
     args = DPOConfig(**policy_args(asked))

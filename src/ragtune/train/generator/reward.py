@@ -154,7 +154,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                         logging_steps=cfg.logging_steps, seed=cfg.seed, report_to="none",
                         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
                         use_cpu=device == "cpu", disable_tqdm=False, fp16=cfg.fp16, bf16=cfg.bf16,
-                        gradient_checkpointing=cfg.gradient_checkpointing)
+                        activation_checkpointing=cfg.gradient_checkpointing)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=cfg.lora_config("SEQ_CLS"))
     used = len(trainer.train_dataset)  # trl drops pairs longer than max_length: say how many trained

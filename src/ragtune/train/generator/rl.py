@@ -131,7 +131,7 @@ def policy_args(cfg: PolicyTrainConfig) -> dict[str, Any]:
             "lr_scheduler_type": cfg.lr_scheduler_type,
             "per_device_train_batch_size": cfg.per_device_train_batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "beta": cfg.beta,
-            "gradient_checkpointing": cfg.gradient_checkpointing, "bf16": cfg.bf16, "fp16": cfg.fp16,
+            "activation_checkpointing": cfg.gradient_checkpointing, "bf16": cfg.bf16, "fp16": cfg.fp16,
             "logging_steps": cfg.logging_steps, "seed": cfg.seed, "report_to": "none",
             "save_strategy": "steps" if cfg.save_steps else "no", "save_steps": cfg.save_steps or 500,
             "save_total_limit": cfg.save_total_limit,

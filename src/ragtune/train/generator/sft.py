@@ -120,7 +120,7 @@ def sft_args(cfg: GeneratorTrainConfig, has_dev: bool, reporters: list[str], use
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, fp16=cfg.fp16, seed=cfg.seed, data_seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_first_step=True,
+        activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         eval_strategy="steps" if has_dev else "no", eval_steps=eval_steps if has_dev else None,
         report_to=reporters or "none", max_length=cfg.cutoff_len, packing=False, dataset_num_proc=None,
