@@ -70,11 +70,11 @@ def test_dpo_trains_on_preference_rows(tiny_lm, tmp_path):
 def test_policy_trainers_run_in_float32_without_recomputation_unless_asked(tmp_path):
     """trl turns bf16 autocast and gradient checkpointing on by default; on an AVX2-only CPU the first makes a
     DPO step take minutes (bf16 matmuls fall back to a single-threaded path), and neither pays on a small model."""
+    import warnings
+
     from trl import DPOConfig, GRPOConfig
 
     from ragtune.train.generator.rl import policy_args
-
-    import warnings
 
     plain = DPOTrainConfig(output_dir=tmp_path / "dpo", train_file=tmp_path / "p.jsonl")
     for config in (DPOConfig, GRPOConfig):
