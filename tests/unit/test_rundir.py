@@ -304,3 +304,19 @@ def test_changing_any_input_reruns_exactly_its_stage_and_those_below(rl, tmp_pat
             if rerun != expected:
                 wrong.append(f"{change}: reran {sorted(rerun)}, expected {sorted(expected)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_style_sft_cuts_documents_as_the_generators_sft_did_and_reruns_when_that_changes(tmp_path, monkeypatch):
+    run = _recording_loop(monkeypatch)
+    data = _toy_folder(tmp_path / "data")
+    examples = tmp_path / "examples.txt"
+    examples.write_text("what binds the protein\nhow does the virus grow\n")
+    base = [f"data={data}", "generator=org/gen", "encoder=org/enc", "rounds=1", "rl=none",
+            f"target_examples={examples}", "style={sft_steps: 2}"]
+    for change in ("generate={max_doc_tokens: 64}", "sft={max_prompt_tokens: 64}"):
+        first = run(tmp_path / "run", [*base, "generate={max_doc_tokens: 200}"])
+        [(_, args, _)] = first["calls"]["round-0/style"]
+        assert args[-1] == 200  # the style SFT's max_prompt_tokens: generate.max_doc_tokens, as SFT's own
+        again = run(tmp_path / "run", [*base, "generate={max_doc_tokens: 200}", change])
+        assert "round-0/style" in again["executed"], change
+        assert again["calls"]["round-0/style"][0][1][-1] == 64, change

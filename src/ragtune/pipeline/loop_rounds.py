@@ -146,9 +146,11 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
     examples = read_examples(cfg.target_examples) if cfg.target_examples else None
     shots_over: dict[str, Any] = {}
     if examples and (cfg.style.prompt_shots or cfg.style.sft_steps):
-        st = rd.stage("round-0/style", {**_plain(cfg.style), "model": rel(gen_model), "adapter": rel(gen_adapter)},
+        doc_tokens = sft_over.get("max_prompt_tokens")
+        st = rd.stage("round-0/style", {**_plain(cfg.style), "model": rel(gen_model), "adapter": rel(gen_adapter),
+                                        "max_prompt_tokens": doc_tokens},
                       lambda out, m=gen_model, a=gen_adapter: style(d, cfg.target_examples, out, cfg.style, m, a,
-                                                                    cfg.template),
+                                                                    cfg.template, doc_tokens),
                       upstream=[data.key, gen_key], inputs=[cfg.target_examples])
         extra["style"] = st.metrics
         if cfg.style.prompt_shots:

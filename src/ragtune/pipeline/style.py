@@ -67,8 +67,9 @@ def example_pairs(data: Path, examples: list[str]) -> list[dict[str, str]]:
 
 
 def style(data: Path, examples_file: Path, out: Path, cfg: StyleConfig, model: str, adapter: Path | None,
-          template: str) -> dict[str, Any]:
-    """Write shots.jsonl (example pairs); with sft_steps, train the style adapter and merge it into `merged/`."""
+          template: str, max_prompt_tokens: int | None = None) -> dict[str, Any]:
+    """Write shots.jsonl (example pairs); with sft_steps, train the style adapter and merge it into `merged/`.
+    `max_prompt_tokens` cuts each document as the generator's own SFT did (to what `generate` will show it)."""
     examples = read_examples(examples_file)
     pairs = example_pairs(data, examples)
     write_jsonl(out / SHOTS, pairs)
@@ -86,8 +87,8 @@ def style(data: Path, examples_file: Path, out: Path, cfg: StyleConfig, model: s
             "template": template, "dataset": [str(out / "sft" / "style.jsonl")], "formatting": "alpaca",
             "output_dir": str(out / "adapter"), "max_steps": cfg.sft_steps,
             "per_device_train_batch_size": cfg.sft_batch_size, "learning_rate": cfg.sft_learning_rate,
-            "lora_rank": cfg.sft_lora_rank, "cutoff_len": 384, "report_to": ["none"], "plot_loss": False,
-            "logging_steps": 1}, "style")
+            "lora_rank": cfg.sft_lora_rank, "cutoff_len": 384, "max_prompt_tokens": max_prompt_tokens,
+            "report_to": ["none"], "plot_loss": False, "logging_steps": 1}, "style")
         summary = train_generator(sft_cfg)
         merge_policy(model, adapter, out / "adapter", out / "merged")
         result |= {"sft_steps": cfg.sft_steps, "sft_loss": summary.get("train_loss")}
