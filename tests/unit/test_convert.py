@@ -212,6 +212,28 @@ def test_dev_split_shares_no_question_with_training(tmp_path):
         run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "dev_questions=1000"])
 
 
+def test_a_dev_split_of_whole_articles_shares_no_context_with_training(tmp_path):
+    src = squad_file(tmp_path / "sq.json")
+    res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=2", "dev_articles=1",
+                                          "unanswerable_fraction=0.5"])
+    train, dev = meta(tmp_path / "sq_train.meta.jsonl"), meta(tmp_path / "sq_dev.meta.jsonl")
+    evals = meta(tmp_path / "sq_eval.meta.jsonl")
+    split = json.loads((tmp_path / "sq_articles.json").read_text())
+    assert len(split["dev"]) == 1 and res.counts["articles (dev)"] == 1 and len(split["train"]) == 3
+    assert {r["article"] for r in dev} == set(split["dev"]) and not set(split["dev"]) & set(split["eval"])
+    assert not {r["article"] for r in evals} & set(split["dev"])
+    # no training record shows a dev passage, as its own context or as a mismatched or hard one
+    dev_contexts = {r["context"] for r in dev if r["source"] != "mismatched"}
+    assert dev_contexts and not dev_contexts & {r["context"] for r in train}
+    assert not {r["article"] for r in train} & set(split["dev"])
+    assert not {r["context_article"] for r in train} & set(split["dev"])
+    assert sum(not r["answerable"] for r in dev) == len(dev) // 2
+    with pytest.raises(ValueError, match="not both"):
+        run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "dev_articles=1", "dev_questions=3"])
+    with pytest.raises(ValueError, match="dev_articles=4"):
+        run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "holdout_articles=2", "dev_articles=4"])
+
+
 def test_all_unanswerable(tmp_path):
     src = squad_file(tmp_path / "sq.json")
     res = run_convert("squad-sft", None, [f"data={src}", f"out={tmp_path}", "unanswerable_fraction=1"])

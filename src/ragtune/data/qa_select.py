@@ -19,22 +19,23 @@ def questions_language(items: list[QAItem]) -> str:
     return "zh" if cjk_share("".join(i.question for i in items[:500])) > 0.3 else "en"
 
 
-def split_articles(items: list[QAItem], holdout: int | list[str], seed: int) -> tuple[list[str], list[str]]:
-    """(train articles, eval articles), in file order."""
+def split_articles(items: list[QAItem], holdout: int | list[str], seed: int, key: str = "holdout_articles"
+                   ) -> tuple[list[str], list[str]]:
+    """(train articles, held-out articles), in file order; `key` names the setting in errors."""
     articles = list(dict.fromkeys(i.article for i in items))
     if isinstance(holdout, int):
         if not 0 <= holdout < len(articles):
-            raise ValueError(f"holdout_articles={holdout}, but the data has {len(articles)} articles; "
+            raise ValueError(f"{key}={holdout}, but the data has {len(articles)} articles left for it; "
                              f"pass 0..{len(articles) - 1} so some remain for training")
         held = set(random.Random(seed).sample(articles, holdout))
     else:
         unknown = [a for a in holdout if a not in set(articles)]
         if unknown:
-            raise ValueError(f"holdout_articles names unknown articles: {', '.join(unknown[:5])} "
+            raise ValueError(f"{key} names unknown articles: {', '.join(unknown[:5])} "
                              f"(first articles: {', '.join(articles[:5])})")
         held = set(holdout)
         if len(held) == len(articles):
-            raise ValueError("holdout_articles names every article; leave some for training")
+            raise ValueError(f"{key} names every article; leave some for training")
     return [a for a in articles if a not in held], [a for a in articles if a in held]
 
 

@@ -10,7 +10,8 @@ prompt it was trained on; `refusals=[...]` trains on several phrasings for varie
 
 Splits: articles (SQuAD `title`, WebQA question id) go to train or eval (`holdout_articles`), so evaluation
 contexts never appear in training; `dev_questions` distinct questions of the training articles form a dev split
-for calibrating the refusal threshold, and no training record asks one of them (matched on the question text).
+for calibrating the refusal threshold, and no training record asks one of them (matched on the question text), or
+`dev_articles` whole training articles do, so the dev contexts are unseen in training as the evaluation's are.
 
 Unanswerable pairs, in the share `unanswerable_fraction` of every split:
 - train: drawn from three kinds in the shares `unanswerable_mix`: `native` (SQuAD `is_impossible`, WebQA
@@ -37,7 +38,7 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigModel, dump_config
@@ -84,6 +85,10 @@ class QAConfig(ConfigModel):
     dev_questions: int = Field(0, ge=0)
     """Distinct questions of the training articles held out as the dev split (`<name>_dev.*`), for calibrating
     the refusal threshold; no training record asks one of them. 0 = no dev split."""
+    dev_articles: int | list[str] = 0
+    """Whole training articles held out as the dev split instead (a count drawn with `seed`, or titles / ids):
+    the dev contexts are then as new to the trained answerer as the evaluation's, which questions of articles it
+    trained on are not. Excludes `dev_questions`."""
     seed: int = 0
     prompt_template: str | None = None
     """Must hold {context} and {question}; default: a per-language template."""
@@ -98,6 +103,13 @@ class QAConfig(ConfigModel):
     """Share of records that get distractors; the others keep the single-context prompt."""
     on_error: Literal["raise", "skip"] = "raise"
     """raise: the first bad question stops the conversion; skip: bad questions are left out, counted and listed."""
+
+    @model_validator(mode="after")
+    def _one_dev_split(self) -> QAConfig:
+        if self.dev_questions and self.dev_articles:
+            raise ValueError("set dev_questions (questions of the training articles) or dev_articles (whole "
+                             "training articles) for the dev split, not both")
+        return self
 
     @field_validator("prompt_template")
     @classmethod
@@ -224,10 +236,20 @@ def build_qa_sft(items: list[QAItem], cfg: QAConfig, kind: str, skipped: Problem
     out = Path(cfg.out)
     train_articles, eval_articles = split_articles(items, cfg.holdout_articles, cfg.seed)
     held = set(eval_articles)
-    dev_items, train_items = split_questions([i for i in items if i.article not in held], cfg.dev_questions,
-                                             cfg.seed)
+    dev_articles: list[str] = []
+    if cfg.dev_articles:
+        train_articles, dev_articles = split_articles([i for i in items if i.article not in held], cfg.dev_articles,
+                                                      cfg.seed + 1, "dev_articles")
+        dev_items = [i for i in items if i.article in set(dev_articles)]
+        asked = {i.question for i in dev_items}  # a question text asked in two articles stays on the dev side
+        train_items = [i for i in items if i.article in set(train_articles) and i.question not in asked]
+    else:
+        dev_items, train_items = split_questions([i for i in items if i.article not in held], cfg.dev_questions,
+                                                 cfg.seed)
     counts: dict[str, float] = {"questions read": len({(i.article, i.question) for i in items}),
                                 "articles (train)": len(train_articles), "articles (eval)": len(eval_articles)}
+    if dev_articles:
+        counts["articles (dev)"] = len(dev_articles)
     if skipped is not None:
         counts["bad questions skipped"] = skipped.total
     outputs: list[Path] = []
@@ -262,7 +284,7 @@ def build_qa_sft(items: list[QAItem], cfg: QAConfig, kind: str, skipped: Problem
                    **{f"{split} {source}": sum(i.source == source for i in chosen)
                       for source in ("hard", "hard_other", "mismatched") if split == "train" or source == "mismatched"},
                    f"{split} unanswerable fraction": round(n_u / len(chosen), 4) if chosen else 0.0}
-    write_json(out / f"{name}_articles.json", {"train": train_articles, "eval": eval_articles,
+    write_json(out / f"{name}_articles.json", {"train": train_articles, "eval": eval_articles, "dev": dev_articles,
                                               "dev_questions": sorted({i.question for i in dev_items})})
     outputs += [out / f"{name}_articles.json", out / "dataset_info.json",
                 dump_config(resolved, out / f"{kind}.config.yaml")]
