@@ -199,6 +199,9 @@ TABLES: dict[str, Table] = {
         "squad", "runs/answerer-bench", evals=((" --threads 1", "eval-squad-trained"),
                                                (" --threads 1 --models trained --refusal-text margin",
                                                 "eval-squad-trained-margin")))),
+    "answerer-squad-dev-articles": Table("Grounded answering: the issue 18 rerun", 45, _answerer(
+        "squad", "runs/answerer-devart", prepare=" --dev-questions 0 --convert dev_articles=1",
+        evals=(("", "eval-squad-trained"), (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "

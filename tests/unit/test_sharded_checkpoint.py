@@ -66,6 +66,18 @@ def test_an_item_that_would_run_code_is_refused_unread(tmp_path):
     assert "never unpickles" in said and not marker.exists()
 
 
+def test_a_missing_or_truncated_shard_is_a_clear_error(tmp_path):
+    ckpt = tmp_path / "checkpoint-2"
+    _honest(ckpt)
+    [part] = (ckpt / "optimizer_0").glob("*.distcp")
+    part.write_bytes(part.read_bytes()[:40])
+    with pytest.raises(ConfigError, match="cannot be read"):
+        check_sharded_checkpoint(ckpt)
+    part.unlink()
+    with pytest.raises(ConfigError, match=r"distcp.*cannot be read \(FileNotFoundError"):
+        check_sharded_checkpoint(ckpt)
+
+
 def _global_call(module: str, name: str, arg: str) -> bytes:
     """A protocol-4 pickle of `module.name(arg)` (GLOBAL + REDUCE), as a hostile metadata file would hold."""
     text = arg.encode()

@@ -79,19 +79,22 @@ def check_sharded_checkpoint(checkpoint: str | Path) -> int:
         for index, info in storage.items():
             if not isinstance(kinds.get(getattr(index, "fqn", None)), BytesStorageMetadata):
                 continue  # tensors are read with weights_only=True by torch itself
-            part = folder / str(info.relative_path)
-            if Path(info.relative_path).is_absolute() or part.resolve().parent != folder.resolve():
-                raise _refuse(folder / METADATA, f"item {index.fqn} points outside its folder ({info.relative_path})")
+            name = getattr(info, "relative_path", None)
+            part = folder / str(name)
+            if not isinstance(name, str) or Path(name).is_absolute() or part.resolve().parent != folder.resolve():
+                raise _refuse(folder / METADATA, f"item {index.fqn} points outside its folder ({name!r})")
             if getattr(info, "transform_descriptors", None):
                 raise _refuse(part, f"item {index.fqn} is stored transformed ({info.transform_descriptors}), "
                                     "which ragtune cannot check")
-            with open(part, "rb") as f:
-                f.seek(info.offset)
-                blob = f.read(info.length)
             try:
+                with open(part, "rb") as f:
+                    f.seek(int(info.offset))
+                    blob = f.read(int(info.length))
                 with safe_globals():
                     torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
             except pickle.UnpicklingError as e:
                 raise _refuse(part, f"item {index.fqn} holds objects other than tensors and plain values"
                                     f"{_why(e)}") from None
+            except (OSError, RuntimeError, TypeError, ValueError, EOFError) as e:
+                raise _refuse(part, f"item {index.fqn} cannot be read ({type(e).__name__}: {e})") from None
     return len(folders)
