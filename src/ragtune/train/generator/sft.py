@@ -175,8 +175,8 @@ def train_generator(cfg: GeneratorTrainConfig) -> dict[str, Any]:
 
     args = sft_args(cfg, bool(dev_ex), reporters, use_cpu=device == "cpu", deepspeed=deepspeed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_ds(train_ex),
-                         eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
-                         peft_config=peft_config)
+                        eval_dataset=to_ds(dev_ex) if dev_ex else None, processing_class=tokenizer,
+                        peft_config=peft_config)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     t0 = time.perf_counter()
