@@ -202,6 +202,10 @@ TABLES: dict[str, Table] = {
     "answerer-squad-dev-articles": Table("Grounded answering: the issue 18 rerun", 45, _answerer(
         "squad", "runs/answerer-devart", prepare=" --dev-questions 0 --convert dev_articles=1",
         evals=(("", "eval-squad-trained"), (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
+    "answerer-squad-400": Table("Grounded answering: the issue 18 rerun", 50, _answerer(
+        "squad", "runs/answerer-long", train=" --train-examples 400",
+        evals=((" --models trained", "eval-squad-trained"),
+               (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
