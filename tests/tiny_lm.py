@@ -98,3 +98,17 @@ def build_tiny_adapter(base: str | Path, path: str | Path, seed: int = 0) -> Pat
     peft_model.save_pretrained(path)
     AutoTokenizer.from_pretrained(base).save_pretrained(path)
     return Path(path)
+
+
+def vocab_corpus(root: Path, lm: Path) -> Path:
+    """4 documents sharing out the tiny LM's whole words: any sampled text ranks its prompt's document somewhere
+    in 1..4, so GRPO's retrieval reward varies within a group (on the toy corpus it is 0 for every sample)."""
+    from transformers import AutoTokenizer
+
+    from ragtune.data.beir import write_beir
+
+    words = sorted({t[1:].lower() for t in AutoTokenizer.from_pretrained(lm).get_vocab()
+                    if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3})
+    write_beir(root / "vocab", [{"_id": f"v{i}", "title": "", "text": " ".join(words[i::4])} for i in range(4)], {},
+               {})
+    return root / "vocab"

@@ -35,22 +35,9 @@ def launch(jobs: list[dict], work: Path, name: str) -> subprocess.CompletedProce
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
 
 
-def _vocab_corpus(root: Path, lm: Path) -> Path:
-    """4 documents sharing out the tiny LM's whole words: any sampled text ranks its prompt's document somewhere
-    in 1..4, so GRPO's retrieval reward varies within a group (on the toy corpus it is 0 for every sample)."""
-    from transformers import AutoTokenizer
-
-    from ragtune.data.beir import write_beir
-
-    words = sorted({t[1:].lower() for t in AutoTokenizer.from_pretrained(lm).get_vocab()
-                    if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3})
-    write_beir(root / "vocab", [{"_id": f"v{i}", "title": "", "text": " ".join(words[i::4])} for i in range(4)], {},
-               {})
-    return root / "vocab"
-
-
 def _data(root: Path, toy_doc2query: Path, lm: Path) -> dict[str, Path]:
     from tiny_bert import toy_topic_rows, write_jsonl
+    from tiny_lm import vocab_corpus
 
     rows = [{k: v for k, v in r.items() if k != "topic"} for r in toy_topic_rows(ROWS)]
     prefs = [{"instruction": f"Write a query for: the {r['pos'][0]}", "input": "",
@@ -59,7 +46,7 @@ def _data(root: Path, toy_doc2query: Path, lm: Path) -> dict[str, Path]:
               for i, r in enumerate(rows)]
     return {"emb": write_jsonl(root / "emb.jsonl", rows), "point": write_jsonl(root / "point.jsonl", points),
             "prefs": write_jsonl(root / "prefs.jsonl", prefs), "corpus": toy_doc2query,
-            "vocab": _vocab_corpus(root, lm)}
+            "vocab": vocab_corpus(root, lm)}
 
 
 def jobs(d: dict[str, Path], bert: Path, lm: Path, out: Path, steps: int) -> list[dict]:

@@ -17,7 +17,14 @@ from pydantic import Field, field_validator, model_validator
 from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings, ResumeSettings, check_scheduler, resolve_resume, train_resuming
+from ragtune.train.harness import (
+    LoraSettings,
+    ResumeSettings,
+    check_scheduler,
+    resolve_resume,
+    save_final_model,
+    train_resuming,
+)
 
 Message = dict[str, str]
 
@@ -123,6 +130,25 @@ def dataset_pairs(names: list[str], dataset_dir: Path, seed: int, max_samples: i
     return rows
 
 
+def seed_scalar_head(model, seed: int) -> None:
+    """Draw the new scalar head from `seed`, as transformers initialises a linear layer (normal, initializer_range).
+
+    Otherwise its values depend on how the model was loaded: under FSDP with cpu_ram_efficient_loading rank 0
+    loads through another path than a DDP or single-process run does, and the same seed trained another model.
+    A rank that holds the head on the meta device gets rank 0's values when FSDP wraps the model."""
+    import torch
+
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Linear) or head.weight.is_meta:
+        return
+    g = torch.Generator().manual_seed(seed)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g, dtype=torch.float32) * std)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
 def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     """Train the reward model (DDP under `accelerate launch`); the main process writes the adapter and summary."""
     from datasets import Dataset
@@ -145,6 +171,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     pairs = _conversations(cfg.train_file) if cfg.train_file is not None else \
         dataset_pairs(cfg.dataset or [], cfg.dataset_dir, cfg.seed, cfg.max_samples)  # bad data fails before loading
     model, tok = load_causal_lm(cfg.model_name_or_path, cfg.adapter_name_or_path, head="score", dtype=None)
+    seed_scalar_head(model, cfg.seed)
     use_template(tok, cfg.template)
     train = Dataset.from_list(pairs)
     args = RewardConfig(output_dir=str(cfg.output_dir), learning_rate=cfg.learning_rate,
@@ -166,8 +193,8 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
                                "train_pairs_within_max_length": used, "steps": int(result.global_step),
                                "base_adapter": str(cfg.adapter_name_or_path) if cfg.adapter_name_or_path else None,
                                "resumed_from": resume, "world_size": state.num_processes}
+    save_final_model(trainer, cfg.output_dir)  # every rank: under FSDP the weights are gathered first
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(str(cfg.output_dir))
         tok.save_pretrained(str(cfg.output_dir))
         if cfg.adapter_name_or_path is not None:
             write_adapter_stack(cfg.output_dir, adapter_stack([Path(cfg.adapter_name_or_path)]))

@@ -18,7 +18,7 @@ from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings, ResumeSettings
+from ragtune.train.harness import LoraSettings, ResumeSettings, save_final_model
 
 
 class PromptSource(ConfigModel):
@@ -142,8 +142,8 @@ def save_policy(trainer, tok, cfg: PolicyTrainConfig, extra: dict[str, Any]) -> 
     """The run's summary; the main process writes the adapter, rl_summary.json and config.yaml."""
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
     summary = {"steps": trainer.state.global_step, "log": logs, "world_size": trainer.args.world_size, **extra}
+    save_final_model(trainer, cfg.output_dir / "adapter")  # every rank: under FSDP the weights are gathered first
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(str(cfg.output_dir / "adapter"))
         tok.save_pretrained(str(cfg.output_dir / "adapter"))
         write_json(cfg.output_dir / "rl_summary.json", summary)
         dump_config(cfg, cfg.output_dir / "config.yaml")
