@@ -137,6 +137,9 @@ class Answerer:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
             cache = out.past_key_values
+            if hasattr(cache, "activate_past_recording"):
+                # sliding-window layers (Gemma 3) keep only the window; recording lets crop() roll them back
+                cache.activate_past_recording()
             first = torch.log_softmax(out.logits[:, -1].float(), -1)
             refusal_lp = self._score_refusals(prompts, cache, mask, pos[:, -1], first)
             greedy, answer_lp, grown = self._greedy(cache, mask, pos[:, -1], first)
