@@ -206,6 +206,10 @@ TABLES: dict[str, Table] = {
         "squad", "runs/answerer-long", train=" --train-examples 400",
         evals=((" --models trained", "eval-squad-trained"),
                (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
+    "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
+        *_answerer("squad", "runs/answerer-long", train=" --train-examples 400",
+                   evals=((" --models trained", "eval-squad-trained"),))[:-1],
+        Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "

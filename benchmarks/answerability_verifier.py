@@ -1,0 +1,119 @@
+"""Would a small answerability verifier refuse better than the answerer's own likelihood margin? (issue 18)
+
+SQuAD 2.0 systems often decide "is the answer in this passage?" with a separate classifier (a verifier) and
+answer only when it says yes. This probes that design on the answerer benchmark's data, with gold contexts:
+1. `ragtune train reranker` trains a cross-encoder from all-MiniLM-L6-v2's BERT on the answerer's training
+   split, pointwise BCE: (question, passage) -> 1 if the passage answers it (answerable), else 0 (native, hard and
+   mismatched unanswerables alike, as `answerer_quality.py prepare` wrote them).
+2. Its refusal threshold is calibrated for `balanced` (the same `calibrate_margin` as the answerer's) on the dev
+   split: questions of the training articles that no training record asks. Evaluation questions are never used.
+3. On the held-out articles: the verifier's AUC (unanswerable vs answerable) over every evaluation question, and
+   on the 100 questions the answerer benchmark evaluated, the answerer's own answers (`predictions-gold.jsonl`,
+   whose `prediction` is its non-refusal answer) with the verifier deciding refusal: EM, F1, over- and
+   under-refusal, against the answerer deciding by itself.
+
+    python benchmarks/answerer_quality.py prepare squad --work runs/answerer-long    # and train + eval (see there)
+    python benchmarks/answerability_verifier.py --work runs/answerer-long --answerer eval-squad-trained
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from _common import hardware_line, print_table  # noqa: E402
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def auc(scores: list[float], positive: list[bool]) -> float:
+    """P(score of a positive > score of a negative), ties counting half."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos = sum(positive)
+    n_neg = len(positive) - n_pos
+    return float((sum(r for r, p in zip(ranks, positive, strict=True) if p) - n_pos * (n_pos + 1) / 2)
+                 / (n_pos * n_neg))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("runs/answerer-long"))
+    ap.add_argument("--data", default="squad")
+    ap.add_argument("--answerer", default="eval-squad-trained", help="eval folder with predictions-gold.jsonl")
+    ap.add_argument("--epochs", type=float, default=2)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--learning-rate", type=float, default=5e-5)
+    args = ap.parse_args()
+    print(hardware_line(), file=sys.stderr)
+
+    from sentence_transformers import CrossEncoder
+
+    from ragtune.evaluate.answer_metrics import score_answers
+    from ragtune.rag.refusal import calibrate_margin
+
+    data = args.work / args.data
+    out = args.work / "verifier"
+    points = out / "train_points.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    train = read_jsonl(data / f"{args.data}_train.meta.jsonl")
+    points.write_text("".join(json.dumps({"query": r["question"], "content": r["context"],
+                                          "label": float(r["answerable"])}) + "\n" for r in train))
+    model = out / "model"
+    if not (model / "train_summary.json").is_file():
+        subprocess.run([sys.executable, "-m", "ragtune.cli", "train", "reranker", "model_type=cross_encoder",
+                        "model_name_or_path=sentence-transformers/all-MiniLM-L6-v2", f"train_data=[{points}]",
+                        "format=point", "loss=bce", f"max_length={args.max_length}", f"output_dir={model}",
+                        "overwrite_output_dir=true", f"num_train_epochs={args.epochs}",
+                        f"per_device_train_batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
+                        "warmup_ratio=0.1", "logging_steps=20", "plot_loss=true"], check=True)
+    ce = CrossEncoder(str(model), max_length=args.max_length)
+
+    def refusal_scores(rows: list[dict]) -> list[float]:  # higher = more likely unanswerable, like the margin
+        s = ce.predict([(r["question"], r["context"]) for r in rows], batch_size=32, show_progress_bar=True)
+        return [-float(x) for x in s]
+
+    dev = read_jsonl(data / f"{args.data}_dev.meta.jsonl")
+    dev_scores = refusal_scores(dev)
+    threshold = calibrate_margin(dev_scores, [not r["answerable"] for r in dev], [False] * len(dev), "balanced")
+    evaluation = read_jsonl(data / f"{args.data}_eval.meta.jsonl")
+    eval_scores = refusal_scores(evaluation)
+    by_id = {r["id"]: s for r, s in zip(evaluation, eval_scores, strict=True)}
+    preds = read_jsonl(args.work / args.answerer / "predictions-gold.jsonl")
+    missing = [p["id"] for p in preds if p["id"] not in by_id]
+    if missing:
+        raise SystemExit(f"{len(missing)} predictions are not in {data}/{args.data}_eval.meta.jsonl: {missing[:3]}")
+
+    def metrics(refused: list[bool]) -> dict:
+        return score_answers([p["answers"] for p in preds], [p["prediction"] for p in preds], refused,
+                             [p["answerable"] for p in preds], ["en"] * len(preds))
+
+    own = metrics([p["refused"] for p in preds])
+    verified = metrics([by_id[p["id"]] > threshold for p in preds])
+    summary = {"train_pairs": len(train), "dev_questions": len(dev), "threshold": threshold,
+               "auc_dev": auc(dev_scores, [not r["answerable"] for r in dev]),
+               "auc_eval_all": auc(eval_scores, [not r["answerable"] for r in evaluation]),
+               "auc_eval_100": auc([by_id[p["id"]] for p in preds], [not p["answerable"] for p in preds]),
+               "auc_eval_100_answerer_margin": auc([p["margin"] for p in preds], [not p["answerable"] for p in preds]),
+               "eval_all_questions": len(evaluation), "answerer_own": own, "verifier": verified}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}))
+    print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1"],
+                [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
+                  f"{m['refusal_f1']:.3f}"] for name, m in (("the answerer (text, then margin)", own),
+                                                            ("the verifier", verified))])
+
+
+if __name__ == "__main__":
+    main()
