@@ -9,7 +9,7 @@ CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(CURDIR)/constr
 export PIP_CONSTRAINT := $(CONSTRAINTS)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-deepspeed fuzz lint bench reproduce clean
+.PHONY: demo test test-slow test-deepspeed fuzz lint bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-dev
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# real models and full datasets (`-m slow`): zero-shot MiniLM on all of SciFact, MiniLM and ColBERT training, the
+# GGUF conversion and Gemma-3-270m; about 25 minutes on 2 AVX2 cores
+test-slow: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 # DeepSpeed's own parser on the shipped ZeRO configs (tests/unit/test_deepspeed_configs.py, skipped by `make test`).
 # DeepSpeed goes into a folder of its own, put on PYTHONPATH for this test only: trl and transformers import it

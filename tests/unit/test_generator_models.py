@@ -144,9 +144,14 @@ def test_real_gemma_answers_and_writes_queries(tmp_path):
     path = resolve_causal_lm(GEMMA3_270M)
     assert json.loads((path / "config.json").read_text())["model_type"] == "gemma3_text"
     answerer = Answerer.load(GEMMA3_270M, template="gemma", device="cpu", max_new_tokens=12)
-    [g] = answerer.generate([answerer.prompt("Where did the Normans settle?",
-                                             ["The Normans settled in Normandy, in northern France."], "en")])
-    assert g.greedy and g.answer_logprob < 0 and g.refusal_logprob < 0
+    filler = "The duchy grew in wealth and power over the following centuries. " * 60
+    prompts = [answerer.prompt("Where did the Normans settle?",
+                               ["The Normans settled in Normandy, in northern France."], "en"),
+               answerer.prompt("Where did the Normans settle?",  # longer than the 512-token sliding window
+                               ["The Normans settled in Normandy, in northern France. " + filler], "en")]
+    assert len(answerer._ids(prompts[1].text)) > answerer.model.config.sliding_window
+    for g in answerer.generate(prompts):
+        assert g.greedy and g.answer_logprob < 0 and g.refusal_logprob < 0
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "The Normans settled in Normandy."}) + "\n")
