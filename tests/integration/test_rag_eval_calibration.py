@@ -48,6 +48,11 @@ def test_calibrated_on_dev_with_curve_and_disjoint_questions(tmp_path, tiny_bert
     assert report["refusal_margin"] == cal["refusal_margin"]
     assert [p for p in dev_curve if p[0] == cal["refusal_margin"]][0][1:] == recall_pick[1:]
     assert (cal["dev_over_refusal"], cal["dev_under_refusal"]) == recall_pick[1:]
+    # the dev questions' rows, minus the two excluded, and their refusals give the dev rates reported
+    dev_rows = rows(tmp_path / "o" / "predictions-dev.jsonl")
+    assert sorted(r["id"] for r in dev_rows) == sorted(d["id"] for d in dev[2:])
+    unans = [r for r in dev_rows if not r["answerable"]]
+    assert cal["dev_under_refusal"] == sum(not r["refused"] for r in unans) / len(unans)
     assert set(curve) == {"dev", "eval (gold)"}
     assert (tmp_path / "o" / "refusal_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the evaluated rows obey the chosen threshold: refused = refused in words, or margin above it

@@ -24,7 +24,8 @@ with the evaluated ones or with `refusal.exclude` (`ragtune.rag.refusal_calibrat
 `refused_by_text` is the share of questions whose greedy output refused, `refused_by_margin` the share the
 threshold refused although the greedy output answered.
 
-Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1), `report.json`,
+Writes `predictions-<contexts>.jsonl` (per question: prediction, refused, why, margin, em, f1; `predictions-dev.jsonl`
+the same for the calibration questions), `report.json`,
 `refusal_curve.json` and `refusal_curve.png` (over- vs under-refusal as the threshold moves, on dev and on the
 gold-context evaluation, the chosen threshold marked) into `out`; prints the metrics of
 `ragtune.evaluate.answer_metrics`.
@@ -278,7 +279,8 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
         t0 = time.perf_counter()
         gens = _generate(answerer, cal, [[it["context"]] for it in cal])
         margin, curves["dev"] = choose_margin(cfg.refusal, gens, cal)
-        dev_metrics, _ = _score(cal, gens, margin)
+        dev_metrics, dev_rows = _score(cal, gens, margin)
+        write_jsonl(out / "predictions-dev.jsonl", dev_rows)  # per-question margins, for other refusal signals
         report["calibration"] = {**info, "refusal_margin": margin, "seconds": round(time.perf_counter() - t0, 1),
                                  **{f"dev_{k}": dev_metrics[k] for k in ("over_refusal", "under_refusal",
                                                                          "refused_by_text", "refused_by_margin")}}
