@@ -139,3 +139,18 @@ def test_fp16_needs_a_gpu():
     cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "fp16=true"])
     with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA GPU"):
         check_precision(cfg, "cpu")
+
+
+@pytest.mark.parametrize("native, warned", [("0", True), ("1", False)])
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog, native, warned):
+    import logging
+
+    from ragtune.train.harness import check_precision
+
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", native)
+    cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "bf16=true"])
+    with caplog.at_level(logging.WARNING, logger="ragtune.notice"):
+        check_precision(cfg, "cpu")
+        check_precision(load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o"]), "cpu")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == int(warned) and all("set bf16=false" in m for m in said)
