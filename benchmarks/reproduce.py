@@ -67,6 +67,7 @@ def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: t
             Step(f"{cmd} table --work {work}", table=True)]
 
 
+GEMMA = " --base google/gemma-3-270m --template gemma"
 BM25 = _eval("bm25", "runs/scifact/eval-bm25")
 COLBERT = Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json")
 COLBERT_EVAL = _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert")
@@ -206,6 +207,10 @@ TABLES: dict[str, Table] = {
         "squad", "runs/answerer-long", train=" --train-examples 400",
         evals=((" --models trained", "eval-squad-trained"),
                (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
+    "answerer-gemma": Table("Grounded answering: the issue 18 rerun", 60, _answerer(
+        "squad", "runs/answerer-gemma", prepare=GEMMA, train=GEMMA,
+        evals=((f"{GEMMA} --models trained", "eval-squad-trained"),
+               (f"{GEMMA} --models trained --refusal-text margin", "eval-squad-trained-margin")))),
     "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
         *_answerer("squad", "runs/answerer-long", train=" --train-examples 400",
                    evals=((" --models trained", "eval-squad-trained"),))[:-1],
