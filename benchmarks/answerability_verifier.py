@@ -60,6 +60,7 @@ def main() -> None:
 
     from sentence_transformers import CrossEncoder
 
+    from ragtune.atomic import write_json, write_jsonl
     from ragtune.evaluate.answer_metrics import score_answers
     from ragtune.rag.refusal import calibrate_margin
 
@@ -68,8 +69,8 @@ def main() -> None:
     points = out / "train_points.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     train = read_jsonl(data / f"{args.data}_train.meta.jsonl")
-    points.write_text("".join(json.dumps({"query": r["question"], "content": r["context"],
-                                          "label": float(r["answerable"])}) + "\n" for r in train))
+    write_jsonl(points, ({"query": r["question"], "content": r["context"], "label": float(r["answerable"])}
+                         for r in train))
     model = out / "model"
     if not (model / "train_summary.json").is_file():
         subprocess.run([sys.executable, "-m", "ragtune.cli", "train", "reranker", "model_type=cross_encoder",
@@ -107,7 +108,7 @@ def main() -> None:
                "auc_eval_100": auc([by_id[p["id"]] for p in preds], [not p["answerable"] for p in preds]),
                "auc_eval_100_answerer_margin": auc([p["margin"] for p in preds], [not p["answerable"] for p in preds]),
                "eval_all_questions": len(evaluation), "answerer_own": own, "verifier": verified}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}))
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
