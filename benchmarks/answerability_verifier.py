@@ -32,18 +32,18 @@ from _common import hardware_line, print_table  # noqa: E402
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from ragtune.data.jsonl import iter_jsonl
+
+    return [row for _, row in iter_jsonl(path)]
 
 
 def auc(scores: list[float], positive: list[bool]) -> float:
-    """P(score of a positive > score of a negative), ties counting half."""
-    from scipy.stats import rankdata
+    """P(score of a positive > score of a negative), ties counting half: Mann-Whitney U / (n_pos * n_neg)."""
+    from scipy.stats import mannwhitneyu
 
-    ranks = rankdata(scores)
-    n_pos = sum(positive)
-    n_neg = len(positive) - n_pos
-    return float((sum(r for r, p in zip(ranks, positive, strict=True) if p) - n_pos * (n_pos + 1) / 2)
-                 / (n_pos * n_neg))
+    pos = [s for s, p in zip(scores, positive, strict=True) if p]
+    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
+    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg))
 
 
 def main() -> None:

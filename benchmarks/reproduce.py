@@ -68,6 +68,9 @@ def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: t
 
 
 GEMMA = " --base google/gemma-3-270m --template gemma"
+ANSWERER_400 = _answerer("squad", "runs/answerer-long", train=" --train-examples 400",
+                         evals=((" --models trained", "eval-squad-trained"),
+                                (" --models trained --refusal-text margin", "eval-squad-trained-margin")))
 BM25 = _eval("bm25", "runs/scifact/eval-bm25")
 COLBERT = Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json")
 COLBERT_EVAL = _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert")
@@ -203,17 +206,13 @@ TABLES: dict[str, Table] = {
     "answerer-squad-dev-articles": Table("Grounded answering: the issue 18 rerun", 45, _answerer(
         "squad", "runs/answerer-devart", prepare=" --dev-questions 0 --convert dev_articles=1",
         evals=(("", "eval-squad-trained"), (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
-    "answerer-squad-400": Table("Grounded answering: the issue 18 rerun", 50, _answerer(
-        "squad", "runs/answerer-long", train=" --train-examples 400",
-        evals=((" --models trained", "eval-squad-trained"),
-               (" --models trained --refusal-text margin", "eval-squad-trained-margin")))),
+    "answerer-squad-400": Table("Grounded answering: the issue 18 rerun", 50, ANSWERER_400),
     "answerer-gemma": Table("Grounded answering: the issue 18 rerun", 60, _answerer(
         "squad", "runs/answerer-gemma", prepare=GEMMA, train=GEMMA,
         evals=((f"{GEMMA} --models trained", "eval-squad-trained"),
                (f"{GEMMA} --models trained --refusal-text margin", "eval-squad-trained-margin")))),
     "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
-        *_answerer("squad", "runs/answerer-long", train=" --train-examples 400",
-                   evals=((" --models trained", "eval-squad-trained"),))[:-1],
+        *ANSWERER_400[:3],  # prepare, train, eval trained: the answers the verifier decides for
         Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
     "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),

@@ -20,6 +20,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import NOTICES, CommaList, ConfigError, ConfigModel, dump_config
+from ragtune.hardware import cpu_has_fast_bf16
 
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
@@ -203,8 +204,6 @@ def check_precision(cfg: TrainerConfig, device: str) -> None:
         if not ok:
             raise ConfigError(f'key "bf16": {device} does not support bfloat16 here; set bf16=false '
                               "(or fp16=true on an older CUDA GPU)")
-        from ragtune.hardware import cpu_has_fast_bf16
-
         if device == "cpu" and not cpu_has_fast_bf16():
             # BENCHMARKS.md, "The RL stages on CPU": a DPO step > 900 s under bf16 autocast, 107 s in float32
             NOTICES.warning('key "bf16": this CPU has no native bfloat16 (AMX or AVX512-BF16), so bf16 autocast '
