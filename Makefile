@@ -37,7 +37,7 @@ $(VENV)/.installed-gemma: $(VENV)/.installed-dev
 	touch $@
 
 # real models and full datasets (`-m slow`): zero-shot MiniLM on all of SciFact, MiniLM and ColBERT training, the
-# GGUF conversion and Gemma-3-270m; about 25 minutes on 2 AVX2 cores
+# GGUF conversion and Gemma-3-270m; about 15 minutes on 2 idle AVX2 cores (CI: 797 s)
 test-slow: $(VENV)/.installed-gemma
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
