@@ -43,6 +43,7 @@ from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
 from ragtune.train.generator.reward import RewardSettings
 from ragtune.train.generator.sft_config import SFTSettings
+from ragtune.train.harness import resolve_bf16
 
 
 class RunConfig(ConfigModel):
@@ -147,7 +148,24 @@ class RunConfig(ConfigModel):
         return overrides(settings)
 
 
+def resolve_auto_bf16(cfg: RunConfig) -> RunConfig:
+    """Each trainer's `bf16: auto` -> true or false for the device this run trains on, before any stage key is made:
+    a run directory taken to another kind of machine retrains rather than reuse the other precision's outputs."""
+    names = [n for n in ("sft", "retriever", "reward", "dpo", "grpo") if getattr(cfg, n).bf16 == "auto"]
+    if not names:
+        return cfg
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = cfg.model_copy(deep=True)
+    for name in names:
+        settings = getattr(cfg, name)
+        settings.bf16 = resolve_bf16("auto", device, settings.fp16)
+    return cfg
+
+
 def run_loop(cfg: RunConfig) -> RunReport:
+    cfg = resolve_auto_bf16(cfg)
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")

@@ -22,6 +22,9 @@ from ragtune.atomic import atomic_open, write_json
 from ragtune.config import NOTICES, CommaList, ConfigError, ConfigModel, dump_config
 from ragtune.hardware import cpu_has_fast_bf16
 
+Bf16 = bool | Literal["auto"]
+"""A `bf16` key: on, off, or auto (decided on the device by `check_precision`)."""
+
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
 
@@ -50,8 +53,10 @@ class TrainerSettings(ResumeSettings):
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.01, ge=0.0)
     max_grad_norm: float = Field(1.0, ge=0.0)
-    bf16: bool = False
-    """bfloat16 mixed precision (torch autocast on CPU); refused where the device lacks it."""
+    bf16: Bf16 = False
+    """bfloat16 mixed precision (torch autocast on CPU); refused where the device lacks it. auto = on for GPUs that
+    support it and CPUs with native bf16 (AMX / AVX512-BF16), off elsewhere (emulated bf16 is several times slower
+    than float32 there) and when fp16 is set."""
     fp16: bool = False
     gradient_checkpointing: bool = False
     seed: int = 42
@@ -76,7 +81,7 @@ class TrainerSettings(ResumeSettings):
         missing = scheduler_missing_kwargs(self.lr_scheduler_type, self.lr_scheduler_kwargs)
         if missing and not getattr(self, "stable_proportion", None):
             raise ValueError(f'lr_scheduler_type "{self.lr_scheduler_type}" needs lr_scheduler_kwargs.{missing}')
-        if self.bf16 and self.fp16:
+        if self.bf16 is True and self.fp16:
             raise ValueError("bf16 and fp16 are exclusive; set one of them")
         if "none" in self.report_to and len(self.report_to) > 1:
             raise ValueError('report_to "none" cannot be combined with other reporters')
@@ -192,10 +197,25 @@ def check_deepspeed(cfg: TrainerSettings, device: str) -> str | None:
     return str(cfg.deepspeed)
 
 
-def check_precision(cfg: TrainerConfig, device: str) -> None:
-    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device)."""
+def resolve_bf16(value: Bf16, device: str, fp16: bool = False) -> bool:
+    """`bf16: auto` -> on for CUDA GPUs with bf16 and CPUs with native bf16, off elsewhere; true/false unchanged."""
+    if value != "auto":
+        return bool(value)
+    if fp16:
+        return False
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu" and cpu_has_fast_bf16()
+
+
+def check_precision(cfg: Any, device: str) -> None:
+    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device).
+    `bf16: auto` is decided here and written back into cfg, so the trainer sees true or false."""
     import torch
 
+    cfg.bf16 = resolve_bf16(cfg.bf16, device, cfg.fp16)
     if cfg.fp16 and device != "cuda":
         raise ConfigError(f'key "fp16": fp16 mixed precision needs a CUDA GPU (this run is on {device}); '
                           "set fp16=false, or bf16=true on hardware that supports it")

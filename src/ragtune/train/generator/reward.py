@@ -18,6 +18,7 @@ from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.harness import (
+    Bf16,
     LoraSettings,
     ResumeSettings,
     check_scheduler,
@@ -53,7 +54,7 @@ class RewardSettings(LoraSettings, ResumeSettings):
     seed: int = 42
     threads: int = 0
     fp16: bool = False
-    bf16: bool = False
+    bf16: Bf16 = False
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (trl's default is on): it saves memory at ~20-30% more time per
     step, which a small generator on CPU does not need; turn it on for a large one on a GPU."""

@@ -18,7 +18,7 @@ from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import LoraSettings, ResumeSettings, save_final_model
+from ragtune.train.harness import Bf16, LoraSettings, ResumeSettings, save_final_model
 
 
 class PromptSource(ConfigModel):
@@ -82,9 +82,10 @@ class PolicySettings(LoraSettings, ResumeSettings):
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (trl's default is on): it saves memory at ~20-30% more time per
     step, which a small generator on CPU does not need; turn it on for a large one on a GPU."""
-    bf16: bool = False
+    bf16: Bf16 = False
     """bfloat16 mixed precision (trl's default is on). Off by default: on a CPU without AVX512-BF16 or AMX,
-    bfloat16 matmuls take a slow single-threaded path (a DPO step ran for over 15 minutes instead of seconds)."""
+    bfloat16 matmuls take a slow single-threaded path (a DPO step ran for over 15 minutes instead of seconds).
+    auto = on only where the device runs bf16 natively."""
     fp16: bool = False
     logging_steps: int = 5
     save_steps: int = Field(10, ge=0)
