@@ -12,6 +12,10 @@ answer only when it says yes. This probes that design on the answerer benchmark'
    whose `prediction` is its non-refusal answer) with the verifier deciding refusal: EM, F1, over- and
    under-refusal, against the answerer deciding by itself.
 
+4. Where the answerer's folder holds `predictions-dev.jsonl` (its margins on the dev questions it calibrated on):
+   the two signals combined, each standardised on dev and summed, the threshold calibrated on dev again, alone
+   and with the answerer's own text refusals kept.
+
     python benchmarks/answerer_quality.py prepare squad --work runs/answerer-long    # and train + eval (see there)
     python benchmarks/answerability_verifier.py --work runs/answerer-long --answerer eval-squad-trained
 """
@@ -108,12 +112,51 @@ def main() -> None:
                "auc_eval_100": auc([by_id[p["id"]] for p in preds], [not p["answerable"] for p in preds]),
                "auc_eval_100_answerer_margin": auc([p["margin"] for p in preds], [not p["answerable"] for p in preds]),
                "eval_all_questions": len(evaluation), "answerer_own": own, "verifier": verified}
+    rows = [("the answerer (text, then margin)", own), ("the verifier", verified)]
+    answerer_dev = args.work / args.answerer / "predictions-dev.jsonl"
+    if answerer_dev.is_file():
+        combined = combine(read_jsonl(answerer_dev), {r["id"]: x for r, x in zip(dev, dev_scores, strict=True)},
+                           preds, by_id, metrics)
+        summary["combined"] = combined
+        rows += [("verifier + margin", combined["alone"]), ("answerer's text, then verifier + margin",
+                                                             combined["with_text"])]
     write_json(out / "summary.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}))
+    if "combined" in summary:
+        print(json.dumps({k: v for k, v in summary["combined"].items() if not isinstance(v, dict)}))
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
-                  f"{m['refusal_f1']:.3f}"] for name, m in (("the answerer (text, then margin)", own),
-                                                            ("the verifier", verified))])
+                  f"{m['refusal_f1']:.3f}"] for name, m in rows])
+
+
+def combine(dev_rows: list[dict], verifier_dev: dict[str, float], preds: list[dict], verifier_eval: dict[str, float],
+            metrics) -> dict:
+    """The verifier's refusal score and the answerer's margin, each standardised by its mean and deviation on the dev
+    questions the answerer calibrated on, summed; the threshold calibrated (balanced) on those dev questions."""
+    from statistics import mean, pstdev
+
+    from ragtune.rag.refusal import calibrate_margin
+
+    missing = [r["id"] for r in dev_rows if r["id"] not in verifier_dev]
+    if missing:
+        raise SystemExit(f"{len(missing)} dev predictions have no dev question of the verifier: {missing[:3]}")
+    v = [verifier_dev[r["id"]] for r in dev_rows]
+    m = [r["margin"] for r in dev_rows]
+    (mv, sv), (mm, sm) = (mean(v), pstdev(v)), (mean(m), pstdev(m))
+
+    def score(verifier: float, margin: float) -> float:
+        return (verifier - mv) / sv + (margin - mm) / sm
+
+    dev_scores = [score(a, b) for a, b in zip(v, m, strict=True)]
+    unanswerable = [not r["answerable"] for r in dev_rows]
+    by_text = [r["why"] == "text" for r in dev_rows]
+    alone = calibrate_margin(dev_scores, unanswerable, [False] * len(dev_rows), "balanced")
+    with_text = calibrate_margin(dev_scores, unanswerable, by_text, "balanced")
+    scores = [score(verifier_eval[p["id"]], p["margin"]) for p in preds]
+    return {"dev_questions": len(dev_rows), "threshold_alone": alone, "threshold_with_text": with_text,
+            "auc_dev": auc(dev_scores, unanswerable), "auc_eval_100": auc(scores, [not p["answerable"] for p in preds]),
+            "alone": metrics([s > alone for s in scores]),
+            "with_text": metrics([p["why"] == "text" or s > with_text for p, s in zip(preds, scores, strict=True)])}
 
 
 if __name__ == "__main__":

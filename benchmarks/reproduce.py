@@ -214,11 +214,13 @@ TABLES: dict[str, Table] = {
     "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
         *ANSWERER_400[:3],  # prepare, train, eval trained: the answers the verifier decides for
         Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
-    "loop-feedback": Table("The loop's feedback half (issue 13)", 150, [
+    "loop-feedback": Table("The loop's feedback half (issue 13)", 180, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
              "generator_adapter=runs/loop-feedback/ppo/round-0/sft/adapter generate.sample_num=250 "
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+             "out=runs/msmarco-unlabeled", table=True),
     ]),
     "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 75, [
         # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
