@@ -52,6 +52,7 @@ def main() -> None:
 
     from ragtune.data.beir import load_corpus
     from ragtune.evaluate.generator_quality import style_stats
+    from ragtune.models import DEFAULT_GENERATOR
     from ragtune.pipeline.style import StyleConfig, read_examples, style
     from ragtune.retrieval.bm25 import BM25Retriever
 
@@ -65,7 +66,7 @@ def main() -> None:
     ids = work / "doc_ids.txt"
     ids.write_text("".join(f"{d}\n" for d in docs))
     gen_cfg = yaml.safe_load((run / "round-0/generate/config.yaml").read_text())
-    base, adapter = cfg.get("generator") or "HuggingFaceTB/SmolLM2-135M-Instruct", run / "round-0/sft/adapter"
+    base, adapter = cfg.get("generator") or DEFAULT_GENERATOR, run / "round-0/sft/adapter"
 
     sets = {"none (SFT adapter, no shots)": work / "none"}
     generate(run, sets["none (SFT adapter, no shots)"], ids,

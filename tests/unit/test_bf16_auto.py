@@ -8,7 +8,7 @@ from ragtune.pipeline.loop import RunConfig, resolve_auto_bf16
 from ragtune.pipeline.loop_rounds import overrides
 from ragtune.pipeline.rundir import stage_key
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
-from ragtune.train.harness import check_precision
+from ragtune.train.precision import check_precision
 
 TRAINERS = ("sft", "retriever", "reward", "dpo", "grpo")
 

@@ -134,7 +134,7 @@ def test_config_parses_comma_lists():
 
 
 def test_fp16_needs_a_gpu():
-    from ragtune.train.harness import check_precision
+    from ragtune.train.precision import check_precision
 
     cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "fp16=true"])
     with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA GPU"):
@@ -145,7 +145,7 @@ def test_fp16_needs_a_gpu():
 def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog, native, warned):
     import logging
 
-    from ragtune.train.harness import check_precision
+    from ragtune.train.precision import check_precision
 
     monkeypatch.setenv("RAGTUNE_CPU_BF16", native)
     cfg = load_config(GeneratorTrainConfig, None, ["dataset=a", "output_dir=o", "bf16=true"])

@@ -113,7 +113,6 @@ def time_sft_step(cfg: RunConfig, repeats: int = 3) -> tuple[float, float]:
     from peft import get_peft_model
 
     from ragtune.models import load_causal_lm, resolve_causal_lm
-    from ragtune.train.harness import resolve_bf16
 
     start = time.perf_counter()
     path = resolve_causal_lm(cfg.generator)
@@ -125,7 +124,7 @@ def time_sft_step(cfg: RunConfig, repeats: int = 3) -> tuple[float, float]:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     vocab = model.get_input_embeddings().weight.shape[0]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_bf16(cfg.sft.bf16, "cpu", cfg.sft.fp16))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.sft.bf16)  # auto resolved by run_loop
 
     def step(batch: int, length: int) -> float:
         ids = torch.randint(0, vocab, (batch, length), generator=gen)

@@ -43,7 +43,7 @@ from ragtune.train.generator.ppo import PPOConfig
 from ragtune.train.generator.preferences import PreferenceConfig
 from ragtune.train.generator.reward import RewardSettings
 from ragtune.train.generator.sft_config import SFTSettings
-from ragtune.train.harness import resolve_bf16
+from ragtune.train.precision import resolve_bf16
 
 
 class RunConfig(ConfigModel):

@@ -1,5 +1,6 @@
-"""What every trainer shares: the Trainer config base with its precision and reporter checks, the LoRA settings
-block, checkpoint discovery for resume, the summary record (train_summary.json) and the loss plot.
+"""What every trainer shares: the Trainer config base with its reporter and DeepSpeed checks (precision checks are
+in train/precision.py), the LoRA settings block, checkpoint discovery for resume, the summary record
+(train_summary.json) and the loss plot.
 
 `TrainerSettings` holds the fields every transformers-Trainer-based `ragtune train` command shares (generator SFT,
 embedding, colbert, reranker); `TrainerConfig` adds the output folder. A subclass redeclares a field only to
@@ -19,11 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ragtune.atomic import atomic_open, write_json
-from ragtune.config import NOTICES, CommaList, ConfigError, ConfigModel, dump_config
-from ragtune.hardware import cpu_has_fast_bf16
-
-Bf16 = bool | Literal["auto"]
-"""A `bf16` key: on, off, or auto (decided on the device by `check_precision`)."""
+from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
+from ragtune.train.precision import Bf16
 
 SUMMARY = "train_summary.json"
 LOSS_PNG = "training_loss.png"
@@ -195,40 +193,6 @@ def check_deepspeed(cfg: TrainerSettings, device: str) -> str | None:
     if not Path(cfg.deepspeed).is_file():
         raise ConfigError(f'key "deepspeed": {cfg.deepspeed} not found (a DeepSpeed JSON config)')
     return str(cfg.deepspeed)
-
-
-def resolve_bf16(value: Bf16, device: str, fp16: bool = False) -> bool:
-    """`bf16: auto` -> on for CUDA GPUs with bf16 and CPUs with native bf16, off elsewhere; true/false unchanged."""
-    if value != "auto":
-        return bool(value)
-    if fp16:
-        return False
-    if device == "cuda":
-        import torch
-
-        return torch.cuda.is_bf16_supported()
-    return device == "cpu" and cpu_has_fast_bf16()
-
-
-def check_precision(cfg: Any, device: str) -> None:
-    """bf16/fp16 only where the device runs them; a clear error otherwise (checked at run time, on the device).
-    `bf16: auto` is decided here and written back into cfg, so the trainer sees true or false."""
-    import torch
-
-    cfg.bf16 = resolve_bf16(cfg.bf16, device, cfg.fp16)
-    if cfg.fp16 and device != "cuda":
-        raise ConfigError(f'key "fp16": fp16 mixed precision needs a CUDA GPU (this run is on {device}); '
-                          "set fp16=false, or bf16=true on hardware that supports it")
-    if cfg.bf16:
-        ok = torch.cuda.is_bf16_supported() if device == "cuda" else device == "cpu"
-        if not ok:
-            raise ConfigError(f'key "bf16": {device} does not support bfloat16 here; set bf16=false '
-                              "(or fp16=true on an older CUDA GPU)")
-        if device == "cpu" and not cpu_has_fast_bf16():
-            # BENCHMARKS.md, "The RL stages on CPU": a DPO step > 900 s under bf16 autocast, 107 s in float32
-            NOTICES.warning('key "bf16": this CPU has no native bfloat16 (AMX or AVX512-BF16), so bf16 autocast '
-                            "runs emulated, several times slower than float32 (a DPO step measured 8x); set "
-                            "bf16=false on this machine")
 
 
 def check_reporters(cfg: TrainerConfig) -> list[str]:

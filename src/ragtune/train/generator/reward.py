@@ -18,7 +18,6 @@ from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import CommaList, ConfigError, dump_config, notice
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
 from ragtune.train.harness import (
-    Bf16,
     LoraSettings,
     ResumeSettings,
     check_scheduler,
@@ -26,6 +25,7 @@ from ragtune.train.harness import (
     save_final_model,
     train_resuming,
 )
+from ragtune.train.precision import Bf16
 
 Message = dict[str, str]
 
@@ -158,7 +158,8 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict[str, Any]:
     from ragtune.generate.prompts import use_template
     from ragtune.hardware import process_state, set_threads
     from ragtune.models import adapter_stack, write_adapter_stack
-    from ragtune.train.harness import check_precision, plot_loss
+    from ragtune.train.harness import plot_loss
+    from ragtune.train.precision import check_precision
 
     state = process_state()  # under `accelerate launch`: one rank of a DDP run (gloo on CPU)
     device = state.device.type

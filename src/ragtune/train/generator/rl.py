@@ -18,7 +18,8 @@ from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus
 from ragtune.data.records import Doc
 from ragtune.models import DEFAULT_GENERATOR, load_causal_lm
-from ragtune.train.harness import Bf16, LoraSettings, ResumeSettings, save_final_model
+from ragtune.train.harness import LoraSettings, ResumeSettings, save_final_model
+from ragtune.train.precision import Bf16
 
 
 class PromptSource(ConfigModel):
@@ -116,7 +117,8 @@ def start_policy_run(cfg: PolicyTrainConfig) -> tuple[Any, str | None]:
     """(accelerate state, checkpoint to resume from) of a DPO or GRPO run; every rank waits for the main one's
     clean-up of an overwritten output_dir."""
     from ragtune.hardware import process_state
-    from ragtune.train.harness import check_precision, resolve_resume
+    from ragtune.train.harness import resolve_resume
+    from ragtune.train.precision import check_precision
 
     state = process_state()
     check_precision(cfg, state.device.type)

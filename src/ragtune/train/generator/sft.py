@@ -21,7 +21,6 @@ from ragtune.train.generator.lm_head import compact_fused_head
 from ragtune.train.generator.sft_config import GeneratorTrainConfig
 from ragtune.train.harness import (
     check_deepspeed,
-    check_precision,
     check_reporters,
     finish,
     linear_module_names,
@@ -29,6 +28,7 @@ from ragtune.train.harness import (
     save_final_model,
     train_resuming,
 )
+from ragtune.train.precision import check_precision
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 

@@ -18,10 +18,10 @@ from ragtune.train.harness import (
     TrainerConfig,
     TrainerSettings,
     check_deepspeed,
-    check_precision,
     check_reporters,
     resolve_resume,
 )
+from ragtune.train.precision import check_precision
 from ragtune.train.retriever.dev import DevConfig, DevSet, build_devset
 
 
