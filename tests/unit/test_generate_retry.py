@@ -45,3 +45,13 @@ def test_exhausted_retries_record_the_reason():
     (rec,) = gen.generate([_p("a")], k=1, max_retries=2, copy_min_words=8)
     assert rec["queries"] == [] and rec["attempts"] == 3
     assert rec["failed"] == [{"reason": "empty", "text": ""}]
+
+
+def test_a_query_that_repeats_a_prompt_example_is_retried():
+    examples = frozenset({normalize("What is the best treatment for asthma?")})
+    gen = Scripted([[["what is the best treatment for asthma"]], [["does the virus damage asthmatic lungs"]]])
+    (rec,) = gen.generate([_p("a")], k=1, max_retries=1, copy_min_words=8, examples=examples)
+    assert rec == {"doc_id": "a", "queries": ["does the virus damage asthmatic lungs"], "failed": [], "attempts": 2}
+    gen = Scripted([[["What is the best treatment for asthma?"]]])
+    (rec,) = gen.generate([_p("a")], k=1, max_retries=0, copy_min_words=8, examples=examples)
+    assert rec["failed"] == [{"reason": "copies an example", "text": "What is the best treatment for asthma?"}]

@@ -45,3 +45,24 @@ def test_interrupted_run_resumes_without_duplicates_or_losses(tiny_lm, toy_doc2q
     assert s["resumed_done"] == 8 and s["generated_docs"] == 32
     check_complete(out, 3, 40)
     assert len(shard.read_text().splitlines()) == 40
+
+
+def test_every_query_of_a_shot_file_is_an_example_to_avoid(tiny_lm, toy_doc2query, tmp_path, monkeypatch):
+    import json
+
+    from ragtune.generate.checks import normalize
+    from ragtune.generate.query_generator import QueryGenerator
+
+    shots = tmp_path / "shots.jsonl"
+    pairs = [("doc one", "What is A?"), ("doc two", "Where is B?"), ("doc three", "Who made C?")]
+    shots.write_text("".join(json.dumps({"document": d, "query": q}) + "\n" for d, q in pairs))
+    seen, real = [], QueryGenerator.generate
+
+    def spy(self, batch, k, max_retries=3, copy_min_words=8, seed=0, examples=frozenset()):
+        seen.append(examples)
+        return real(self, batch, k, max_retries, copy_min_words, seed, examples)
+
+    monkeypatch.setattr(QueryGenerator, "generate", spy)
+    generate_queries(generate_cfg(tiny_lm, toy_doc2query, tmp_path / "gen", "sample_num=2", "few_shot=1",
+                                  f"few_shot_file={shots}"))
+    assert seen and all(e == {normalize(q) for _, q in pairs} for e in seen)  # 3 avoided, 1 in the prompt

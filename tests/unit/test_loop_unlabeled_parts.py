@@ -32,6 +32,8 @@ def test_shot_pairs_file_errors_name_the_line_and_count(tmp_path):
     path.write_text(json.dumps({"document": "d1", "query": "q1"}) + "\n" + json.dumps({"document": "d2"}) + "\n")
     assert read_shots(path, 1) == [("d1", "q1")]
     with pytest.raises(DataFormatError, match=r"shots.jsonl:2.*query"):
+        read_shots(path, None)  # all of them: the bad line too
+    with pytest.raises(DataFormatError, match=r"shots.jsonl:2.*query"):
         read_shots(path, 2)
     path.write_text(json.dumps({"document": "d1", "query": "q1"}) + "\n")
     with pytest.raises(ConfigError, match="2 examples requested"):

@@ -1,4 +1,4 @@
-"""Cleaning and rejecting generated queries: empty, duplicate, or copied from the document.
+"""Cleaning and rejecting generated queries: empty, duplicate, copied from the document or from a prompt example.
 
 >>> clean_query('  "What binds the receptor?"\\nextra line')
 'What binds the receptor?'
@@ -8,6 +8,8 @@
 'duplicate'
 >>> rejection("one two three four", "x one two three four y", set(), 4)
 'copies document'
+>>> rejection("What is a virus?", "doc text", set(), 8, examples={"what is a virus"})
+'copies an example'
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ def clean_query(text: str) -> str:
     return ""
 
 
-def rejection(query: str, document_norm: str, seen: set[str], copy_min_words: int) -> str | None:
-    """Why `query` is unusable (empty, duplicate, copies document), or None when it is fine.
+def rejection(query: str, document_norm: str, seen: set[str], copy_min_words: int,
+              examples: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Why `query` is unusable (empty, duplicate, copies document, copies an example), or None when it is fine.
 
-    `document_norm` is `normalize(document)`; `seen` holds the normalized queries already kept for the document.
+    `document_norm` is `normalize(document)`; `seen` holds the normalized queries already kept for the document;
+    `examples` the normalized queries of the prompt's shots (and of a style file), which a generator trained or
+    prompted on a handful of examples tends to repeat word for word whatever the document.
     """
     norm = normalize(query)
     if not norm:
@@ -46,4 +51,6 @@ def rejection(query: str, document_norm: str, seen: set[str], copy_min_words: in
         return "duplicate"
     if len(norm.split()) >= copy_min_words and f" {norm} " in f" {document_norm} ":
         return "copies document"
+    if norm in examples:
+        return "copies an example"
     return None

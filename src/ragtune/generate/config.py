@@ -74,7 +74,8 @@ class GenerateSettings(ConfigModel):
     query_per_document: int = Field(1, ge=1)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     max_retries: int = Field(3, ge=0)
-    """Regenerate empty, duplicate and document-copying queries up to this many times, then record them failed."""
+    """Regenerate empty, duplicate, document-copying and example-copying queries up to this many times, then record
+    them failed."""
     copy_min_words: int = Field(8, ge=2)
     """A query is 'copying' when it is a verbatim run of at least this many words of its document."""
     round: int = Field(0, ge=0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.config import ConfigError, dump_config
+from ragtune.generate.checks import normalize
 from ragtune.generate.config import GenerateConfig
 from ragtune.generate.prompts import document_text, truncate_tokens
 from ragtune.generate.query_generator import QueryGenerator
@@ -108,6 +109,9 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
             raw_shots = [(document_text(d), q) for d, q in
                          few_shot_pairs(corpus, folder, cfg.few_shot_split, cfg.few_shot, cfg.seed, set(selected))]
         shots = [(truncate_tokens(gen.tokenizer, d, cfg.few_shot_doc_tokens), q) for d, q in raw_shots]
+        # every query of a shot file counts, not just the k in the prompt: a style SFT may have trained on all
+        example_queries = read_shots(cfg.few_shot_file, None) if cfg.few_shot_file is not None else raw_shots
+        examples = frozenset(normalize(q) for _, q in example_queries)
         mine = todo[rank::world] if world > 1 else todo
         prompts = [gen.prompt(d, document_text(corpus[d]), cfg.instruction, cfg.system, shots, cfg.max_doc_tokens)
                    for d in mine]
@@ -118,7 +122,7 @@ def generate_queries(cfg: GenerateConfig, on_batch: Callable[[int], None] | None
         with ShardWriter(shard_path(out, rank)) as writer:
             for b, start in enumerate(range(0, len(prompts), cfg.batch_size), 1):
                 records = gen.generate(prompts[start:start + cfg.batch_size], k, cfg.max_retries,
-                                       cfg.copy_min_words, cfg.seed)
+                                       cfg.copy_min_words, cfg.seed, examples)
                 writer.write(records)
                 written += len(records)
                 bar.update(len(records) * k)

@@ -83,11 +83,12 @@ class QueryGenerator:
         return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def generate(self, batch: list[Prompt], k: int, max_retries: int = 3, copy_min_words: int = 8,
-                 seed: int = 0) -> list[dict[str, Any]]:
+                 seed: int = 0, examples: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         """k queries per prompt: `{doc_id, queries, failed: [{reason, text}], attempts}` records.
 
-        Empty, duplicate and document-copying outputs are regenerated (up to `max_retries` more calls);
-        slots still missing then are recorded as failed with the last rejection.
+        Empty, duplicate, document-copying and example-copying outputs (`examples`: normalized shot queries) are
+        regenerated (up to `max_retries` more calls); slots still missing then are recorded as failed with the
+        last rejection.
         """
         kept: dict[str, list[str]] = {p.doc_id: [] for p in batch}
         seen: dict[str, set[str]] = {p.doc_id: set() for p in batch}
@@ -106,7 +107,7 @@ class QueryGenerator:
                     if len(kept[p.doc_id]) == k:
                         break
                     q = clean_query(raw)
-                    why = rejection(q, p.doc_norm, seen[p.doc_id], copy_min_words)
+                    why = rejection(q, p.doc_norm, seen[p.doc_id], copy_min_words, examples)
                     if why is None:
                         kept[p.doc_id].append(q)
                         seen[p.doc_id].add(normalize(q))

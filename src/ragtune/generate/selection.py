@@ -107,19 +107,20 @@ def few_shot_pairs(corpus: dict[str, Doc], folder: Path, split: str, k: int, see
     return chosen
 
 
-def read_shots(path: Path, k: int) -> list[tuple[str, str]]:
-    """The first k `{document, query}` pairs of a JSONL file (k=0: none); missing fields are errors with the line."""
+def read_shots(path: Path, k: int | None) -> list[tuple[str, str]]:
+    """The first k `{document, query}` pairs of a JSONL file (k=0: none, None: all); missing fields are errors with
+    the line."""
     from ragtune.data.jsonl import iter_jsonl
 
     pairs: list[tuple[str, str]] = []
     for lineno, row in iter_jsonl(path):
-        if len(pairs) == k:
+        if k is not None and len(pairs) == k:
             break
         for key in ("document", "query"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise DataFormatError(path, lineno, f'missing or empty "{key}"',
                                       hint='each line is {"document": ..., "query": ...}')
         pairs.append((row["document"], row["query"]))
-    if len(pairs) < k:
+    if k is not None and len(pairs) < k:
         raise ConfigError(f'key "few_shot": {k} examples requested but {path} holds {len(pairs)}')
     return pairs
