@@ -221,6 +221,10 @@ TABLES: dict[str, Table] = {
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
         Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
              "out=runs/msmarco-unlabeled", table=True),
+        # the same without adaptation (BENCHMARKS.md copies the adapted run's data, baselines and SFT folders first,
+        # which saves their 32 minutes; without the copy they rerun to the same keys)
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+             "style.prompt_shots=0 style.sft_steps=0 out=runs/msmarco-noadapt", table=True),
     ]),
     "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 75, [
         # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
