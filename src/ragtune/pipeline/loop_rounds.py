@@ -153,9 +153,10 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
                                                                     cfg.template, doc_tokens),
                       upstream=[data.key, gen_key], inputs=[cfg.target_examples])
         extra["style"] = st.metrics
-        if cfg.style.prompt_shots:
-            shots_over = {"few_shot": min(cfg.style.prompt_shots, st.metrics["pairs"]),
-                          "few_shot_file": str(st.out / SHOTS), "few_shot_doc_tokens": cfg.style.shot_doc_tokens}
+        # the shot file goes to generation even with no shots in the prompt: its queries are the examples a
+        # generated query must not repeat word for word (the style SFT trained on every one of them)
+        shots_over = {"few_shot": min(cfg.style.prompt_shots, st.metrics["pairs"]),
+                      "few_shot_file": str(st.out / SHOTS), "few_shot_doc_tokens": cfg.style.shot_doc_tokens}
         if cfg.style.sft_steps:
             gen_model, gen_adapter, gen_key = str(st.out / "merged"), None, st.key
 
