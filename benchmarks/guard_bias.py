@@ -29,16 +29,22 @@ def main() -> None:
     args = ap.parse_args()
     print(hardware_line(), file=sys.stderr)
 
+    import yaml
+
     from ragtune.data.beir import load_corpus, load_qrels
     from ragtune.evaluate.metrics import evaluate
     from ragtune.evaluate.significance import paired_ttest
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
 
     run, r = args.run, f"round-{args.round}"
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    filters = [f.get("name") for f in cfg.get("filters") or []]
+    if filters != ["bm25", "dense"]:
+        sys.exit(f"{run}/config.yaml: filters {filters}; this script groups queries by a BM25 then a dense filter")
     guard = json.loads((run / r / "guard" / "guard.json").read_text())
     parts = ["decide", "select"] if args.part == "both" else [args.part]
-    docs = {d for p in parts for d in load_qrels(run / r / "holdout" / p / "qrels" / "train.tsv").values()
-            for d in d}
+    docs = {doc for p in parts for judged in load_qrels(run / r / "holdout" / p / "qrels" / "train.tsv").values()
+            for doc in judged}
     rows = [json.loads(x) for x in (run / r / "filter" / "provenance.jsonl").read_text().splitlines()]
     rows = [x for x in rows if x["doc_id"] in docs and not x["failed"]]
     texts = {json.loads(x)["_id"]: json.loads(x)["text"]
@@ -49,9 +55,6 @@ def main() -> None:
         "every query BM25 kept": [x for x in rows if x["filters"]["dropped_by"] != "bm25"],
         "every generated query": rows,
     }
-    import yaml
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
     corpus = load_corpus(run / "data" / "corpus.jsonl")
     models = {"zero_shot": cfg.get("encoder") or "sentence-transformers/all-MiniLM-L6-v2",
               "trained": str(run / r / "retriever" / "model")}  # what the guard stage scored
