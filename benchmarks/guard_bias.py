@@ -8,6 +8,14 @@ compares. This scores the run's trained retriever and the zero-shot encoder on t
 by what the filters did with them (the corpus embeddings come from the run's cache; only queries are encoded):
 kept by both filters (the guard's decide set), kept by BM25 but dropped by the dense filter, every query BM25 kept,
 every generated query. Source document = the one relevant document; NDCG@10 over the whole corpus; paired t-test.
+
+`--queries DIR` adds a group: the queries of a `ragtune generate` output folder (queries.jsonl, qrels/train.tsv)
+restricted to the same guard documents, e.g. written by a generator the retriever did not learn from:
+
+    python benchmarks/guard_bias.py --run runs/scifact-unlabeled --ids decide_ids.txt
+    ragtune generate configs/generate-scifact.yaml adapter_name_or_path=null few_shot=2 'exclude_splits=[]' \
+        sample_num=null unlabeled_corpus_id=decide_ids.txt query_per_document=2 output_dir=runs/guard-altgen
+    python benchmarks/guard_bias.py --run runs/scifact-unlabeled --queries runs/guard-altgen
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ def main() -> None:
     ap.add_argument("--round", type=int, default=0)
     ap.add_argument("--part", default="decide", choices=["decide", "select", "both"],
                     help="which guard documents (decide: the ones the guard decided on)")
+    ap.add_argument("--queries", type=Path, help="a generate output folder whose queries for the guard documents "
+                    "form one more group")
+    ap.add_argument("--ids", type=Path, help="write the guard documents' ids here, one a line, and stop")
     args = ap.parse_args()
     print(hardware_line(), file=sys.stderr)
 
@@ -45,6 +56,10 @@ def main() -> None:
     parts = ["decide", "select"] if args.part == "both" else [args.part]
     docs = {doc for p in parts for judged in load_qrels(run / r / "holdout" / p / "qrels" / "train.tsv").values()
             for doc in judged}
+    if args.ids:
+        args.ids.write_text("".join(f"{d}\n" for d in sorted(docs)))
+        print(f"{len(docs)} ids -> {args.ids}")
+        return
     rows = [json.loads(x) for x in (run / r / "filter" / "provenance.jsonl").read_text().splitlines()]
     rows = [x for x in rows if x["doc_id"] in docs and not x["failed"]]
     texts = {json.loads(x)["_id"]: json.loads(x)["text"]
@@ -60,6 +75,14 @@ def main() -> None:
               "trained": str(run / r / "retriever" / "model")}  # what the guard stage scored
     qs = {x["query_id"]: texts[x["query_id"]] for x in rows}
     qrels = {x["query_id"]: {x["doc_id"]: 1} for x in rows}
+    if args.queries:
+        other = load_qrels(args.queries / "qrels" / "train.tsv")
+        other_texts = {json.loads(x)["_id"]: json.loads(x)["text"]
+                       for x in (args.queries / "queries.jsonl").read_text().splitlines()}
+        extra = {f"other:{q}": d for q, d in other.items() if set(d) <= docs}
+        qs |= {q: other_texts[q.removeprefix("other:")] for q in extra}
+        qrels |= extra
+        groups[f"{args.queries.name}: another generator's queries"] = [{"query_id": q} for q in extra]
     scores: dict[str, dict[str, float]] = {}
     for name, model in models.items():
         ret = DenseRetriever(DenseConfig(model=model, dtype=cfg.get("dense_dtype") or "float32"))

@@ -223,7 +223,13 @@ TABLES: dict[str, Table] = {
              "out=runs/msmarco-unlabeled", table=True),
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
              "generator_adapter=runs/msmarco-unlabeled/round-0/sft/adapter out=runs/scifact-unlabeled", table=True),
-        Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled", table=True),
+        Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled --ids runs/scifact-unlabeled/decide_ids.txt",
+             creates="runs/scifact-unlabeled/decide_ids.txt"),
+        Step("ragtune generate configs/generate-scifact.yaml adapter_name_or_path=null few_shot=2 exclude_splits=[] "
+             "sample_num=null unlabeled_corpus_id=runs/scifact-unlabeled/decide_ids.txt query_per_document=2 "
+             "max_doc_tokens=192 sampling.temperature=0.8 sampling.top_p=0.95 sampling.max_new_tokens=32 "
+             "output_dir=runs/guard-altgen", creates="runs/guard-altgen/queries.jsonl"),
+        Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled --queries runs/guard-altgen", table=True),
         # the same without adaptation (BENCHMARKS.md copies the adapted run's data, baselines and SFT folders first,
         # which saves their 32 minutes; without the copy they rerun to the same keys)
         Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
