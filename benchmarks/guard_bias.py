@@ -42,7 +42,8 @@ def main() -> None:
 
     import yaml
 
-    from ragtune.data.beir import load_corpus, load_qrels
+    from ragtune.data.beir import load_corpus, load_qrels, load_queries
+    from ragtune.data.jsonl import iter_jsonl
     from ragtune.evaluate.metrics import evaluate
     from ragtune.evaluate.significance import paired_ttest
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
@@ -60,10 +61,9 @@ def main() -> None:
         args.ids.write_text("".join(f"{d}\n" for d in sorted(docs)))
         print(f"{len(docs)} ids -> {args.ids}")
         return
-    rows = [json.loads(x) for x in (run / r / "filter" / "provenance.jsonl").read_text().splitlines()]
-    rows = [x for x in rows if x["doc_id"] in docs and not x["failed"]]
-    texts = {json.loads(x)["_id"]: json.loads(x)["text"]
-             for x in (run / r / "generate" / "queries.jsonl").read_text().splitlines()}
+    provenance = iter_jsonl(run / r / "filter" / "provenance.jsonl")
+    rows = [x for _, x in provenance if x["doc_id"] in docs and not x["failed"]]
+    texts = load_queries(run / r / "generate" / "queries.jsonl")
     groups = {
         "kept by both filters (the guard's set)": [x for x in rows if x["filters"]["kept"]],
         "kept by BM25, dropped by the dense filter": [x for x in rows if x["filters"]["dropped_by"] == "dense"],
@@ -77,8 +77,7 @@ def main() -> None:
     qrels = {x["query_id"]: {x["doc_id"]: 1} for x in rows}
     if args.queries:
         other = load_qrels(args.queries / "qrels" / "train.tsv")
-        other_texts = {json.loads(x)["_id"]: json.loads(x)["text"]
-                       for x in (args.queries / "queries.jsonl").read_text().splitlines()}
+        other_texts = load_queries(args.queries / "queries.jsonl")
         extra = {f"other:{q}": d for q, d in other.items() if set(d) <= docs}
         qs |= {q: other_texts[q.removeprefix("other:")] for q in extra}
         qrels |= extra
