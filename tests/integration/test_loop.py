@@ -254,6 +254,22 @@ def test_unlabeled_run_with_style_adaptation_and_guard(tiny_lm, tiny_bert, tiny_
     md = (out / "report.md").read_text()
     assert "**Shipped:" in md and "Style against the target examples" in md
     assert r0["quality"]["style"]["examples"] == 3
+    # deciding on another generator's queries instead (the base model, no adapter, the style pairs as shots) reuses
+    # every stage up to the hold-out: only those queries and the decision run
+    other = [o if not o.startswith("guard=") else
+             "guard={enabled: true, documents: 4, decide_on: other_generator, other_queries: 1, other_shots: 2}"
+             for o in over]
+    again = run_loop(load_config(RunConfig, None, other))
+    assert set(again["executed"]) == {"round-0/guard_queries", "round-0/guard"}
+    qcfg = yaml.safe_load((out / "round-0/guard_queries/generate/config.yaml").read_text())
+    assert qcfg["model_name_or_path"] == str(tiny_lm) and qcfg["adapter_name_or_path"] is None
+    assert qcfg["few_shot"] == 2 and qcfg["few_shot_file"].endswith("round-0/style/shots.jsonl")
+    decide_docs = {next(iter(d)) for d in load_qrels(out / "round-0/holdout/decide/qrels/train.tsv").values()}
+    written = load_qrels(out / "round-0/guard_queries/generate/qrels/train.tsv")
+    assert {next(iter(d)) for d in written.values()} <= decide_docs and written
+    g2 = again["rounds"][0]["guard"]
+    assert g2["decide_on"] == "other_generator" and g2["queries"] == len(written)
+    assert "another generator wrote" in (out / "report.md").read_text()
 
 
 def _colbert_loop(tiny_lm, tiny_bert, data, out, curriculum: str = "easy_to_hard") -> list[str]:

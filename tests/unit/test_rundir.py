@@ -159,7 +159,12 @@ PERTURB: dict[str, list[str]] = {
     "target_examples": ["target_examples={examples}"],
     "style": ["target_examples={examples} & style={prompt_shots: 1}",
               "target_examples={examples} & style={sft_steps: 2}"],
-    "guard": ["guard={enabled: true}", "guard={enabled: true, documents: 8}"],
+    "guard": ["guard={enabled: true}", "guard={enabled: true, documents: 8}",
+              "guard={enabled: true, decide_on: other_generator}",
+              "guard={enabled: true, decide_on: other_generator, other_shots: 1, other_generator: org/gen-b}",
+              "target_examples={examples} & style={prompt_shots: 1} & "
+              "guard={enabled: true, decide_on: other_generator}",
+              "sft_data={other} & guard={enabled: true, decide_on: other_generator}"],
     "dense_dtype": ["dense_dtype=bfloat16"],
     "train_only_baseline": ["train_only_baseline=true"],
     "fresh_documents": ["fresh_documents=true"],
@@ -224,7 +229,7 @@ def _recording_loop(monkeypatch):
             monkeypatch.setattr(stages, name, recorder(name))
     for name in ("score_training_queries", "train", "evaluate", "difficulty"):  # the retriever's stages
         monkeypatch.setattr(retriever_stage, name, recorder(f"retriever_stage.{name}"))
-    for mod, names in ((quality, ("quality", "rl_eval")), (guard, ("guard",))):
+    for mod, names in ((quality, ("quality", "rl_eval")), (guard, ("guard", "other_generator_queries"))):
         for name in names:
             monkeypatch.setattr(mod, name, recorder(f"{mod.__name__.rsplit('.', 1)[1]}.{name}"))
     record_holdout, record_style = recorder("guard.holdout"), recorder("style")

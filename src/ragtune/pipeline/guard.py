@@ -11,21 +11,28 @@ document: that is what the consistency filters kept) are split in two:
   one-sided paired t-test p < `alpha`; otherwise the zero-shot encoder ships, and the report says so.
 
 Selecting a checkpoint and deciding on different queries keeps the decision free of the selection's optimism.
+
+The decide set is still chosen by one of the two systems it compares: the dense filter keeps a query only when the
+zero-shot encoder already ranks its source in its top k. `decide_on: other_generator` decides instead on queries
+written for the decide documents by another generator (the base model, no adapter, a few example pairs in the
+prompt), every one unfiltered: queries the trained retriever never learned the style of, and no filter's choice
+(benchmarks/guard_bias.py measures both sets).
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
-from ragtune.atomic import write_json
+from ragtune.atomic import write_json, write_jsonl
 from ragtune.config import ConfigModel
 from ragtune.data.beir import load_corpus, load_qrels, load_queries, write_beir
 
-SELECT, DECIDE, DOCS = "select", "decide", "documents.txt"
+SELECT, DECIDE, DOCS, SHOTS = "select", "decide", "documents.txt", "shots.jsonl"
+DECIDE_FIELDS = {"decide_on", "other_generator", "other_queries", "other_shots"}
 
 
 class GuardConfig(ConfigModel):
@@ -41,6 +48,26 @@ class GuardConfig(ConfigModel):
     candidates: int = Field(10, ge=1)
     """BM25 candidates per select query for the dev slice's sub-corpus (dev.candidates)."""
     seed: int = 0
+    decide_on: Literal["pseudo", "other_generator"] = "pseudo"
+    """What the decision is scored on: `pseudo`, the decide documents' kept pseudo queries; `other_generator`,
+    queries another generator writes for the decide documents (`other_*`), unfiltered."""
+    other_generator: str | None = None
+    """The generator for `decide_on: other_generator`, with no adapter; unset = the run's `generator` as it was
+    before any SFT, style adaptation or RL."""
+    other_queries: int = Field(2, ge=1)
+    """Queries per decide document for `decide_on: other_generator`."""
+    other_shots: int = Field(2, ge=0, le=16)
+    """Example (document, query) pairs in its prompt: the style stage's pairs when the run has target examples,
+    else judged train pairs of `sft_data` (or of the data)."""
+
+
+def holdout_key(cfg: GuardConfig) -> dict[str, Any]:
+    """What keys the hold-out: not how the decision is scored (runs before `decide_on` existed keep their keys)."""
+    return cfg.model_dump(mode="json", exclude=DECIDE_FIELDS)
+
+
+def decision_key(cfg: GuardConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json", exclude=DECIDE_FIELDS if cfg.decide_on == "pseudo" else None)
 
 
 def holdout(kept: Path, data: Path, out: Path, cfg: GuardConfig) -> dict[str, Any]:
@@ -81,16 +108,47 @@ def select_dev(holdout_dir: Path, cfg: GuardConfig) -> dict[str, Any]:
     return {"data": str(holdout_dir / SELECT), "split": "train", "fraction": 1.0, "candidates": cfg.candidates}
 
 
+def decide_documents(holdout_dir: Path) -> list[str]:
+    return sorted({d for judged in load_qrels(holdout_dir / DECIDE / "qrels" / "train.tsv").values() for d in judged})
+
+
+def other_generator_queries(data: Path, holdout_dir: Path, out: Path, cfg: GuardConfig, model: str, template: str,
+                            generate_settings: dict[str, Any], shots: Path | tuple[Path, str]) -> dict[str, Any]:
+    """Queries for the decide documents from `model` (no adapter) with `cfg.other_shots` example
+    pairs: `shots` is a JSONL shot file (the style stage's) or (BEIR folder, split) whose judged pairs are sampled
+    (never a decide document). Writes a `ragtune generate` output folder (queries.jsonl, qrels/train.tsv)."""
+    from ragtune.generate.prompts import document_text
+    from ragtune.generate.selection import few_shot_pairs
+    from ragtune.pipeline.stages import generate
+
+    docs = decide_documents(holdout_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DOCS).write_text("".join(f"{d}\n" for d in docs), encoding="utf-8")
+    over = {k: v for k, v in generate_settings.items() if k not in ("few_shot", "few_shot_file", "sample_num")}
+    if cfg.other_shots and isinstance(shots, tuple):
+        folder, split = shots
+        pairs = few_shot_pairs(load_corpus(folder / "corpus.jsonl"), folder, split, cfg.other_shots, cfg.seed,
+                               set(docs))
+        write_jsonl(out / SHOTS, [{"document": document_text(d), "query": q} for d, q in pairs])
+        shots = out / SHOTS
+    over |= {"unlabeled_corpus_id": str(out / DOCS), "exclude_splits": [], "sample_num": None,
+             "query_per_document": cfg.other_queries, "few_shot": cfg.other_shots,
+             **({"few_shot_file": str(shots)} if cfg.other_shots else {})}
+    return generate(data, out / "generate", model, None, template, 0, over)
+
+
 def guard(data: Path, holdout_dir: Path, trained: Path, zero_shot: str, out: Path, cfg: GuardConfig,
-          dense_dtype: str = "float32") -> dict[str, Any]:
-    """Score the trained retriever and the zero-shot encoder on the decide queries; decide which ships."""
+          dense_dtype: str = "float32", decide_dir: Path | None = None) -> dict[str, Any]:
+    """Score the trained retriever and the zero-shot encoder on the decide queries (the hold-out's, or those of
+    `decide_dir`, a generate output folder); decide which ships."""
     from scipy.stats import ttest_rel
 
     from ragtune.evaluate.metrics import evaluate
     from ragtune.retrieval.dense import DenseConfig, DenseRetriever
 
-    queries = load_queries(holdout_dir / DECIDE / "queries.jsonl")
-    qrels = load_qrels(holdout_dir / DECIDE / "qrels" / "train.tsv")
+    decide = decide_dir or holdout_dir / DECIDE
+    queries = load_queries(decide / "queries.jsonl")
+    qrels = load_qrels(decide / "qrels" / "train.tsv")
     corpus = load_corpus(data / "corpus.jsonl")
     per_query: dict[str, dict[str, float]] = {}
     means: dict[str, float] = {}
@@ -106,7 +164,7 @@ def guard(data: Path, holdout_dir: Path, trained: Path, zero_shot: str, out: Pat
     p = float(ttest_rel(a, b, alternative="greater").pvalue) if differs and len(qids) > 1 else 1.0
     p = 1.0 if p != p else p
     ship = means["trained"] > means["zero_shot"] and p < cfg.alpha
-    decision = {"queries": len(qids), "metric": cfg.metric, "trained": means["trained"],
+    decision = {"queries": len(qids), "decide_on": cfg.decide_on, "metric": cfg.metric, "trained": means["trained"],
                 "zero_shot": means["zero_shot"], "delta": means["trained"] - means["zero_shot"],
                 "p_one_sided": p, "alpha": cfg.alpha, "ships": "trained" if ship else "zero_shot",
                 "shipped_model": str(trained) if ship else zero_shot}

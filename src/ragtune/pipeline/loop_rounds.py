@@ -145,6 +145,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         gen_model, gen_adapter, gen_key = cfg.generator, sft.out / "adapter", sft.key
     examples = read_examples(cfg.target_examples) if cfg.target_examples else None
     shots_over: dict[str, Any] = {}
+    style_stage: StageResult | None = None
     if examples and (cfg.style.prompt_shots or cfg.style.sft_steps):
         doc_tokens = sft_over.get("max_prompt_tokens")
         st = rd.stage("round-0/style", {**_plain(cfg.style), "model": rel(gen_model), "adapter": rel(gen_adapter),
@@ -153,6 +154,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
                                                                     cfg.template, doc_tokens),
                       upstream=[data.key, gen_key], inputs=[cfg.target_examples])
         extra["style"] = st.metrics
+        style_stage = st
         # the shot file goes to generation even with no shots in the prompt: its queries are the examples a
         # generated query must not repeat word for word (the style SFT trained on every one of them)
         shots_over = {"few_shot": min(cfg.style.prompt_shots, st.metrics["pairs"]),
@@ -167,6 +169,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
     pseudo_keys: list[str] = []
     rounds: list[RoundReport] = []
     holdout: StageResult | None = None
+    decide_q: StageResult | None = None
     prev_ev: StageResult | None = None
     ret: StageResult | None = None
     model_dir: Path | None = None
@@ -189,9 +192,14 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else [])],
         )
         if cfg.guard.enabled and holdout is None:
-            holdout = rd.stage("round-0/holdout", _plain(cfg.guard),
-                               lambda out, f=filt.out: guard_mod.holdout(f, d, out, cfg.guard), upstream=[filt.key])
+            # each guard stage gets its settings rebuilt from its key: what does not key it cannot reach it
+            hk = guard_mod.holdout_key(cfg.guard)
+            holdout = rd.stage("round-0/holdout", hk, lambda out, f=filt.out, g=hk: guard_mod.holdout(
+                f, d, out, guard_mod.GuardConfig(**g)), upstream=[filt.key])
             extra["holdout"] = holdout.metrics
+            if cfg.guard.decide_on == "other_generator":
+                decide_q = _other_generator_queries(cfg, rd, d, holdout, data.key, style_stage, gen_over, rel)
+                extra["guard_queries"] = decide_q.metrics
         held = guard_mod.held_documents(holdout.out if holdout else None)
         dev = guard_mod.select_dev(holdout.out, cfg.guard) if holdout is not None and cfg.unlabeled else None
         pseudo_sets.append(filt.out)
@@ -219,10 +227,12 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
         round_info: RoundReport = {"round": k, "filter": filt.metrics, "retriever": ret.metrics,
                                    **({"curriculum": cur.metrics} if cur else {})}
         if holdout is not None:
-            gd = rd.stage(f"{r}/guard", {**_plain(cfg.guard), **_dtype(cfg)},
-                          lambda out, m=model_dir, h=holdout.out: guard_mod.guard(d, h, m, cfg.encoder, out,
-                                                                                  cfg.guard, dt),
-                          upstream=[ret.key, holdout.key])
+            dq = decide_q.out / "generate" if decide_q else None
+            dk = guard_mod.decision_key(cfg.guard)
+            gd = rd.stage(f"{r}/guard", {**dk, **_dtype(cfg)},
+                          lambda out, m=model_dir, h=holdout.out, q=dq, g=dk: guard_mod.guard(
+                              d, h, m, cfg.encoder, out, guard_mod.GuardConfig(**g), dt, q),
+                          upstream=[ret.key, holdout.key, *([decide_q.key] if decide_q else [])])
             round_info["guard"] = gd.metrics
         compare = dict(base_runs) | ({"previous_round": prev_ev.out / "run.trec"} if prev_ev else {})
         ev = rd.stage(
@@ -313,6 +323,30 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
     return rounds, extra
 
 
+def _other_generator_queries(cfg, rd: RunDir, d: Path, holdout: StageResult, data_key: str,
+                             style_stage: StageResult | None, gen_over: dict[str, Any], rel) -> StageResult:
+    """The guard's decide queries from another generator: the run's base model (or `guard.other_generator`) with no
+    adapter; its example pairs are the style stage's when the run has one (the target's style), else judged train
+    pairs of `sft_data` (or of the data)."""
+    g = cfg.guard
+    model = g.other_generator or cfg.generator
+    over = {k: v for k, v in gen_over.items() if k not in ("few_shot", "few_shot_file", "sample_num")}
+    if style_stage is not None:
+        shots: Path | tuple[Path, str] = style_stage.out / SHOTS
+        over["few_shot_doc_tokens"] = cfg.style.shot_doc_tokens
+        source, upstream, inputs = rel(shots), [style_stage.key], []
+    else:
+        folder = Path(cfg.sft_data or d)
+        shots, source = (folder, "train"), {"folder": rel(folder), "split": "train"}
+        upstream, inputs = [], [folder] if cfg.sft_data else []
+    key = {"guard": guard_mod.decision_key(g), "model": model, "template": cfg.template, "generate": over,
+           "shots": source}
+    return rd.stage("round-0/guard_queries", key,
+                    lambda out: guard_mod.other_generator_queries(d, holdout.out, out, g, model, cfg.template, over,
+                                                                  shots),
+                    upstream=[data_key, holdout.key, *upstream], inputs=inputs)
+
+
 def rl_eval_docs(data: Path, generated: Path, held: set[str], n: int, seed: int) -> list[str]:
     """Documents the round neither generated for nor held out for the guard."""
     from ragtune.data.beir import load_corpus
@@ -326,11 +360,14 @@ def shipped(rounds: list[RoundReport], baselines: dict[str, dict[str, float]]) -
     """The guard's pick over the run: the approved round with the best guard score, else the zero-shot encoder;
     with its test figures (read after the decision, for the report)."""
     approved = [r for r in rounds if r.get("guard", {}).get("ships") == "trained"]
+    on = ("another generator's queries for the held-out documents"
+          if any(r.get("guard", {}).get("decide_on") == "other_generator" for r in rounds)
+          else "the held-out pseudo queries")
     if not approved:
         return {"ships": "zero_shot", "round": None, "test": baselines["zero_shot"],
-                "reason": "no trained retriever beat the zero-shot encoder on the held-out pseudo queries"}
+                "reason": f"no trained retriever beat the zero-shot encoder on {on}"}
     best = max(approved, key=lambda r: r["guard"]["trained"])
     return {"ships": "trained", "round": best["round"], "test": best["evaluate"]["metrics"],
             "vs_zero_shot": best["evaluate"].get("vs_zero_shot"),
-            "reason": f"round {best['round']}'s retriever beat zero-shot on the held-out pseudo queries "
+            "reason": f"round {best['round']}'s retriever beat zero-shot on {on} "
                       f"(one-sided p={best['guard']['p_one_sided']:.2g})"}

@@ -59,6 +59,8 @@ class RunReport(TypedDict, total=False):
     train_only: dict[str, Any]
     """With train_only_baseline: the retriever trained on the train pairs alone, and its evaluation."""
     holdout: dict[str, Any]
+    guard_queries: dict[str, Any]
+    """With guard.decide_on: other_generator: the generate summary of the decide queries another generator wrote."""
     style: dict[str, Any]
     shipped: dict[str, Any]
     """With the guard: which retriever ships (zero-shot or a round's), why, and its test figures."""
@@ -201,9 +203,12 @@ def guard_lines(report: RunReport) -> list[str]:
     ship = report.get("shipped")
     if not ship:
         return []
+    other = report.get("guard_queries")
+    on = (f"{other.get('queries')} queries another generator wrote for the decide documents (unfiltered)" if other
+          else "the held-out pseudo queries")
     lines = ["## Guard (no target labels)", "",
-             f"Held out: {report.get('holdout')}. Decision per round on the held-out pseudo queries (one-sided "
-             "paired t-test, trained > zero-shot):", "",
+             f"Held out: {report.get('holdout')}. Decision per round on {on} (one-sided paired t-test, trained > "
+             "zero-shot):", "",
              "| round | queries | trained | zero-shot | delta | p | ships |", "|---|---|---|---|---|---|---|"]
     for r in report["rounds"]:
         g = r.get("guard")
