@@ -147,6 +147,11 @@ def test_stage_overrides_are_validated_before_anything_runs(tiny_lm, tmp_path):
         load_config(RunConfig, None, ["retriever={num_train_epochs: -1}"])
     with pytest.raises(ConfigError, match="guard.enabled .* needs retriever.kind: bi_encoder"):
         load_config(RunConfig, None, ["retriever={kind: colbert}", "guard={enabled: true}"])
+    unlabeled = ["unlabeled=true", f"generator_adapter={tmp_path}", "guard={enabled: true}"]
+    with pytest.raises(ConfigError, match="other_shots example pairs from sft_data's train pairs or the style"):
+        load_config(RunConfig, None, unlabeled)
+    for fix in ("guard.other_shots=0", "guard.decide_on=pseudo", f"sft_data={tmp_path}"):
+        load_config(RunConfig, None, [*unlabeled, fix])
 
 
 @pytest.mark.parametrize("algo", ["dpo", "grpo"])
@@ -228,7 +233,8 @@ def test_unlabeled_run_with_style_adaptation_and_guard(tiny_lm, tiny_bert, tiny_
     examples.write_text("what does the protein bind\nhow does the virus grow\nwhich gene controls memory\n")
     over = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), "unlabeled=true",
             f"generator_adapter={tiny_adapter}", f"target_examples={examples}", "rl=none",
-            "style={prompt_shots: 2, sft_steps: 2, sft_batch_size: 2}", "guard={enabled: true, documents: 4}",
+            "style={prompt_shots: 2, sft_steps: 2, sft_batch_size: 2}",
+            "guard={enabled: true, documents: 4, decide_on: pseudo}",
             "filters=[{name: dense, k: 60}]", "generate.sample_num=12",
             "retriever={max_steps: 4, per_device_train_batch_size: 8, plot_loss: false, eval_steps: 2}"]
     report = run_loop(load_config(RunConfig, None, over))
@@ -254,10 +260,9 @@ def test_unlabeled_run_with_style_adaptation_and_guard(tiny_lm, tiny_bert, tiny_
     md = (out / "report.md").read_text()
     assert "**Shipped:" in md and "Style against the target examples" in md
     assert r0["quality"]["style"]["examples"] == 3
-    # deciding on another generator's queries instead (the base model, no adapter, the style pairs as shots) reuses
-    # every stage up to the hold-out: only those queries and the decision run
-    other = [o if not o.startswith("guard=") else
-             "guard={enabled: true, documents: 4, decide_on: other_generator, other_queries: 1, other_shots: 2}"
+    # deciding on another generator's queries instead (the default: the base model, no adapter, the style pairs as
+    # shots) reuses every stage up to the hold-out: only those queries and the decision run
+    other = [o if not o.startswith("guard=") else "guard={enabled: true, documents: 4, other_queries: 1}"
              for o in over]
     again = run_loop(load_config(RunConfig, None, other))
     assert set(again["executed"]) == {"round-0/guard_queries", "round-0/guard"}

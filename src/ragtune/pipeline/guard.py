@@ -6,17 +6,18 @@ round, reaches retriever training. The held-out queries (BM25 and the zero-shot 
 document: that is what the consistency filters kept) are split in two:
 
 - `select`: the retriever's dev slice when the run has no labels, so the trainer picks its checkpoint on them;
-- `decide`: after training, the round's retriever and the zero-shot encoder are scored on them over the whole corpus
-  (NDCG@10, the source document as the one relevant one). The trained retriever ships only when it is better with a
-  one-sided paired t-test p < `alpha`; otherwise the zero-shot encoder ships, and the report says so.
+- `decide`: after training, the round's retriever and the zero-shot encoder are scored over the whole corpus
+  (NDCG@10, the source document as the one relevant one) on queries for these documents. The trained retriever
+  ships only when it is better with a one-sided paired t-test p < `alpha`; otherwise the zero-shot encoder ships,
+  and the report says so.
 
 Selecting a checkpoint and deciding on different queries keeps the decision free of the selection's optimism.
 
-The decide set is still chosen by one of the two systems it compares: the dense filter keeps a query only when the
-zero-shot encoder already ranks its source in its top k. `decide_on: other_generator` decides instead on queries
-written for the decide documents by another generator (the base model, no adapter, a few example pairs in the
-prompt), every one unfiltered: queries the trained retriever never learned the style of, and no filter's choice
-(benchmarks/guard_bias.py measures both sets).
+Which queries: the decide documents' own kept pseudo queries (`decide_on: pseudo`) are chosen by one of the two
+systems they compare (the dense filter keeps a query only when the zero-shot encoder already ranks its source in its
+top k), and written in the style the trained retriever learned. By default (`other_generator`) the decision is
+scored instead on queries another generator writes for the decide documents (the base model, no adapter, a few
+example pairs in the prompt), every one unfiltered (benchmarks/guard_bias.py compares the sets).
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ class GuardConfig(ConfigModel):
     candidates: int = Field(10, ge=1)
     """BM25 candidates per select query for the dev slice's sub-corpus (dev.candidates)."""
     seed: int = 0
-    decide_on: Literal["pseudo", "other_generator"] = "pseudo"
-    """What the decision is scored on: `pseudo`, the decide documents' kept pseudo queries; `other_generator`,
-    queries another generator writes for the decide documents (`other_*`), unfiltered."""
+    decide_on: Literal["pseudo", "other_generator"] = "other_generator"
+    """What the decision is scored on: `other_generator`, queries another generator writes for the decide documents
+    (`other_*`), unfiltered; `pseudo`, the decide documents' kept pseudo queries (no extra generation, but selected
+    by the dense filter: on SciFact and MS MARCO they picked against test where `other_generator` did not,
+    BENCHMARKS.md)."""
     other_generator: str | None = None
     """The generator for `decide_on: other_generator`, with no adapter; unset = the run's `generator` as it was
     before any SFT, style adaptation or RL."""

@@ -140,6 +140,12 @@ class RunConfig(ConfigModel):
         if self.retriever.kind == "colbert" and self.guard.enabled:
             raise ValueError("guard.enabled compares the round's retriever with the zero-shot encoder as bi-encoders; "
                              "it needs retriever.kind: bi_encoder")
+        g, styled = self.guard, self.target_examples and (self.style.prompt_shots or self.style.sft_steps)
+        if (g.enabled and g.decide_on == "other_generator" and g.other_shots and self.unlabeled
+                and self.sft_data is None and not styled):
+            raise ValueError("guard.decide_on: other_generator takes its guard.other_shots example pairs from "
+                             "sft_data's train pairs or the style stage's; this unlabeled run has neither: set "
+                             "sft_data, target_examples with style, guard.other_shots=0 or guard.decide_on=pseudo")
         return self
 
     @field_serializer("sft", "generate", "retriever", "mining", "reward", "dpo", "grpo")
