@@ -10,7 +10,9 @@ kept by both filters (the guard's decide set), kept by BM25 but dropped by the d
 every generated query. Source document = the one relevant document; NDCG@10 over the whole corpus; paired t-test.
 
 `--queries DIR` adds a group: the queries of a `ragtune generate` output folder (queries.jsonl, qrels/train.tsv)
-restricted to the same guard documents, e.g. written by a generator the retriever did not learn from:
+restricted to the same guard documents, e.g. written by a generator the retriever did not learn from. A run whose
+guard decided on another generator's queries (`guard.decide_on: other_generator`, the default) has that group
+already (round-0/guard_queries/generate); for an older run, write one by hand:
 
     python benchmarks/guard_bias.py --run runs/scifact-unlabeled --ids decide_ids.txt
     ragtune generate configs/generate-scifact.yaml adapter_name_or_path=null few_shot=2 'exclude_splits=[]' \
@@ -75,13 +77,16 @@ def main() -> None:
               "trained": str(run / r / "retriever" / "model")}  # what the guard stage scored
     qs = {x["query_id"]: texts[x["query_id"]] for x in rows}
     qrels = {x["query_id"]: {x["doc_id"]: 1} for x in rows}
-    if args.queries:
-        other = load_qrels(args.queries / "qrels" / "train.tsv")
-        other_texts = load_queries(args.queries / "queries.jsonl")
-        extra = {f"other:{q}": d for q, d in other.items() if set(d) <= docs}
-        qs |= {q: other_texts[q.removeprefix("other:")] for q in extra}
+    own = run / "round-0" / "guard_queries" / "generate"
+    for i, folder in enumerate(f for f in (own if own.is_dir() else None, args.queries) if f):
+        other = load_qrels(folder / "qrels" / "train.tsv")
+        other_texts = load_queries(folder / "queries.jsonl")
+        extra = {f"other{i}:{q}": d for q, d in other.items() if set(d) <= docs}
+        qs |= {q: other_texts[q.split(":", 1)[1]] for q in extra}
         qrels |= extra
-        groups[f"{args.queries.name}: another generator's queries"] = [{"query_id": q} for q in extra]
+        label = ("the guard's other-generator queries" if folder == own
+                 else f"{folder.name}: another generator's queries")
+        groups[label] = [{"query_id": q} for q in extra]
     scores: dict[str, dict[str, float]] = {}
     for name, model in models.items():
         ret = DenseRetriever(DenseConfig(model=model, dtype=cfg.get("dense_dtype") or "float32"))

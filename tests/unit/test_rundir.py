@@ -162,6 +162,7 @@ PERTURB: dict[str, list[str]] = {
     "guard": ["guard={enabled: true}", "guard={enabled: true, documents: 8}",
               "guard={enabled: true, decide_on: pseudo}",
               "guard={enabled: true, other_shots: 1, other_generator: org/gen-b}",
+              "guard={enabled: true, alpha: 0.01}", "guard={enabled: true, other_queries: 3}",
               "target_examples={examples} & style={prompt_shots: 1} & guard={enabled: true}",
               "sft_data={other} & guard={enabled: true}"],
     "dense_dtype": ["dense_dtype=bfloat16"],

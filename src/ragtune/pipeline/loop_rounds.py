@@ -339,11 +339,11 @@ def _other_generator_queries(cfg, rd: RunDir, d: Path, holdout: StageResult, dat
         folder = Path(cfg.sft_data or d)
         shots, source = (folder, "train"), {"folder": rel(folder), "split": "train"}
         upstream, inputs = [], [folder] if cfg.sft_data else []
-    key = {"guard": guard_mod.decision_key(g), "model": model, "template": cfg.template, "generate": over,
-           "shots": source}
+    used = {"other_queries": g.other_queries, "other_shots": g.other_shots, "seed": g.seed}  # not alpha, metric, ...
+    key = {"guard": used, "model": model, "template": cfg.template, "generate": over, "shots": source}
     return rd.stage("round-0/guard_queries", key,
-                    lambda out: guard_mod.other_generator_queries(d, holdout.out, out, g, model, cfg.template, over,
-                                                                  shots),
+                    lambda out: guard_mod.other_generator_queries(d, holdout.out, out, guard_mod.GuardConfig(**used),
+                                                                  model, cfg.template, over, shots),
                     upstream=[data_key, holdout.key, *upstream], inputs=inputs)
 
 
