@@ -235,6 +235,26 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
              "style.prompt_shots=0 style.sft_steps=0 out=runs/msmarco-noadapt", table=True),
     ]),
+    # eleventh session: the guard's two decisions on the same runs (BENCHMARKS.md copies each pseudo run's folder
+    # before the other-generator run, which then only generates the guard's queries and decides; without the copy
+    # the -og runs redo every stage to the same keys)
+    "guard-decision": Table("The loop's feedback half (issue 13)", 110, [
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo out=runs/scifact-unlabeled",
+             table=True),
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=other_generator "
+             "out=runs/scifact-unlabeled-og", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 guard.decide_on=pseudo "
+             "generator_adapter=runs/scifact-unlabeled/round-0/sft/adapter out=runs/msmarco-unlabeled", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+             "guard.decide_on=other_generator generator_adapter=runs/scifact-unlabeled/round-0/sft/adapter "
+             "out=runs/msmarco-unlabeled-og", table=True),
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml generate.sample_num=2000 "
+             "out=runs/scifact-unlabeled-2k", table=True),
+    ]),
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 45, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --table", table=True),
+    ]),
     "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 75, [
         # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
         # (up to 150 minutes more when that table has not run; copying its folder to runs/scifact-loop-colbert
