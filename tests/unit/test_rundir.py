@@ -325,3 +325,20 @@ def test_the_style_sft_cuts_documents_as_the_generators_sft_did_and_reruns_when_
         again = run(tmp_path / "run", [*base, "generate={max_doc_tokens: 200}", change])
         assert "round-0/style" in again["executed"], change
         assert again["calls"]["round-0/style"][0][1][-1] == 64, change
+
+
+def test_a_loop_that_would_repeat_its_queries_says_so(tmp_path, monkeypatch, caplog):
+    run = _recording_loop(monkeypatch)
+    data = _toy_folder(tmp_path / "data")
+    base = [f"data={data}", "generator=org/gen", "encoder=org/enc", "rounds=2", "rl=none"]
+    with caplog.at_level("WARNING", logger="ragtune.run"):
+        run(tmp_path / "same", base)
+    assert "writes round 0's queries again word for word" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ragtune.run"):
+        fresh = run(tmp_path / "fresh", [*base, "fresh_documents=true"])
+        run(tmp_path / "rl", [*base[:-1], "rl=dpo"])
+    assert "word for word" not in caplog.text
+    # with fresh documents round 1 generates with another seed (other documents, other samples)
+    [(_, r0, _)], [(_, r1, _)] = fresh["calls"]["round-0/generate"], fresh["calls"]["round-1/generate"]
+    assert r0[-1].get("seed") != r1[-1].get("seed")

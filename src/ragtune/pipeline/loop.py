@@ -170,8 +170,18 @@ def resolve_auto_bf16(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def repeats_itself(cfg: RunConfig) -> bool:
+    """Rounds after the first write for the same documents, with the same seed, by the same generator: they
+    regenerate round 0's queries word for word and only count them again."""
+    return cfg.rounds > 1 and cfg.rl == "none" and not cfg.fresh_documents
+
+
 def run_loop(cfg: RunConfig) -> RunReport:
     cfg = resolve_auto_bf16(cfg)
+    if repeats_itself(cfg):
+        log.warning("rounds: %d with rl: none and fresh_documents: false: every round writes round 0's queries again "
+                    "word for word (same documents, seed and generator) and only counts them again; set "
+                    "fresh_documents: true for new documents each round", cfg.rounds)
     src = Path(cfg.data or shared_data("beir", "scifact"))
     if not (src / "corpus.jsonl").exists():
         raise FileNotFoundError(f"{src}: no corpus.jsonl; point data= at a BEIR folder (or set RAGTUNE_SHARED)")
