@@ -214,14 +214,15 @@ TABLES: dict[str, Table] = {
     "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
         *ANSWERER_400[:3],  # prepare, train, eval trained: the answers the verifier decides for
         Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
+    # the tenth session's runs: the guard decided on the kept pseudo queries, its default then
     "loop-feedback": Table("The loop's feedback half (issue 13)", 300, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo "
              "generator_adapter=runs/loop-feedback/ppo/round-0/sft/adapter generate.sample_num=250 "
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
         Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
-             "out=runs/msmarco-unlabeled", table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml "
+             "guard.decide_on=pseudo out=runs/msmarco-unlabeled", table=True),
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo "
              "generator_adapter=runs/msmarco-unlabeled/round-0/sft/adapter out=runs/scifact-unlabeled", table=True),
         Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled --ids runs/scifact-unlabeled/decide_ids.txt",
              creates="runs/scifact-unlabeled/decide_ids.txt"),
@@ -233,7 +234,7 @@ TABLES: dict[str, Table] = {
         # the same without adaptation (BENCHMARKS.md copies the adapted run's data, baselines and SFT folders first,
         # which saves their 32 minutes; without the copy they rerun to the same keys)
         Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
-             "style.prompt_shots=0 style.sft_steps=0 out=runs/msmarco-noadapt", table=True),
+             "guard.decide_on=pseudo style.prompt_shots=0 style.sft_steps=0 out=runs/msmarco-noadapt", table=True),
     ]),
     # eleventh session: the guard's two decisions on the same runs (BENCHMARKS.md copies each pseudo run's folder
     # before the other-generator run, which then only generates the guard's queries and decides; without the copy
