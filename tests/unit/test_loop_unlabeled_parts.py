@@ -77,7 +77,7 @@ def test_other_generator_writes_for_the_decide_documents_with_shots_from_other_d
     calls = []
     monkeypatch.setattr(stages, "generate", lambda *a: calls.append(a) or {"queries": 4})
     cfg = GuardConfig(decide_on="other_generator", other_queries=3, other_shots=2, seed=5)
-    settings = {"sample_num": 1000, "few_shot": 4, "batch_size": 16, "max_doc_tokens": 192}
+    settings = {"sample_num": 1000, "batch_size": 16, "max_doc_tokens": 192}
     res = guard.other_generator_queries(tmp_path / "data", tmp_path / "hold", tmp_path / "out", cfg, "org/base",
                                         "auto", settings, (tmp_path / "labeled", "train"))
     assert res == {"queries": 4}

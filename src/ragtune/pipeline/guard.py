@@ -119,7 +119,8 @@ def other_generator_queries(data: Path, holdout_dir: Path, out: Path, cfg: Guard
                             generate_settings: dict[str, Any], shots: Path | tuple[Path, str]) -> dict[str, Any]:
     """Queries for the decide documents from `model` (no adapter) with `cfg.other_shots` example
     pairs: `shots` is a JSONL shot file (the style stage's) or (BEIR folder, split) whose judged pairs are sampled
-    (never a decide document). Writes a `ragtune generate` output folder (queries.jsonl, qrels/train.tsv)."""
+    (never a decide document); `generate_settings` carry no few-shot keys of their own (the loop drops the run's).
+    Writes a `ragtune generate` output folder (queries.jsonl, qrels/train.tsv)."""
     from ragtune.generate.prompts import document_text
     from ragtune.generate.selection import few_shot_pairs
     from ragtune.pipeline.stages import generate
@@ -127,7 +128,7 @@ def other_generator_queries(data: Path, holdout_dir: Path, out: Path, cfg: Guard
     docs = decide_documents(holdout_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / DOCS).write_text("".join(f"{d}\n" for d in docs), encoding="utf-8")
-    over = {k: v for k, v in generate_settings.items() if k not in ("few_shot", "few_shot_file", "sample_num")}
+    over = dict(generate_settings)
     if cfg.other_shots and isinstance(shots, tuple):
         folder, split = shots
         pairs = few_shot_pairs(load_corpus(folder / "corpus.jsonl"), folder, split, cfg.other_shots, cfg.seed,
