@@ -3,11 +3,16 @@
     python benchmarks/loop_ablation.py --work runs/ablation                      # every row, in order
     python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca      # some rows (parents run first)
     python benchmarks/loop_ablation.py --work runs/ablation --table              # only print the table
+    python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2   # the noise floor
 
 Every row is configs/loop-scifact-cpu.yaml with a few overrides, run into `<work>/<row>`. A row's folder starts as a
 copy of its parent's (the row it extends), so the stages they share (data, baselines, SFT, generation, filters, ...)
 are reused by key and only what the row changes runs again. A row interrupted part way resumes where it stopped, so
 the table can be filled over several sittings; rows not yet run print as "not run".
+
+`--retriever-seeds 1,2` runs each asked row again with only `retriever.seed` changed (in `<work>/<row>-seed<k>`,
+copied from the row, so only the retriever and what follows it run): how far one retriever training moves test
+NDCG@10 by chance, the noise floor every difference in the table should be read against.
 
 Columns: test NDCG@10 and Recall@100 of the row's final retriever, the paired t-test p against "train pairs only"
 and against the row it extends (over the 300 test queries), and the row's wall time: the seconds of every stage its
@@ -99,6 +104,37 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
+def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str]) -> None:
+    for k in seeds:
+        out = work / f"{row.name}-seed{k}"
+        if not out.exists():
+            shutil.copytree(folder(work, row), out, ignore=shutil.ignore_patterns(".lock"))
+        cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *row.overrides, *extra,
+               f"retriever.seed={k}", f"out={out}"]
+        print("$ " + " ".join(cmd), file=sys.stderr)
+        subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
+    """Each row's test NDCG@10 under the default retriever seed and each other seed: mean, standard deviation."""
+    import statistics
+
+    rows = []
+    for name in names:
+        row = BY_NAME[name]
+        base = folder(work, row)
+        runs = [base, *(work / f"{name}-seed{k}" for k in seeds)] if name != "train_only" else \
+            [base, *(work / f"base-seed{k}" for k in seeds)]
+        found = [r / row.evaluate / "per_query.tsv" for r in runs]
+        means = [sum(v.values()) / len(v) for v in (per_query(f) for f in found if f.is_file())]
+        if len(means) < len(runs):  # a seed not run yet
+            continue
+        rows.append([row.label, *(f"{m:.4f}" for m in means), f"{statistics.mean(means):.4f}",
+                     f"{statistics.stdev(means):.4f}"])
+    if rows:
+        print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
+
+
 def per_query(path: Path, metric: str = "ndcg@10") -> dict[str, float]:
     with path.open(encoding="utf-8", newline="") as f:
         return {r["query-id"]: float(r[metric]) for r in csv.DictReader(f, delimiter="\t")}
@@ -146,8 +182,62 @@ def table(work: Path, names: list[str]) -> None:
         vs_ext = f"{paired_ttest(scores[ext]['ndcg@10'], s['ndcg@10']):.2g}" if ext in scores else ""
         minutes = wall_seconds(folder(work, row), row) / 60
         rows.append([row.label, f"{mean['ndcg@10']:.4f}", f"{mean['recall@100']:.4f}", vs_ref,
-                     f"{vs_ext} (vs {BY_NAME[ext].name})" if vs_ext else "", f"{minutes:.0f}"])
-    print_table(["row", "NDCG@10", "R@100", "p vs train pairs only", "p vs the row it extends", "wall min"], rows)
+                     f"{vs_ext} (vs {BY_NAME[ext].name})" if vs_ext else "", vs_round1(work, row, s["ndcg@10"]),
+                     f"{minutes:.0f}"])
+    print_table(["row", "NDCG@10", "R@100", "p vs train pairs only", "p vs the row it extends",
+                 "vs its round 1 (delta, p)", "wall min"], rows)
+
+
+def vs_round1(work: Path, row: Row, scores: dict[str, float]) -> str:
+    """A round-2 row against its own round 1 (the same run's round-0 retriever): the issue's round 2 vs round 1."""
+    from ragtune.evaluate.significance import paired_ttest
+
+    first = folder(work, row) / "round-0" / "evaluate" / "per_query.tsv"
+    if not row.evaluate.startswith("round-1/") or not first.is_file():
+        return ""
+    r1 = per_query(first)
+    delta = sum(scores.values()) / len(scores) - sum(r1.values()) / len(r1)
+    return f"{delta:+.4f}, p = {paired_ttest(r1, scores):.2g}"
+
+
+def _f(x: float | None, spec: str = ".3f") -> str:
+    return "" if x is None else format(x, spec)
+
+
+def diagnostics(work: Path, names: list[str]) -> None:
+    """Where a round-2 row's signal goes: the RL stage's own figures and what the generator wrote in round 0 (before
+    RL) and round 1 (after), from each run's report.json."""
+    rows = []
+    for name in names:
+        row = BY_NAME[name]
+        report = folder(work, row) / "report.json"
+        if not row.evaluate.startswith("round-1/") or not report.is_file():
+            continue
+        rounds = json.loads(report.read_text())["rounds"]
+        if len(rounds) < 2:
+            continue
+        r0, r1 = rounds[0], rounds[1]
+        rm = r0.get("reward_model", {})
+        acc, ci = rm.get("heldout_accuracy"), rm.get("heldout_ci95")
+        rm_txt = f"{_f(acc)} [{_f(ci[0], '.2f')}, {_f(ci[1], '.2f')}] n={rm.get('heldout_pairs')}" if ci else _f(acc)
+        rl = r0.get("ppo") or r0.get("grpo") or r0.get("dpo") or {}
+        if "loss_first" in rl:
+            curve = f"loss {_f(rl['loss_first'])} -> {_f(rl['loss_last'])}"
+        elif "reward_first" in rl:
+            curve = f"reward {_f(rl['reward_first'])} -> {_f(rl['reward_last'])}"
+        else:
+            curve = ""
+        q0, q1 = r0.get("quality", {}), r1.get("quality", {})
+
+        def moved(key: str, q0: dict = q0, q1: dict = q1) -> str:
+            return f"{_f(q0.get(key), '.2f')} -> {_f(q1.get(key), '.2f')}"
+
+        kept = f"{_f(r0['filter'].get('kept_fraction'), '.2f')} -> {_f(r1['filter'].get('kept_fraction'), '.2f')}"
+        rows.append([row.name, rm_txt if rm else "", curve, kept, moved("bm25_top10"), moved("retriever_top1"),
+                     moved("in_band"), moved("copy_rate"), moved("mean_words")])
+    if rows:
+        print_table(["row", "reward model held-out acc", "RL curve", "kept (round 0 -> 1)", "BM25 top-10",
+                     "retriever top-1", "in band", "copy rate", "words"], rows)
 
 
 def main() -> None:
@@ -156,11 +246,13 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(r.name for r in ROWS))
     ap.add_argument("--set", dest="extra", action="append", default=[], help="run-config override for every row")
     ap.add_argument("--table", action="store_true", help="only print the table from existing runs")
+    ap.add_argument("--retriever-seeds", default="", help="comma list: run the rows again with these retriever seeds")
     args = ap.parse_args()
     wanted = args.rows.split(",")
     unknown = [n for n in wanted if n not in BY_NAME]
     if unknown:
         ap.error(f"unknown rows {unknown}; rows: {', '.join(BY_NAME)}")
+    seeds = [int(k) for k in args.retriever_seeds.split(",") if k]
     print(hardware_line(), file=sys.stderr)
     if not args.table:
         todo: list[str] = []
@@ -171,7 +263,13 @@ def main() -> None:
             todo += [c for c in reversed(chain) if c not in todo]
         for n in todo:
             run(args.work, BY_NAME[n], args.extra)
+        for n in wanted:
+            if seeds and n != "train_only":
+                run_seeds(args.work, BY_NAME[n], seeds, args.extra)
     table(args.work, [n for n in DISPLAY if n in wanted or n == "train_only"])
+    diagnostics(args.work, [n for n in DISPLAY if n in wanted])
+    if seeds:
+        seed_table(args.work, [n for n in DISPLAY if n in wanted or (n == "train_only" and "base" in wanted)], seeds)
 
 
 if __name__ == "__main__":

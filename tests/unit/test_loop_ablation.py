@@ -43,6 +43,43 @@ def test_table_compares_rows_and_counts_only_the_stages_a_row_depends_on(tmp_pat
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
     assert "not run" in lines["+ BM25 filter"]
     base_line = [c.strip() for c in next(v for k, v in lines.items() if k.startswith("+ dense")).split("|")]
-    assert base_line[2] == "0.4583" and base_line[6] == "12"
+    assert base_line[2] == "0.4583" and base_line[7] == "12"
+    assert base_line[6] == ""  # a one-round row has no round 1 to compare with
     assert float(base_line[4]) < 0.001  # every query gains 0.1 or so over train pairs only
     assert base_line[5] == ""  # the row it extends (bm25) has not run
+
+
+def test_round2_rows_compare_with_their_own_round_1(tmp_path):
+    row = la.BY_NAME["round2_dpo"]
+    run = tmp_path / "round2_dpo"
+    _per_query(run / "round-0" / "evaluate" / "per_query.tsv", [0.5, 0.5, 0.5, 0.5])
+    scores = {"q0": 0.4, "q1": 0.45, "q2": 0.38, "q3": 0.41}
+    delta, p = la.vs_round1(tmp_path, row, scores).split(", p = ")
+    assert delta == "-0.0900" and float(p) < 0.01
+    assert la.vs_round1(tmp_path, la.BY_NAME["base"], scores) == ""
+
+
+def test_seed_table_reports_the_spread_of_one_row_over_retriever_seeds(tmp_path, capsys):
+    for name, scores in (("base", [0.5, 0.7]), ("base-seed1", [0.4, 0.6]), ("base-seed2", [0.6, 0.8])):
+        _per_query(tmp_path / name / "round-0" / "evaluate" / "per_query.tsv", scores)
+    _per_query(tmp_path / "base" / "train_only" / "evaluate" / "per_query.tsv", [0.5, 0.5])  # seeds not run
+    la.seed_table(tmp_path, ["train_only", "base"], [1, 2])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| +")]
+    assert len(rows) == 1
+    assert [c.strip() for c in rows[0][2:7]] == ["0.6000", "0.5000", "0.7000", "0.6000", "0.1000"]
+
+
+def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_after(tmp_path, capsys):
+    q0 = {"bm25_top10": 0.80, "retriever_top1": 0.60, "in_band": 0.15, "copy_rate": 0.25, "mean_words": 13.5}
+    q1 = {"bm25_top10": 0.90, "retriever_top1": 0.55, "in_band": 0.20, "copy_rate": 0.40, "mean_words": 9.0}
+    rounds = [{"filter": {"kept_fraction": 0.74}, "quality": q0,
+               "reward_model": {"heldout_accuracy": 0.61, "heldout_ci95": [0.55, 0.67], "heldout_pairs": 250},
+               "ppo": {"reward_first": -1.5, "reward_last": -1.2}},
+              {"filter": {"kept_fraction": 0.80}, "quality": q1}]
+    (tmp_path / "round2_ppo").mkdir()
+    (tmp_path / "round2_ppo" / "report.json").write_text(json.dumps({"rounds": rounds}))
+    la.diagnostics(tmp_path, ["base", "round2_ppo"])
+    rows = [[c.strip() for c in line.split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| round2")]
+    assert rows == [["", "round2_ppo", "0.610 [0.55, 0.67] n=250", "reward -1.500 -> -1.200", "0.74 -> 0.80",
+                     "0.80 -> 0.90", "0.60 -> 0.55", "0.15 -> 0.20", "0.25 -> 0.40", "13.50 -> 9.00", ""]]
