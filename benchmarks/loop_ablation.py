@@ -44,6 +44,8 @@ MRL = ["retriever.use_mrl=true", "retriever.mrl_dims=[384,192,96,48]", "retrieve
 ROUND2 = ["rounds=2", "rl_after_last_round=false", "fresh_documents=true"]
 """Round 1 writes for other documents (seed + 1): with the same documents, seed and generator, round 2 without RL
 regenerates round 1's queries word for word and only counts them twice (measured, BENCHMARKS.md)."""
+RL_EVAL = "rl_eval_docs=100"
+"""The generator before and after RL write for 100 held-out abstracts, scored by the loop reward: did RL move it?"""
 COLBERT = ("retriever={kind: colbert, dim: 128, projection_init: pca, query_length: 32, document_length: 128, "
            "neg_nums: 1, loss: mnrl, per_device_train_batch_size: 16, max_steps: 150, learning_rate: 1.0e-4, "
            "warmup_ratio: 0.1, logging_steps: 5, eval_steps: 50, "
@@ -73,8 +75,11 @@ ROWS = [
     Row("curriculum", "+ curriculum (round 2, easy to hard)",
         [f"filters=[{BM25},{DENSE}]", *ROUND2, "retriever.curriculum=easy_to_hard"], parent="round2",
         evaluate="round-1/evaluate"),
-    *(Row(f"round2_{m}", f"round 2 after {m.upper()}", [f"filters=[{BM25},{DENSE}]", *ROUND2, f"rl={m}"],
+    *(Row(f"round2_{m}", f"round 2 after {m.upper()}", [f"filters=[{BM25},{DENSE}]", *ROUND2, f"rl={m}", RL_EVAL],
           parent="round2", evaluate="round-1/evaluate") for m in ("ppo", "dpo", "grpo")),
+    Row("round2_grpo_lr", "round 2 after GRPO at 10x the learning rate (5e-4)",
+        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4"], parent="round2",
+        evaluate="round-1/evaluate"),
     Row("colbert", "ColBERT instead of the bi-encoder", [f"filters=[{BM25},{DENSE}]", COLBERT],
         parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [f"filters=[{BM25},{DENSE}]", *MRL], parent="base"),
@@ -82,10 +87,10 @@ ROWS = [
 BY_NAME = {r.name: r for r in ROWS}
 EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
            "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
-           "round2_grpo": "round2", "colbert": "base", "pca": "base"}
+           "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo", "colbert": "base", "pca": "base"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
-           "round2_grpo", "colbert", "pca"]
+           "round2_grpo", "round2_grpo_lr", "colbert", "pca"]
 
 
 def folder(work: Path, row: Row) -> Path:
@@ -232,11 +237,14 @@ def diagnostics(work: Path, names: list[str]) -> None:
         def moved(key: str, q0: dict = q0, q1: dict = q1) -> str:
             return f"{_f(q0.get(key), '.2f')} -> {_f(q1.get(key), '.2f')}"
 
+        ev = r0.get("rl_eval", {}).get("reward")
+        held = f"{_f(ev['before'])} -> {_f(ev['after'])} (p = {ev['p_value']:.2g})" if ev else ""
         kept = f"{_f(r0['filter'].get('kept_fraction'), '.2f')} -> {_f(r1['filter'].get('kept_fraction'), '.2f')}"
-        rows.append([row.name, rm_txt if rm else "", curve, kept, moved("bm25_top10"), moved("retriever_top1"),
+        rows.append([row.name, rm_txt if rm else "", curve, held, kept, moved("bm25_top10"), moved("retriever_top1"),
                      moved("in_band"), moved("copy_rate"), moved("mean_words")])
     if rows:
-        print_table(["row", "reward model held-out acc", "RL curve", "kept (round 0 -> 1)", "BM25 top-10",
+        print_table(["row", "reward model held-out acc", "RL curve", "loop reward on held-out docs, before -> after",
+                     "kept (round 0 -> 1)", "BM25 top-10",
                      "retriever top-1", "in band", "copy rate", "words"], rows)
 
 
