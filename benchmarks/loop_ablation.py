@@ -11,8 +11,9 @@ are reused by key and only what the row changes runs again. A row interrupted pa
 the table can be filled over several sittings; rows not yet run print as "not run".
 
 `--retriever-seeds 1,2` runs each asked row again with only `retriever.seed` changed (in `<work>/<row>-seed<k>`,
-copied from the row, so only the retriever and what follows it run): how far one retriever training moves test
-NDCG@10 by chance, the noise floor every difference in the table should be read against.
+copied from the row, so only the retriever and what follows it run; without the train-pairs-only baseline): how
+far one retriever training moves test NDCG@10 by chance, the noise floor every difference in the table should be
+read against.
 
 Columns: test NDCG@10 and Recall@100 of the row's final retriever, the paired t-test p against "train pairs only"
 and against the row it extends (over the 300 test queries), and the row's wall time: the seconds of every stage its
@@ -114,7 +115,9 @@ def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str]) -> None:
         out = work / f"{row.name}-seed{k}"
         if not out.exists():
             shutil.copytree(folder(work, row), out, ignore=shutil.ignore_patterns(".lock"))
-        cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *row.overrides, *extra,
+        # without the train-pairs-only baseline, which would double each seed's time
+        own = [o for o in row.overrides if o != "train_only_baseline=true"]
+        cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *own, *extra,
                f"retriever.seed={k}", f"out={out}"]
         print("$ " + " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True, cwd=REPO)
@@ -128,8 +131,7 @@ def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
     for name in names:
         row = BY_NAME[name]
         base = folder(work, row)
-        runs = [base, *(work / f"{name}-seed{k}" for k in seeds)] if name != "train_only" else \
-            [base, *(work / f"base-seed{k}" for k in seeds)]
+        runs = [base, *(work / f"{name}-seed{k}" for k in seeds)]
         found = [r / row.evaluate / "per_query.tsv" for r in runs]
         means = [sum(v.values()) / len(v) for v in (per_query(f) for f in found if f.is_file())]
         if len(means) < len(runs):  # a seed not run yet
@@ -277,7 +279,7 @@ def main() -> None:
     table(args.work, [n for n in DISPLAY if n in wanted or n == "train_only"])
     diagnostics(args.work, [n for n in DISPLAY if n in wanted])
     if seeds:
-        seed_table(args.work, [n for n in DISPLAY if n in wanted or (n == "train_only" and "base" in wanted)], seeds)
+        seed_table(args.work, [n for n in DISPLAY if n in wanted and n != "train_only"], seeds)
 
 
 if __name__ == "__main__":

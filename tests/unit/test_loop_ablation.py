@@ -62,8 +62,8 @@ def test_round2_rows_compare_with_their_own_round_1(tmp_path):
 def test_seed_table_reports_the_spread_of_one_row_over_retriever_seeds(tmp_path, capsys):
     for name, scores in (("base", [0.5, 0.7]), ("base-seed1", [0.4, 0.6]), ("base-seed2", [0.6, 0.8])):
         _per_query(tmp_path / name / "round-0" / "evaluate" / "per_query.tsv", scores)
-    _per_query(tmp_path / "base" / "train_only" / "evaluate" / "per_query.tsv", [0.5, 0.5])  # seeds not run
-    la.seed_table(tmp_path, ["train_only", "base"], [1, 2])
+    _per_query(tmp_path / "round2" / "round-1" / "evaluate" / "per_query.tsv", [0.5, 0.5])  # seeds not run
+    la.seed_table(tmp_path, ["base", "round2"], [1, 2])
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| +")]
     assert len(rows) == 1
     assert [c.strip() for c in rows[0][2:7]] == ["0.6000", "0.5000", "0.7000", "0.6000", "0.1000"]
