@@ -252,9 +252,12 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
-    "loop-ablation": Table("The loop's feedback half (issue 13)", 45, [
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 220, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
-        Step("python benchmarks/loop_ablation.py --work runs/ablation --table", table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation "
+             "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
     ]),
     "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 75, [
         # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
