@@ -167,6 +167,7 @@ def wall_seconds(run_dir: Path, row: Row) -> float:
         else:
             keep = name in {"data", "baselines"} or (head in rounds and not (head == last_round
                                                                               and tail in after_eval))
+        keep = keep and tail != "rl_eval"  # a measurement of the RL stage, no later stage's input
         total += (st.get("seconds") or 0) if keep else 0
     return total
 

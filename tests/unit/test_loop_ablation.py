@@ -34,10 +34,12 @@ def test_table_compares_rows_and_counts_only_the_stages_a_row_depends_on(tmp_pat
     _per_query(base / "train_only" / "evaluate" / "per_query.tsv", [0.2, 0.4, 0.3, 0.5, 0.1, 0.6])
     _per_query(base / "round-0" / "evaluate" / "per_query.tsv", [0.3, 0.5, 0.45, 0.6, 0.2, 0.7])
     stages = {"data": 1, "baselines": 60, "train_only": 120, "round-0/sft": 300, "round-0/generate": 200,
-              "round-0/retriever": 100, "round-0/evaluate": 59, "round-0/difficulty": 1000, "round-1/sft": 5000}
+              "round-0/retriever": 100, "round-0/evaluate": 59, "round-0/difficulty": 1000, "round-1/sft": 5000,
+              "round-0/rl_eval": 700}
     (base / "manifest.json").write_text(json.dumps({"stages": {k: {"seconds": v} for k, v in stages.items()}}))
     assert la.wall_seconds(base, la.BY_NAME["train_only"]) == 181
     assert la.wall_seconds(base, la.BY_NAME["base"]) == 720  # not difficulty (after evaluation), not round 1
+    assert la.wall_seconds(base, la.BY_NAME["round2_ppo"]) == 1720 + 5000  # round 1 counts, rl_eval never
     la.table(tmp_path, ["train_only", "bm25", "base"])
     out = capsys.readouterr().out
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
