@@ -95,8 +95,7 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo_band": "round2_grpo_lr", "colbert": "base", "pca": "base"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
-           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "colbert",
-           "pca"]
+           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "colbert", "pca"]
 
 
 def folder(work: Path, row: Row) -> Path:
@@ -110,22 +109,23 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
         return
     if row.parent and not out.exists() and folder(work, BY_NAME[row.parent]).exists():
         shutil.copytree(folder(work, BY_NAME[row.parent]), out, ignore=shutil.ignore_patterns(".lock"))
-    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *row.overrides, *extra, f"out={out}"]
+    ragtune_run([*row.overrides, *extra], out)
+
+
+def ragtune_run(overrides: list[str], out: Path) -> None:
+    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *overrides, f"out={out}"]
     print("$ " + " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str]) -> None:
+    # without the train-pairs-only baseline, which would double each seed's time
+    own = [o for o in row.overrides if o != "train_only_baseline=true"]
     for k in seeds:
         out = work / f"{row.name}-seed{k}"
         if not out.exists():
             shutil.copytree(folder(work, row), out, ignore=shutil.ignore_patterns(".lock"))
-        # without the train-pairs-only baseline, which would double each seed's time
-        own = [o for o in row.overrides if o != "train_only_baseline=true"]
-        cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *own, *extra,
-               f"retriever.seed={k}", f"out={out}"]
-        print("$ " + " ".join(cmd), file=sys.stderr)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        ragtune_run([*own, *extra, f"retriever.seed={k}"], out)
 
 
 def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
@@ -138,13 +138,17 @@ def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
         base = folder(work, row)
         runs = [base, *(work / f"{name}-seed{k}" for k in seeds)]
         found = [r / row.evaluate / "per_query.tsv" for r in runs]
-        means = [sum(v.values()) / len(v) for v in (per_query(f) for f in found if f.is_file())]
+        means = [mean_of(per_query(f)) for f in found if f.is_file()]
         if len(means) < len(runs):  # a seed not run yet
             continue
         rows.append([row.label, *(f"{m:.4f}" for m in means), f"{statistics.mean(means):.4f}",
                      f"{statistics.stdev(means):.4f}"])
     if rows:
         print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
+
+
+def mean_of(scores: dict[str, float]) -> float:
+    return sum(scores.values()) / len(scores)
 
 
 def per_query(path: Path, metric: str = "ndcg@10") -> dict[str, float]:
@@ -189,7 +193,7 @@ def table(work: Path, names: list[str]) -> None:
             rows.append([row.label, "not run", "", "", "", ""])
             continue
         s = scores[name]
-        mean = {m: sum(v.values()) / len(v) for m, v in s.items()}
+        mean = {m: mean_of(v) for m, v in s.items()}
         vs_ref = f"{paired_ttest(ref['ndcg@10'], s['ndcg@10']):.2g}" if ref and name != "train_only" else ""
         ext = EXTENDS[name]
         vs_ext = f"{paired_ttest(scores[ext]['ndcg@10'], s['ndcg@10']):.2g}" if ext in scores else ""
@@ -209,7 +213,7 @@ def vs_round1(work: Path, row: Row, scores: dict[str, float]) -> str:
     if not row.evaluate.startswith("round-1/") or not first.is_file():
         return ""
     r1 = per_query(first)
-    delta = sum(scores.values()) / len(scores) - sum(r1.values()) / len(r1)
+    delta = mean_of(scores) - mean_of(r1)
     return f"{delta:+.4f}, p = {paired_ttest(r1, scores):.2g}"
 
 
@@ -248,7 +252,7 @@ def diagnostics(work: Path, names: list[str]) -> None:
         ev = r0.get("rl_eval", {}).get("reward")
         held = f"{_f(ev['before'])} -> {_f(ev['after'])} (p = {ev['p_value']:.2g})" if ev else ""
         kept = f"{_f(r0['filter'].get('kept_fraction'), '.2f')} -> {_f(r1['filter'].get('kept_fraction'), '.2f')}"
-        rows.append([row.name, rm_txt if rm else "", curve, held, kept, moved("bm25_top10"), moved("retriever_top1"),
+        rows.append([row.name, rm_txt, curve, held, kept, moved("bm25_top10"), moved("retriever_top1"),
                      moved("in_band"), moved("copy_rate"), moved("mean_words")])
     if rows:
         print_table(["row", "reward model held-out acc", "RL curve", "loop reward on held-out docs, before -> after",
