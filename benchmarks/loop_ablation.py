@@ -15,10 +15,13 @@ copied from the row, so only the retriever and what follows it run; without the 
 far one retriever training moves test NDCG@10 by chance, the noise floor every difference in the table should be
 read against.
 
-Columns: test NDCG@10 and Recall@100 of the row's final retriever, the paired t-test p against "train pairs only"
-and against the row it extends (over the 300 test queries), and the row's wall time: the seconds of every stage its
-result depends on (reused stages count with the seconds they took when they ran), so rows compare as whole
-pipelines. Checkpoints are picked on the dev slice carved from train; test is read only by the final evaluation.
+Columns: test NDCG@10 and Recall@100 of the row's final retriever, the paired t-test p against "train pairs only",
+against the row it extends and, for round-2 rows, against their own round 1 (over the 300 test queries), and the
+row's wall time: the seconds of every stage its result depends on (reused stages count with the seconds they took
+when they ran; `rl_eval` never counts), so rows compare as whole pipelines. Checkpoints are picked on the dev slice
+carved from train; test is read only by the final evaluation. A second table shows what RL did to the generator of
+each round-2 row (reward model, RL curve, loop reward on 100 held-out abstracts before and after, round-0 vs round-1
+query metrics).
 """
 
 from __future__ import annotations
