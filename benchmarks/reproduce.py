@@ -255,7 +255,7 @@ TABLES: dict[str, Table] = {
     "loop-ablation": Table("The loop's feedback half (issue 13)", 220, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
-             "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band"),
+             "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
     ]),

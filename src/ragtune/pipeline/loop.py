@@ -120,6 +120,9 @@ class RunConfig(ConfigModel):
     toward grpo_band."""
     reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
     """The loop reward's weights of (filter outcome, band, rank)."""
+    reward_band_falloff: float = Field(1.0, gt=0, le=1)
+    """How far outside the band the loop reward's band part falls to 0 (1.0: 1 - distance to the band, so a trivial
+    query keeps 0.7-0.8 of it; 0.1: only queries near the band score)."""
     ppo_reward: Literal["reward_model", "retrieval"] = "reward_model"
     """What scores PPO's rollouts: the round's reward model, or the loop reward computed online."""
     rl_prompts: int = Field(32, ge=1)

@@ -63,13 +63,22 @@ def loop_reward(cfg) -> LoopRewardSettings:
         if isinstance(f, (BM25FilterConfig, DenseFilterConfig)) and ks[f.name] is None:
             ks[f.name] = f.k
     return LoopRewardSettings(bm25_k=ks["bm25"], dense_k=ks["dense"], filter_encoder=cfg.encoder,
-                              band=cfg.preferences.band, weights=cfg.reward_weights,
+                              band=cfg.preferences.band, band_falloff=cfg.reward_band_falloff,
+                              weights=cfg.reward_weights,
                               temperature=cfg.difficulty_temperature, dtype=cfg.dense_dtype,
                               kind=cfg.retriever.kind, index=getattr(cfg.retriever, "index", "flat"))
 
 
 def _plain(cfg: ConfigModel | Any) -> Any:
     return cfg.model_dump(mode="json") if isinstance(cfg, ConfigModel) else cfg
+
+
+def _reward_key(reward_cfg: LoopRewardSettings) -> dict[str, Any]:
+    """The loop reward as a stage key entry; band_falloff only off its default (older runs keep their keys)."""
+    out = _plain(reward_cfg)
+    if reward_cfg.band_falloff == 1.0:
+        out.pop("band_falloff")
+    return out
 
 
 def _dtype(cfg) -> dict[str, str]:
@@ -278,7 +287,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             rl = rd.stage(
                 f"{r}/ppo",
                 {"ppo": _plain(cfg.ppo), "prompts": cfg.rl_prompts, "seed": cfg.seed, "max_doc_tokens": max_doc,
-                 **({"reward": _plain(reward_cfg)} if online else {})},
+                 **({"reward": _reward_key(reward_cfg)} if online else {})},
                 lambda out, m=gen_model, a=gen_adapter, rm_dir=rm.out, md=model_dir, pv=prov,
                 rw=reward_cfg if online else None: stages.ppo(
                     d, pv, rm_dir, out, m, a, cfg.ppo, cfg.rl_prompts, cfg.seed, max_doc, cfg.ppo_reward, md, rw),
@@ -294,7 +303,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             )
             round_info["dpo"] = rl.metrics
         elif algo == "grpo":
-            lr = _plain(reward_cfg) if cfg.online_reward == "loop" else None
+            lr = _reward_key(reward_cfg) if cfg.online_reward == "loop" else None
             rl = rd.stage(
                 f"{r}/grpo",
                 {"grpo": grpo_over, "band": cfg.grpo_band, "prompts": cfg.rl_prompts, "seed": cfg.seed,
@@ -309,7 +318,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             cpu = rl_cpu + (rl.cpu_seconds or 0.0)
             docs = rl_eval_docs(d, gen.out, held, cfg.rl_eval_docs, cfg.seed)
             rle = rd.stage(
-                f"{r}/rl_eval", {"documents": cfg.rl_eval_docs, "reward": _plain(reward_cfg), **gk_key},
+                f"{r}/rl_eval", {"documents": cfg.rl_eval_docs, "reward": _reward_key(reward_cfg), **gk_key},
                 lambda out, m=gen_model, a=gen_adapter, after=rl.out / "merged", md=model_dir, c=cpu, g=gk, ds=docs:
                 quality_mod.rl_eval(d, ds, md, out, (m, a), (str(after), None), cfg.template, g, reward_cfg, c),
                 upstream=[rl.key, ret.key, gen_key],

@@ -3,7 +3,8 @@
 1. **filter outcome**: the source document is in BM25's top `bm25_k` and the zero-shot encoder's top `dense_k`
    (the consistency filters the loop's queries must pass to reach the retriever at all);
 2. **difficulty band**: the query's difficulty under the round's retriever (`evaluate.difficulty`) is inside `band`
-   (not trivial, not hopeless): 1 inside, 1 - distance to the band outside;
+   (not trivial, not hopeless): 1 inside, falling linearly outside to 0 at `band_falloff` from the band (the
+   default 1.0 is 1 - distance, under which a trivial query still scores 0.7-0.8);
 3. **rank**: the reciprocal rank of the source document under the round's retriever.
 
 The scalar is `w_filter * kept + w_band * band_score + w_rank * rr`. With the default weights (1, 0.5, 0.1) a kept
@@ -34,6 +35,8 @@ class LoopRewardSettings(ConfigModel):
     """The encoder of the dense filter part (the loop's zero-shot `encoder`)."""
     band: Band | None = (0.3, 0.7)
     """Target difficulty band under the round's retriever (null: no band part)."""
+    band_falloff: float = Field(1.0, gt=0, le=1)
+    """How far outside the band the band part reaches 0 (1.0: 1 - distance; 0.1: only near-band queries score)."""
     weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
     """Weights of (filter, band, rank)."""
     depth: int = Field(100, ge=1)
@@ -47,14 +50,16 @@ class LoopRewardSettings(ConfigModel):
     """kind colbert: the token index the round's retriever searches with."""
 
 
-def band_score(difficulty: float, band: tuple[float, float]) -> float:
-    """1 inside the band, 1 - distance to it outside.
+def band_score(difficulty: float, band: tuple[float, float], falloff: float = 1.0) -> float:
+    """1 inside the band, falling linearly outside it to 0 at `falloff` from it (1.0: 1 - distance).
 
     >>> band_score(0.5, (0.3, 0.7)), band_score(0.1, (0.3, 0.7)), band_score(0.9, (0.3, 0.7))
     (1.0, 0.8, 0.8)
+    >>> band_score(0.25, (0.3, 0.7), falloff=0.1), band_score(0.1, (0.3, 0.7), falloff=0.1)
+    (0.5, 0.0)
     """
     lo, hi = band
-    return round(1.0 - max(lo - difficulty, 0.0, difficulty - hi), 12)
+    return round(max(0.0, 1.0 - max(lo - difficulty, 0.0, difficulty - hi) / falloff), 12)
 
 
 def _rank(hits: dict[str, float], doc: str) -> int | None:
@@ -107,7 +112,7 @@ class LoopReward:
             kept = (bm25 is None or b_rank is not None) and (dense is None or d_rank is not None)
             d = diff[q]
             rr = 1.0 / d.rank if d.rank else 0.0
-            band = band_score(d.difficulty, cfg.band) if cfg.band else 0.0
+            band = band_score(d.difficulty, cfg.band, cfg.band_falloff) if cfg.band else 0.0
             out.append({"kept": kept, "bm25_rank": b_rank, "dense_rank": d_rank, "rank": d.rank,
                         "difficulty": d.difficulty, "band": band, "rr": rr,
                         "reward": w_filter * kept + w_band * band + w_rank * rr})
