@@ -105,6 +105,17 @@ DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "cur
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep", "colbert", "pca"]
 
 
+COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md")
+"""A copied folder holds its parent's evaluations until its own run ends by writing report.json."""
+
+
+def scores_file(run_dir: Path, row: Row) -> Path | None:
+    """The per-query scores of a row whose run has finished; None while it has not (or a copy still shows the
+    parent's evaluation)."""
+    p = run_dir / row.evaluate / "per_query.tsv"
+    return p if p.is_file() and (run_dir / "report.json").is_file() else None
+
+
 def folder(work: Path, row: Row) -> Path:
     # train_only is a stage of the base run, not a run of its own
     return work / ("base" if row.name == "train_only" else row.name)
@@ -115,7 +126,7 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
     if row.name == "train_only":
         return
     if row.parent and not out.exists() and folder(work, BY_NAME[row.parent]).exists():
-        shutil.copytree(folder(work, BY_NAME[row.parent]), out, ignore=shutil.ignore_patterns(".lock"))
+        shutil.copytree(folder(work, BY_NAME[row.parent]), out, ignore=COPY_IGNORE)
     ragtune_run([*row.overrides, *extra], out)
 
 
@@ -131,7 +142,7 @@ def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str]) -> None:
     for k in seeds:
         out = work / f"{row.name}-seed{k}"
         if not out.exists():
-            shutil.copytree(folder(work, row), out, ignore=shutil.ignore_patterns(".lock"))
+            shutil.copytree(folder(work, row), out, ignore=COPY_IGNORE)
         ragtune_run([*own, *extra, f"retriever.seed={k}"], out)
 
 
@@ -144,8 +155,8 @@ def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
         row = BY_NAME[name]
         base = folder(work, row)
         runs = [base, *(work / f"{name}-seed{k}" for k in seeds)]
-        found = [r / row.evaluate / "per_query.tsv" for r in runs]
-        means = [mean_of(per_query(f)) for f in found if f.is_file()]
+        found = [scores_file(r, row) for r in runs]
+        means = [mean_of(per_query(f)) for f in found if f is not None]
         if len(means) < len(runs):  # a seed not run yet
             continue
         rows.append([row.label, *(f"{m:.4f}" for m in means), f"{statistics.mean(means):.4f}",
@@ -189,8 +200,8 @@ def table(work: Path, names: list[str]) -> None:
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
         row = BY_NAME[name]
-        p = folder(work, row) / row.evaluate / "per_query.tsv"
-        if p.is_file():
+        p = scores_file(folder(work, row), row)
+        if p is not None:
             scores[name] = {m: per_query(p, m) for m in ("ndcg@10", "recall@100")}
     ref = scores.get("train_only")
     rows = []

@@ -24,9 +24,12 @@ def test_every_row_is_a_valid_run_config(row, monkeypatch):
     assert la.EXTENDS[row.name] is None or la.EXTENDS[row.name] in la.BY_NAME
 
 
-def _per_query(path: Path, scores: list[float]) -> None:
+def _per_query(path: Path, scores: list[float], finished: bool = True) -> None:
+    """A stage's per_query.tsv; `finished` also writes the report.json a run leaves when it ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("query-id\tndcg@10\trecall@100\n" + "".join(f"q{i}\t{s}\t1.0\n" for i, s in enumerate(scores)))
+    if finished:  # <run>/<stage or round>/evaluate/per_query.tsv
+        (path.parents[2] / "report.json").write_text("{}")
 
 
 def test_table_compares_rows_and_counts_only_the_stages_a_row_depends_on(tmp_path, capsys):
@@ -40,10 +43,13 @@ def test_table_compares_rows_and_counts_only_the_stages_a_row_depends_on(tmp_pat
     assert la.wall_seconds(base, la.BY_NAME["train_only"]) == 181
     assert la.wall_seconds(base, la.BY_NAME["base"]) == 720  # not difficulty (after evaluation), not round 1
     assert la.wall_seconds(base, la.BY_NAME["round2_ppo"]) == 1720 + 5000  # round 1 counts, rl_eval never
-    la.table(tmp_path, ["train_only", "bm25", "base"])
+    # a row copied from its parent whose own run has not ended still holds the parent's evaluation
+    _per_query(tmp_path / "lossnet" / "round-0" / "evaluate" / "per_query.tsv", [0.3, 0.5, 0.45, 0.6, 0.2, 0.7],
+               finished=False)
+    la.table(tmp_path, ["train_only", "bm25", "base", "lossnet"])
     out = capsys.readouterr().out
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
-    assert "not run" in lines["+ BM25 filter"]
+    assert "not run" in lines["+ BM25 filter"] and "not run" in lines["+ LossNet"]
     base_line = [c.strip() for c in next(v for k, v in lines.items() if k.startswith("+ dense")).split("|")]
     assert base_line[2] == "0.4583" and base_line[7] == "12"
     assert base_line[6] == ""  # a one-round row has no round 1 to compare with
@@ -65,7 +71,9 @@ def test_seed_table_reports_the_spread_of_one_row_over_retriever_seeds(tmp_path,
     for name, scores in (("base", [0.5, 0.7]), ("base-seed1", [0.4, 0.6]), ("base-seed2", [0.6, 0.8])):
         _per_query(tmp_path / name / "round-0" / "evaluate" / "per_query.tsv", scores)
     _per_query(tmp_path / "round2" / "round-1" / "evaluate" / "per_query.tsv", [0.5, 0.5])  # seeds not run
-    la.seed_table(tmp_path, ["base", "round2"], [1, 2])
+    for name, done in (("bm25", True), ("bm25-seed1", True), ("bm25-seed2", False)):  # seed 2 still running
+        _per_query(tmp_path / name / "round-0" / "evaluate" / "per_query.tsv", [0.5, 0.5], finished=done)
+    la.seed_table(tmp_path, ["base", "round2", "bm25"], [1, 2])
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| +")]
     assert len(rows) == 1
     assert [c.strip() for c in rows[0][2:7]] == ["0.6000", "0.5000", "0.7000", "0.6000", "0.1000"]
