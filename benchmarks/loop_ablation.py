@@ -21,7 +21,7 @@ row's wall time: the seconds of every stage its result depends on (reused stages
 when they ran; `rl_eval` never counts), so rows compare as whole pipelines. Checkpoints are picked on the dev slice
 carved from train; test is read only by the final evaluation. A second table shows what RL did to the generator of
 each round-2 row (reward model, RL curve, loop reward on 100 held-out abstracts before and after, round-0 vs round-1
-query metrics).
+query metrics), and `<work>/ablation.png` plots each row's NDCG@10 against the recipe's spread over retriever seeds.
 """
 
 from __future__ import annotations
@@ -223,6 +223,44 @@ def table(work: Path, names: list[str]) -> None:
                  "vs its round 1 (delta, p)", "wall min"], rows)
 
 
+def plot(work: Path, names: list[str], seeds: list[int], path: Path) -> None:
+    """Each finished row's test NDCG@10 against the shipped recipe's spread over retriever seeds (mean, +-1 and +-2
+    sd): whether a row moved further than retraining the same recipe with another seed moves it."""
+    import statistics
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = [(BY_NAME[n], scores_file(folder(work, BY_NAME[n]), BY_NAME[n])) for n in names]
+    found = [(row, mean_of(per_query(f))) for row, f in found if f is not None]
+    if not found:
+        return
+    fig, ax = plt.subplots(figsize=(11, 0.4 * len(found) + 1.4))
+    ax.plot([m for _, m in found], range(len(found)), "o", color="C0")
+    base = BY_NAME["base"]
+    seeded = [scores_file(r, base) for r in (folder(work, base), *(work / f"base-seed{k}" for k in seeds))]
+    if len(seeded) > 2 and all(seeded):
+        means = [mean_of(per_query(f)) for f in seeded]
+        m, sd = statistics.mean(means), statistics.stdev(means)
+        ax.axvspan(m - 2 * sd, m + 2 * sd, color="C1", alpha=0.12)
+        ax.axvspan(m - sd, m + sd, color="C1", alpha=0.25)
+        ax.axvline(m, color="C1")
+        ax.set_title(f"shaded: the shipped recipe over {len(means)} retriever seeds, mean {m:.4f}, "
+                     f"+-1 and +-2 sd (sd {sd:.4f})", fontsize=9)
+    ax.set_yticks(range(len(found)), [row.label if len(row.label) < 75 else row.label[:72] + "..."
+                                      for row, _ in found], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("SciFact test NDCG@10")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"plot: {path}", file=sys.stderr)
+
+
 def vs_round1(work: Path, row: Row, scores: dict[str, float]) -> str:
     """A round-2 row against its own round 1 (the same run's round-0 retriever): the issue's round 2 vs round 1."""
     from ragtune.evaluate.significance import paired_ttest
@@ -308,6 +346,7 @@ def main() -> None:
     diagnostics(args.work, [n for n in DISPLAY if n in wanted])
     if seeds:
         seed_table(args.work, [n for n in DISPLAY if n in wanted and n != "train_only"], seeds)
+    plot(args.work, [n for n in DISPLAY if n in wanted or n == "train_only"], seeds, args.work / "ablation.png")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ def test_seed_table_reports_the_spread_of_one_row_over_retriever_seeds(tmp_path,
     for name, done in (("bm25", True), ("bm25-seed1", True), ("bm25-seed2", False)):  # seed 2 still running
         _per_query(tmp_path / name / "round-0" / "evaluate" / "per_query.tsv", [0.5, 0.5], finished=done)
     la.seed_table(tmp_path, ["base", "round2", "bm25"], [1, 2])
+    la.plot(tmp_path, ["base", "bm25", "lossnet"], [1, 2], tmp_path / "plot" / "ablation.png")
+    assert (tmp_path / "plot" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    la.plot(tmp_path, ["lossnet"], [1, 2], tmp_path / "none.png")  # no row has run: no plot
+    assert not (tmp_path / "none.png").exists()
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| +")]
     assert len(rows) == 1
     assert [c.strip() for c in rows[0][2:7]] == ["0.6000", "0.5000", "0.7000", "0.6000", "0.1000"]
