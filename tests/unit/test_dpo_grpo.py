@@ -110,3 +110,8 @@ def test_loop_reward_orders_filter_outcome_then_band_then_rank(tiny_bert, monkey
         assert p["reward"] == pytest.approx(1.0 * p["kept"] + 0.5 * band_score(d.difficulty, (0.3, 0.7)) + 0.1 * rr)
     assert parts[0]["reward"] > parts[1]["reward"]
     assert reward([], queries, doc_id=["target", "target"]) == [p["reward"] for p in parts]
+    reward.cfg = cfg.model_copy(update={"band_falloff": 0.1})  # a steep band part, same retriever and judges
+    steep = reward.parts(queries, ["target", "target"])
+    for p, s in zip(parts, steep, strict=True):
+        assert s["band"] == band_score(p["difficulty"], (0.3, 0.7), 0.1) <= p["band"]
+        assert s["reward"] == pytest.approx(1.0 * s["kept"] + 0.5 * s["band"] + 0.1 * s["rr"])
