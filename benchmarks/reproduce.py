@@ -252,8 +252,10 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
-    "loop-ablation": Table("The loop's feedback half (issue 13)", 220, [
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 280, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation "
+             "--rows unfiltered,bm25,lossnet,curriculum,colbert"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
