@@ -90,6 +90,9 @@ ROWS = [
     Row("round2_grpo_steep", "round 2 after GRPO at 5e-4, a steep band part (0 at 0.1 outside the band)",
         [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4",
          "reward_band_falloff=0.1"], parent="round2", evaluate="round-1/evaluate"),
+    Row("round2_grpo_bandonly", "round 2 after GRPO at 5e-4, reward = the steep band part alone",
+        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4",
+         "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"], parent="round2", evaluate="round-1/evaluate"),
     Row("colbert", "ColBERT instead of the bi-encoder", [f"filters=[{BM25},{DENSE}]", COLBERT],
         parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [f"filters=[{BM25},{DENSE}]", *MRL], parent="base"),
@@ -98,11 +101,13 @@ BY_NAME = {r.name: r for r in ROWS}
 EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
            "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
-           "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr", "colbert": "base",
+           "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
+           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base",
            "pca": "base"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
-           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep", "colbert", "pca"]
+           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
+           "round2_grpo_bandonly", "colbert", "pca"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md")

@@ -257,7 +257,8 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows unfiltered,bm25,lossnet,curriculum,colbert"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
-             "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep"),
+             "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep,"
+             "round2_grpo_bandonly"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
     ]),
