@@ -42,6 +42,8 @@ CONFIG = "configs/loop-scifact-cpu.yaml"
 COMMON = ["rl=none", "rounds=1"]
 BM25 = "{name: bm25, k: 10}"
 DENSE = "{name: dense, k: 10}"
+RECIPE = f"filters=[{BM25},{DENSE}]"
+"""The shipped recipe's filters: BM25, then the zero-shot encoder."""
 LOSSNET = "{name: lossnet, keep_fraction: 0.75, epochs: 2, batch_size: 16}"
 MRL = ["retriever.use_mrl=true", "retriever.mrl_dims=[384,192,96,48]", "retriever.mrl_weights=[1,1,3,1]",
        "retriever.mrl_init=pca", "retriever.mrl_select_dim=96", "retriever.num_train_epochs=3"]
@@ -67,35 +69,31 @@ class Row:
     """The stage folder whose per_query.tsv scores the row."""
 
 
+def round2(name: str, label: str, *overrides: str) -> Row:
+    """A two-round row on the recipe's filters, round 1 on fresh documents, scored by its round-1 retriever."""
+    return Row(name, label, [RECIPE, *ROUND2, *overrides], parent="round2", evaluate="round-1/evaluate")
+
+
+GRPO_5E4 = ("rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4")
 ROWS = [
     Row("base", "+ dense filter (the shipped recipe: train pairs + BM25- and dense-filtered pseudo queries)",
-        ["train_only_baseline=true", f"filters=[{BM25},{DENSE}]"]),
+        ["train_only_baseline=true", RECIPE]),
     Row("train_only", "train pairs only", parent="base", evaluate="train_only/evaluate"),
     Row("unfiltered", "+ unfiltered pseudo queries", ["filters=[]"], parent="base"),
     Row("bm25", "+ BM25 filter", [f"filters=[{BM25}]"], parent="base"),
     Row("lossnet", "+ LossNet", [f"filters=[{BM25},{DENSE},{LOSSNET}]"], parent="base"),
-    Row("round2", "round 2, no RL", [f"filters=[{BM25},{DENSE}]", *ROUND2], parent="base",
-        evaluate="round-1/evaluate"),
-    Row("curriculum", "+ curriculum (round 2, easy to hard)",
-        [f"filters=[{BM25},{DENSE}]", *ROUND2, "retriever.curriculum=easy_to_hard"], parent="round2",
-        evaluate="round-1/evaluate"),
-    *(Row(f"round2_{m}", f"round 2 after {m.upper()}", [f"filters=[{BM25},{DENSE}]", *ROUND2, f"rl={m}", RL_EVAL],
-          parent="round2", evaluate="round-1/evaluate") for m in ("ppo", "dpo", "grpo")),
-    Row("round2_grpo_lr", "round 2 after GRPO at 10x the learning rate (5e-4)",
-        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4"], parent="round2",
-        evaluate="round-1/evaluate"),
-    Row("round2_grpo_band", "round 2 after GRPO at 5e-4, reward weighted toward the difficulty band",
-        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4",
-         "reward_weights=[0.5,1.0,0.1]"], parent="round2", evaluate="round-1/evaluate"),
-    Row("round2_grpo_steep", "round 2 after GRPO at 5e-4, a steep band part (0 at 0.1 outside the band)",
-        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4",
-         "reward_band_falloff=0.1"], parent="round2", evaluate="round-1/evaluate"),
-    Row("round2_grpo_bandonly", "round 2 after GRPO at 5e-4, reward = the steep band part alone",
-        [f"filters=[{BM25},{DENSE}]", *ROUND2, "rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4",
-         "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"], parent="round2", evaluate="round-1/evaluate"),
-    Row("colbert", "ColBERT instead of the bi-encoder", [f"filters=[{BM25},{DENSE}]", COLBERT],
-        parent="base"),
-    Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [f"filters=[{BM25},{DENSE}]", *MRL], parent="base"),
+    Row("round2", "round 2, no RL", [RECIPE, *ROUND2], parent="base", evaluate="round-1/evaluate"),
+    round2("curriculum", "+ curriculum (round 2, easy to hard)", "retriever.curriculum=easy_to_hard"),
+    *(round2(f"round2_{m}", f"round 2 after {m.upper()}", f"rl={m}", RL_EVAL) for m in ("ppo", "dpo", "grpo")),
+    round2("round2_grpo_lr", "round 2 after GRPO at 10x the learning rate (5e-4)", *GRPO_5E4),
+    round2("round2_grpo_band", "round 2 after GRPO at 5e-4, reward weighted toward the difficulty band", *GRPO_5E4,
+           "reward_weights=[0.5,1.0,0.1]"),
+    round2("round2_grpo_steep", "round 2 after GRPO at 5e-4, a steep band part (0 at 0.1 outside the band)",
+           *GRPO_5E4, "reward_band_falloff=0.1"),
+    round2("round2_grpo_bandonly", "round 2 after GRPO at 5e-4, reward = the steep band part alone", *GRPO_5E4,
+           "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"),
+    Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
+    Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
 ]
 BY_NAME = {r.name: r for r in ROWS}
 EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
