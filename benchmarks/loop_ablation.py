@@ -100,8 +100,7 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
-           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base",
-           "pca": "base"}
+           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base", "pca": "base"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
@@ -156,16 +155,19 @@ def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
     rows = []
     for name in names:
         row = BY_NAME[name]
-        base = folder(work, row)
-        runs = [base, *(work / f"{name}-seed{k}" for k in seeds)]
-        found = [scores_file(r, row) for r in runs]
-        means = [mean_of(per_query(f)) for f in found if f is not None]
-        if len(means) < len(runs):  # a seed not run yet
+        means = seed_means(work, row, seeds)
+        if means is None:
             continue
         rows.append([row.label, *(f"{m:.4f}" for m in means), f"{statistics.mean(means):.4f}",
                      f"{statistics.stdev(means):.4f}"])
     if rows:
         print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
+
+
+def seed_means(work: Path, row: Row, seeds: list[int]) -> list[float] | None:
+    """The row's mean test NDCG@10 under the default retriever seed and each of `seeds`; None until all have run."""
+    found = [scores_file(r, row) for r in (folder(work, row), *(work / f"{row.name}-seed{k}" for k in seeds))]
+    return [mean_of(per_query(f)) for f in found] if all(found) else None
 
 
 def mean_of(scores: dict[str, float]) -> float:
@@ -242,10 +244,8 @@ def plot(work: Path, names: list[str], seeds: list[int], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(11, 0.4 * len(found) + 1.4))
     ax.plot([m for _, m in found], range(len(found)), "o", color="C0")
-    base = BY_NAME["base"]
-    seeded = [scores_file(r, base) for r in (folder(work, base), *(work / f"base-seed{k}" for k in seeds))]
-    if len(seeded) > 2 and all(seeded):
-        means = [mean_of(per_query(f)) for f in seeded]
+    means = seed_means(work, BY_NAME["base"], seeds)
+    if means is not None and len(means) > 2:
         m, sd = statistics.mean(means), statistics.stdev(means)
         ax.axvspan(m - 2 * sd, m + 2 * sd, color="C1", alpha=0.12)
         ax.axvspan(m - sd, m + sd, color="C1", alpha=0.25)
