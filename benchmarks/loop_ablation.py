@@ -185,7 +185,7 @@ def wall_seconds(run_dir: Path, row: Row) -> float:
     last_round = row.evaluate.split("/")[0]
     rounds = {f"round-{i}" for i in range(int(last_round.split("-")[1]) + 1)} if last_round.startswith("round-") \
         else set()
-    after_eval = {"difficulty", "quality", "preferences", "reward_model", "ppo", "dpo", "grpo", "rl_eval"}
+    after_eval = {"difficulty", "quality", "preferences", "reward_model", "ppo", "dpo", "grpo"}
     total = 0.0
     for name, st in stages.items():
         head, _, tail = name.partition("/")
