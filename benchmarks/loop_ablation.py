@@ -52,6 +52,8 @@ ROUND2 = ["rounds=2", "rl_after_last_round=false", "fresh_documents=true"]
 regenerates round 1's queries word for word and only counts them twice (measured, BENCHMARKS.md)."""
 RL_EVAL = "rl_eval_docs=100"
 """The generator before and after RL write for 100 held-out abstracts, scored by the loop reward: did RL move it?"""
+WISE = "retriever.wise_ft=[0.5,0.6,0.7,0.8,0.9,1.0]"
+"""WiSE-FT: the retriever's weights interpolated back toward its start, the share chosen on the dev slice."""
 COLBERT = ("retriever={kind: colbert, dim: 128, projection_init: pca, query_length: 32, document_length: 128, "
            "neg_nums: 1, loss: mnrl, per_device_train_batch_size: 16, max_steps: 150, learning_rate: 1.0e-4, "
            "warmup_ratio: 0.1, logging_steps: 5, eval_steps: 50, "
@@ -94,17 +96,21 @@ ROWS = [
            "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
+    Row("wise", "+ WiSE-FT (weights interpolated toward zero-shot, share chosen on dev)", [RECIPE, WISE],
+        parent="base"),
+    Row("pca_wise", "Matryoshka + `mrl_init: pca` + WiSE-FT", [RECIPE, *MRL, WISE], parent="pca"),
 ]
 BY_NAME = {r.name: r for r in ROWS}
 EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
            "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
-           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base", "pca": "base"}
+           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base", "pca": "base",
+           "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "colbert", "pca"]
+           "round2_grpo_bandonly", "colbert", "pca", "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md")

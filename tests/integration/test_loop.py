@@ -107,6 +107,13 @@ def test_one_round_end_to_end_then_cached_then_partial_rerun(tiny_lm, tiny_bert,
     moved = run_loop(load_config(RunConfig, None, [*base, "filters.0.k=20", f"out={tmp_path / 'copy'}"]))
     assert moved["executed"] == []
 
+    # WiSE-FT retrains the retriever and everything after it, and the report says which share it kept
+    wise = run_loop(load_config(RunConfig, None, [*base, "filters.0.k=20", "retriever.wise_ft=[0.0,1.0]"]))
+    assert wise["executed"][:2] == ["round-0/retriever", "round-0/evaluate"]
+    kept = wise["rounds"][0]["retriever"]
+    assert set(kept["wise_ft_dev"]) == {"0", "1"}
+    assert f"WiSE-FT kept {kept['wise_ft']:g}" in (out / "report.md").read_text()
+
 
 def test_a_budget_too_small_shrinks_the_run_and_a_rerun_reuses_it(tiny_lm, tiny_bert, toy_beir_with_test, tmp_path,
                                                                    monkeypatch):

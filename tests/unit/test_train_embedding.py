@@ -139,6 +139,32 @@ def test_dev_evaluation_selects_the_best_checkpoint(tmp_path, encoder, tiny_beir
     assert dev_run(model, dev, cfg) == both[8] != both[32]
 
 
+def test_wise_ft_keeps_the_interpolation_dev_scores_best(tmp_path, encoder, tiny_beir):
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.evaluate.metrics import evaluate
+    from tiny_bert import toy_topic_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
+    cfg = _cfg(tmp_path, encoder, data, "max_steps=4", "eval_steps=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
+               "wise_ft=1,0,0.5", "learning_rate=5e-3")
+    s = train_embedding(cfg)
+    curve, dev = s["wise_ft_dev"], build_devset(cfg.dev)
+    assert list(curve) == ["0", "0.5", "1"] and curve[f"{s['wise_ft']:g}"] == max(curve.values())
+
+    def score(model):
+        return evaluate(dev.qrels, dev_run(model, dev, cfg), ["ndcg@10"]).metrics["ndcg@10"]
+
+    # alpha 0 is the untrained encoder, and the saved model is the chosen interpolation
+    assert curve["0"] == pytest.approx(score(SentenceTransformer(str(encoder), device="cpu")))
+    assert curve[f"{s['wise_ft']:g}"] == pytest.approx(score(SentenceTransformer(str(tmp_path / "out"),
+                                                                                   device="cpu")))
+    with pytest.raises(ConfigError, match="dev slice"):
+        train_embedding(_cfg(tmp_path, encoder, data, "wise_ft=0.5,1", f"output_dir={tmp_path / 'other'}"))
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        _cfg(tmp_path, encoder, data, "wise_ft=0.5,1.5")
+
+
 def test_truncated_runs_renormalize_prefixes():
     q = np.array([[1.0, 0.0, 5.0]])
     d = np.array([[1.0, 0.1, -5.0], [0.0, 1.0, 5.0]])

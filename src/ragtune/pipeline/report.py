@@ -242,6 +242,10 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
             lines.append(f"- curriculum {rr['curriculum']}: {rr.get('curriculum_examples')} training queries ordered "
                          f"or weighted by round {r['round'] - 1}'s difficulties "
                          f"({rr.get('curriculum_dropped', 0)} outside the band left out)")
+        if "wise_ft" in r["retriever"]:
+            curve = ", ".join(f"{a} {v:.4f}" for a, v in r["retriever"]["wise_ft_dev"].items())
+            lines.append(f"- WiSE-FT kept {r['retriever']['wise_ft']:g} of the trained weights (the rest the start's); "
+                         f"dev score by share: {curve}")
         dd = r["difficulty"]
         lines.append(f"- difficulty: mean {dd['mean_difficulty']:.3f}, source ranked first {dd['rank1_fraction']:.1%}")
         lines += feedback_lines(r)  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ def train(data: Path, pseudo: list[Path], out: Path, model: str, settings: Retri
         summary = train_embedding(build_config(EmbeddingTrainConfig, keys, "retriever"))
     return {"kind": settings.kind, "train_queries": n_train, "pseudo_queries": n_pseudo,
             "held_out_pseudo_queries": n_held, **plan,
-            **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
+            **{k: v for k, v in summary.items() if isinstance(v, (int, float, str)) or k == "wise_ft_dev"}}
 
 
 def apply_curriculum(records: Path, mined: Path, curriculum: Path, settings: LoopRetrieverSettings,

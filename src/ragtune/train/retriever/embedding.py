@@ -54,11 +54,12 @@ from ragtune.train.retriever.embedding_heads import (
     widen,
     with_rotation,
 )
+from ragtune.train.retriever.weight_interpolation import WiseFtSettings, choose_interpolation, snapshot
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
 
 
-class EmbeddingSettings(CurriculumSettings, RetrieverTrainSettings):
+class EmbeddingSettings(WiseFtSettings, CurriculumSettings, RetrieverTrainSettings):
     """Fine-tune a sentence-transformers bi-encoder: everything but the data and output paths (the loop's
     `retriever:` overrides)."""
 
@@ -333,6 +334,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     from ragtune.train.retriever.dev import make_run_evaluator
 
     device, resume, dev = start_run(cfg)
+    if cfg.wise_ft and dev is None:
+        raise ConfigError('key "wise_ft": the interpolation is chosen on the dev slice; set dev.data')
     fmt, rows, stats = load_training_rows(cfg, dev)
     loss_name = resolve_loss(cfg, fmt)
     if fmt == "teacher" and cfg.use_mrl:
@@ -351,6 +354,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     if fmt == "teacher" and stats["teacher_dim"] != hidden:
         model = project(model, stats["teacher_dim"], cfg.seed)
     stats["embedding_dim"] = embedding_dim(model)
+    start = snapshot(model) if cfg.wise_ft else None
     val_rows = validation_rows(cfg, fmt)
     weighted = fmt in ("pair", "hard_neg") and "label" in rows[0]
     loss = build_loss(model, cfg, fmt, weighted)
@@ -375,6 +379,9 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = train_resuming(trainer, resume)
     wall = time.perf_counter() - t0
+    if start is not None:
+        stats["wise_ft"], stats["wise_ft_dev"] = choose_interpolation(trainer.model, start, cfg.wise_ft, lambda m: (
+            evaluate(dev.qrels, dev_run(m, dev, cfg), [cfg.dev.metric_for_best]).metrics[cfg.dev.metric_for_best]))
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
 
