@@ -217,12 +217,12 @@ TABLES: dict[str, Table] = {
     # the tenth session's runs: the guard decided on the kept pseudo queries, its default then
     "loop-feedback": Table("The loop's feedback half (issue 13)", 300, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo "
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null guard.decide_on=pseudo "
              "generator_adapter=runs/loop-feedback/ppo/round-0/sft/adapter generate.sample_num=250 "
              "guard.documents=60 dense_dtype=auto out=runs/unlabeled", table=True),
-        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=400 "
              "guard.decide_on=pseudo out=runs/msmarco-unlabeled", table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo "
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null guard.decide_on=pseudo "
              "generator_adapter=runs/msmarco-unlabeled/round-0/sft/adapter out=runs/scifact-unlabeled", table=True),
         Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled --ids runs/scifact-unlabeled/decide_ids.txt",
              creates="runs/scifact-unlabeled/decide_ids.txt"),
@@ -233,23 +233,24 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/guard_bias.py --run runs/scifact-unlabeled --queries runs/guard-altgen", table=True),
         # the same without adaptation (BENCHMARKS.md copies the adapted run's data, baselines and SFT folders first,
         # which saves their 32 minutes; without the copy they rerun to the same keys)
-        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=400 "
              "guard.decide_on=pseudo style.prompt_shots=0 style.sft_steps=0 out=runs/msmarco-noadapt", table=True),
     ]),
     # eleventh session: the guard's two decisions on the same runs (BENCHMARKS.md copies each pseudo run's folder
     # before the other-generator run, which then only generates the guard's queries and decides; without the copy
     # the -og runs redo every stage to the same keys)
     "guard-decision": Table("The loop's feedback half (issue 13)", 110, [
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=pseudo out=runs/scifact-unlabeled",
-             table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml guard.decide_on=other_generator "
-             "out=runs/scifact-unlabeled-og", table=True),
-        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 guard.decide_on=pseudo "
-             "generator_adapter=runs/scifact-unlabeled/round-0/sft/adapter out=runs/msmarco-unlabeled", table=True),
-        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null guard.decide_on=pseudo "
+             "out=runs/scifact-unlabeled", table=True),
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null "
+             "guard.decide_on=other_generator out=runs/scifact-unlabeled-og", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=400 "
+             "guard.decide_on=pseudo generator_adapter=runs/scifact-unlabeled/round-0/sft/adapter "
+             "out=runs/msmarco-unlabeled", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=400 "
              "guard.decide_on=other_generator generator_adapter=runs/scifact-unlabeled/round-0/sft/adapter "
              "out=runs/msmarco-unlabeled-og", table=True),
-        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml generate.sample_num=2000 "
+        Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
     "loop-ablation": Table("The loop's feedback half (issue 13)", 280, [
@@ -259,8 +260,17 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep,"
              "round2_grpo_bandonly"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows wise,pca_wise"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
+    ]),
+    # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
+    "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
+        Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 retriever.wise_ft=null "
+             "generator_adapter=runs/unlabeled/plain/round-0/sft/adapter out=runs/msmarco-unlabeled", table=True),
+        Step("ragtune run configs/loop-msmarco-dl19-unlabeled-cpu.yaml generate.sample_num=400 "
+             "generator_adapter=runs/unlabeled/plain/round-0/sft/adapter out=runs/msmarco-unlabeled-wise", table=True),
     ]),
     "loop-colbert": Table("The loop with ColBERT as its retriever (issue 12)", 75, [
         # the bi-encoder it is compared with saw the same generated queries: round 0 of the loop-feedback PPO run
