@@ -280,6 +280,25 @@ def test_mrl_pca_init_trains_and_saves_the_rotation(tmp_path, encoder):
         load_config(EmbeddingTrainConfig, None, ["output_dir=x", "train_data=a.jsonl", "mrl_init=pca"])
 
 
+def test_mrl_pca_seed_gives_runs_of_other_seeds_one_rotation_sample(tmp_path):
+    from ragtune.train.retriever.embedding import load_training_rows, pca_texts
+    from tiny_bert import toy_topic_rows, write_jsonl
+
+    # four negatives per query, one drawn per row by the seed: the rows' texts, hence the rotation, follow the seed
+    rows = toy_topic_rows(16)
+    data = write_jsonl(tmp_path / "neg.jsonl", [{"query": r["query"], "pos": r["pos"],
+                                                "neg": [f"{r['pos'][0]} other {k}" for k in range(4)]} for r in rows])
+
+    def texts(*extra: str) -> list[str]:
+        cfg = load_config(EmbeddingTrainConfig, None, ["output_dir=x", f"train_data={data}", "use_mrl=true",
+                                                       "mrl_init=pca", "format=hard_neg", "neg_nums=1", *extra])
+        return pca_texts(cfg, load_training_rows(cfg, None)[1], None)
+
+    assert texts("seed=1") != texts("seed=2")
+    assert texts("seed=1", "mrl_pca_seed=5") == texts("seed=2", "mrl_pca_seed=5") == texts("seed=5")
+    assert texts("seed=1", "mrl_pca_texts=16", "mrl_pca_seed=5") == texts("seed=5", "mrl_pca_texts=16")
+
+
 def test_bf16_trains_on_cpu(tmp_path, encoder):
     from tiny_bert import toy_topic_rows, write_jsonl
 

@@ -97,6 +97,10 @@ class EmbeddingSettings(WiseFtSettings, CurriculumSettings, RetrieverTrainSettin
     dimensions start out carrying the most variance and Matryoshka training refines instead of reorganising."""
     mrl_pca_texts: int = Field(4096, ge=16)
     """At most this many distinct training texts (queries and passages) to fit the rotation on."""
+    mrl_pca_seed: int | None = None
+    """The seed the rotation's texts are drawn with (default: `seed`): the training rows' resampled negatives and
+    the sample of at most `mrl_pca_texts`. Runs that differ only in `seed` and share this value start from one
+    rotation, so their weights can be averaged (benchmarks/seed_soup.py)."""
     mrl_select_dim: int | None = None
     """Matryoshka: choose the best dev checkpoint at this truncated dimension (the one you will deploy);
     default the full dimension."""
@@ -317,6 +321,15 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str, weighted: bool = Fals
     return loss
 
 
+def pca_texts(cfg: EmbeddingTrainConfig, rows: list[dict[str, Any]], dev: DevSet | None) -> list[str]:
+    """The texts the PCA rotation is fitted on, drawn with `mrl_pca_seed` (else `seed`): the rows are rebuilt with
+    that seed when it differs, since their resampled negatives follow the seed."""
+    seed = cfg.seed if cfg.mrl_pca_seed is None else cfg.mrl_pca_seed
+    if seed != cfg.seed:
+        rows = load_training_rows(cfg.model_copy(update={"seed": seed}), dev)[1]
+    return rotation_texts(rows, cfg.mrl_pca_texts, seed)
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -347,7 +360,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     if cfg.query_prompt:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
     if cfg.mrl_init == "pca":
-        model = with_rotation(model, pca_rotation(model, rotation_texts(rows, cfg.mrl_pca_texts, cfg.seed)))
+        model = with_rotation(model, pca_rotation(model, pca_texts(cfg, rows, dev)))
     hidden = embedding_dim(model)
     if cfg.use_mrl and max(cfg.mrl_dims) > hidden:
         model = widen(model, max(cfg.mrl_dims), cfg.seed)
