@@ -14,8 +14,9 @@ from rr_fixtures import EMBEDDING_YAML, rr_config, write_jsonl
 
 from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
-from ragtune.train.retriever.embedding import EmbeddingTrainConfig, build_loss, embedding_rows, train_embedding
+from ragtune.train.retriever.embedding import EmbeddingTrainConfig, build_loss, train_embedding
 from ragtune.train.retriever.embedding_heads import widen
+from ragtune.train.retriever.embedding_rows import embedding_rows
 from tiny_bert import toy_topic_rows
 
 

@@ -9,7 +9,8 @@ from ragtune.config import ConfigError, load_config
 from ragtune.data.errors import DataFormatError
 from ragtune.train.retriever.dense_eval import dense_runs, dev_run, truncated_runs
 from ragtune.train.retriever.dev import DevConfig, build_devset, carve_dev
-from ragtune.train.retriever.embedding import EmbeddingTrainConfig, embedding_rows, train_embedding
+from ragtune.train.retriever.embedding import EmbeddingTrainConfig, train_embedding
+from ragtune.train.retriever.embedding_rows import embedding_rows
 
 
 @pytest.fixture(scope="session")
@@ -281,7 +282,7 @@ def test_mrl_pca_init_trains_and_saves_the_rotation(tmp_path, encoder):
 
 
 def test_mrl_pca_seed_gives_runs_of_other_seeds_one_rotation_sample(tmp_path):
-    from ragtune.train.retriever.embedding import load_training_rows, pca_texts
+    from ragtune.train.retriever.embedding_rows import load_training_rows, pca_texts
     from tiny_bert import toy_topic_rows, write_jsonl
 
     # four negatives per query, one drawn per row by the seed: the rows' texts, hence the rotation, follow the seed

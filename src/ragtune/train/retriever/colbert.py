@@ -56,7 +56,8 @@ class ColbertTrainConfig(ColbertSettings, RetrieverTrainConfig):
 
 def colbert_rows(records: list[Embedding], cfg: ColbertTrainConfig, dev: DevSet | None) -> tuple[str, list, dict]:
     """Reuse the embedding trainer's row builder: same formats, same dev-query removal."""
-    from ragtune.train.retriever.embedding import EmbeddingTrainConfig, detect_format, embedding_rows
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig
+    from ragtune.train.retriever.embedding_rows import detect_format, embedding_rows
 
     fmt = detect_format(records, False)
     shim = EmbeddingTrainConfig.model_construct(neg_nums=cfg.neg_nums, seed=cfg.seed, query_prompt=None)
