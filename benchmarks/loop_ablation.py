@@ -144,11 +144,12 @@ def ragtune_run(overrides: list[str], out: Path) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str]) -> None:
+def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str], tag: str = "seed") -> None:
+    """The row again with each `retriever.seed` in `seeds`, in `<work>/<row>-<tag><k>` (copied from the row)."""
     # without the train-pairs-only baseline, which would double each seed's time
     own = [o for o in row.overrides if o != "train_only_baseline=true"]
     for k in seeds:
-        out = work / f"{row.name}-seed{k}"
+        out = work / f"{row.name}-{tag}{k}"
         if not out.exists():
             shutil.copytree(folder(work, row), out, ignore=COPY_IGNORE)
         ragtune_run([*own, *extra, f"retriever.seed={k}"], out)

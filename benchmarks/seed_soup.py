@@ -23,23 +23,11 @@ import sys
 from pathlib import Path
 
 from _common import hardware_line, print_table
-from loop_ablation import BY_NAME, COPY_IGNORE, folder, mean_of, per_query, ragtune_run
-
-ROTATION_SEED = 42
-"""The default run's `retriever.seed` (harness default), hence the seed its rotation's texts were sampled with."""
+from loop_ablation import BY_NAME, folder, mean_of, per_query, run_seeds
 
 
 def ingredient(work: Path, seed: int | None) -> Path:
     return folder(work, BY_NAME["pca"]) if seed is None else work / f"pca-soup-seed{seed}"
-
-
-def train(work: Path, seeds: list[int]) -> None:
-    row = BY_NAME["pca"]
-    for k in seeds:
-        out = ingredient(work, k)
-        if not out.exists():
-            shutil.copytree(folder(work, row), out, ignore=COPY_IGNORE)
-        ragtune_run([*row.overrides, f"retriever.seed={k}", f"retriever.mrl_pca_seed={ROTATION_SEED}"], out)
 
 
 def model_dir(run: Path) -> Path:
@@ -94,17 +82,17 @@ def main() -> None:
     if not (ingredient(args.work, None) / "report.json").is_file():
         sys.exit(f"{ingredient(args.work, None)}: run the ablation's pca row first "
                  f"(python benchmarks/loop_ablation.py --work {args.work} --rows pca)")
-    train(args.work, seeds)
-
     from ragtune.config import load_config
     from ragtune.evaluate.significance import paired_ttest
     from ragtune.pipeline.retriever_stage import evaluate
     from ragtune.train.retriever.dev import build_devset
     from ragtune.train.retriever.embedding import EmbeddingTrainConfig
 
+    cfg = load_config(EmbeddingTrainConfig, model_dir(ingredient(args.work, None)) / "config.yaml", [])
+    # every ingredient draws its rotation's texts with the default run's seed, hence starts from its rotation
+    run_seeds(args.work, BY_NAME["pca"], seeds, [f"retriever.mrl_pca_seed={cfg.seed}"], tag="soup-seed")
     runs = [ingredient(args.work, s) for s in (None, *seeds)]
     names = ["default seed", *(f"seed {s}" for s in seeds)]
-    cfg = load_config(EmbeddingTrainConfig, model_dir(runs[0]) / "config.yaml", [])
     dev = build_devset(cfg.dev)
     out = args.work / "pca-soup"
     out.mkdir(parents=True, exist_ok=True)
