@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +19,8 @@ from ragtune.data.records import Embedding
 from ragtune.train.retriever.dev import DevSet, is_dev_query
 from ragtune.train.retriever.embedding_heads import rotation_texts
 
-if TYPE_CHECKING:
-    from ragtune.train.retriever.embedding import EmbeddingTrainConfig
+EmbeddingTrainConfig = Any
+"""embedding.py's config (it imports this module, so the type cannot be imported back without a cycle)."""
 
 
 # ---------------------------------------------------------------- records -> dataset
