@@ -293,7 +293,7 @@ def test_mrl_pca_seed_gives_runs_of_other_seeds_one_rotation_sample(tmp_path):
     def texts(*extra: str) -> list[str]:
         cfg = load_config(EmbeddingTrainConfig, None, ["output_dir=x", f"train_data={data}", "use_mrl=true",
                                                        "mrl_init=pca", "format=hard_neg", "neg_nums=1", *extra])
-        return pca_texts(cfg, load_training_rows(cfg, None)[1], None)
+        return pca_texts(cfg, load_training_rows(cfg, None), None)
 
     assert texts("seed=1") != texts("seed=2")
     assert texts("seed=1", "mrl_pca_seed=5") == texts("seed=2", "mrl_pca_seed=5") == texts("seed=5")

@@ -193,7 +193,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     device, resume, dev = start_run(cfg)
     if cfg.wise_ft and dev is None:
         raise ConfigError('key "wise_ft": the interpolation is chosen on the dev slice; set dev.data')
-    fmt, rows, stats = load_training_rows(cfg, dev)
+    train = load_training_rows(cfg, dev)
+    fmt, rows, stats = train.fmt, train.rows, train.stats
     loss_name = resolve_loss(cfg, fmt)
     if fmt == "teacher" and cfg.use_mrl:
         raise ConfigError("use_mrl is not available with teacher-vector distillation (MSE on full vectors)")
@@ -204,7 +205,7 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     if cfg.query_prompt:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
     if cfg.mrl_init == "pca":
-        model = with_rotation(model, pca_rotation(model, pca_texts(cfg, rows, dev)))
+        model = with_rotation(model, pca_rotation(model, pca_texts(cfg, train, dev)))
     hidden = embedding_dim(model)
     if cfg.use_mrl and max(cfg.mrl_dims) > hidden:
         model = widen(model, max(cfg.mrl_dims), cfg.seed)

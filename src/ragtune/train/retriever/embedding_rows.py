@@ -1,7 +1,7 @@
 """Training rows for the bi-encoder trainer (embedding.py): records -> sentence-transformers rows, per format.
 
-    fmt, rows, stats = load_training_rows(cfg, dev)     # read, validate (file:line), detect the format, build rows
-    texts = pca_texts(cfg, rows, dev)                   # what `mrl_init: pca` fits its rotation on
+    train = load_training_rows(cfg, dev)   # read, validate (file:line), detect the format, build rows
+    texts = pca_texts(cfg, train, dev)     # what `mrl_init: pca` fits its rotation on
 
 The formats and how negatives are filled are described in embedding.py's docstring.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -138,8 +138,15 @@ def validation_rows(cfg: EmbeddingTrainConfig, fmt: str) -> list[dict[str, Any]]
     return rows
 
 
-def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> tuple[str, list[dict[str, Any]],
-                                                                               dict[str, int]]:
+class TrainingRows(NamedTuple):
+    fmt: str
+    rows: list[dict[str, Any]]
+    stats: dict[str, int]
+    records: list[Embedding]
+    """What the rows were built from (empty for teacher files), so they can be rebuilt under another seed."""
+
+
+def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> TrainingRows:
     """Read and validate every train file (file:line errors), detect the format, build rows."""
     from ragtune.data.formats import read_records
 
@@ -148,8 +155,8 @@ def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> tuple[s
         if len(cfg.train_data) != 1:
             raise ConfigError('key "train_data": teacher distillation reads one {query} file and its .npy')
         rows, dropped, dim = teacher_rows(cfg.train_data[0], cfg.teacher_vectors, cfg, dev)
-        return "teacher", rows, {"records": len(rows) + dropped, "dropped_dev_queries": dropped,
-                                 "examples": len(rows), "teacher_dim": dim}
+        return TrainingRows("teacher", rows, {"records": len(rows) + dropped, "dropped_dev_queries": dropped,
+                                              "examples": len(rows), "teacher_dim": dim}, [])
     records: list[Embedding] = []
     for path in cfg.train_data:
         records += [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
@@ -161,13 +168,14 @@ def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> tuple[s
     rows, stats = embedding_rows(records, fmt, cfg, dev)
     if not rows:
         raise ConfigError("no training example left after removing the dev queries")
-    return fmt, rows, stats
+    return TrainingRows(fmt, rows, stats, records)
 
 
-def pca_texts(cfg: EmbeddingTrainConfig, rows: list[dict[str, Any]], dev: DevSet | None) -> list[str]:
-    """The texts the PCA rotation is fitted on, drawn with `mrl_pca_seed` (else `seed`): the rows are rebuilt with
-    that seed when it differs, since their resampled negatives follow the seed."""
+def pca_texts(cfg: EmbeddingTrainConfig, train: TrainingRows, dev: DevSet | None) -> list[str]:
+    """The texts the PCA rotation is fitted on, drawn with `mrl_pca_seed` (else `seed`): the rows are rebuilt from
+    the records with that seed when it differs, since their resampled negatives follow the seed."""
     seed = cfg.seed if cfg.mrl_pca_seed is None else cfg.mrl_pca_seed
-    if seed != cfg.seed:
-        rows = load_training_rows(cfg.model_copy(update={"seed": seed}), dev)[1]
+    rows = train.rows
+    if seed != cfg.seed and train.records:
+        rows = embedding_rows(train.records, train.fmt, cfg.model_copy(update={"seed": seed}), dev)[0]
     return rotation_texts(rows, cfg.mrl_pca_texts, seed)
