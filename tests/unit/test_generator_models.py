@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,15 @@ def test_shipped_configs_parse():
     for name in ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"):
         cfg = yaml.safe_load((REPO / "configs" / "accelerate" / f"{name}.yaml").read_text())
         assert cfg["num_processes"] >= 2 and cfg["distributed_type"]
+
+
+def test_importing_ragtune_turns_transformers_hub_kernels_off_unless_the_user_set_them():
+    import subprocess
+    import sys
+
+    code = "import os, ragtune; print(os.environ['USE_HUB_KERNELS'])"
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "NO"
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "USE_HUB_KERNELS": "YES"}, capture_output=True,
+                          text=True, check=True).stdout.strip() == "YES"
