@@ -253,7 +253,7 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
-    "loop-ablation": Table("The loop's feedback half (issue 13)", 365, [
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 425, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows unfiltered,bm25,lossnet,curriculum,colbert"),
@@ -265,6 +265,7 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows pca --retriever-seeds 1,2,3,4"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
         Step("python benchmarks/seed_soup.py --work runs/ablation --seeds 1,2", table=True),
+        Step("python benchmarks/dev_size.py --work runs/ablation", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
