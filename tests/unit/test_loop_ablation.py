@@ -99,3 +99,26 @@ def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_a
     assert rows == [["", "round2_ppo", "0.610 [0.55, 0.67] n=250", "reward -1.500 -> -1.200",
                      "0.500 -> 0.600 (p = 0.012)", "0.74 -> 0.80",
                      "0.80 -> 0.90", "0.60 -> 0.55", "0.15 -> 0.20", "0.25 -> 0.40", "13.50 -> 9.00", ""]]
+
+
+def test_dev_size_simulation_always_picks_a_model_better_on_every_query_and_never_one_worse():
+    import dev_size
+
+    qids = [f"q{i}" for i in range(40)]
+    tests = {"low": {q: 0.2 + 0.01 * i for i, q in enumerate(qids)},
+             "high": {q: 0.3 + 0.01 * i for i, q in enumerate(qids)},
+             "mid": {q: 0.25 + 0.01 * i for i, q in enumerate(qids)}}
+    rows = dev_size.simulate(tests, sizes=(1, 10), draws=50)
+    assert [r[0] for r in rows] == [1, 10]
+    assert all(r[1] == "1.00" and r[2] == "0.00" for r in rows)  # P(picks the best), P(picks the worst)
+    assert all(r[6].startswith("+0.0500") for r in rows)  # the best is 0.05 above the mean of the three
+
+
+def test_dev_size_reads_a_seed_run_only_once_its_own_report_is_written(tmp_path):
+    import dev_size
+
+    run = tmp_path / "pca-dev150-seed3"
+    (run / "round-0" / "evaluate").mkdir(parents=True)  # copied from its parent, evaluations included
+    assert "dev150 seed 3" not in dev_size.runs_of(tmp_path)
+    (run / "report.json").write_text("{}")
+    assert "dev150 seed 3" in dev_size.runs_of(tmp_path)
