@@ -68,7 +68,7 @@ def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: t
 
 
 GEMMA = " --base google/gemma-3-270m --template gemma"
-ANSWERER_400 = _answerer("squad", "runs/answerer-long", train=" --train-examples 400",
+ANSWERER_400 = _answerer("squad", "runs/answerer-long", prepare=" --train-examples 400",
                          evals=((" --models trained", "eval-squad-trained"),
                                 (" --models trained --refusal-text margin", "eval-squad-trained-margin")))
 BM25 = _eval("bm25", "runs/scifact/eval-bm25")
