@@ -131,7 +131,7 @@ def main() -> None:
 
 def combine(dev_rows: list[dict], verifier_dev: dict[str, float], preds: list[dict], verifier_eval: dict[str, float],
             metrics) -> dict:
-    """The verifier's refusal score and the answerer's margin, each standardised by its mean and deviation on the dev
+    """A second refusal score (the verifier's, or the probe's) and the answerer's margin, each standardised on the dev
     questions the answerer calibrated on, summed; the threshold calibrated (balanced) on those dev questions."""
     from statistics import mean, pstdev
 

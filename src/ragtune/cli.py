@@ -12,7 +12,6 @@ import functools
 import importlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from typer.core import TyperGroup
 
 from ragtune import __version__
 from ragtune import cli_tables as show
+from ragtune.cli_plain import PLAIN_COMMANDS
 from ragtune.cli_tables import err, out
 
 
@@ -266,38 +266,12 @@ def demo(args: Annotated[list[str] | None, typer.Argument(help="key=value overri
     _run([str(files("ragtune") / "configs" / "demo.yaml"), *(args or [])], set_)
 
 
-# (app, name, help, "module:ConfigClass", "module:function", printer(result, cfg)): `[CONFIG] key=value... --set`
-PLAIN_COMMANDS: list[tuple[typer.Typer, str, str, str, str, Callable[[Any, Any], None]]] = [
-    (app, "filter", "Filter pseudo queries (BM25 rank, dense round-trip, LossNet, score) and write the yield report.",
-     "ragtune.filters.run:FilterConfig", "ragtune.filters.run:run_filter", show.filtered),
-    (app, "generate", "Write pseudo queries for corpus documents (resumable): `ragtune generate "
-     "configs/generate.yaml`.",
-     "ragtune.generate.config:GenerateConfig", "ragtune.generate.generator:generate_queries", show.generated),
-    (app, "export", "Merge a LoRA adapter into its base, save and verify it: `ragtune export adapter_name_or_path=D "
-     "export_dir=E`.", "ragtune.train.generator.export:ExportConfig", "ragtune.train.generator.export:export_merged",
-     show.exported),
-    (train_app, "embedding", "Fine-tune a bi-encoder (pairs, hard negatives, score or vector distillation; "
-     "Matryoshka): `ragtune train embedding configs/scifact-embedding.yaml`.",
-     "ragtune.train.retriever.embedding:EmbeddingTrainConfig", "ragtune.train.retriever.embedding:train_embedding",
-     show.embedding_trained),
-    (train_app, "colbert", "Train a late-interaction (ColBERT) model: `ragtune train colbert "
-     "configs/scifact-colbert.yaml`.", "ragtune.train.retriever.colbert:ColbertTrainConfig",
-     "ragtune.train.retriever.colbert:train_colbert", show.colbert_trained),
-    (train_app, "reranker", "Train a cross-encoder or LLM reranker: `ragtune train reranker "
-     "configs/scifact-reranker.yaml`.", "ragtune.train.retriever.reranker_config:RerankerTrainConfig",
-     "ragtune.train.retriever.reranker:train_reranker", show.reranker_trained),
-    (train_app, "mine", "Mine hard negatives from a BEIR split (BM25 or dense, rank window, optional reranker "
-     "filter): `ragtune train mine data=DIR out=DIR neg_start=10 neg_end=100`.", "ragtune.retrieval.mining:MineConfig",
-     "ragtune.retrieval.mining:mine", lambda result, cfg: show.converted("train mine", result)),
-]
-
-
-def _plain_command(sub: typer.Typer, name: str, doc: str, cls: str, fn: str, printer) -> None:
-    @sub.command(name, help=doc)
+def _plain_command(group: str, name: str, doc: str, cls: str, fn: str, printer: str) -> None:
+    @{"": app, "train": train_app}[group].command(name, help=doc)
     @user_errors
     def command(args: Args = None, set_: SetOption = None) -> None:
         cfg = configured(cls, args, set_)
-        printer(_load(fn)(cfg), cfg)
+        getattr(show, printer)(_load(fn)(cfg), cfg)
 
 
 for _spec in PLAIN_COMMANDS:

@@ -142,6 +142,18 @@ def reranker_trained(s: dict, cfg) -> None:
     out.print(f"outputs in {s['output_dir']}", highlight=False)
 
 
+def mined(result, cfg) -> None:
+    converted("train mine", result)
+
+
+def probe_trained(s: dict, cfg) -> None:
+    margin = "" if s["auc_dev_margin"] is None else (f", the likelihood margin alone {s['auc_dev_margin']:.3f}, "
+                                                     f"probe + margin {s['auc_dev_combined']:.3f}")
+    out.print(f"refusal probe: layer {s['layer']}, C {s['C']}, signal {s['combine']}; dev AUC: probe "
+              f"{s['auc_dev']:.3f}{margin} ({s['dev_questions']} dev questions, fitted on {s['train_records']} "
+              f"records); written to {s['out']}", highlight=False)
+
+
 def colbert_trained(s: dict, cfg) -> None:
     trained(s, "train colbert")
     out.print(f"outputs in {s['output_dir']}", highlight=False)

@@ -2,7 +2,7 @@
 
     answerer = Answerer.load(DEFAULT_GENERATOR, adapter="runs/answerer-squad", device="cpu")
     [g] = answerer.generate([answerer.prompt("Who ruled Normandy?", ["Rollo ruled ...", "..."])])
-    g.text, g.refused, g.reason, g.margin
+    g.text, g.refused, g.reason, g.margin, g.signal
 
 Prompts are the ones the training records carry (`ragtune.generate.prompts.ANSWER_PROMPTS`, rendered with the same chat
 template), so training and inference match; several contexts are numbered `[1] ... [2] ...`.
@@ -11,6 +11,8 @@ Decoding is batched greedy search written out here (prompts sorted by length, le
 ids, a KV cache), because the refusal signal needs the prompt's cache: after the prompt is encoded once, every
 refusal phrasing is scored against that cache (then the cache is cropped back) and the answer is decoded from it;
 `ragtune.rag.refusal.decide` refuses when the greedy output is a refusal, else when the margin says so (see there).
+With a refusal probe (`ragtune.rag.refusal_probe`), the prompt's forward pass also returns its hidden states and the
+probe's score (alone, or with the margin) is the signal the threshold is compared with.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ragtune.data.language import detect_language
 from ragtune.generate.prompts import ANSWER_PROMPTS, format_contexts, refusal_phrasings
 from ragtune.models import DEFAULT_GENERATOR
 from ragtune.rag.refusal import FLOOR, decide, is_refusal_text, is_trained_refusal, likelihood_margin, text_is_final
+from ragtune.rag.refusal_probe import RefusalProbe
 
 
 @dataclass
@@ -54,20 +57,36 @@ class Generation:
     """The greedy output is a refusal (phrasing or cue)."""
     text_final: bool = False
     """The greedy output refused and no threshold undoes it (`refusal_text`, ragtune.rag.refusal)."""
+    probe_logit: float | None = None
+    """The refusal probe's log-odds that the context does not hold the answer (None without a probe)."""
+    score: float | None = None
+    """The refusal probe's score (`RefusalProbe.score`), compared with refusal_margin instead of the margin."""
 
     @property
     def margin(self) -> float:
         """`ragtune.rag.refusal.likelihood_margin`: > refusal_margin means refuse."""
         return likelihood_margin(self.refusal_logprob, self.answer_logprob, self.floor)
 
+    @property
+    def signal(self) -> float:
+        """What refusal_margin thresholds: the probe's score where the answerer has a probe, else the margin."""
+        return self.margin if self.score is None else self.score
+
 
 class Answerer:
     def __init__(self, model, tokenizer, stop_ids: list[int], max_new_tokens: int = 48, batch_size: int = 8,
                  max_prompt_tokens: int = 1024, refusal_margin: float = 0.0, refusal_floor: float = FLOOR,
-                 refusals: dict[str, list[str]] | None = None, refusal_text: str = "final"):
+                 refusals: dict[str, list[str]] | None = None, refusal_text: str = "final",
+                 refusal_probe: RefusalProbe | None = None):
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
         self.max_new_tokens, self.batch_size, self.max_prompt_tokens = max_new_tokens, batch_size, max_prompt_tokens
         self.refusal_margin, self.refusal_floor, self.refusal_text = refusal_margin, refusal_floor, refusal_text
+        self.probe = refusal_probe
+        self._unmerged = False  # a probe of the base model beside an unmerged LoRA: run the prompt without it too
+        if refusal_probe is not None and refusal_probe.reads == "base":
+            from peft import PeftModel
+
+            self._unmerged = isinstance(model, PeftModel)
         self.refusals = {lang: refusal_phrasings(lang, (refusals or {}).get(lang)) for lang in ("en", "zh")}
         self.device = next(model.parameters()).device
         end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else stop_ids[0]
@@ -75,16 +94,19 @@ class Answerer:
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_GENERATOR, adapter: str | Path | None = None, template: str = "auto",
-             device: str = "cpu", **kwargs) -> Answerer:
+             device: str = "cpu", refusal_probe: str | Path | None = None, **kwargs) -> Answerer:
         """Base model (hub name, folder, or the offline GGUF default) plus an optional LoRA adapter, merged, on
-        `device` (resolved by the caller)."""
+        `device` (resolved by the caller); `refusal_probe`: a folder `ragtune train refusal-probe` wrote for them."""
         from ragtune.generate.prompts import use_template
         from ragtune.models import load_causal_lm
 
-        lm, tokenizer = load_causal_lm(model, adapter, padding_side="left", device=device, adapter_key="adapter")
+        probe = RefusalProbe.load(refusal_probe, model, adapter) if refusal_probe is not None else None
+        base_probe = probe is not None and probe.reads == "base" and adapter is not None  # switch the LoRA off
+        lm, tokenizer = load_causal_lm(model, adapter, merge=not base_probe, padding_side="left", device=device,
+                                       adapter_key="adapter")
         stop_ids = use_template(tokenizer, template)
         lm.eval()
-        return cls(lm, tokenizer, stop_ids, **kwargs)
+        return cls(lm, tokenizer, stop_ids, refusal_probe=probe, **kwargs)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -114,6 +136,26 @@ class Answerer:
                 raise ValueError(f"the question alone is longer than max_prompt_tokens={self.max_prompt_tokens}")
             contexts = [self.tokenizer.decode(ids[: len(ids) - over - 1], skip_special_tokens=True)]
 
+    def prompt_states(self, prompts: Sequence[Prompt], layers: Sequence[int], progress: bool = True):
+        """(n, len(layers), hidden) float32 numpy: each prompt's last-token hidden state after each of `layers`
+        (indices into the model's hidden_states), batched by similar length."""
+        import numpy as np
+        import torch
+        from tqdm import tqdm
+
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].text))
+        out = np.zeros((len(prompts), len(layers), self.model.config.hidden_size), dtype=np.float32)
+        for s in tqdm(range(0, len(order), self.batch_size), desc="hidden states", unit="batch",
+                      disable=not progress):
+            idx = order[s:s + self.batch_size]
+            enc = self.tokenizer([prompts[i].text for i in idx], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
+            pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                hs = self.model(**enc, position_ids=pos, output_hidden_states=True, logits_to_keep=1).hidden_states
+            out[idx] = torch.stack([hs[k][:, -1].float() for k in layers], 1).cpu().numpy()
+        return out
+
     # ---------------------------------------------------------------- decoding
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Generation]:
@@ -135,7 +177,9 @@ class Answerer:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                             logits_to_keep=1)
+                             logits_to_keep=1, output_hidden_states=self.probe is not None)
+            probe_logits = [None] * len(prompts) if self.probe is None else self.probe.logits(
+                self._base_states(ids, mask, pos) if self._unmerged else out.hidden_states)
             cache = out.past_key_values
             if hasattr(cache, "activate_past_recording"):
                 # sliding-window layers (Gemma 3) keep only the window; recording lets crop() roll them back
@@ -156,14 +200,23 @@ class Answerer:
                 for i in again:
                     texts[i], answer_lp[i] = alt[i], alt_lp[i]
         gens = []
-        for p, g, text, a_lp, r_lp in zip(prompts, greedy, texts, answer_lp, refusal_lp, strict=True):
+        for p, g, text, a_lp, r_lp, logit in zip(prompts, greedy, texts, answer_lp, refusal_lp, probe_logits,
+                                                 strict=True):
             phrasings = self.refusals[p.language]
+            score = None if logit is None else self.probe.score(logit, likelihood_margin(r_lp, a_lp,
+                                                                                           self.refusal_floor))
             refused, why = decide(g, r_lp, a_lp, p.language, self.refusal_margin, phrasings, self.refusal_floor,
-                                  self.refusal_text)
+                                  self.refusal_text, score)
             gens.append(Generation(text, refused, why, a_lp, r_lp, self.refusal_floor, g,
                                    is_refusal_text(g, p.language, phrasings),
-                                   text_is_final(g, p.language, phrasings, self.refusal_text)))
+                                   text_is_final(g, p.language, phrasings, self.refusal_text), logit, score))
         return gens
+
+    def _base_states(self, ids, mask, pos):
+        """The prompt's hidden states with the LoRA switched off (a probe that reads the base model)."""
+        with self.model.disable_adapter():
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True,
+                              logits_to_keep=1).hidden_states
 
     def _score_refusals(self, prompts: list[Prompt], cache, mask, last_pos, first) -> list[float]:
         """log sum_r P(r | prompt) per prompt, scoring one phrasing index at a time on the shared cache."""

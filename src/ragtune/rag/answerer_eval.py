@@ -223,7 +223,7 @@ def _generate(answerer, items: list[dict[str, Any]], contexts: list[list[str]]):
 def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     from ragtune.evaluate.answer_metrics import exact_match, score_answers, token_f1
 
-    refused = [g.text_final or g.margin > margin for g in gens]
+    refused = [g.text_final or g.signal > margin for g in gens]
     by_text = [r and g.greedy_refused for r, g in zip(refused, gens, strict=True)]  # refused in its own words
     preds = [g.text for g in gens]
     metrics = score_answers([it["answers"] for it in items], preds, refused, [it["answerable"] for it in items],
@@ -243,6 +243,8 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
                      "source": it.get("source"), "answers": it["answers"], "prediction": g.text,
                      "greedy": g.greedy, "refused": r, "why": "text" if t else ("likelihood" if r else None),
                      "margin": round(g.margin, 4),
+                     **({"probe_logit": round(g.probe_logit, 4), "signal": round(g.signal, 4)}
+                        if g.probe_logit is not None else {}),
                      "em": exact_match(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
                      "f1": token_f1(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
                      **({"gold_retrieved": hits[i]} if hits is not None else {})})
@@ -265,10 +267,11 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
                              batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
                              refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor, refusals=a.refusals,
-                             refusal_text=a.refusal_text)
+                             refusal_text=a.refusal_text, refusal_probe=a.refusal_probe)
     margin = a.refusal_margin
     report: dict[str, Any] = {"dataset": name, "split": "eval", "data": str(cfg.data),
-                              "answerer": {"model": a.model, "adapter": str(a.adapter) if a.adapter else None},
+                              "answerer": {"model": a.model, "adapter": str(a.adapter) if a.adapter else None,
+                                           "refusal_probe": str(a.refusal_probe) if a.refusal_probe else None},
                               "num_questions": len(items), "num_answerable": sum(i["answerable"] for i in items),
                               "num_unanswerable": sum(not i["answerable"] for i in items), "results": {}}
     curves: dict[str, list[tuple[float, float, float]]] = {}

@@ -61,6 +61,9 @@ class AnswererConfig(ConfigModel):
     """final: a greedy refusal always stands; margin: a greedy refusal in a trained phrasing stands only while the
     likelihood margin also exceeds `refusal_margin`, so calibration can undo a trained model's over-refusal (the
     answer is then the best non-refusal decode)."""
+    refusal_probe: Path | None = None
+    """A linear probe on the answerer's hidden state (`ragtune train refusal-probe`, fitted on this model and
+    adapter): its score, alone or with the margin, is what `refusal_margin` thresholds instead of the margin."""
     language: Literal["auto", "en", "zh"] = "auto"
     """Prompt and refusal language; auto = from the question."""
     device: str = "auto"
@@ -117,8 +120,8 @@ class RagPipeline(AbstractContextManager):
             answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,
                                      batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
                                      refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor,
-                                     refusal_text=a.refusal_text,
-                                     refusals=a.refusals)
+                                     refusal_text=a.refusal_text, refusals=a.refusals,
+                                     refusal_probe=a.refusal_probe)
             reranker = None
             if cfg.retrieve.rerank:
                 from ragtune.retrieval.rerank import load_reranker
@@ -172,7 +175,7 @@ class RagPipeline(AbstractContextManager):
             answer = self.answerer.refusals[language][0]
         return {"question": question, "answer": answer, "refused": g.refused, "refusal_reason": g.reason,
                 "draft_answer": g.text,
-                "refusal_margin": round(g.margin, 4), "language": language,
+                "refusal_margin": round(g.margin, 4), "refusal_signal": round(g.signal, 4), "language": language,
                 "citations": [{"index": i + 1, "chunk_id": used[i].chunk_id, "source": used[i].chunk["source"],
                                "score": used[i].score} for i in cited],
                 "contexts": contexts, "timings_s": {"retrieve": round(t1 - t0, 3), "answer": round(t2 - t1, 3)}}

@@ -94,17 +94,18 @@ def text_is_final(text: str, language: str, phrasings: Sequence[str] | None = No
 
 
 def decide(text: str, refusal_logprob: float, answer_logprob: float, language: str, margin: float = 0.0,
-           phrasings: Sequence[str] | None = None, floor: float = FLOOR, mode: str = "final"
-           ) -> tuple[bool, str | None]:
+           phrasings: Sequence[str] | None = None, floor: float = FLOOR, mode: str = "final",
+           score: float | None = None) -> tuple[bool, str | None]:
     """(refused, why) for the greedy output `text`: why is "text" (the greedy output refused: a phrasing or cue),
     "likelihood" (the margin refused an answer) or None. `answer_logprob` is that of the best non-refusal answer.
+    `score`, where given (a refusal probe's), is compared with `margin` instead of the likelihood margin.
 
     >>> decide("I cannot answer this question from the given context.", -1.0, -0.1, "en", mode="margin")
     (False, None)
     >>> decide("I cannot answer this question from the given context.", -1.0, -0.1, "en")
     (True, 'text')
     """
-    above = likelihood_margin(refusal_logprob, answer_logprob, floor) > margin
+    above = (likelihood_margin(refusal_logprob, answer_logprob, floor) if score is None else score) > margin
     if is_refusal_text(text, language, phrasings):
         return (True, "text") if above or text_is_final(text, language, phrasings, mode) else (False, None)
     if above:

@@ -66,7 +66,7 @@ def choose_margin(cfg: RefusalCalibrationConfig, gens, items: list[dict[str, Any
     """(refusal_margin for cfg.target, the over/under-refusal curve) from generations on gold contexts."""
     from ragtune.rag.refusal import calibrate_margin, refusal_curve
 
-    margins = [g.margin for g in gens]
+    margins = [g.signal for g in gens]
     unanswerable = [not it["answerable"] for it in items]
     fixed = [g.text_final for g in gens]  # refusals no threshold undoes
     margin = calibrate_margin(margins, unanswerable, fixed, cfg.target, cfg.max_over_refusal,
@@ -77,7 +77,7 @@ def choose_margin(cfg: RefusalCalibrationConfig, gens, items: list[dict[str, Any
 def curve_of(gens, items: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
     from ragtune.rag.refusal import refusal_curve
 
-    return refusal_curve([g.margin for g in gens], [not it["answerable"] for it in items],
+    return refusal_curve([g.signal for g in gens], [not it["answerable"] for it in items],
                          [g.text_final for g in gens])
 
 

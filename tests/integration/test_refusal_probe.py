@@ -1,0 +1,113 @@
+"""`ragtune train refusal-probe` and `answerer.refusal_probe`: a linear probe on the answerer's hidden state, chosen
+on dev, saved without pickle, tied to the answerer it was fitted on, and the signal `eval rag` thresholds."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+
+runner = CliRunner()
+
+
+def item(i: int, answerable: bool) -> dict:
+    # answerable contexts talk about the asked town, unanswerable ones about fruit: visible in the hidden state
+    context = f"Town{i} lies on a river; its mayor is Mayor{i}." if answerable else "Apples are red and sweet fruit."
+    return {"id": f"x{i}", "question": f"Who is the mayor of Town{i}?", "context": context,
+            "answers": [f"Mayor{i}"] if answerable else [], "answerable": answerable,
+            "source": "answerable" if answerable else "mismatched", "article": f"T{i}", "language": "en"}
+
+
+def write(path, items) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    return str(path)
+
+
+def rows(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def test_fit_evaluate_and_refuse_a_foreign_answerer(tmp_path, tiny_lm, tiny_adapter):
+    import numpy as np
+
+    from ragtune.rag.answer import Answerer
+    from ragtune.rag.refusal_probe import RefusalProbe
+
+    train = write(tmp_path / "p_train.meta.jsonl", [item(i, i % 2 == 0) for i in range(40)])
+    dev = write(tmp_path / "p_dev.meta.jsonl", [item(i, i % 2 == 0) for i in range(100, 116)])
+    evaluated = write(tmp_path / "p_eval.meta.jsonl", [item(i, i % 2 == 0) for i in range(200, 208)])
+    common = [f"answerer.model={tiny_lm}", "answerer.threads=1", "answerer.max_new_tokens=4"]
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'probe'}",
+                              "layer_step=1", "combine=probe+margin", *common])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert info["combine"] == "probe+margin" and info["auc_dev"] > 0.9, info  # the two kinds are easy to tell apart
+    assert info["layer"] == max(info["tried"], key=lambda t: t["auc_dev"])["layer"]
+    assert info["answerer"] == {"model": str(tiny_lm), "adapter_sha256": None}
+
+    res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o"), "--set",
+                              f"answerer.refusal_probe={tmp_path / 'probe'}", "--set", f"refusal.data={dev}",
+                              *[x for c in common for x in ("--set", c)]])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["answerer"]["refusal_probe"] == str(tmp_path / "probe")
+    preds, t = rows(tmp_path / "o" / "predictions-gold.jsonl"), report["refusal_margin"]
+    # the threshold applies to the probe's signal (probe + margin, each standardised on dev), not to the margin
+    pm, ps, mm, ms = info["standardise"]
+    for p in preds:
+        assert abs(p["signal"] - ((p["probe_logit"] - pm) / ps + (p["margin"] - mm) / ms)) < 1e-3
+        if abs(p["signal"] - t) > 1e-3:
+            assert p["refused"] == (p["why"] == "text" or p["signal"] > t)
+    # decoding's batched, padded forward pass reads the same hidden state as the fitting pass did
+    answerer = Answerer.load(tiny_lm, refusal_probe=tmp_path / "probe", batch_size=3)
+    items = [item(i, i % 2 == 0) for i in range(200, 208)]
+    prompts = [answerer.prompt(it["question"], [it["context"]], "en") for it in items]
+    probe = RefusalProbe.load(tmp_path / "probe", tiny_lm, None)
+    alone = answerer.prompt_states(prompts, [probe.layer], progress=False)[:, 0]
+    want = ((alone - probe.mean.numpy()) / probe.scale.numpy()) @ probe.coef.numpy() + probe.intercept
+    got = np.array([p["probe_logit"] for p in sorted(preds, key=lambda p: p["id"])])
+    assert np.allclose(got, want[np.argsort([it["id"] for it in items])], atol=1e-3)
+
+    # a probe reads one answerer's hidden states: beside another adapter it is an error, not a silent signal
+    res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o2"), "--set",
+                              f"answerer.refusal_probe={tmp_path / 'probe'}", "--set",
+                              f"answerer.adapter={tiny_adapter}", *[x for c in common for x in ("--set", c)]])
+    assert res.exit_code == 1 and "fitted on the hidden states" in res.stderr, res.output
+    # dev questions asked in training are refused before any model loads
+    write(tmp_path / "bad_dev.meta.jsonl", [item(i, i % 2 == 0) for i in range(30, 46)])
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={tmp_path / 'bad_dev.meta.jsonl'}",
+                              f"out={tmp_path / 'p2'}", *common])
+    assert res.exit_code == 1 and "also asked" in res.stderr and not (tmp_path / "p2").exists(), res.output
+
+
+def test_a_probe_of_the_base_model_beside_the_adapter(tmp_path, tiny_lm, tiny_adapter):
+    import numpy as np
+
+    from ragtune.rag.answer import Answerer
+    from ragtune.rag.refusal_probe import RefusalProbe
+
+    train = write(tmp_path / "p_train.meta.jsonl", [item(i, i % 2 == 0) for i in range(40)])
+    dev = write(tmp_path / "p_dev.meta.jsonl", [item(i, i % 2 == 0) for i in range(100, 116)])
+    common = [f"answerer.model={tiny_lm}", f"answerer.adapter={tiny_adapter}", "answerer.threads=1",
+              "answerer.max_new_tokens=4"]
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'probe'}",
+                              "reads=base", "combine=probe", "layer_step=1", *common])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert info["reads"] == "base" and info["answerer"]["adapter_sha256"] is None
+    # the answerer keeps its adapter for answering and reads the probe's state with the adapter switched off
+    items = [item(i, i % 2 == 0) for i in range(200, 206)]
+    with_probe = Answerer.load(tiny_lm, tiny_adapter, refusal_probe=tmp_path / "probe", max_new_tokens=4)
+    merged = Answerer.load(tiny_lm, tiny_adapter, max_new_tokens=4)
+    base = Answerer.load(tiny_lm)
+    prompts = [with_probe.prompt(it["question"], [it["context"]], "en") for it in items]
+    gens = with_probe.generate(prompts)
+    probe = RefusalProbe.load(tmp_path / "probe", tiny_lm, tiny_adapter)
+    states = base.prompt_states(prompts, [probe.layer], progress=False)[:, 0]
+    want = ((states - probe.mean.numpy()) / probe.scale.numpy()) @ probe.coef.numpy() + probe.intercept
+    assert np.allclose([g.probe_logit for g in gens], want, atol=1e-3)
+    adapted = merged.prompt_states(prompts, [probe.layer], progress=False)[:, 0]
+    assert not np.allclose(states, adapted, atol=1e-3)  # the adapter does change that state
+    assert [g.text for g in gens] == [g.text for g in merged.generate(prompts)]  # and still writes the answers
