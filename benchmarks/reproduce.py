@@ -68,6 +68,7 @@ def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: t
 
 
 GEMMA = " --base google/gemma-3-270m --template gemma"
+SQ = "runs/answerer-long/squad"
 ANSWERER_400 = _answerer("squad", "runs/answerer-long", prepare=" --train-examples 400",
                          evals=((" --models trained", "eval-squad-trained"),
                                 (" --models trained --refusal-text margin", "eval-squad-trained-margin")))
@@ -214,6 +215,20 @@ TABLES: dict[str, Table] = {
     "answerer-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
         *ANSWERER_400[:3],  # prepare, train, eval trained: the answers the verifier decides for
         Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
+    # seventeenth session: a linear probe on the hidden state, as a benchmark and through the CLI
+    "answerer-probe": Table("Grounded answering: the issue 18 rerun", 75, [
+        *ANSWERER_400[:3],
+        Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model base", table=True),
+        Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model trained", table=True),
+        Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
+             "answerer.adapter=runs/answerer-long/squad-lora reads=base out=runs/answerer-long/probe-base",
+             creates="runs/answerer-long/probe-base/probe.json", table=True),
+        Step(f"ragtune eval rag {SQ}/squad_eval.meta.jsonl --contexts both --set limit=100 "
+             "--out runs/answerer-long/eval-squad-trained-probe --set answerer.adapter=runs/answerer-long/squad-lora "
+             "--set answerer.refusal_text=margin --set answerer.refusal_probe=runs/answerer-long/probe-base "
+             f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
+             f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
+             creates="runs/answerer-long/eval-squad-trained-probe/report.json", table=True)]),
     # the tenth session's runs: the guard decided on the kept pseudo queries, its default then
     "loop-feedback": Table("The loop's feedback half (issue 13)", 300, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
