@@ -137,11 +137,26 @@ def main() -> None:
         summary["probe_plus_margin"] = combined
         table += [("probe + margin", combined["alone"], combined["auc_eval_100"]),
                   ("the answerer's text, then probe + margin", combined["with_text"], float("nan"))]
+    # an oracle, for the ceiling only: the best any threshold could do on the 100 evaluation questions themselves
+    summary["ceiling"] = {"probe": ceiling([by_id[p["id"]] for p in preds], unanswerable)}
+    if "probe_plus_margin" in summary:
+        summary["ceiling"]["probe_plus_margin"] = ceiling(summary["probe_plus_margin"].pop("eval_scores"),
+                                                          unanswerable)
+    print(json.dumps({"ceiling (oracle thresholds on the evaluation questions)": summary["ceiling"]}))
     write_json(args.work / "probe" / args.model / f"summary-{args.train_sources.replace(',', '-')}.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}))
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1", "AUC on the 100"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
                   f"{m['refusal_f1']:.3f}", f"{a:.3f}" if a == a else "-"] for name, m, a in table])
+
+
+def ceiling(scores: list[float], unanswerable: list[bool]) -> dict[str, float]:
+    """Over every threshold: the lowest max(over-, under-refusal), and the lowest under-refusal with over <= 0.10."""
+    from ragtune.rag.refusal import refusal_curve
+
+    curve = refusal_curve(scores, unanswerable, [False] * len(scores))
+    return {"balanced": min(max(o, u) for _, o, u in curve),
+            "under_at_over_0.10": min(u for _, o, u in curve if o <= 0.10)}
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def combine(dev_rows: list[dict], verifier_dev: dict[str, float], preds: list[di
     scores = [score(verifier_eval[p["id"]], p["margin"]) for p in preds]
     return {"dev_questions": len(dev_rows), "threshold_alone": alone, "threshold_with_text": with_text,
             "auc_dev": auc(dev_scores, unanswerable), "auc_eval_100": auc(scores, [not p["answerable"] for p in preds]),
-            "alone": metrics([s > alone for s in scores]),
+            "alone": metrics([s > alone for s in scores]), "eval_scores": scores,
             "with_text": metrics([p["why"] == "text" or s > with_text for p, s in zip(preds, scores, strict=True)])}
 
 

@@ -158,11 +158,14 @@ class Answerer:
 
     # ---------------------------------------------------------------- decoding
 
-    def generate(self, prompts: Sequence[Prompt]) -> list[Generation]:
+    def generate(self, prompts: Sequence[Prompt], progress: bool = False) -> list[Generation]:
         """Greedy answers with refusal decisions, in the order of `prompts` (batched by similar length)."""
+        from tqdm import tqdm
+
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].text))
         out: list[Generation | None] = [None] * len(prompts)
-        for s in range(0, len(order), self.batch_size):
+        for s in tqdm(range(0, len(order), self.batch_size), desc="answering", unit="batch",
+                      disable=not progress or len(prompts) <= self.batch_size):
             idx = order[s:s + self.batch_size]
             for i, g in zip(idx, self._batch([prompts[i] for i in idx]), strict=True):
                 out[i] = g

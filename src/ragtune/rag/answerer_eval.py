@@ -217,7 +217,7 @@ def retrieved_contexts(items: list[dict[str, Any]], all_items: list[dict[str, An
 def _generate(answerer, items: list[dict[str, Any]], contexts: list[list[str]]):
     prompts = [answerer.prompt(it["question"], ctx, it.get("language", "en")) for it, ctx in zip(items, contexts,
                                                                                                strict=True)]
-    return answerer.generate(prompts)
+    return answerer.generate(prompts, progress=True)
 
 
 def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], list[dict[str, Any]]]:

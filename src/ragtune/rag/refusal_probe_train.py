@@ -110,7 +110,7 @@ def train_refusal_probe(cfg: RefusalProbeConfig) -> dict[str, Any]:
     if cfg.combine != "probe":
         if cfg.reads == "base" and a.adapter is not None:
             answerer = load(a.adapter)  # the margin is the answerer's own
-        margins = [g.margin for g in answerer.generate(dev_prompts)]
+        margins = [g.margin for g in answerer.generate(dev_prompts, progress=True)]
         probe.standardise = (*probe.standardise[:2], mean(margins), pstdev(margins) or 1.0)
         auc_margin = float(roc_auc_score(y_dev, margins))
         both = replace(probe, combine="probe+margin")
