@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "ragtune.filters": 5, "ragtune.evaluate": 5,
     "ragtune.train": 6, "ragtune.rag": 6,
     "ragtune.pipeline": 7,
-    "ragtune.cli": 8, "ragtune.cli_tables": 8,
+    "ragtune.cli": 8, "ragtune.cli_tables": 8, "ragtune.cli_plain": 8,
 }
 
 

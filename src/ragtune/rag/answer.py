@@ -180,7 +180,7 @@ class Answerer:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                             logits_to_keep=1, output_hidden_states=self.probe is not None)
+                             logits_to_keep=1, output_hidden_states=self.probe is not None and not self._unmerged)
             probe_logits = [None] * len(prompts) if self.probe is None else self.probe.logits(
                 self._base_states(ids, mask, pos) if self._unmerged else out.hidden_states)
             cache = out.past_key_values
