@@ -17,7 +17,8 @@ end of the prompt even where the model's text does not show it. This measures th
 3. On the held-out articles: the probe's AUC over every evaluation question and over the 100 the answerer was
    evaluated on, and the answerer's own answers (`predictions-gold.jsonl`) with the probe deciding refusal; where the
    answerer's `predictions-dev.jsonl` exists, the probe and the margin standardised on dev and summed, calibrated on
-   dev again.
+   dev again; where `answerability_verifier.py` has trained its cross-encoder under `<work>/verifier/model`, the
+   three signals (probe, verifier, margin) summed the same way.
 
     python benchmarks/answerer_quality.py prepare squad --work runs/answerer-long --train-examples 400  # + train, eval
     python benchmarks/answerability_probe.py --work runs/answerer-long --model base
@@ -132,22 +133,38 @@ def main() -> None:
              (f"probe ({args.model}, layer {summary['layer']})", summary["probe"], summary["auc_eval_100"])]
     answerer_dev = args.work / args.answerer / "predictions-dev.jsonl"
     if answerer_dev.is_file():
-        combined = combine(read_jsonl(answerer_dev), dict(zip([r["id"] for r in rows["dev"]], scores["dev"],
-                                                                  strict=True)), preds, by_id, metrics)
+        dev_rows, probe_dev = read_jsonl(answerer_dev), dict(zip([r["id"] for r in rows["dev"]], scores["dev"],
+                                                                 strict=True))
+        combined = combine(dev_rows, [probe_dev], preds, [by_id], metrics)
         summary["probe_plus_margin"] = combined
         table += [("probe + margin", combined["alone"], combined["auc_eval_100"]),
                   ("the answerer's text, then probe + margin", combined["with_text"], float("nan"))]
+        verifier = args.work / "verifier" / "model"
+        if (verifier / "train_summary.json").is_file():  # answerability_verifier.py trained it
+            v_dev, v_eval = verifier_scores(verifier, rows["dev"]), verifier_scores(verifier, rows["eval"])
+            three = combine(dev_rows, [probe_dev, v_dev], preds, [by_id, v_eval], metrics)
+            summary["probe_plus_verifier_plus_margin"] = three
+            table.append(("probe + verifier + margin", three["alone"], three["auc_eval_100"]))
     # an oracle, for the ceiling only: the best any threshold could do on the 100 evaluation questions themselves
     summary["ceiling"] = {"probe": ceiling([by_id[p["id"]] for p in preds], unanswerable)}
-    if "probe_plus_margin" in summary:
-        summary["ceiling"]["probe_plus_margin"] = ceiling(summary["probe_plus_margin"].pop("eval_scores"),
-                                                          unanswerable)
+    for key in ("probe_plus_margin", "probe_plus_verifier_plus_margin"):
+        if key in summary:
+            summary["ceiling"][key] = ceiling(summary[key].pop("eval_scores"), unanswerable)
     print(json.dumps({"ceiling (oracle thresholds on the evaluation questions)": summary["ceiling"]}))
     write_json(args.work / "probe" / args.model / f"summary-{args.train_sources.replace(',', '-')}.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}))
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1", "AUC on the 100"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
                   f"{m['refusal_f1']:.3f}", f"{a:.3f}" if a == a else "-"] for name, m, a in table])
+
+
+def verifier_scores(model: Path, rows: list[dict]) -> dict[str, float]:
+    """The MiniLM cross-encoder's refusal score per question id (higher = more likely unanswerable)."""
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(str(model), max_length=256)
+    s = ce.predict([(r["question"], r["context"]) for r in rows], batch_size=32, show_progress_bar=True)
+    return {r["id"]: -float(x) for r, x in zip(rows, s, strict=True)}
 
 
 def ceiling(scores: list[float], unanswerable: list[bool]) -> dict[str, float]:

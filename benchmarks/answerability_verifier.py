@@ -115,8 +115,9 @@ def main() -> None:
     rows = [("the answerer (text, then margin)", own), ("the verifier", verified)]
     answerer_dev = args.work / args.answerer / "predictions-dev.jsonl"
     if answerer_dev.is_file():
-        combined = combine(read_jsonl(answerer_dev), {r["id"]: x for r, x in zip(dev, dev_scores, strict=True)},
-                           preds, by_id, metrics)
+        combined = combine(read_jsonl(answerer_dev), [{r["id"]: x for r, x in zip(dev, dev_scores, strict=True)}],
+                           preds, [by_id], metrics)
+        combined.pop("eval_scores")
         summary["combined"] = combined
         rows += [("verifier + margin", combined["alone"]), ("answerer's text, then verifier + margin",
                                                              combined["with_text"])]
@@ -129,30 +130,30 @@ def main() -> None:
                   f"{m['refusal_f1']:.3f}"] for name, m in rows])
 
 
-def combine(dev_rows: list[dict], verifier_dev: dict[str, float], preds: list[dict], verifier_eval: dict[str, float],
-            metrics) -> dict:
-    """A second refusal score (the verifier's, or the probe's) and the answerer's margin, each standardised on the dev
-    questions the answerer calibrated on, summed; the threshold calibrated (balanced) on those dev questions."""
+def combine(dev_rows: list[dict], dev_signals: list[dict[str, float]], preds: list[dict],
+            eval_signals: list[dict[str, float]], metrics) -> dict:
+    """Other refusal scores (the verifier's, the probe's: question id -> score) and the answerer's margin, each
+    standardised on the dev questions the answerer calibrated on, summed; the threshold calibrated (balanced) on
+    those dev questions."""
     from statistics import mean, pstdev
 
     from ragtune.rag.refusal import calibrate_margin
 
-    missing = [r["id"] for r in dev_rows if r["id"] not in verifier_dev]
+    missing = [r["id"] for r in dev_rows for d in dev_signals if r["id"] not in d]
     if missing:
-        raise SystemExit(f"{len(missing)} dev predictions have no dev question of the verifier: {missing[:3]}")
-    v = [verifier_dev[r["id"]] for r in dev_rows]
-    m = [r["margin"] for r in dev_rows]
-    (mv, sv), (mm, sm) = (mean(v), pstdev(v)), (mean(m), pstdev(m))
+        raise SystemExit(f"{len(missing)} dev predictions have no score of another signal: {missing[:3]}")
+    columns = [[d[r["id"]] for r in dev_rows] for d in dev_signals] + [[r["margin"] for r in dev_rows]]
+    stats = [(mean(c), pstdev(c)) for c in columns]
 
-    def score(verifier: float, margin: float) -> float:
-        return (verifier - mv) / sv + (margin - mm) / sm
+    def score(values) -> float:
+        return sum((v - m) / sd for v, (m, sd) in zip(values, stats, strict=True))
 
-    dev_scores = [score(a, b) for a, b in zip(v, m, strict=True)]
+    dev_scores = [score(values) for values in zip(*columns, strict=True)]
     unanswerable = [not r["answerable"] for r in dev_rows]
     by_text = [r["why"] == "text" for r in dev_rows]
     alone = calibrate_margin(dev_scores, unanswerable, [False] * len(dev_rows), "balanced")
     with_text = calibrate_margin(dev_scores, unanswerable, by_text, "balanced")
-    scores = [score(verifier_eval[p["id"]], p["margin"]) for p in preds]
+    scores = [score([d[p["id"]] for d in eval_signals] + [p["margin"]]) for p in preds]
     return {"dev_questions": len(dev_rows), "threshold_alone": alone, "threshold_with_text": with_text,
             "auc_dev": auc(dev_scores, unanswerable), "auc_eval_100": auc(scores, [not p["answerable"] for p in preds]),
             "alone": metrics([s > alone for s in scores]), "eval_scores": scores,

@@ -216,8 +216,10 @@ TABLES: dict[str, Table] = {
         *ANSWERER_400[:3],  # prepare, train, eval trained: the answers the verifier decides for
         Step("python benchmarks/answerability_verifier.py --work runs/answerer-long", table=True)]),
     # seventeenth session: a linear probe on the hidden state, as a benchmark and through the CLI
-    "answerer-probe": Table("Grounded answering: the issue 18 rerun", 75, [
+    "answerer-probe": Table("Grounded answering: the issue 18 rerun", 95, [
         *ANSWERER_400[:3],
+        Step("python benchmarks/answerability_verifier.py --work runs/answerer-long",  # for the three-signal row
+             creates="runs/answerer-long/verifier/summary.json"),
         Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model base", table=True),
         Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model trained", table=True),
         Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
