@@ -57,22 +57,27 @@ def hidden_states(rows: list[dict], model: str, adapter: Path | None, layer_step
 
 
 def cached_states(work: Path, data: str, tag: str, split: str, rows: list[dict], args) -> np.ndarray:
+    import hashlib
+
     import numpy as np
 
     from ragtune.atomic import write_json
+    from ragtune.rag.refusal_probe import answerer_fingerprint
 
     path = work / "probe" / tag / f"{split}.npy"
     ids = work / "probe" / tag / f"{split}.ids.json"
-    want = [r["id"] for r in rows]
-    if path.is_file() and ids.is_file() and json.loads(ids.read_text()) == [want, args.layer_step]:
-        return np.load(path, allow_pickle=False)
     adapter = None if args.model == "base" else (args.adapter or work / f"{data}-lora")
+    # every input of the states: the records (ids and text), the layers kept, the model and the adapter's weights
+    texts = hashlib.sha256(json.dumps([[r["id"], r["question"], r["context"]] for r in rows]).encode()).hexdigest()
+    want = {"records": texts, "layer_step": args.layer_step, "answerer": answerer_fingerprint(args.base, adapter)}
+    if path.is_file() and ids.is_file() and json.loads(ids.read_text()) == want:
+        return np.load(path, allow_pickle=False)
     states = hidden_states(rows, args.base, adapter, args.layer_step, args.batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, states, allow_pickle=False)
     tmp.replace(path)
-    write_json(ids, [want, args.layer_step])
+    write_json(ids, want)
     return states
 
 

@@ -148,11 +148,10 @@ class Answerer:
         for s in tqdm(range(0, len(order), self.batch_size), desc="hidden states", unit="batch",
                       disable=not progress):
             idx = order[s:s + self.batch_size]
-            enc = self.tokenizer([prompts[i].text for i in idx], return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
-            pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            ids, mask, pos = self._encode([prompts[i] for i in idx])
             with torch.inference_mode():
-                hs = self.model(**enc, position_ids=pos, output_hidden_states=True, logits_to_keep=1).hidden_states
+                hs = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True,
+                                logits_to_keep=1).hidden_states
             out[idx] = torch.stack([hs[k][:, -1].float() for k in layers], 1).cpu().numpy()
         return out
 
@@ -171,13 +170,17 @@ class Answerer:
                 out[i] = g
         return out  # type: ignore[return-value]
 
+    def _encode(self, prompts: Sequence[Prompt]):
+        """(input ids, attention mask, position ids) of left-padded prompts: the last position is each one's end."""
+        enc = self.tokenizer([p.text for p in prompts], return_tensors="pt", padding=True,
+                             add_special_tokens=False).to(self.device)
+        mask = enc["attention_mask"]
+        return enc["input_ids"], mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
     def _batch(self, prompts: list[Prompt]) -> list[Generation]:
         import torch
 
-        enc = self.tokenizer([p.text for p in prompts], return_tensors="pt", padding=True,
-                             add_special_tokens=False).to(self.device)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, pos = self._encode(prompts)
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                              logits_to_keep=1, output_hidden_states=self.probe is not None and not self._unmerged)
