@@ -44,13 +44,15 @@ if TYPE_CHECKING:
     import numpy as np
 
 SPLITS = ("train", "dev", "eval")
+SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def hidden_states(rows: list[dict], model: str, adapter: Path | None, layer_step: int, batch_size: int):
+def hidden_states(rows: list[dict], model: str, adapter: Path | None, layer_step: int, batch_size: int,
+                  template: str = "auto"):
     """(n_rows, n_layers_kept, hidden) float32: the last prompt token's state after every layer_step-th layer."""
     from ragtune.rag.answer import Answerer
 
-    answerer = Answerer.load(model, adapter, batch_size=batch_size)
+    answerer = Answerer.load(model, adapter, template, batch_size=batch_size)
     layers = list(range(layer_step, answerer.model.config.num_hidden_layers + 1, layer_step))
     return answerer.prompt_states([answerer.prompt(r["question"], [r["context"]], r.get("language") or "en")
                                    for r in rows], layers)
@@ -69,10 +71,11 @@ def cached_states(work: Path, data: str, tag: str, split: str, rows: list[dict],
     adapter = None if args.model == "base" else (args.adapter or work / f"{data}-lora")
     # every input of the states: the records (ids and text), the layers kept, the model and the adapter's weights
     texts = hashlib.sha256(json.dumps([[r["id"], r["question"], r["context"]] for r in rows]).encode()).hexdigest()
-    want = {"records": texts, "layer_step": args.layer_step, "answerer": answerer_fingerprint(args.base, adapter)}
+    want = {"records": texts, "layer_step": args.layer_step, "template": args.template,
+            "answerer": answerer_fingerprint(args.base, adapter)}
     if path.is_file() and ids.is_file() and json.loads(ids.read_text()) == want:
         return np.load(path, allow_pickle=False)
-    states = hidden_states(rows, args.base, adapter, args.layer_step, args.batch_size)
+    states = hidden_states(rows, args.base, adapter, args.layer_step, args.batch_size, args.template)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, states, allow_pickle=False)
@@ -86,7 +89,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/answerer-long"))
     ap.add_argument("--data", default="squad")
     ap.add_argument("--model", choices=["base", "trained"], default="trained")
-    ap.add_argument("--base", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    ap.add_argument("--base", default=SMOLLM, help="the base model whose states are read (google/gemma-3-270m: "
+                    "--template gemma; its probe then scores the SmolLM2 answerer's answers, as a verifier would)")
+    ap.add_argument("--template", default="auto", help="chat template (Gemma-3-270m base has none: gemma)")
     ap.add_argument("--adapter", type=Path, help="the trained answerer's LoRA (default <work>/<data>-lora)")
     ap.add_argument("--answerer", default="eval-squad-trained", help="eval folder with predictions-gold.jsonl")
     ap.add_argument("--layer-step", type=int, default=3)
@@ -106,7 +111,8 @@ def main() -> None:
 
     data = args.work / args.data
     rows = {s: read_jsonl(data / f"{args.data}_{s}.meta.jsonl") for s in SPLITS}
-    x = {s: cached_states(args.work, args.data, args.model, s, rows[s], args) for s in SPLITS}
+    tag = args.model if args.base == SMOLLM else f"{args.model}-{Path(args.base).name}"  # states of another model
+    x = {s: cached_states(args.work, args.data, tag, s, rows[s], args) for s in SPLITS}
     y = {s: np.array([not r["answerable"] for r in rows[s]]) for s in SPLITS}
     fit = np.array([r["source"] in args.train_sources.split(",") for r in rows["train"]])
     best, tried = fit_layers(x["train"][fit], y["train"][fit], x["dev"], y["dev"],
@@ -124,7 +130,8 @@ def main() -> None:
                              [p["answerable"] for p in preds], ["en"] * len(preds))
 
     unanswerable = [not p["answerable"] for p in preds]
-    summary = {"model": args.model, "layer": (layer + 1) * args.layer_step, "C": best["C"], "threshold": threshold,
+    summary = {"model": args.model, "base": args.base, "layer": (layer + 1) * args.layer_step, "C": best["C"],
+               "threshold": threshold,
                "train_records": int(fit.sum()), "train_sources": args.train_sources, "dev_questions": len(rows["dev"]),
                "auc_train": auc(list(np.array(scores["train"])[fit]), list(y["train"][fit])),
                "auc_dev": best["auc_dev"],
@@ -135,7 +142,7 @@ def main() -> None:
                "probe": metrics([by_id[p["id"]] > threshold for p in preds]),
                "tried": [{**t, "layer": (t.pop("position") + 1) * args.layer_step} for t in tried]}
     table = [("the answerer (text, then margin)", summary["answerer_own"], summary["auc_eval_100_answerer_margin"]),
-             (f"probe ({args.model}, layer {summary['layer']})", summary["probe"], summary["auc_eval_100"])]
+             (f"probe ({tag}, layer {summary['layer']})", summary["probe"], summary["auc_eval_100"])]
     answerer_dev = args.work / args.answerer / "predictions-dev.jsonl"
     if answerer_dev.is_file():
         dev_rows, probe_dev = read_jsonl(answerer_dev), dict(zip([r["id"] for r in rows["dev"]], scores["dev"],
@@ -156,7 +163,7 @@ def main() -> None:
         if key in summary:
             summary["ceiling"][key] = ceiling(summary[key].pop("eval_scores"), unanswerable)
     print(json.dumps({"ceiling (oracle thresholds on the evaluation questions)": summary["ceiling"]}))
-    write_json(args.work / "probe" / args.model / f"summary-{args.train_sources.replace(',', '-')}.json", summary)
+    write_json(args.work / "probe" / tag / f"summary-{args.train_sources.replace(',', '-')}.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}))
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1", "AUC on the 100"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",

@@ -2,9 +2,9 @@
 
 SQuAD 2.0 systems often decide "is the answer in this passage?" with a separate classifier (a verifier) and
 answer only when it says yes. This probes that design on the answerer benchmark's data, with gold contexts:
-1. `ragtune train reranker` trains a cross-encoder from all-MiniLM-L6-v2's BERT on the answerer's training
-   split, pointwise BCE: (question, passage) -> 1 if the passage answers it (answerable), else 0 (native, hard and
-   mismatched unanswerables alike, as `answerer_quality.py prepare` wrote them).
+1. `ragtune train refusal-verifier` trains a cross-encoder from all-MiniLM-L6-v2's BERT on the answerer's training
+   split (`train reranker`, pointwise BCE): (question, passage) -> 1 if the passage answers it (answerable), else 0
+   (native, hard and mismatched unanswerables alike, as `answerer_quality.py prepare` wrote them).
 2. Its refusal threshold is calibrated for `balanced` (the same `calibrate_margin` as the answerer's) on the dev
    split: questions of the training articles that no training record asks. Evaluation questions are never used.
 3. On the held-out articles: the verifier's AUC (unanswerable vs answerable) over every evaluation question, and
@@ -64,25 +64,18 @@ def main() -> None:
 
     from sentence_transformers import CrossEncoder
 
-    from ragtune.atomic import write_json, write_jsonl
+    from ragtune.atomic import write_json
     from ragtune.evaluate.answer_metrics import score_answers
     from ragtune.rag.refusal import calibrate_margin
 
     data = args.work / args.data
     out = args.work / "verifier"
-    points = out / "train_points.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    train = read_jsonl(data / f"{args.data}_train.meta.jsonl")
-    write_jsonl(points, ({"query": r["question"], "content": r["context"], "label": float(r["answerable"])}
-                         for r in train))
     model = out / "model"
     if not (model / "train_summary.json").is_file():
-        subprocess.run([sys.executable, "-m", "ragtune.cli", "train", "reranker", "model_type=cross_encoder",
-                        "model_name_or_path=sentence-transformers/all-MiniLM-L6-v2", f"train_data=[{points}]",
-                        "format=point", "loss=bce", f"max_length={args.max_length}", f"output_dir={model}",
-                        "overwrite_output_dir=true", f"num_train_epochs={args.epochs}",
-                        f"per_device_train_batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
-                        "warmup_ratio=0.1", "logging_steps=20", "plot_loss=true"], check=True)
+        subprocess.run([sys.executable, "-m", "ragtune.cli", "train", "refusal-verifier",
+                        f"data={data / f'{args.data}_train.meta.jsonl'}", f"out={out}", f"epochs={args.epochs}",
+                        f"batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
+                        f"max_length={args.max_length}"], check=True)
     ce = CrossEncoder(str(model), max_length=args.max_length)
 
     def refusal_scores(rows: list[dict]) -> list[float]:  # higher = more likely unanswerable, like the margin
@@ -106,7 +99,8 @@ def main() -> None:
 
     own = metrics([p["refused"] for p in preds])
     verified = metrics([by_id[p["id"]] > threshold for p in preds])
-    summary = {"train_pairs": len(train), "dev_questions": len(dev), "threshold": threshold,
+    summary = {"train_pairs": len(read_jsonl(out / "train_points.jsonl")), "dev_questions": len(dev),
+               "threshold": threshold,
                "auc_dev": auc(dev_scores, [not r["answerable"] for r in dev]),
                "auc_eval_all": auc(eval_scores, [not r["answerable"] for r in evaluation]),
                "auc_eval_100": auc([by_id[p["id"]] for p in preds], [not p["answerable"] for p in preds]),

@@ -231,6 +231,23 @@ TABLES: dict[str, Table] = {
              f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
              f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
              creates="runs/answerer-long/eval-squad-trained-probe/report.json", table=True)]),
+    # eighteenth session: the verifier as a library signal, summed with the base probe (and the margin) by dev
+    "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 60, [
+        *ANSWERER_400[:3],
+        Step(f"ragtune train refusal-verifier data={SQ}/squad_train.meta.jsonl out=runs/answerer-long/verifier",
+             creates="runs/answerer-long/verifier/model/train_summary.json"),
+        Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
+             "answerer.adapter=runs/answerer-long/squad-lora reads=base verifier=runs/answerer-long/verifier "
+             "out=runs/answerer-long/probe-base-verifier", creates="runs/answerer-long/probe-base-verifier/probe.json",
+             table=True),
+        Step(f"ragtune eval rag {SQ}/squad_eval.meta.jsonl --contexts both --set limit=100 "
+             "--out runs/answerer-long/eval-squad-trained-probe-verifier "
+             "--set answerer.adapter=runs/answerer-long/squad-lora --set answerer.refusal_text=margin "
+             "--set answerer.refusal_probe=runs/answerer-long/probe-base-verifier "
+             "--set answerer.refusal_verifier=runs/answerer-long/verifier "
+             f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
+             f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
+             creates="runs/answerer-long/eval-squad-trained-probe-verifier/report.json", table=True)]),
     # the tenth session's runs: the guard decided on the kept pseudo queries, its default then
     "loop-feedback": Table("The loop's feedback half (issue 13)", 300, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),

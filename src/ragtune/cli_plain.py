@@ -26,4 +26,9 @@ PLAIN_COMMANDS: list[tuple[str, str, str, str, str, str]] = [
      "data=TRAIN.meta.jsonl dev=DEV.meta.jsonl answerer.adapter=A out=P`, then `answerer.refusal_probe=P`.",
      "ragtune.rag.refusal_probe_train:RefusalProbeConfig", "ragtune.rag.refusal_probe_train:train_refusal_probe",
      "probe_trained"),
+    ("train", "refusal-verifier", "Train an answerability verifier (a cross-encoder) on the converter's records: "
+     "`ragtune train refusal-verifier data=TRAIN.meta.jsonl out=V`, then `train refusal-probe verifier=V`.",
+     "ragtune.rag.refusal_verifier_train:RefusalVerifierConfig",
+     "ragtune.rag.refusal_verifier_train:train_refusal_verifier",
+     "verifier_trained"),
 ]

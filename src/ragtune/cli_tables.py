@@ -147,11 +147,16 @@ def mined(result, cfg) -> None:
 
 
 def probe_trained(s: dict, cfg) -> None:
-    margin = "" if s["auc_dev_margin"] is None else (f", the likelihood margin alone {s['auc_dev_margin']:.3f}, "
-                                                     f"probe + margin {s['auc_dev_combined']:.3f}")
-    out.print(f"refusal probe: layer {s['layer']}, C {s['C']}, signal {s['combine']}; dev AUC: probe "
-              f"{s['auc_dev']:.3f}{margin} ({s['dev_questions']} dev questions, fitted on {s['train_records']} "
-              f"records); written to {s['out']}", highlight=False)
+    aucs = ", ".join(f"{k} {v:.3f}" for k, v in {**s["auc_dev_signals"], **s["auc_dev_combinations"]}.items())
+    out.print(f"refusal probe: layer {s['layer']}, C {s['C']}, signal {s['combine']} (dev AUC {s['auc_dev']:.3f}); "
+              f"dev AUC of each signal and sum: {aucs} ({s['dev_questions']} dev questions, fitted on "
+              f"{s['train_records']} records); written to {s['out']}", highlight=False)
+
+
+def verifier_trained(s: dict, cfg) -> None:
+    trained(s, "train refusal-verifier")
+    out.print(f"the verifier is in {cfg.out}: pass it as `ragtune train refusal-probe verifier={cfg.out}` and "
+              f"`answerer.refusal_verifier={cfg.out}`", highlight=False)
 
 
 def colbert_trained(s: dict, cfg) -> None:

@@ -43,7 +43,7 @@ def test_fit_evaluate_and_refuse_a_foreign_answerer(tmp_path, tiny_lm, tiny_adap
                               "layer_step=1", "combine=probe+margin", *common])
     assert res.exit_code == 0, res.output
     info = json.loads((tmp_path / "probe" / "probe.json").read_text())
-    assert info["combine"] == "probe+margin" and info["auc_dev"] > 0.9, info  # the two kinds are easy to tell apart
+    assert info["combine"] == "probe+margin" and info["auc_dev_signals"]["probe"] > 0.9, info  # easy to tell apart
     assert info["layer"] == max(info["tried"], key=lambda t: t["auc_dev"])["layer"]
     assert info["answerer"] == {"model": str(tiny_lm), "adapter_sha256": None}
 
@@ -55,7 +55,7 @@ def test_fit_evaluate_and_refuse_a_foreign_answerer(tmp_path, tiny_lm, tiny_adap
     assert report["answerer"]["refusal_probe"] == str(tmp_path / "probe")
     preds, t = rows(tmp_path / "o" / "predictions-gold.jsonl"), report["refusal_margin"]
     # the threshold applies to the probe's signal (probe + margin, each standardised on dev), not to the margin
-    pm, ps, mm, ms = info["standardise"]
+    (pm, ps), (mm, ms) = info["standardise"]["probe"], info["standardise"]["margin"]
     for p in preds:
         assert abs(p["signal"] - ((p["probe_logit"] - pm) / ps + (p["margin"] - mm) / ms)) < 1e-3
         if abs(p["signal"] - t) > 1e-3:
@@ -111,3 +111,72 @@ def test_a_probe_of_the_base_model_beside_the_adapter(tmp_path, tiny_lm, tiny_ad
     adapted = merged.prompt_states(prompts, [probe.layer], progress=False)[:, 0]
     assert not np.allclose(states, adapted, atol=1e-3)  # the adapter does change that state
     assert [g.text for g in gens] == [g.text for g in merged.generate(prompts)]  # and still writes the answers
+
+
+def test_a_verifier_summed_with_the_probe(tmp_path, tiny_lm, tiny_bert):
+    from ragtune.rag.refusal_verifier import verifier_fingerprint
+    from ragtune.retrieval.rerank import load_reranker
+
+    train = write(tmp_path / "p_train.meta.jsonl", [item(i, i % 2 == 0) for i in range(40)])
+    dev = write(tmp_path / "p_dev.meta.jsonl", [item(i, i % 2 == 0) for i in range(100, 116)])
+    evaluated = write(tmp_path / "p_eval.meta.jsonl", [item(i, i % 2 == 0) for i in range(200, 208)])
+    res = runner.invoke(app, ["train", "refusal-verifier", f"data={train}", f"out={tmp_path / 'v'}",
+                              f"model={tiny_bert}", "epochs=4", "batch_size=8", "max_length=32", "learning_rate=1e-3"])
+    assert res.exit_code == 0, res.output
+    points = rows(tmp_path / "v" / "train_points.jsonl")
+    assert [p["label"] for p in points] == [float(i % 2 == 0) for i in range(40)]
+    common = [f"answerer.model={tiny_lm}", "answerer.threads=1", "answerer.max_new_tokens=4"]
+    # a combination with a verifier needs one, and says so before any model loads
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'p0'}",
+                              "combine=probe+verifier", *common])
+    assert res.exit_code == 1 and "needs a verifier" in res.stderr and not (tmp_path / "p0").exists(), res.output
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'probe'}",
+                              "layer_step=1", "combine=probe+verifier+margin", f"verifier={tmp_path / 'v'}",
+                              *common])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert info["verifier"] == verifier_fingerprint(tmp_path / "v")
+    assert set(info["auc_dev_signals"]) == {"probe", "verifier", "margin"}
+
+    res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o"), "--set",
+                              f"answerer.refusal_probe={tmp_path / 'probe'}", "--set",
+                              f"answerer.refusal_verifier={tmp_path / 'v'}", "--set", f"refusal.data={dev}",
+                              *[x for c in common for x in ("--set", c)]])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    preds, t = rows(tmp_path / "o" / "predictions-gold.jsonl"), report["refusal_margin"]
+    # the verifier's score is minus its logit for (question, context); the signal sums the three standardised
+    ce = load_reranker(tmp_path / "v" / "model", "cpu")
+    by_id = {it["id"]: it for it in rows(tmp_path / "p_eval.meta.jsonl")}
+    logits = ce.compute_score([(by_id[p["id"]]["question"], by_id[p["id"]]["context"]) for p in preds])
+    stand = info["standardise"]
+    for p, logit in zip(preds, logits, strict=True):
+        assert abs(p["verifier_score"] + logit) < 1e-3
+        want = sum((p[key] - stand[name][0]) / stand[name][1]
+                   for name, key in (("probe", "probe_logit"), ("verifier", "verifier_score"), ("margin", "margin")))
+        assert abs(p["signal"] - want) < 1e-4
+        if abs(p["signal"] - t) > 1e-3:
+            assert p["refused"] == (p["why"] == "text" or p["signal"] > t)
+
+    # without its verifier, or beside another one, the probe is an error
+    for extra, says in (([], "pass the verifier it was fitted with"),
+                        ([f"answerer.refusal_verifier={tmp_path / 'other'}"], "is not the verifier")):
+        if extra:
+            res = runner.invoke(app, ["train", "refusal-verifier", f"data={train}", f"out={tmp_path / 'other'}",
+                                      f"model={tiny_bert}", "epochs=1", "batch_size=8", "max_length=32", "seed=7"])
+            assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o2"), "--set",
+                                  f"answerer.refusal_probe={tmp_path / 'probe'}",
+                                  *[x for c in common + extra for x in ("--set", c)]])
+        assert res.exit_code == 1 and says in res.stderr, res.output
+
+
+def test_the_verifier_scores_the_best_passage():
+    from ragtune.rag.refusal_verifier import RefusalVerifier
+
+    class Lengths:  # a reranker whose logit is the passage's length
+        def compute_score(self, pairs, batch_size=32):
+            return [float(len(c)) for _, c in pairs]
+
+    scores = RefusalVerifier(Lengths()).scores(["q1", "q2", "q3"], [["ab", "abcd"], ["abc"], []])
+    assert scores == [-4.0, -3.0, -0.0]

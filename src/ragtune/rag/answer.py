@@ -35,6 +35,9 @@ class Prompt:
     """The rendered chat prompt, ending where the answer starts."""
     language: str
     n_contexts: int
+    question: str = ""
+    contexts: tuple[str, ...] = ()
+    """The contexts the prompt holds (after any that did not fit were dropped or shortened)."""
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Generation:
     """The refusal probe's log-odds that the context does not hold the answer (None without a probe)."""
     score: float | None = None
     """The refusal probe's score (`RefusalProbe.score`), compared with refusal_margin instead of the margin."""
+    verifier_score: float | None = None
+    """The answerability verifier's refusal score where the probe adds one (`ragtune.rag.refusal_verifier`)."""
 
     @property
     def margin(self) -> float:
@@ -77,11 +82,13 @@ class Answerer:
     def __init__(self, model, tokenizer, stop_ids: list[int], max_new_tokens: int = 48, batch_size: int = 8,
                  max_prompt_tokens: int = 1024, refusal_margin: float = 0.0, refusal_floor: float = FLOOR,
                  refusals: dict[str, list[str]] | None = None, refusal_text: str = "final",
-                 refusal_probe: RefusalProbe | None = None):
+                 refusal_probe: RefusalProbe | None = None, refusal_verifier=None):
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
         self.max_new_tokens, self.batch_size, self.max_prompt_tokens = max_new_tokens, batch_size, max_prompt_tokens
         self.refusal_margin, self.refusal_floor, self.refusal_text = refusal_margin, refusal_floor, refusal_text
-        self.probe = refusal_probe
+        self.probe, self.verifier = refusal_probe, refusal_verifier
+        if refusal_probe is not None and "verifier" in refusal_probe.signals and refusal_verifier is None:
+            raise ValueError(f"the refusal probe sums {refusal_probe.combine}: pass its refusal_verifier")
         self._unmerged = False  # a probe of the base model beside an unmerged LoRA: run the prompt without it too
         if refusal_probe is not None and refusal_probe.reads == "base":
             from peft import PeftModel
@@ -94,19 +101,25 @@ class Answerer:
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_GENERATOR, adapter: str | Path | None = None, template: str = "auto",
-             device: str = "cpu", refusal_probe: str | Path | None = None, **kwargs) -> Answerer:
+             device: str = "cpu", refusal_probe: str | Path | None = None, refusal_verifier: str | Path | None = None,
+             **kwargs) -> Answerer:
         """Base model (hub name, folder, or the offline GGUF default) plus an optional LoRA adapter, merged, on
-        `device` (resolved by the caller); `refusal_probe`: a folder `ragtune train refusal-probe` wrote for them."""
+        `device` (resolved by the caller); `refusal_probe`: a folder `ragtune train refusal-probe` wrote for them,
+        `refusal_verifier`: the verifier the probe sums, if it does (`ragtune train refusal-verifier`)."""
         from ragtune.generate.prompts import use_template
         from ragtune.models import load_causal_lm
+        from ragtune.rag.refusal_verifier import RefusalVerifier
 
-        probe = RefusalProbe.load(refusal_probe, model, adapter) if refusal_probe is not None else None
+        probe = None if refusal_probe is None else RefusalProbe.load(refusal_probe, model, adapter, refusal_verifier)
+        verifier = None
+        if probe is not None and "verifier" in probe.signals:
+            verifier = RefusalVerifier.load(refusal_verifier, device)
         base_probe = probe is not None and probe.reads == "base" and adapter is not None  # switch the LoRA off
         lm, tokenizer = load_causal_lm(model, adapter, merge=not base_probe, padding_side="left", device=device,
                                        adapter_key="adapter")
         stop_ids = use_template(tokenizer, template)
         lm.eval()
-        return cls(lm, tokenizer, stop_ids, refusal_probe=probe, **kwargs)
+        return cls(lm, tokenizer, stop_ids, refusal_probe=probe, refusal_verifier=verifier, **kwargs)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -127,7 +140,7 @@ class Answerer:
             text = self.render(question, contexts, language)
             over = len(self._ids(text)) - self.max_prompt_tokens
             if over <= 0:
-                return Prompt(text, language, len(contexts))
+                return Prompt(text, language, len(contexts), question, tuple(contexts))
             if len(contexts) > 1:
                 contexts = contexts[:-1]
                 continue
@@ -205,17 +218,19 @@ class Answerer:
                 alt, alt_lp, _ = self._greedy(cache, mask, pos[:, -1], banned)
                 for i in again:
                     texts[i], answer_lp[i] = alt[i], alt_lp[i]
+        checked = [None] * len(prompts) if self.verifier is None else self.verifier.scores(
+            [p.question for p in prompts], [p.contexts for p in prompts])
         gens = []
-        for p, g, text, a_lp, r_lp, logit in zip(prompts, greedy, texts, answer_lp, refusal_lp, probe_logits,
-                                                 strict=True):
+        for p, g, text, a_lp, r_lp, logit, v in zip(prompts, greedy, texts, answer_lp, refusal_lp, probe_logits,
+                                                    checked, strict=True):
             phrasings = self.refusals[p.language]
             score = None if logit is None else self.probe.score(logit, likelihood_margin(r_lp, a_lp,
-                                                                                           self.refusal_floor))
+                                                                                           self.refusal_floor), v)
             refused, why = decide(g, r_lp, a_lp, p.language, self.refusal_margin, phrasings, self.refusal_floor,
                                   self.refusal_text, score)
             gens.append(Generation(text, refused, why, a_lp, r_lp, self.refusal_floor, g,
                                    is_refusal_text(g, p.language, phrasings),
-                                   text_is_final(g, p.language, phrasings, self.refusal_text), logit, score))
+                                   text_is_final(g, p.language, phrasings, self.refusal_text), logit, score, v))
         return gens
 
     def _base_states(self, ids, mask, pos):

@@ -243,8 +243,9 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
                      "source": it.get("source"), "answers": it["answers"], "prediction": g.text,
                      "greedy": g.greedy, "refused": r, "why": "text" if t else ("likelihood" if r else None),
                      "margin": round(g.margin, 4),
-                     **({"probe_logit": round(g.probe_logit, 4), "signal": round(g.signal, 4)}
-                        if g.probe_logit is not None else {}),
+                     # unrounded: the signal sums them divided by their dev sd, which may be small
+                     **({"probe_logit": g.probe_logit, "signal": g.signal} if g.probe_logit is not None else {}),
+                     **({"verifier_score": g.verifier_score} if g.verifier_score is not None else {}),
                      "em": exact_match(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
                      "f1": token_f1(g.text, it["answers"], lang) if it["answerable"] and not r else 0.0,
                      **({"gold_retrieved": hits[i]} if hits is not None else {})})
@@ -253,7 +254,7 @@ def _score(items, gens, margin: float, hits=None) -> tuple[dict[str, float], lis
 
 def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
     from ragtune.hardware import pick_device, set_threads
-    from ragtune.rag.answer import Answerer
+    from ragtune.rag.ask import load_answerer
     from ragtune.rag.refusal_calibration import calibration_items, choose_margin, curve_of, plot_curves
 
     name, all_items = load_items(cfg.data)
@@ -264,14 +265,13 @@ def run_eval_rag(cfg: EvalRagConfig, log=print) -> dict[str, Any]:
         check_output(cfg.json_out, "--json", folder=False)
     a = cfg.answerer
     set_threads(a.threads)
-    answerer = Answerer.load(a.model, a.adapter, a.template, pick_device(a.device), max_new_tokens=a.max_new_tokens,
-                             batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                             refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor, refusals=a.refusals,
-                             refusal_text=a.refusal_text, refusal_probe=a.refusal_probe)
+    answerer = load_answerer(a, pick_device(a.device))
     margin = a.refusal_margin
     report: dict[str, Any] = {"dataset": name, "split": "eval", "data": str(cfg.data),
                               "answerer": {"model": a.model, "adapter": str(a.adapter) if a.adapter else None,
-                                           "refusal_probe": str(a.refusal_probe) if a.refusal_probe else None},
+                                           "refusal_probe": str(a.refusal_probe) if a.refusal_probe else None,
+                                           "refusal_verifier": str(a.refusal_verifier) if a.refusal_verifier
+                                           else None},
                               "num_questions": len(items), "num_answerable": sum(i["answerable"] for i in items),
                               "num_unanswerable": sum(not i["answerable"] for i in items), "results": {}}
     curves: dict[str, list[tuple[float, float, float]]] = {}

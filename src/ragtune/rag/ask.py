@@ -63,12 +63,29 @@ class AnswererConfig(ConfigModel):
     answer is then the best non-refusal decode)."""
     refusal_probe: Path | None = None
     """A linear probe on the answerer's hidden state (`ragtune train refusal-probe`, fitted on this model and
-    adapter): its score, alone or with the margin, is what `refusal_margin` thresholds instead of the margin."""
+    adapter): its score, alone or summed with the margin and/or a verifier's, is what `refusal_margin` thresholds
+    instead of the margin."""
+    refusal_verifier: Path | None = None
+    """The answerability verifier the probe sums, where it does (`ragtune train refusal-verifier`; the probe
+    refuses any other)."""
     language: Literal["auto", "en", "zh"] = "auto"
     """Prompt and refusal language; auto = from the question."""
     device: str = "auto"
     threads: int = Field(0, ge=0)
     """torch CPU threads; 0 = all cores."""
+
+
+def load_answerer(a: AnswererConfig, device: str, **override: Any):
+    """The `ragtune.rag.answer.Answerer` that `a` describes, on `device`; `override`: `Answerer.load` arguments
+    that replace the config's (`adapter=None`, `refusal_probe=None`)."""
+    from ragtune.rag.answer import Answerer
+
+    kwargs: dict[str, Any] = dict(
+        adapter=a.adapter, template=a.template, device=device, max_new_tokens=a.max_new_tokens,
+        batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens, refusal_margin=a.refusal_margin,
+        refusal_floor=a.refusal_floor, refusal_text=a.refusal_text, refusals=a.refusals,
+        refusal_probe=a.refusal_probe, refusal_verifier=a.refusal_verifier)
+    return Answerer.load(a.model, **{**kwargs, **override})
 
 
 class AskConfig(ConfigModel):
@@ -109,19 +126,13 @@ class RagPipeline(AbstractContextManager):
     @classmethod
     def open(cls, cfg: AskConfig) -> RagPipeline:
         from ragtune.hardware import pick_device, set_threads
-        from ragtune.rag.answer import Answerer
         from ragtune.rag.kb import KnowledgeBase
 
         set_threads(cfg.answerer.threads)
         device = pick_device(cfg.answerer.device)  # once: the embedder, the answerer and the reranker share it
         kb = KnowledgeBase.open(cfg.kb, device=device, threads=cfg.answerer.threads, store=cfg.store)
         try:
-            a = cfg.answerer
-            answerer = Answerer.load(a.model, a.adapter, a.template, device, max_new_tokens=a.max_new_tokens,
-                                     batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                                     refusal_margin=a.refusal_margin, refusal_floor=a.refusal_floor,
-                                     refusal_text=a.refusal_text, refusals=a.refusals,
-                                     refusal_probe=a.refusal_probe)
+            answerer = load_answerer(cfg.answerer, device)
             reranker = None
             if cfg.retrieve.rerank:
                 from ragtune.retrieval.rerank import load_reranker

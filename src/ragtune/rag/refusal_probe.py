@@ -5,13 +5,15 @@ a separate verifier does, but far worse on dev questions of the training article
 lands off target (BENCHMARKS.md, issue 18). Answerability is also linearly readable from the hidden state at the
 end of the prompt (Slobodkin et al., 2023), which the answerer computes anyway: a logistic regression on that state,
 fitted on training records and chosen on dev, scores every prompt at no extra cost, and its dev AUC predicts its
-held-out AUC. `combine: probe+margin` adds the likelihood margin, each standardised on dev. `reads: base` fits the
+held-out AUC. `combine` adds other signals, each standardised on dev: the likelihood margin (`probe+margin`), an
+answerability verifier's score (`probe+verifier`, `ragtune.rag.refusal_verifier`), or both. `reads: base` fits the
 probe on the base model's states instead of the fine-tuned answerer's (which have seen the training articles); the
 answerer then keeps its LoRA unmerged and runs the prompt once more with the adapter switched off.
 
 Files (no pickle): `probe.safetensors` (the standardisation and the weights, float32) and `probe.json` (the layer,
-the intercept, the combination, the answerer it was fitted on, the dev AUCs). A probe reads one model's hidden
-states: loading it beside another base model or adapter is an error.
+the intercept, the combination and each signal's dev mean and sd, the answerer and verifier it was fitted with, the
+dev AUCs). A probe reads one model's hidden states: loading it beside another base model, adapter or verifier is an
+error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 WEIGHTS, INFO = "probe.safetensors", "probe.json"
-Combine = Literal["probe", "probe+margin"]
+Combine = Literal["probe", "probe+margin", "probe+verifier", "probe+verifier+margin"]
+SIGNALS = ("probe", "verifier", "margin")
 Reads = Literal["answerer", "base"]
 
 
@@ -49,10 +52,16 @@ class RefusalProbe:
     combine: Combine = "probe"
     reads: Reads = "answerer"
     """Whose hidden states: the answerer's (base + adapter) or the base model's (the adapter switched off)."""
-    standardise: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)
-    """(probe mean, probe sd, margin mean, margin sd) on the dev questions."""
+    standardise: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per signal of `combine`: (mean, sd) on the dev questions."""
     answerer: dict[str, Any] = field(default_factory=dict)
+    verifier: str | None = None
+    """SHA-256 of the verifier's weights where `combine` uses one."""
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return tuple(self.combine.split("+"))
 
     def logits(self, hidden_states) -> list[float]:
         """Per prompt, the probe's log-odds that the context does not hold the answer, from a forward pass's
@@ -60,11 +69,14 @@ class RefusalProbe:
         h = hidden_states[self.layer][:, -1].float().cpu()
         return (((h - self.mean) / self.scale) @ self.coef + self.intercept).tolist()
 
-    def score(self, logit: float, margin: float) -> float:
-        """The refusal score compared with `refusal_margin`: higher = refuse."""
-        pm, ps, mm, ms = self.standardise
-        z = (logit - pm) / ps
-        return z + (margin - mm) / ms if self.combine == "probe+margin" else z
+    def score(self, logit: float, margin: float, verifier: float | None = None) -> float:
+        """The refusal score compared with `refusal_margin`: the sum of the standardised signals, higher = refuse."""
+        values = {"probe": logit, "margin": margin, "verifier": verifier}
+        total = 0.0
+        for name in self.signals:
+            m, sd = self.standardise.get(name, (0.0, 1.0))
+            total += (values[name] - m) / sd
+        return total
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -78,13 +90,17 @@ class RefusalProbe:
         tmp.replace(folder / WEIGHTS)
         write_json(folder / INFO, {"layer": self.layer, "intercept": self.intercept, "combine": self.combine,
                                    "reads": self.reads,
-                                   "standardise": list(self.standardise), "answerer": self.answerer, **self.info})
+                                   "standardise": {k: list(v) for k, v in self.standardise.items()},
+                                   "answerer": self.answerer, "verifier": self.verifier, **self.info})
 
     @classmethod
-    def load(cls, folder: str | Path, model: str | Path, adapter: str | Path | None) -> RefusalProbe:
+    def load(cls, folder: str | Path, model: str | Path, adapter: str | Path | None,
+             verifier: str | Path | None = None) -> RefusalProbe:
+        """The probe in `folder`, checked against the answerer (model, adapter) and verifier it will score."""
         from safetensors.torch import load_file
 
         from ragtune.config import ConfigError
+        from ragtune.rag.refusal_verifier import verifier_fingerprint
 
         folder = Path(folder)
         if not (folder / INFO).is_file() or not (folder / WEIGHTS).is_file():
@@ -96,11 +112,23 @@ class RefusalProbe:
             raise ConfigError(f'key "answerer.refusal_probe": {folder} was fitted on the hidden states of '
                               f"{info.get('answerer')}, not of this answerer ({here}); fit one for it with "
                               "`ragtune train refusal-probe`")
+        if "verifier" in info["combine"].split("+"):
+            if verifier is None:
+                raise ConfigError(f'key "answerer.refusal_verifier": the probe {folder} adds a verifier\'s score '
+                                  f"({info['combine']}); pass the verifier it was fitted with "
+                                  f"({info.get('verifier_path', 'see its probe.json')})")
+            if verifier_fingerprint(verifier) != info.get("verifier"):
+                raise ConfigError(f'key "answerer.refusal_verifier": {verifier} is not the verifier the probe '
+                                  f"{folder} was fitted with ({info.get('verifier_path')}); fit one for it with "
+                                  "`ragtune train refusal-probe ... verifier=...`")
         w = load_file(str(folder / WEIGHTS))
-        own = ("layer", "intercept", "combine", "reads", "standardise", "answerer")
+        stand = info["standardise"]
+        if isinstance(stand, list):  # the first probes' (probe mean, sd, margin mean, sd)
+            stand = {"probe": stand[:2], "margin": stand[2:]}
+        own = ("layer", "intercept", "combine", "reads", "standardise", "answerer", "verifier")
         return cls(int(info["layer"]), w["mean"], w["scale"], w["coef"], float(info["intercept"]), info["combine"],
-                   info.get("reads", "answerer"), tuple(info["standardise"]), info["answerer"],
-                   {k: v for k, v in info.items() if k not in own})
+                   info.get("reads", "answerer"), {k: (float(v[0]), float(v[1])) for k, v in stand.items()},
+                   info["answerer"], info.get("verifier"), {k: v for k, v in info.items() if k not in own})
 
 
 def fit_layers(states, labels, dev_states, dev_labels, strengths: list[float]) -> tuple[dict, list[dict]]:

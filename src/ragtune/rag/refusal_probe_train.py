@@ -8,8 +8,9 @@
 `data` and `dev` are converter meta files (`ragtune data convert squad-sft|webqa-sft`): each record a question, its
 context (gold, other passage or mismatched) and whether the context answers it. The probe learns "unanswerable"
 from the answerer's hidden state at the end of each record's prompt (the answerer's own chat prompt with the
-record's context). The layer (every `layer_step`-th), the L2 strength and the combination (the probe alone or with
-the likelihood margin) are chosen by AUC on `dev`, whose questions no training record may ask. The refusal
+record's context). The layer (every `layer_step`-th), the L2 strength and the combination (the probe alone, or
+summed with the likelihood margin, with an answerability verifier's score (`verifier=`, from `ragtune train
+refusal-verifier`), or with both) are chosen by AUC on `dev`, whose questions no training record may ask. The refusal
 threshold is not chosen here: `ragtune eval rag ... refusal.data=DEV` calibrates `refusal_margin` on the probe's
 score as it does on the margin.
 """
@@ -26,8 +27,8 @@ from ragtune.atomic import check_output
 from ragtune.config import ConfigError, ConfigModel, dump_config
 from ragtune.data.errors import DataFormatError
 from ragtune.rag.answerer_eval import load_items
-from ragtune.rag.ask import AnswererConfig
-from ragtune.rag.refusal_probe import answerer_fingerprint, fit_layers, probe_from
+from ragtune.rag.ask import AnswererConfig, load_answerer
+from ragtune.rag.refusal_probe import SIGNALS, Combine, answerer_fingerprint, fit_layers, probe_from
 
 
 class RefusalProbeConfig(ConfigModel):
@@ -48,12 +49,15 @@ class RefusalProbeConfig(ConfigModel):
     reads: Literal["answerer", "base"] = "answerer"
     """Fit on the answerer's hidden states, or on the base model's (`answerer.model` without the adapter: it has not
     seen the training articles; the answerer then runs the prompt once more with its LoRA switched off)."""
-    combine: Literal["auto", "probe", "probe+margin"] = "auto"
-    """The refusal signal: the probe alone, the probe plus the likelihood margin (each standardised on dev), or
-    whichever ranks dev better (auto). Anything but `probe` decodes the dev questions once for their margins."""
+    verifier: Path | None = None
+    """An answerability verifier (`ragtune train refusal-verifier` folder) whose score the probe may add; it must
+    then be passed as `answerer.refusal_verifier` wherever the probe is used."""
+    combine: Literal["auto", "probe", "probe+margin", "probe+verifier", "probe+verifier+margin"] = "auto"
+    """The refusal signal: the probe alone or summed with the likelihood margin and/or the verifier's score (each
+    standardised on dev), or whichever of these ranks dev best (auto). A margin decodes the dev questions once."""
 
 
-def _labelled(path: Path, sources: list[str] | None) -> list[dict[str, Any]]:
+def labelled(path: Path, sources: list[str] | None) -> list[dict[str, Any]]:
     _, items = load_items(path)
     items = [it for it in items if sources is None or it.get("source") in sources]
     kinds = {bool(it["answerable"]) for it in items}
@@ -71,10 +75,15 @@ def train_refusal_probe(cfg: RefusalProbeConfig) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from ragtune.hardware import pick_device, set_threads
-    from ragtune.rag.answer import Answerer
 
     check_output(cfg.out, "out", folder=True)
-    train, dev = _labelled(cfg.data, cfg.sources), _labelled(cfg.dev, None)
+    train, dev = labelled(cfg.data, cfg.sources), labelled(cfg.dev, None)
+    candidates = _candidates(cfg)
+    uses_verifier = any("verifier" in c for c in candidates)
+    if uses_verifier:  # before the long passes: a folder without weights is an error now
+        from ragtune.rag.refusal_verifier import RefusalVerifier, verifier_fingerprint
+
+        verifier_sha = verifier_fingerprint(cfg.verifier)
     shared = {it["question"] for it in train} & {it["question"] for it in dev}
     if shared:
         raise DataFormatError(cfg.dev, None, f"{len(shared)} dev questions are also asked in {cfg.data} "
@@ -84,10 +93,8 @@ def train_refusal_probe(cfg: RefusalProbeConfig) -> dict[str, Any]:
     set_threads(a.threads)
     device = pick_device(a.device)
 
-    def load(adapter):
-        return Answerer.load(a.model, adapter, a.template, device, max_new_tokens=a.max_new_tokens,
-                             batch_size=a.batch_size, max_prompt_tokens=a.max_prompt_tokens,
-                             refusal_floor=a.refusal_floor, refusals=a.refusals)
+    def load(adapter):  # the answerer without the probe being fitted
+        return load_answerer(a, device, adapter=adapter, refusal_probe=None, refusal_verifier=None)
 
     answerer = load(a.adapter if cfg.reads == "answerer" else None)
     n_layers = answerer.model.config.num_hidden_layers
@@ -103,28 +110,45 @@ def train_refusal_probe(cfg: RefusalProbeConfig) -> dict[str, Any]:
     best, tried = fit_layers(answerer.prompt_states(prompts(train), layers), y,
                              answerer.prompt_states(dev_prompts, layers), y_dev, cfg.strengths)
     probe = probe_from(best, layers[best["position"]])
-    logits = [float(v) for v in best["dev_logits"]]
-    probe.standardise = (mean(logits), pstdev(logits) or 1.0, 0.0, 1.0)
-    auc_margin = auc_combined = None
-    probe.combine = "probe" if cfg.combine == "auto" else cfg.combine
-    if cfg.combine != "probe":
+    signals = {"probe": [float(v) for v in best["dev_logits"]]}
+    if uses_verifier:
+        verifier = RefusalVerifier.load(cfg.verifier, device)
+        signals["verifier"] = verifier.scores([it["question"] for it in dev], [[it["context"]] for it in dev])
+        probe.verifier = verifier_sha
+    if any("margin" in c for c in candidates):
         if cfg.reads == "base" and a.adapter is not None:
             answerer = load(a.adapter)  # the margin is the answerer's own
-        margins = [g.margin for g in answerer.generate(dev_prompts, progress=True)]
-        probe.standardise = (*probe.standardise[:2], mean(margins), pstdev(margins) or 1.0)
-        auc_margin = float(roc_auc_score(y_dev, margins))
-        both = replace(probe, combine="probe+margin")
-        auc_combined = float(roc_auc_score(y_dev, [both.score(lo, m) for lo, m in zip(logits, margins, strict=True)]))
-        if cfg.combine == "auto" and auc_combined > best["auc_dev"]:
-            probe.combine = "probe+margin"
+        signals["margin"] = [g.margin for g in answerer.generate(dev_prompts, progress=True)]
+    probe.standardise = {k: (mean(v), pstdev(v) or 1.0) for k, v in signals.items()}
+    aucs = {}
+    for c in candidates:
+        trial = replace(probe, combine=c)
+        values = [signals.get(k, [None] * len(dev)) for k in SIGNALS]
+        aucs[c] = float(roc_auc_score(y_dev, [trial.score(p, m, v) for p, v, m in zip(*values, strict=True)]))
+    probe.combine = max(candidates, key=lambda c: aucs[c])  # ties: the first, the fewest signals
+    if "verifier" not in probe.signals:
+        probe.verifier = None
+    probe.standardise = {k: v for k, v in probe.standardise.items() if k in probe.signals}
     probe.reads = cfg.reads
     probe.answerer = answerer_fingerprint(a.model, a.adapter if cfg.reads == "answerer" else None)
     summary = {"layer": probe.layer, "C": best["C"], "combine": probe.combine, "reads": cfg.reads,
-               "auc_dev": best["auc_dev"],
-               "auc_dev_margin": auc_margin, "auc_dev_combined": auc_combined, "train_records": len(train),
-               "dev_questions": len(dev), "data": str(cfg.data), "dev": str(cfg.dev), "sources": cfg.sources,
+               "auc_dev": aucs[probe.combine], "auc_dev_signals": {k: float(roc_auc_score(y_dev, v))
+                                                                   for k, v in signals.items()},
+               "auc_dev_combinations": aucs, "train_records": len(train), "dev_questions": len(dev),
+               "data": str(cfg.data), "dev": str(cfg.dev), "sources": cfg.sources,
+               "verifier_path": str(cfg.verifier) if probe.verifier else None,
                "tried": [{**t, "layer": layers[t.pop("position")]} for t in tried]}
     probe.info = summary
     probe.save(cfg.out)
     dump_config(cfg, cfg.out / "config.yaml")
     return {**summary, "out": str(cfg.out)}
+
+
+def _candidates(cfg: RefusalProbeConfig) -> list[Combine]:
+    """The combinations `combine` lets dev choose from, fewest signals first."""
+    if cfg.combine != "auto":
+        if "verifier" in cfg.combine and cfg.verifier is None:
+            raise ConfigError(f'key "combine": {cfg.combine} needs a verifier (`verifier=` a `ragtune train '
+                              'refusal-verifier` folder)')
+        return [cfg.combine]
+    return ["probe", "probe+margin"] + (["probe+verifier", "probe+verifier+margin"] if cfg.verifier else [])
