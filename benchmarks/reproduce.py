@@ -231,11 +231,13 @@ TABLES: dict[str, Table] = {
              f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
              f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
              creates="runs/answerer-long/eval-squad-trained-probe/report.json", table=True)]),
-    # eighteenth session: the verifier as a library signal, summed with the base probe (and the margin) by dev
-    "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 60, [
+    # eighteenth session: the probe on Gemma-3-270m's states; the verifier as a library signal, summed with the base
+    # probe (and the margin) by dev
+    "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
         *ANSWERER_400[:3],
         Step(f"ragtune train refusal-verifier data={SQ}/squad_train.meta.jsonl out=runs/answerer-long/verifier",
              creates="runs/answerer-long/verifier/model/train_summary.json"),
+        Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model base" + GEMMA, table=True),
         Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
              "answerer.adapter=runs/answerer-long/squad-lora reads=base verifier=runs/answerer-long/verifier "
              "out=runs/answerer-long/probe-base-verifier", creates="runs/answerer-long/probe-base-verifier/probe.json",
@@ -336,6 +338,11 @@ TABLES: dict[str, Table] = {
                                              (" --models trained", "eval-webqa-trained"),
                                              (" --models trained --refusal-text margin",
                                               "eval-webqa-trained-margin")))),
+    # eighteenth session: Gemma-3-270m (multilingual, a 262k vocabulary) as the Chinese answerer, SmolLM2's recipe
+    "answerer-webqa-gemma": Table("Grounded answering: the issue 18 rerun", 90, _answerer(
+        "webqa", "runs/answerer-webqa-gemma", prepare=" --train-examples 600 --distractors 1 --max-tokens 450" + GEMMA,
+        train=" --set cutoff_len=480" + GEMMA,
+        evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-webqa-trained-margin"),))),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
         Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
              creates="runs/scale_costs.json"),
