@@ -343,6 +343,9 @@ TABLES: dict[str, Table] = {
         "webqa", "runs/answerer-webqa-gemma", prepare=" --train-examples 600 --distractors 1 --max-tokens 450" + GEMMA,
         train=" --set cutoff_len=480" + GEMMA,
         evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-webqa-trained-margin"),))),
+    "answerer-squad-400-gemma": Table("Grounded answering: the issue 18 rerun", 60, _answerer(
+        "squad", "runs/answerer-long-gemma", prepare=" --train-examples 400" + GEMMA, train=GEMMA,
+        evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-squad-trained-margin"),))),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [
         Step("python benchmarks/scale_costs.py --docs 1024 --json runs/scale_costs.json",
              creates="runs/scale_costs.json"),

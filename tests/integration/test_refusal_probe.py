@@ -169,6 +169,11 @@ def test_a_verifier_summed_with_the_probe(tmp_path, tiny_lm, tiny_bert):
                                   f"answerer.refusal_probe={tmp_path / 'probe'}",
                                   *[x for c in common + extra for x in ("--set", c)]])
         assert res.exit_code == 1 and says in res.stderr, res.output
+    # a verifier nothing reads is an error too, not a silent no-op
+    res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o3"), "--set",
+                              f"answerer.refusal_verifier={tmp_path / 'v'}",
+                              *[x for c in common for x in ("--set", c)]])
+    assert res.exit_code == 1 and "only a refusal probe that sums a verifier" in res.stderr, res.output
 
 
 def test_the_verifier_scores_the_best_passage():

@@ -114,6 +114,12 @@ class Answerer:
         verifier = None
         if probe is not None and "verifier" in probe.signals:
             verifier = RefusalVerifier.load(refusal_verifier, device)
+        elif refusal_verifier is not None:  # it would be loaded and never asked
+            from ragtune.config import ConfigError
+
+            raise ConfigError('key "answerer.refusal_verifier": only a refusal probe that sums a verifier reads one ('
+                              + ("no answerer.refusal_probe" if probe is None else f"the probe's combine is "
+                                 f"{probe.combine}") + ")")
         base_probe = probe is not None and probe.reads == "base" and adapter is not None  # switch the LoRA off
         lm, tokenizer = load_causal_lm(model, adapter, merge=not base_probe, padding_side="left", device=device,
                                        adapter_key="adapter")
