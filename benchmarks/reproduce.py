@@ -68,6 +68,20 @@ def _answerer(data: str, work: str, prepare: str = "", train: str = "", evals: t
 
 
 GEMMA = " --base google/gemma-3-270m --template gemma"
+WQG = "runs/answerer-webqa-gemma"
+WEBQA_PREPARE = " --train-examples 600 --distractors 1 --max-tokens 450"
+
+
+def _webqa_gemma_all(work: str) -> Step:
+    """The Gemma WebQA answerer in `work` on all 600 held-out questions, calibrated as answerer_quality.py does."""
+    data = f"{work}/webqa"
+    return Step(f"ragtune eval rag {data}/webqa_eval.meta.jsonl --contexts both --set limit=600 "
+                f"--out {work}/eval-webqa-trained-margin-all --set answerer.model=google/gemma-3-270m "
+                f"--set answerer.template=gemma --set answerer.adapter={work}/webqa-lora "
+                f"--set answerer.refusal_text=margin --set refusal.data={data}/webqa_dev.meta.jsonl "
+                "--set refusal.limit=100 --set refusal.target=balanced --set retrieve.k_dense=0 "
+                f"--set refusal.exclude=[{data}/webqa_train.meta.jsonl]",
+                creates=f"{work}/eval-webqa-trained-margin-all/report.json", table=True)
 SQ = "runs/answerer-long/squad"
 ANSWERER_400 = _answerer("squad", "runs/answerer-long", prepare=" --train-examples 400",
                          evals=((" --models trained", "eval-squad-trained"),
@@ -233,7 +247,7 @@ TABLES: dict[str, Table] = {
              creates="runs/answerer-long/eval-squad-trained-probe/report.json", table=True)]),
     # eighteenth session: the probe on Gemma-3-270m's states; the verifier as a library signal, summed with the base
     # probe (and the margin) by dev
-    "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 80, [
+    "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 45, [
         *ANSWERER_400[:3],
         Step(f"ragtune train refusal-verifier data={SQ}/squad_train.meta.jsonl out=runs/answerer-long/verifier",
              creates="runs/answerer-long/verifier/model/train_summary.json"),
@@ -333,17 +347,23 @@ TABLES: dict[str, Table] = {
              table=True),
     ]),
     "answerer-webqa": Table("Grounded answering with refusal (issue 7)", 70, _answerer(
-        "webqa", "runs/answerer-webqa", prepare=" --train-examples 600 --distractors 1 --max-tokens 450",
+        "webqa", "runs/answerer-webqa", prepare=WEBQA_PREPARE,
         train=" --set cutoff_len=480", evals=((" --models untrained", "eval-webqa-untrained"),
                                              (" --models trained", "eval-webqa-trained"),
                                              (" --models trained --refusal-text margin",
                                               "eval-webqa-trained-margin")))),
     # eighteenth session: Gemma-3-270m (multilingual, a 262k vocabulary) as the Chinese answerer, SmolLM2's recipe
-    "answerer-webqa-gemma": Table("Grounded answering: the issue 18 rerun", 90, _answerer(
-        "webqa", "runs/answerer-webqa-gemma", prepare=" --train-examples 600 --distractors 1 --max-tokens 450" + GEMMA,
-        train=" --set cutoff_len=480" + GEMMA,
-        evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-webqa-trained-margin"),))),
-    "answerer-squad-400-gemma": Table("Grounded answering: the issue 18 rerun", 60, _answerer(
+    "answerer-webqa-gemma": Table("Grounded answering: the issue 18 rerun", 55, _answerer(
+        "webqa", WQG, prepare=WEBQA_PREPARE + GEMMA, train=" --set cutoff_len=480" + GEMMA,
+        evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-webqa-trained-margin"),)) + [
+        _webqa_gemma_all(WQG),
+        # a second training seed of the same recipe and data
+        Step(f"python benchmarks/answerer_quality.py prepare webqa --work {WQG}-s1{WEBQA_PREPARE}{GEMMA}",
+             creates=f"{WQG}-s1/webqa/webqa_eval.meta.jsonl"),
+        Step(f"python benchmarks/answerer_quality.py train webqa --work {WQG}-s1 --set cutoff_len=480 --set seed=1"
+             + GEMMA, creates=f"{WQG}-s1/webqa-lora/adapter_model.safetensors"),
+        _webqa_gemma_all(f"{WQG}-s1")]),
+    "answerer-squad-400-gemma": Table("Grounded answering: the issue 18 rerun", 15, _answerer(
         "squad", "runs/answerer-long-gemma", prepare=" --train-examples 400" + GEMMA, train=GEMMA,
         evals=((f"{GEMMA} --models trained --refusal-text margin", "eval-squad-trained-margin"),))),
     "scale-plan": Table("Scale plan for FiQA, MS MARCO and NQ (issue 19)", 6, [

@@ -130,6 +130,10 @@ def test_a_verifier_summed_with_the_probe(tmp_path, tiny_lm, tiny_bert):
     res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'p0'}",
                               "combine=probe+verifier", *common])
     assert res.exit_code == 1 and "needs a verifier" in res.stderr and not (tmp_path / "p0").exists(), res.output
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'p0'}",
+                              f"verifier={tmp_path / 'empty'}", *common])
+    assert res.exit_code == 1 and 'key "verifier"' in res.stderr and "no model weights" in res.stderr, res.output
     res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={dev}", f"out={tmp_path / 'probe'}",
                               "layer_step=1", "combine=probe+verifier+margin", f"verifier={tmp_path / 'v'}",
                               *common])

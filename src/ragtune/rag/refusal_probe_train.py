@@ -83,7 +83,7 @@ def train_refusal_probe(cfg: RefusalProbeConfig) -> dict[str, Any]:
     if uses_verifier:  # before the long passes: a folder without weights is an error now
         from ragtune.rag.refusal_verifier import RefusalVerifier, verifier_fingerprint
 
-        verifier_sha = verifier_fingerprint(cfg.verifier)
+        verifier_sha = verifier_fingerprint(cfg.verifier, "verifier")
     shared = {it["question"] for it in train} & {it["question"] for it in dev}
     if shared:
         raise DataFormatError(cfg.dev, None, f"{len(shared)} dev questions are also asked in {cfg.data} "

@@ -25,14 +25,15 @@ def verifier_folder(path: str | Path) -> Path:
     return path / "model" if (path / "model").is_dir() else path
 
 
-def verifier_fingerprint(path: str | Path) -> str:
-    """SHA-256 over the cross-encoder's weight files: what a probe's standardisation of its scores depends on."""
+def verifier_fingerprint(path: str | Path, key: str = "answerer.refusal_verifier") -> str:
+    """SHA-256 over the cross-encoder's weight files: what a probe's standardisation of its scores depends on
+    (`key`: the config key that named `path`, for the error)."""
     from ragtune.config import ConfigError
 
     folder = verifier_folder(path)
     files = sorted(f for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern))
     if not files:
-        raise ConfigError(f'key "answerer.refusal_verifier": {path} holds no model weights (written by '
+        raise ConfigError(f'key "{key}": {path} holds no model weights (written by '
                           "`ragtune train refusal-verifier` or `ragtune train reranker`)")
     h = hashlib.sha256()
     for f in files:
