@@ -75,6 +75,18 @@ def test_fit_evaluate_and_refuse_a_foreign_answerer(tmp_path, tiny_lm, tiny_adap
                               f"answerer.refusal_probe={tmp_path / 'probe'}", "--set",
                               f"answerer.adapter={tiny_adapter}", *[x for c in common for x in ("--set", c)]])
     assert res.exit_code == 1 and "fitted on the hidden states" in res.stderr, res.output
+    # a hand-edited probe.json with a combination ragtune does not know is a clear error, not a KeyError later
+    bad = tmp_path / "bad-probe"
+    bad.mkdir()
+    (bad / "probe.safetensors").write_bytes((tmp_path / "probe" / "probe.safetensors").read_bytes())
+    (bad / "probe.json").write_text(json.dumps({**info, "combine": "probe+vibes"}))
+    res = runner.invoke(app, ["eval", "rag", evaluated, "--out", str(tmp_path / "o4"), "--set",
+                              f"answerer.refusal_probe={bad}", *[x for c in common for x in ("--set", c)]])
+    assert res.exit_code == 1 and "'probe+vibes'" in res.stderr, res.output
+    # the seventeenth session's probe.json kept (probe mean, sd, margin mean, sd) as one list: it still loads
+    (bad / "probe.json").write_text(json.dumps({**info, "standardise": [pm, ps, mm, ms]}))
+    listed, current = RefusalProbe.load(bad, tiny_lm, None), RefusalProbe.load(tmp_path / "probe", tiny_lm, None)
+    assert listed.standardise == current.standardise and listed.score(0.3, -2.0) == current.score(0.3, -2.0)
     # dev questions asked in training are refused before any model loads
     write(tmp_path / "bad_dev.meta.jsonl", [item(i, i % 2 == 0) for i in range(30, 46)])
     res = runner.invoke(app, ["train", "refusal-probe", f"data={train}", f"dev={tmp_path / 'bad_dev.meta.jsonl'}",

@@ -74,7 +74,7 @@ class RefusalProbe:
         values = {"probe": logit, "margin": margin, "verifier": verifier}
         total = 0.0
         for name in self.signals:
-            m, sd = self.standardise.get(name, (0.0, 1.0))
+            m, sd = self.standardise[name]
             total += (values[name] - m) / sd
         return total
 
@@ -112,6 +112,10 @@ class RefusalProbe:
             raise ConfigError(f'key "answerer.refusal_probe": {folder} was fitted on the hidden states of '
                               f"{info.get('answerer')}, not of this answerer ({here}); fit one for it with "
                               "`ragtune train refusal-probe`")
+        combines = Combine.__args__  # type: ignore[attr-defined]
+        if info.get("combine") not in combines:
+            raise ConfigError(f'key "answerer.refusal_probe": {folder / INFO} has combine {info.get("combine")!r}, '
+                              f"not one of {', '.join(combines)}")
         if "verifier" in info["combine"].split("+"):
             if verifier is None:
                 raise ConfigError(f'key "answerer.refusal_verifier": the probe {folder} adds a verifier\'s score '
@@ -125,6 +129,10 @@ class RefusalProbe:
         stand = info["standardise"]
         if isinstance(stand, list):  # the first probes' (probe mean, sd, margin mean, sd)
             stand = {"probe": stand[:2], "margin": stand[2:]}
+        missing = [k for k in info["combine"].split("+") if k not in stand]
+        if missing:
+            raise ConfigError(f'key "answerer.refusal_probe": {folder / INFO} has no dev mean and sd of {missing[0]} '
+                              f"(its combine is {info['combine']}); fit it again with `ragtune train refusal-probe`")
         own = ("layer", "intercept", "combine", "reads", "standardise", "answerer", "verifier")
         return cls(int(info["layer"]), w["mean"], w["scale"], w["coef"], float(info["intercept"]), info["combine"],
                    info.get("reads", "answerer"), {k: (float(v[0]), float(v[1])) for k, v in stand.items()},
