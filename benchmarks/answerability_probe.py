@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import hardware_line, print_table  # noqa: E402
-from answerability_verifier import auc, combine, read_jsonl  # noqa: E402
+from answerability_verifier import auc, combine, read_jsonl, verifier_scores  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,7 +153,8 @@ def main() -> None:
                   ("the answerer's text, then probe + margin", combined["with_text"], float("nan"))]
         verifier = args.work / "verifier" / "model"
         if (verifier / "train_summary.json").is_file():  # answerability_verifier.py trained it
-            v_dev, v_eval = verifier_scores(verifier, rows["dev"]), verifier_scores(verifier, rows["eval"])
+            v_dev, v_eval = (dict(zip([r["id"] for r in rows[split]], verifier_scores(verifier, rows[split]),
+                                      strict=True)) for split in ("dev", "eval"))
             three = combine(dev_rows, [probe_dev, v_dev], preds, [by_id, v_eval], metrics)
             summary["probe_plus_verifier_plus_margin"] = three
             table.append(("probe + verifier + margin", three["alone"], three["auc_eval_100"]))
@@ -168,15 +169,6 @@ def main() -> None:
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1", "AUC on the 100"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
                   f"{m['refusal_f1']:.3f}", f"{a:.3f}" if a == a else "-"] for name, m, a in table])
-
-
-def verifier_scores(model: Path, rows: list[dict]) -> dict[str, float]:
-    """The MiniLM cross-encoder's refusal score per question id (higher = more likely unanswerable)."""
-    from sentence_transformers import CrossEncoder
-
-    ce = CrossEncoder(str(model), max_length=256)
-    s = ce.predict([(r["question"], r["context"]) for r in rows], batch_size=32, show_progress_bar=True)
-    return {r["id"]: -float(x) for r, x in zip(rows, s, strict=True)}
 
 
 def ceiling(scores: list[float], unanswerable: list[bool]) -> dict[str, float]:

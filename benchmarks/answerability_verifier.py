@@ -62,8 +62,6 @@ def main() -> None:
     args = ap.parse_args()
     print(hardware_line(), file=sys.stderr)
 
-    from sentence_transformers import CrossEncoder
-
     from ragtune.atomic import write_json
     from ragtune.evaluate.answer_metrics import score_answers
     from ragtune.rag.refusal import calibrate_margin
@@ -76,17 +74,11 @@ def main() -> None:
                         f"data={data / f'{args.data}_train.meta.jsonl'}", f"out={out}", f"epochs={args.epochs}",
                         f"batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
                         f"max_length={args.max_length}"], check=True)
-    ce = CrossEncoder(str(model), max_length=args.max_length)
-
-    def refusal_scores(rows: list[dict]) -> list[float]:  # higher = more likely unanswerable, like the margin
-        s = ce.predict([(r["question"], r["context"]) for r in rows], batch_size=32, show_progress_bar=True)
-        return [-float(x) for x in s]
-
     dev = read_jsonl(data / f"{args.data}_dev.meta.jsonl")
-    dev_scores = refusal_scores(dev)
+    dev_scores = verifier_scores(model, dev, args.max_length)
     threshold = calibrate_margin(dev_scores, [not r["answerable"] for r in dev], [False] * len(dev), "balanced")
     evaluation = read_jsonl(data / f"{args.data}_eval.meta.jsonl")
-    eval_scores = refusal_scores(evaluation)
+    eval_scores = verifier_scores(model, evaluation, args.max_length)
     by_id = {r["id"]: s for r, s in zip(evaluation, eval_scores, strict=True)}
     preds = read_jsonl(args.work / args.answerer / "predictions-gold.jsonl")
     missing = [p["id"] for p in preds if p["id"] not in by_id]
@@ -122,6 +114,17 @@ def main() -> None:
     print_table(["refusal decided by", "EM", "F1", "over-refusal", "under-refusal", "refusal F1"],
                 [[name, f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['over_refusal']:.3f}", f"{m['under_refusal']:.3f}",
                   f"{m['refusal_f1']:.3f}"] for name, m in rows])
+
+
+def verifier_scores(model: Path, rows: list[dict], max_length: int = 256) -> list[float]:
+    """The cross-encoder's refusal score per row: minus its probability that the context answers the question
+    (higher = more likely unanswerable, like the margin). The library's `RefusalVerifier` scores minus the logit
+    instead: the same ranking, another scale, so these scripts keep the figures BENCHMARKS.md records."""
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(str(model), max_length=max_length)
+    s = ce.predict([(r["question"], r["context"]) for r in rows], batch_size=32, show_progress_bar=True)
+    return [-float(x) for x in s]
 
 
 def combine(dev_rows: list[dict], dev_signals: list[dict[str, float]], preds: list[dict],

@@ -86,6 +86,25 @@ SQ = "runs/answerer-long/squad"
 ANSWERER_400 = _answerer("squad", "runs/answerer-long", prepare=" --train-examples 400",
                          evals=((" --models trained", "eval-squad-trained"),
                                 (" --models trained --refusal-text margin", "eval-squad-trained-margin")))
+
+
+def _squad_probe(probe: str, evaluation: str, verifier: str | None = None) -> list[Step]:
+    """`train refusal-probe` on the base model's states beside the 400-record answerer (plus a verifier, for dev to
+    choose from), then `eval rag` through it on the 100 questions, calibrated balanced on 100 dev questions."""
+    long = "runs/answerer-long"
+    fit_with, eval_with = ("", "") if verifier is None else (f" verifier={verifier}",
+                                                             f" --set answerer.refusal_verifier={verifier}")
+    return [Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
+                 f"answerer.adapter={long}/squad-lora reads=base{fit_with} out={long}/{probe}",
+                 creates=f"{long}/{probe}/probe.json", table=True),
+            Step(f"ragtune eval rag {SQ}/squad_eval.meta.jsonl --contexts both --set limit=100 "
+                 f"--out {long}/{evaluation} --set answerer.adapter={long}/squad-lora "
+                 f"--set answerer.refusal_text=margin --set answerer.refusal_probe={long}/{probe}{eval_with} "
+                 f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
+                 f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
+                 creates=f"{long}/{evaluation}/report.json", table=True)]
+
+
 BM25 = _eval("bm25", "runs/scifact/eval-bm25")
 COLBERT = Step("ragtune train colbert configs/scifact-colbert.yaml", creates="runs/scifact/colbert/train_summary.json")
 COLBERT_EVAL = _eval("colbert", "runs/scifact/eval-colbert", "--model runs/scifact/colbert")
@@ -236,15 +255,7 @@ TABLES: dict[str, Table] = {
              creates="runs/answerer-long/verifier/summary.json"),
         Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model base", table=True),
         Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model trained", table=True),
-        Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
-             "answerer.adapter=runs/answerer-long/squad-lora reads=base out=runs/answerer-long/probe-base",
-             creates="runs/answerer-long/probe-base/probe.json", table=True),
-        Step(f"ragtune eval rag {SQ}/squad_eval.meta.jsonl --contexts both --set limit=100 "
-             "--out runs/answerer-long/eval-squad-trained-probe --set answerer.adapter=runs/answerer-long/squad-lora "
-             "--set answerer.refusal_text=margin --set answerer.refusal_probe=runs/answerer-long/probe-base "
-             f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
-             f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
-             creates="runs/answerer-long/eval-squad-trained-probe/report.json", table=True)]),
+        *_squad_probe("probe-base", "eval-squad-trained-probe")]),
     # eighteenth session: the probe on Gemma-3-270m's states; the verifier as a library signal, summed with the base
     # probe (and the margin) by dev
     "answerer-probe-verifier": Table("Grounded answering: the issue 18 rerun", 45, [
@@ -252,18 +263,7 @@ TABLES: dict[str, Table] = {
         Step(f"ragtune train refusal-verifier data={SQ}/squad_train.meta.jsonl out=runs/answerer-long/verifier",
              creates="runs/answerer-long/verifier/model/train_summary.json"),
         Step("python benchmarks/answerability_probe.py --work runs/answerer-long --model base" + GEMMA, table=True),
-        Step(f"ragtune train refusal-probe data={SQ}/squad_train.meta.jsonl dev={SQ}/squad_dev.meta.jsonl "
-             "answerer.adapter=runs/answerer-long/squad-lora reads=base verifier=runs/answerer-long/verifier "
-             "out=runs/answerer-long/probe-base-verifier", creates="runs/answerer-long/probe-base-verifier/probe.json",
-             table=True),
-        Step(f"ragtune eval rag {SQ}/squad_eval.meta.jsonl --contexts both --set limit=100 "
-             "--out runs/answerer-long/eval-squad-trained-probe-verifier "
-             "--set answerer.adapter=runs/answerer-long/squad-lora --set answerer.refusal_text=margin "
-             "--set answerer.refusal_probe=runs/answerer-long/probe-base-verifier "
-             "--set answerer.refusal_verifier=runs/answerer-long/verifier "
-             f"--set refusal.data={SQ}/squad_dev.meta.jsonl --set refusal.limit=100 --set refusal.target=balanced "
-             f"--set refusal.exclude=[{SQ}/squad_train.meta.jsonl]",
-             creates="runs/answerer-long/eval-squad-trained-probe-verifier/report.json", table=True)]),
+        *_squad_probe("probe-base-verifier", "eval-squad-trained-probe-verifier", "runs/answerer-long/verifier")]),
     # the tenth session's runs: the guard decided on the kept pseudo queries, its default then
     "loop-feedback": Table("The loop's feedback half (issue 13)", 300, [
         Step("python benchmarks/loop_feedback.py --work runs/loop-feedback", table=True),
