@@ -166,7 +166,10 @@ def plot_curves(found: dict[str, dict], path: Path) -> None:
     print(f"plot: {path}", file=sys.stderr)
 
 
-def checkpoint_table(found: dict[str, dict]) -> None:
+def checkpoint_table(found: dict[str, dict], confirm: list[str] = ()) -> None:
+    """Every run's chosen against its last checkpoint; `confirm`: retriever seeds whose 150-query runs are summed
+    up on their own too (seeds run after the policy was first noticed, so they test it on runs that did not
+    suggest it)."""
     from scipy.stats import ttest_rel
 
     rows = []
@@ -177,8 +180,12 @@ def checkpoint_table(found: dict[str, dict]) -> None:
                      f"{chosen:.4f}", f"{last:.4f}", f"{chosen - last:+.4f}"])
     print_table(["run", "chosen step", "last step", "dev at chosen", "dev at last", "test, chosen",
                  "test, last", "chosen - last"], rows)
-    for title, fam in (("50", False), ("150", True)):
-        runs = [c for n, c in found.items() if ("dev150" in n) == fam]
+    groups = [("50", lambda n: "dev150" not in n), ("150", lambda n: "dev150" in n)]
+    if confirm:
+        groups.append((f"150 (fresh seeds {','.join(confirm)} only)",
+                       lambda n: "dev150" in n and n.rsplit(" ", 1)[1] in confirm))
+    for title, member in groups:
+        runs = [c for n, c in found.items() if member(n)]
         if len(runs) < 2:
             continue
         chosen = [statistics.fmean(c["test_chosen"].values()) for c in runs]
@@ -211,6 +218,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--seeds", default="42,1,2,3,4", help="retriever seeds of the 150-query-dev runs")
     ap.add_argument("--no-train", action="store_true", help="only score the models that exist")
+    ap.add_argument("--confirm", default="", help="retriever seeds (of --seeds) whose chosen-vs-last checkpoint "
+                    "comparison is also reported on its own, e.g. 5,6,7,8,9")
     args = ap.parse_args()
     if not (args.work / "pca" / "report.json").is_file():
         sys.exit(f"{args.work / 'pca'}: run the ablation's pca row first "
@@ -262,7 +271,7 @@ def main() -> None:
                   f"{statistics.fmean(scores[pick]['test'].values()):.4f}; of these models best "
                   f"{max(test_means):.4f}, worst {min(test_means):.4f})")
     print("\nThe checkpoint each run's dev slice chose, against its last checkpoint (no selection):")
-    checkpoint_table(curves)
+    checkpoint_table(curves, [c for c in args.confirm.split(",") if c])
     plot_curves(curves, args.work / "dev-size.png")
     by_seed(scores)
     fifty = {n: s["test"] for n, s in scores.items() if "dev150" not in n}

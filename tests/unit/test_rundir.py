@@ -142,7 +142,7 @@ PERTURB: dict[str, list[str]] = {
     "generate": ["generate={sample_num: 4}", "generate={engine: ctranslate2}", "generate={max_doc_tokens: 64}"],
     "filters": ["filters=[{name: bm25, k: 20}]"],
     "encoder": ["encoder=org/enc-b"],
-    "retriever": ["retriever={max_steps: 3}", "retriever={wise_ft: [0.5, 1.0]}"],
+    "retriever": ["retriever={max_steps: 3}", "retriever={wise_ft: [0.5, 1.0]}", "retriever={keep_checkpoint: last}"],
     "mining": ["mining={neg_start: 2, neg_end: 50, neg_per_query: 3}"],
     "difficulty_temperature": ["difficulty_temperature=0.2"],
     "preferences": ["preferences={min_gap: 0.1}"],

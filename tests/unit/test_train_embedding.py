@@ -140,6 +140,23 @@ def test_dev_evaluation_selects_the_best_checkpoint(tmp_path, encoder, tiny_beir
     assert dev_run(model, dev, cfg) == both[8] != both[32]
 
 
+def test_keep_checkpoint_last_keeps_the_final_weights_and_still_reports_the_dev_curve(tmp_path, encoder, tiny_beir):
+    import torch
+    from safetensors.torch import load_file
+
+    from tiny_bert import toy_topic_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
+    cfg = _cfg(tmp_path, encoder, data, "max_steps=4", "eval_steps=2", f"dev.data={tiny_beir}", "dev.fraction=0.34",
+               "keep_checkpoint=last", "learning_rate=1e-3")
+    s = train_embedding(cfg)
+    assert [h["steps"] for h in s["dev_history"]] == [2, 4] and s["kept_checkpoint"] == "last"
+    out = tmp_path / "out"
+    kept, last, first = (load_file(f / "model.safetensors") for f in (out, out / "checkpoint-4", out / "checkpoint-2"))
+    assert all(torch.equal(kept[k], last[k]) for k in last)
+    assert any(not torch.equal(kept[k], first[k]) for k in first)  # the two checkpoints differ: the test can fail
+
+
 def test_wise_ft_keeps_the_interpolation_dev_scores_best(tmp_path, encoder, tiny_beir):
     from sentence_transformers import SentenceTransformer
 

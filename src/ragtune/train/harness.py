@@ -332,6 +332,8 @@ def finish(trainer, cfg: TrainerConfig, summary: dict[str, Any], title: str, bes
                 "last_logged_loss": series["train"][-1][1] if series["train"] else None}
     if best:
         summary |= {"best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric}
+        if trainer.state.best_model_checkpoint is not None:  # dev chose one; was it kept?
+            summary["kept_checkpoint"] = "best" if trainer.args.load_best_model_at_end else "last"
     summary["output_dir"] = str(out)
     summary.setdefault("world_size", trainer.args.world_size)
     if trainer.is_world_process_zero():

@@ -9,7 +9,7 @@ slice).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -31,6 +31,10 @@ class RetrieverTrainSettings(TrainerSettings):
     dev: DevConfig = Field(default_factory=DevConfig)
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate on the dev slice every N steps (default: once per epoch); the best checkpoint is kept."""
+    keep_checkpoint: Literal["best", "last"] = "best"
+    """With a dev slice: keep the checkpoint that scored best on it, or the last one (the dev curve is still
+    evaluated, logged and plotted; `best_checkpoint` in the summary says what dev would have chosen). A small dev
+    slice picks by noise: BENCHMARKS.md, "A dev slice of 150 queries", measures both policies."""
     save_steps: int | None = Field(None, ge=1)
     """Checkpoint every N steps (default: eval_steps, or 500 without a dev slice)."""
     dataloader_num_workers: int = Field(0, ge=0)
@@ -92,7 +96,8 @@ def trainer_kwargs(cfg: RetrieverTrainConfig, device: str, has_eval: bool, metri
         kwargs["lr_scheduler_type"] = "warmup_stable_decay"
     if has_eval:
         kwargs |= dict(eval_strategy=strategy, eval_steps=eval_steps, save_strategy=strategy,
-                       save_steps=eval_steps if eval_steps else save_steps, load_best_model_at_end=True,
+                       save_steps=eval_steps if eval_steps else save_steps,
+                       load_best_model_at_end=cfg.keep_checkpoint == "best",
                        metric_for_best_model=metric or "eval_loss", greater_is_better=metric is not None)
     else:
         kwargs |= dict(eval_strategy="no", save_strategy="epoch" if cfg.save_on_epoch_end else "steps",
