@@ -26,8 +26,10 @@ runs, not used to pick any one run's model); `<work>/dev-size.png` plots every r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -58,12 +60,28 @@ def candidates(work: Path) -> dict[str, tuple[Path, Path, Path]]:
     return {n: v for n, v in found.items() if v[1].is_file() and v[0].is_dir()}
 
 
+def scored_by(out: Path, model: Path) -> bool:
+    """Whether `out` holds scores of exactly these weights. A seed run's folder starts as a copy of its parent's, so
+    a score found there may be the parent's (the nineteenth session's first scoring of seeds 5-9 read three parent
+    scores that way): each score folder records the SHA-256 of the weights it scored."""
+    stamp = out / "weights.sha256"
+    with open(model / "model.safetensors", "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if (out / "per_query.tsv").is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return True
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    stamp.write_text(digest + "\n")
+    return False
+
+
 def full_corpus_dev(model: Path, data: Path, out: Path) -> dict[str, float]:
     """Per-query NDCG@10 of every train query, the whole corpus searched at full dimension (as test is scored)."""
     from ragtune.evaluate.retrieval_eval import EvalConfig, run_eval
     from ragtune.retrieval.dense import DenseConfig
 
-    if not (out / "per_query.tsv").is_file():
+    if not scored_by(out, model):
         run_eval(EvalConfig(data=data, split="train", metrics=["ndcg@10"], out=out, retriever="dense",
                             dense=DenseConfig(model=str(model)), show_progress=True))
     return per_query(out / "per_query.tsv")
@@ -135,7 +153,7 @@ def checkpoints(run: Path, data: Path) -> dict:
     if steps[-1] == chosen:
         last = test
     else:
-        if not (last_dir / "per_query.tsv").is_file():
+        if not scored_by(last_dir, model / f"checkpoint-{steps[-1]}"):
             evaluate(data, model / f"checkpoint-{steps[-1]}", "bi_encoder", last_dir, "test", ["ndcg@10"], {})
         last = per_query(last_dir / "per_query.tsv")
     return {"curve": curve, "chosen": chosen, "last": steps[-1], "test_chosen": test, "test_last": last}

@@ -113,8 +113,9 @@ DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "cur
            "round2_grpo_bandonly", "colbert", "pca", "wise", "pca_wise"]
 
 
-COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md")
-"""A copied folder holds its parent's evaluations until its own run ends by writing report.json."""
+COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
+"""A copied folder holds its parent's evaluations until its own run ends by writing report.json; the benchmarks'
+scores of the parent's model (`dev-size/`) stay behind."""
 
 
 def scores_file(run_dir: Path, row: Row) -> Path | None:
