@@ -303,7 +303,7 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
-    "loop-ablation": Table("The loop's feedback half (issue 13)", 425, [
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 525, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows unfiltered,bm25,lossnet,curriculum,colbert"),
@@ -316,6 +316,8 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --table --retriever-seeds 1,2", table=True),
         Step("python benchmarks/seed_soup.py --work runs/ablation --seeds 1,2", table=True),
         Step("python benchmarks/dev_size.py --work runs/ablation", table=True),
+        # nineteenth session: seeds no earlier run used, to confirm (or not) "keep the last checkpoint"
+        Step("python benchmarks/dev_size.py --work runs/ablation --seeds 5,6,7,8,9 --confirm 5,6,7,8,9", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
