@@ -122,3 +122,25 @@ def test_dev_size_reads_a_seed_run_only_once_its_own_report_is_written(tmp_path)
     assert "dev150 seed 3" not in dev_size.runs_of(tmp_path)
     (run / "report.json").write_text("{}")
     assert "dev150 seed 3" in dev_size.runs_of(tmp_path)
+
+
+def test_dev_size_rescores_a_score_folder_whose_weights_are_not_the_ones_it_scored(tmp_path):
+    import shutil
+
+    import dev_size
+    from loop_ablation import COPY_IGNORE
+
+    parent = tmp_path / "pca"
+    model, scores = parent / "model", parent / "dev-size" / "last-test"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"parent weights")
+    assert not dev_size.scored_by(scores, model)  # nothing scored yet: the caller scores
+    (scores / "per_query.tsv").write_text("q1\tndcg@10\t0.5\n")
+    assert dev_size.scored_by(scores, model)
+    child = tmp_path / "pca-dev150-seed5"
+    shutil.copytree(parent, child, ignore=COPY_IGNORE)
+    assert not (child / "dev-size").exists()  # a seed run's copy leaves its parent's scores behind
+    shutil.copytree(parent / "dev-size", child / "dev-size")  # and if they got there anyway (an older copy):
+    (child / "model" / "model.safetensors").write_bytes(b"the seed's own weights")
+    assert not dev_size.scored_by(child / "dev-size" / "last-test", child / "model")
+    assert not (child / "dev-size" / "last-test" / "per_query.tsv").exists()

@@ -242,6 +242,7 @@ def to_markdown(report: RunReport, metrics: list[str]) -> str:
             lines.append(f"- curriculum {rr['curriculum']}: {rr.get('curriculum_examples')} training queries ordered "
                          f"or weighted by round {r['round'] - 1}'s difficulties "
                          f"({rr.get('curriculum_dropped', 0)} outside the band left out)")
+        lines += checkpoint_lines(r["retriever"])
         if "wise_ft" in r["retriever"]:
             curve = ", ".join(f"{a} {v:.4f}" for a, v in r["retriever"]["wise_ft_dev"].items())
             lines.append(f"- WiSE-FT kept {r['retriever']['wise_ft']:g} of the trained weights (the rest the start's); "
@@ -370,6 +371,19 @@ def plot_generator(out: Path, report: RunReport, plt) -> bool:
     fig.savefig(out / "generator.png", dpi=120)
     plt.close(fig)
     return True
+
+
+def checkpoint_lines(rr: dict[str, Any]) -> list[str]:
+    """Which of the retriever's checkpoints the round kept (`retriever.keep_checkpoint`), when a dev slice chose one."""
+    best = rr.get("best_checkpoint")
+    if not best:
+        return []
+    step, last = best.rsplit("-", 1)[-1], rr.get("global_step")
+    if rr.get("kept_checkpoint") == "last":
+        return [f"- retriever: kept the last checkpoint (step {last}); the dev slice's best was step {step} "
+                f"(dev {rr['best_metric']:.4f})"]
+    return [f"- retriever: kept the checkpoint best on the dev slice, step {step} of {last} "
+            f"(dev {rr['best_metric']:.4f})"]
 
 
 def write_run_report(root: Path, report: RunReport, metrics: list[str]) -> None:
