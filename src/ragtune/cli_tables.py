@@ -77,9 +77,9 @@ def run_report(report: RunReport, metric_names: list[str]) -> None:
             line += (f"; reward model held-out accuracy {r['reward_model'].get('heldout_accuracy', float('nan')):.2f}"
                      f"; PPO reward {r['ppo']['reward_first']:.3f} -> {r['ppo']['reward_last']:.3f}")
         if "grpo" in r:
-            line += f"; GRPO retrieval reward {r['grpo']['reward_first']} -> {r['grpo']['reward_last']}"
+            line += f"; GRPO retrieval reward {cell(r['grpo']['reward_first'])} -> {cell(r['grpo']['reward_last'])}"
         if "dpo" in r:
-            line += f"; DPO loss {r['dpo']['loss_first']} -> {r['dpo']['loss_last']}"
+            line += f"; DPO loss {cell(r['dpo']['loss_first'])} -> {cell(r['dpo']['loss_last'])}"
         out.print(line, highlight=False)
     out.print(f"stages run now: {len(report['executed'])} of {len(report['stages'])}", highlight=False)
 

@@ -86,6 +86,22 @@ def _p_cell(row: Comparison) -> str:
     return _fmt_p(row["p_value"]) + (" *" if row.get("p_holm", 1.0) <= 0.05 else "")
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _quarters(curve: list[dict]) -> str:
+    """One logged step's reward is a few groups' mean and swings widely; the first and last quarters' means show
+    whether the policy learned."""
+    n = len(curve) // 4
+    if n < 2:
+        return ""
+    first, last = curve[:n], curve[-n:]
+    mean = lambda part, k: sum(c.get(k) or 0.0 for c in part) / len(part)  # noqa: E731
+    return (f" (first and last logged step; mean of the first and last quarter {mean(first, 'reward_mean'):.3f} -> "
+            f"{mean(last, 'reward_mean'):.3f}, KL {mean(first, 'kl'):.3f} -> {mean(last, 'kl'):.3f})")
+
+
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}%"
 
@@ -179,11 +195,12 @@ def feedback_lines(r: dict) -> list[str]:
                      f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}")
     if "dpo" in r:
         dp = r["dpo"]
-        lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, loss {dp['loss_first']} -> {dp['loss_last']}")
+        lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, loss {_num(dp['loss_first'])} -> "
+                     f"{_num(dp['loss_last'])}")
     if "grpo" in r:
         gp = r["grpo"]
         lines.append(f"- GRPO: {gp['steps']} steps on {gp['prompts']} prompts, reward "
-                     f"{gp['reward_first']} -> {gp['reward_last']}")
+                     f"{_num(gp['reward_first'])} -> {_num(gp['reward_last'])}{_quarters(gp.get('curve') or [])}")
     if "rl_eval" in r:
         e = r["rl_eval"]
         rw = e["reward"]

@@ -1,0 +1,23 @@
+"""The loop report's lines on the RL stages: rounded figures, and GRPO's curve summed up by quarter."""
+
+from __future__ import annotations
+
+from ragtune.pipeline.report import feedback_lines
+
+
+def test_grpo_line_rounds_and_averages_the_curve_by_quarter():
+    curve = [{"step": 5 * i, "reward_mean": r, "kl": k}
+             for i, (r, k) in enumerate([(0.1, 0.0), (0.3, 0.02), (0.2, 0.05), (0.2, 0.05),
+                                         (0.25, 0.1), (0.25, 0.1), (0.5, 0.08), (0.3, 0.06)], 1)]
+    grpo = {"steps": 40, "prompts": 256, "reward_first": 0.10412338934838772, "reward_last": 0.3, "curve": curve}
+    assert feedback_lines({"grpo": grpo}) == [
+        "- GRPO: 40 steps on 256 prompts, reward 0.104 -> 0.300 (first and last logged step; mean of the first and "
+        "last quarter 0.200 -> 0.400, KL 0.010 -> 0.070)"]
+
+
+def test_short_curves_and_dpo_losses_print_plainly():
+    assert feedback_lines({"grpo": {"steps": 5, "prompts": 8, "reward_first": 0.5, "reward_last": None,
+                                    "curve": [{"reward_mean": 0.5, "kl": 0.0}]}}) == [
+        "- GRPO: 5 steps on 8 prompts, reward 0.500 -> n/a"]
+    assert feedback_lines({"dpo": {"pairs": 240, "steps": 50, "loss_first": 0.6931471, "loss_last": 0.676}}) == [
+        "- DPO: 240 pairs, 50 steps, loss 0.693 -> 0.676"]
