@@ -32,6 +32,7 @@ import random
 import shutil
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from _common import hardware_line, print_table
@@ -184,7 +185,7 @@ def plot_curves(found: dict[str, dict], path: Path) -> None:
     print(f"plot: {path}", file=sys.stderr)
 
 
-def checkpoint_table(found: dict[str, dict], confirm: list[str] = ()) -> None:
+def checkpoint_table(found: dict[str, dict], confirm: Sequence[str] = ()) -> None:
     """Every run's chosen against its last checkpoint; `confirm`: retriever seeds whose 150-query runs are summed
     up on their own too (seeds run after the policy was first noticed, so they test it on runs that did not
     suggest it)."""
