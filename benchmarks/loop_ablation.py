@@ -94,6 +94,9 @@ ROWS = [
            *GRPO_5E4, "reward_band_falloff=0.1"),
     round2("round2_grpo_bandonly", "round 2 after GRPO at 5e-4, reward = the steep band part alone", *GRPO_5E4,
            "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"),
+    round2("round2_grpo_bandlong", "round 2 after GRPO at 5e-4 on the steep band part alone, 4x the steps and prompts",
+           *GRPO_5E4, "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]", "grpo.max_steps=200",
+           "rl_prompts=256"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
     Row("wise", "+ WiSE-FT (weights interpolated toward zero-shot, share chosen on dev)", [RECIPE, WISE],
@@ -105,12 +108,13 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
-           "round2_grpo_bandonly": "round2_grpo_steep", "colbert": "base", "pca": "base",
+           "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
+           "colbert": "base", "pca": "base",
            "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "colbert", "pca", "wise", "pca_wise"]
+           "round2_grpo_bandonly", "round2_grpo_bandlong", "colbert", "pca", "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")

@@ -303,13 +303,15 @@ TABLES: dict[str, Table] = {
         Step("ragtune run configs/loop-scifact-unlabeled-cpu.yaml retriever.wise_ft=null generate.sample_num=2000 "
              "out=runs/scifact-unlabeled-2k", table=True),
     ]),
-    "loop-ablation": Table("The loop's feedback half (issue 13)", 525, [
+    "loop-ablation": Table("The loop's feedback half (issue 13)", 580, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,pca"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows unfiltered,bm25,lossnet,curriculum,colbert"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation "
              "--rows round2,round2_ppo,round2_dpo,round2_grpo,round2_grpo_lr,round2_grpo_band,round2_grpo_steep,"
              "round2_grpo_bandonly"),
+        # twentieth session: the band-only GRPO with four times the steps and prompts (46 minutes of GRPO)
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_grpo_bandlong"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows wise,pca_wise"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows pca --retriever-seeds 1,2,3,4"),
