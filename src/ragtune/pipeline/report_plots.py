@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from ragtune.pipeline.report import RunReport
+RunReport = Mapping[str, Any]
+"""report.json's content (ragtune.pipeline.report.RunReport, which imports this module)."""
 
 
 def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:
