@@ -4,6 +4,7 @@ in the run directory."""
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import fmean
 from typing import Any, TypedDict
 
 from ragtune.atomic import write_json, write_text
@@ -98,9 +99,9 @@ def _quarters(curve: list[dict]) -> str:
     if n < 2:
         return ""
     first, last = curve[:n], curve[-n:]
-    mean = lambda part, k: sum(c.get(k) or 0.0 for c in part) / len(part)  # noqa: E731
-    return (f" (first and last logged step; mean of the first and last quarter {mean(first, 'reward_mean'):.3f} -> "
-            f"{mean(last, 'reward_mean'):.3f}, KL {mean(first, 'kl'):.3f} -> {mean(last, 'kl'):.3f})")
+    r0, r1, k0, k1 = (fmean(c.get(k) or 0.0 for c in part) for k in ("reward_mean", "kl") for part in (first, last))
+    return (f" (first and last logged step; mean of the first and last quarter {r0:.3f} -> {r1:.3f}, "
+            f"KL {k0:.3f} -> {k1:.3f})")
 
 
 def _pct(x: float | None) -> str:

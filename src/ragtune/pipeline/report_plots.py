@@ -6,11 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-RunReport = Mapping[str, Any]
-"""report.json's content (ragtune.pipeline.report.RunReport, which imports this module)."""
 
-
-def plot(root: Path, report: RunReport, metrics: list[str]) -> list[Path]:
+def plot(root: Path, report: Mapping[str, Any], metrics: list[str]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +69,7 @@ GENERATOR_BARS = (("bm25_top1", "BM25 top-1"), ("bm25_top10", "BM25 top-10"), ("
                   ("in_band", "in band"), ("copy_rate", "copy rate"), ("duplicate_rate", "duplicates"))
 
 
-def plot_generator(out: Path, report: RunReport, plt) -> bool:
+def plot_generator(out: Path, report: Mapping[str, Any], plt) -> bool:
     """generator.png: each round's difficulty histogram, and its shares side by side."""
     rows = [(r["round"], r["quality"]) for r in report["rounds"] if r.get("quality", {}).get("queries")]
     if not rows:
