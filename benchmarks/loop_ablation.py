@@ -77,6 +77,9 @@ def round2(name: str, label: str, *overrides: str) -> Row:
 
 
 GRPO_5E4 = ("rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4")
+SELECT = ("candidates_per_document=4",)
+"""Round 1 writes 4 candidates per abstract for a difficulty filter to choose from: what a generator that RL had
+taught the band perfectly would write, without RL (the band is round 0's retriever's, as the loop reward's)."""
 ROWS = [
     Row("base", "+ dense filter (the shipped recipe: train pairs + BM25- and dense-filtered pseudo queries)",
         ["train_only_baseline=true", RECIPE]),
@@ -97,6 +100,11 @@ ROWS = [
     round2("round2_grpo_bandlong", "round 2 after GRPO at 5e-4 on the steep band part alone, 4x the steps and prompts",
            *GRPO_5E4, "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]", "grpo.max_steps=200",
            "rl_prompts=256"),
+    round2("round2_select", "round 2, no RL: 4 queries per abstract, keep <= 2 inside the band (best-of-4 selection)",
+           *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2}}]"),
+    Row("round2_select_random", "round 2, no RL: 4 per abstract, as many kept per abstract as the band row, at random",
+        [RECIPE, *ROUND2, *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2, select: random}}]"],
+        parent="round2_select", evaluate="round-1/evaluate"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
     Row("wise", "+ WiSE-FT (weights interpolated toward zero-shot, share chosen on dev)", [RECIPE, WISE],
@@ -109,12 +117,14 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
+           "round2_select": "round2", "round2_select_random": "round2_select",
            "colbert": "base", "pca": "base",
            "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "round2_grpo_bandlong", "colbert", "pca", "wise", "pca_wise"]
+           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "colbert", "pca",
+           "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")

@@ -126,7 +126,8 @@ def test_filter_config_rejects_unknown_filter_name(tiny_beir, tmp_path):
     from ragtune.config import ConfigError, load_config
 
     base = [f"queries={tmp_path}", f"corpus={tiny_beir}", f"out={tmp_path}/o"]
-    expected = r'key "filters.0.name": got .bm26.; allowed values: bm25, dense, lossnet, score; did you mean "bm25"'
+    expected = (r'key "filters.0.name": got .bm26.; allowed values: bm25, dense, lossnet, score, difficulty; '
+                r'did you mean "bm25"')
     with pytest.raises(ConfigError, match=expected):
         load_config(FilterConfig, None, [*base, "filters=[{name: bm26}]"])
     with pytest.raises(ConfigError, match="even size"):

@@ -16,16 +16,17 @@ from pydantic import Field
 from ragtune.atomic import write_jsonl
 from ragtune.config import ConfigModel, dump_config
 from ragtune.data.beir import load_corpus, write_beir
-from ragtune.filters import bm25, dense, lossnet, score  # noqa: F401  (register the filters)
+from ragtune.filters import bm25, dense, difficulty, lossnet, score  # noqa: F401  (register the filters)
 from ragtune.filters.base import FILTERS, load_pseudo_queries
 from ragtune.filters.bm25 import BM25FilterConfig
 from ragtune.filters.dense import DenseFilterConfig
+from ragtune.filters.difficulty import DifficultyFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.report import build_report, write_report
 from ragtune.filters.score import ScoreFilterConfig
 
-FilterSpec = Annotated[BM25FilterConfig | DenseFilterConfig | LossNetFilterConfig | ScoreFilterConfig,
-                       Field(discriminator="name")]
+FilterSpec = Annotated[BM25FilterConfig | DenseFilterConfig | LossNetFilterConfig | ScoreFilterConfig
+                       | DifficultyFilterConfig, Field(discriminator="name")]
 
 
 class FilterConfig(ConfigModel):
@@ -43,7 +44,8 @@ class FilterConfig(ConfigModel):
 
 def _settings(spec: ConfigModel) -> str:
     d = spec.model_dump(exclude={"name"})
-    keys = [k for k in ("k", "sample_doc_num", "keep_fraction", "keep_top", "drop_tail", "threshold", "scorer")
+    keys = [k for k in ("k", "sample_doc_num", "keep_fraction", "keep_top", "drop_tail", "threshold", "scorer",
+                      "band", "per_document", "select")
             if d.get(k) is not None]
     model = d.get("model") or (d.get("dense") or {}).get("model")
     parts = [f"{k}={d[k]}" for k in keys] + ([f"model={Path(str(model)).name}"] if model else [])

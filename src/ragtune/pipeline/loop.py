@@ -90,6 +90,11 @@ class RunConfig(ConfigModel):
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     """`ragtune generate` keys but the corpus and output folders."""
     filters: list[FilterSpec] = Field(default_factory=lambda: [BM25FilterConfig(k=30)])
+    """Applied in order to each round's queries; a `difficulty` filter that names no model judges with the previous
+    round's retriever and applies from round 1 on."""
+    candidates_per_document: int | None = Field(None, ge=1)
+    """Rounds k >= 1 generate this many queries per document instead of `generate.query_per_document`: candidates for
+    a difficulty filter with `per_document` to choose from (best-of-n selection toward the band, no RL)."""
     encoder: str = DEFAULT_ENCODER
     """The bi-encoder of the run: zero-shot baseline, the retriever's starting point, and the model of every dense
     or LossNet filter that names none."""
@@ -143,6 +148,11 @@ class RunConfig(ConfigModel):
         if self.retriever.kind == "colbert" and self.guard.enabled:
             raise ValueError("guard.enabled compares the round's retriever with the zero-shot encoder as bi-encoders; "
                              "it needs retriever.kind: bi_encoder")
+        if self.rounds == 1 and any(f.name == "difficulty" and f.model is None for f in self.filters):
+            raise ValueError("a difficulty filter without `model` judges with the previous round's retriever, so it "
+                             "applies from round 1 on; with rounds: 1 it would never run: set rounds >= 2 or its model")
+        if self.candidates_per_document:
+            GenerateSettings(**(overrides(self.generate) | {"query_per_document": self.candidates_per_document}))
         g, styled = self.guard, self.target_examples and (self.style.prompt_shots or self.style.sft_steps)
         if (g.enabled and g.decide_on == "other_generator" and g.other_shots and self.unlabeled
                 and self.sft_data is None and not styled):

@@ -13,6 +13,7 @@ from typing import Any
 from ragtune.config import ConfigModel
 from ragtune.filters.bm25 import BM25FilterConfig
 from ragtune.filters.dense import DenseFilterConfig
+from ragtune.filters.difficulty import DifficultyFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
 from ragtune.pipeline import guard as guard_mod
@@ -34,9 +35,16 @@ def run_filters(cfg, retriever: Path | None = None, accepted: list[Path] | None 
     """The filters as a run applies them in a round: a dense filter that names no model uses the run's `encoder`
     (and no dtype the run's `dense_dtype`); a LossNet filter learns the loss of the run's retriever kind, starting
     from the latest trained `retriever` (else the encoder), and adds the queries kept in earlier rounds
-    (`accepted`) to its training pairs."""
+    (`accepted`) to its training pairs; a difficulty filter that names no model judges with the latest trained
+    `retriever`, so it applies from round 1 on."""
     out = []
     for f in cfg.filters:
+        if isinstance(f, DifficultyFilterConfig) and f.model is None:
+            if retriever is None:
+                continue
+            fill = {"model": str(retriever), "kind": cfg.retriever.kind, "dtype": cfg.dense_dtype,
+                    "temperature": cfg.difficulty_temperature, "index": getattr(cfg.retriever, "index", "flat")}
+            f = f.model_copy(update={k: v for k, v in fill.items() if k not in f.model_fields_set})
         if isinstance(f, DenseFilterConfig):
             update = {k: v for k, v in (("model", cfg.encoder), ("dtype", cfg.dense_dtype))
                       if k not in f.dense.model_fields_set}
@@ -185,7 +193,8 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
     for k in range(cfg.rounds):
         r = f"round-{k}"
         seed = {"seed": gen_over.get("seed", GenerateSettings().seed) + k} if cfg.fresh_documents and k else {}
-        gk = gen_over | seed | shots_over
+        more = {"query_per_document": cfg.candidates_per_document} if k and cfg.candidates_per_document else {}
+        gk = gen_over | seed | shots_over | more
         gk_key = gk | ({"few_shot_file": rel(gk["few_shot_file"])} if "few_shot_file" in gk else {})
         gen = rd.stage(
             f"{r}/generate",
@@ -194,11 +203,15 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             upstream=[data.key, gen_key],
         )
         filters = run_filters(cfg, model_dir, list(pseudo_sets))
+        judged = any(isinstance(f, DifficultyFilterConfig) for f in filters)
         filt = rd.stage(
-            f"{r}/filter", [_plain(f) for f in filters],
+            f"{r}/filter",
+            [_plain(f) | ({"model": rel(f.model)} if isinstance(f, DifficultyFilterConfig) else {}) for f in filters],
             lambda out, g=gen.out, fs=filters: stages.filter_queries(g, d, out, fs),
-            # LossNet starts from the last round's retriever and learns from earlier rounds' kept queries
-            upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else [])],
+            # LossNet starts from the last round's retriever and learns from earlier rounds' kept queries; a
+            # difficulty filter judges with the last round's retriever
+            upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else []),
+                      *([ret.key] if judged and ret and not lossnet else [])],
         )
         if cfg.guard.enabled and holdout is None:
             # each guard stage gets its settings rebuilt from its key: what does not key it cannot reach it

@@ -1,0 +1,112 @@
+"""Difficulty filter: keep pseudo queries that a trained retriever finds neither trivial nor hopeless.
+
+Each candidate's difficulty is `evaluate.difficulty`'s (the retriever's rank of the source document and its score
+margin over the best other document, in [0, 1]); a candidate is kept when it lies inside `band`. With
+`per_document`, at most that many are kept per source document, those nearest the band's centre first: generate
+several queries per document, keep the ones in the band (best-of-n selection toward the target the loop's RL
+rewards, without training the generator).
+
+`select: random` is the control for that claim: per source document it keeps as many candidates as `band` would,
+drawn at random (seeded) from all of that document's candidates, so the two differ only in *which* queries are kept.
+
+In `ragtune run` a difficulty filter that names no model judges with the previous round's retriever and applies
+from round 1 on (pipeline/selection.py); alone (`ragtune filter`) it needs `model`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Literal
+
+from pydantic import Field
+
+from ragtune.config import Band, ConfigModel
+from ragtune.data.records import Doc
+from ragtune.evaluate.difficulty import score_difficulty
+from ragtune.filters.base import Candidate, Verdict, register
+
+
+class DifficultyFilterConfig(ConfigModel):
+    name: Literal["difficulty"] = "difficulty"
+    model: str | None = None
+    """The retriever that judges (a bi-encoder or ColBERT folder); in `ragtune run`, unset = the previous round's."""
+    kind: Literal["bi_encoder", "colbert"] = "bi_encoder"
+    band: Band = (0.3, 0.7)
+    """Keep candidates whose difficulty lies inside this band (the loop reward's and preferences' default)."""
+    per_document: int | None = Field(None, ge=1)
+    """At most this many kept per source document (nearest the band's centre first); None = every one in band."""
+    select: Literal["band", "random"] = "band"
+    """random: the control; per document as many as `band` keeps, drawn at random from all its candidates."""
+    depth: int = Field(100, ge=1)
+    temperature: float = Field(0.1, gt=0)
+    """Difficulty's margin temperature (the loop's `difficulty_temperature`)."""
+    dtype: str = "float32"
+    index: Literal["flat", "plaid"] = "flat"
+    """kind colbert: the token index to search with."""
+    seed: int = 0
+
+
+class DifficultyFilter:
+    name = "difficulty"
+
+    def __init__(self, cfg: DifficultyFilterConfig, corpus: dict[str, Doc], show_progress: bool = False):
+        if not cfg.model:
+            raise ValueError("the difficulty filter needs `model`: the retriever whose difficulty it keeps a band of")
+        self.cfg, self.corpus, self.show_progress = cfg, corpus, show_progress
+
+    def difficulties(self, candidates: list[Candidate]) -> list[float]:
+        from ragtune.retrieval.colbert import ColbertConfig
+        from ragtune.retrieval.dense import DenseConfig
+        from ragtune.retrieval.factory import index_corpus
+
+        cfg, docs = self.cfg, list(self.corpus.values())
+        if cfg.kind == "colbert":
+            r = index_corpus("colbert", docs, colbert=ColbertConfig(model=str(cfg.model), index=cfg.index),
+                             show_progress=self.show_progress)
+        else:
+            r = index_corpus("dense", docs, dense=DenseConfig(model=str(cfg.model), dtype=cfg.dtype),
+                             show_progress=self.show_progress)
+        depth = min(cfg.depth, len(docs))
+        run = r.search({c.query_id: c.text for c in candidates}, k=depth, show_progress=self.show_progress)
+        diff = score_difficulty(run, {c.query_id: c.doc_id for c in candidates}, depth=depth,
+                                temperature=cfg.temperature)
+        return [diff[c.query_id].difficulty for c in candidates]
+
+    def __call__(self, candidates: list[Candidate]) -> list[Verdict]:
+        if not candidates:
+            return []
+        values = self.difficulties(candidates)
+        keep = select(candidates, values, self.cfg)
+        return [Verdict(i in keep, {"difficulty": round(v, 6)}) for i, v in enumerate(values)]
+
+
+def select(candidates: list[Candidate], values: list[float], cfg: DifficultyFilterConfig) -> set[int]:
+    """Indices of the kept candidates.
+
+    >>> cs = [Candidate(q, d, q) for q, d in (("a", "x"), ("b", "x"), ("c", "x"), ("d", "y"))]
+    >>> sorted(select(cs, [0.5, 0.35, 0.9, 0.1], DifficultyFilterConfig(model="m")))
+    [0, 1]
+    >>> sorted(select(cs, [0.5, 0.35, 0.9, 0.1], DifficultyFilterConfig(model="m", per_document=1)))
+    [0]
+    """
+    lo, hi = cfg.band
+    centre = (lo + hi) / 2
+    by_doc: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(candidates):
+        by_doc[c.doc_id].append(i)
+    rng = random.Random(cfg.seed)
+    kept: set[int] = set()
+    for doc in sorted(by_doc):
+        ids = by_doc[doc]
+        inside = sorted((i for i in ids if lo <= values[i] <= hi),
+                        key=lambda i: (abs(values[i] - centre), candidates[i].query_id))
+        n = len(inside) if cfg.per_document is None else min(len(inside), cfg.per_document)
+        kept |= set(inside[:n]) if cfg.select == "band" else set(rng.sample(sorted(ids), n))
+    return kept
+
+
+@register("difficulty")
+def build(cfg: DifficultyFilterConfig, corpus: dict[str, Doc], show_progress: bool = False,
+          **_) -> DifficultyFilter:
+    return DifficultyFilter(cfg, corpus, show_progress)
