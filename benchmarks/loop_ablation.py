@@ -305,6 +305,8 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 def diagnostics(work: Path, names: list[str]) -> None:
     """Where a round-2 row's signal goes: the RL stage's own figures and what the generator wrote in round 0 (before
     RL) and round 1 (after), from each run's report.json."""
+    from ragtune.pipeline.report import quarter_means
+
     rows = []
     for name in names:
         row = BY_NAME[name]
@@ -323,6 +325,8 @@ def diagnostics(work: Path, names: list[str]) -> None:
             curve = f"loss {_f(rl['loss_first'])} -> {_f(rl['loss_last'])}"
         elif "reward_first" in rl:
             curve = f"reward {_f(rl['reward_first'])} -> {_f(rl['reward_last'])}"
+            q = quarter_means(rl.get("curve") or [])
+            curve += f" (quarter means {q[0]:.3f} -> {q[1]:.3f})" if q else ""
         else:
             curve = ""
         q0, q1 = r0.get("quality", {}), r1.get("quality", {})

@@ -88,7 +88,9 @@ def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_a
     q1 = {"bm25_top10": 0.90, "retriever_top1": 0.55, "in_band": 0.20, "copy_rate": 0.40, "mean_words": 9.0}
     rounds = [{"filter": {"kept_fraction": 0.74}, "quality": q0,
                "reward_model": {"heldout_accuracy": 0.61, "heldout_ci95": [0.55, 0.67], "heldout_pairs": 250},
-               "ppo": {"reward_first": -1.5, "reward_last": -1.2},
+               "ppo": {"reward_first": -1.5, "reward_last": -1.2,
+                       "curve": [{"reward_mean": r, "kl": 0.0} for r in (-1.5, -1.7, -1.3, -1.3, -1.0, -1.2, -1.0,
+                                                                          -1.2)]},
                "rl_eval": {"reward": {"before": 0.5, "after": 0.6, "p_value": 0.0123}}},
               {"filter": {"kept_fraction": 0.80}, "quality": q1}]
     (tmp_path / "round2_ppo").mkdir()
@@ -96,7 +98,8 @@ def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_a
     la.diagnostics(tmp_path, ["base", "round2_ppo"])
     rows = [[c.strip() for c in line.split("|")] for line in capsys.readouterr().out.splitlines()
             if line.startswith("| round2")]
-    assert rows == [["", "round2_ppo", "0.610 [0.55, 0.67] n=250", "reward -1.500 -> -1.200",
+    assert rows == [["", "round2_ppo", "0.610 [0.55, 0.67] n=250",
+                     "reward -1.500 -> -1.200 (quarter means -1.600 -> -1.100)",
                      "0.500 -> 0.600 (p = 0.012)", "0.74 -> 0.80",
                      "0.80 -> 0.90", "0.60 -> 0.55", "0.15 -> 0.20", "0.25 -> 0.40", "13.50 -> 9.00", ""]]
 

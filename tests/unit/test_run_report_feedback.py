@@ -21,3 +21,13 @@ def test_short_curves_and_dpo_losses_print_plainly():
         "- GRPO: 5 steps on 8 prompts, reward 0.500 -> n/a"]
     assert feedback_lines({"dpo": {"pairs": 240, "steps": 50, "loss_first": 0.6931471, "loss_last": 0.676}}) == [
         "- DPO: 240 pairs, 50 steps, loss 0.693 -> 0.676"]
+
+
+def test_ppo_line_gets_the_same_quarter_summary_once_it_has_eight_updates():
+    curve = [{"step": i, "reward_mean": r, "kl": 0.01 * i} for i, r in
+             enumerate([-1.5, -1.3, -1.4, -1.6, -1.2, -1.4, -1.1, -1.3], 1)]
+    ppo = {"updates": 8, "reward_first": -1.5, "reward_last": -1.3, "kl_last": 0.08, "curve": curve}
+    assert feedback_lines({"ppo": ppo}) == [
+        "- PPO: 8 updates, mean reward -1.500 -> -1.300, KL 0.08 (first and last logged step; mean of the first and "
+        "last quarter -1.400 -> -1.200, KL 0.015 -> 0.075)"]
+    assert feedback_lines({"ppo": {**ppo, "updates": 7, "curve": curve[:7]}})[0].endswith("KL 0.08")

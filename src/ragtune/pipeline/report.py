@@ -92,14 +92,23 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _quarters(curve: list[dict]) -> str:
-    """One logged step's reward is a few groups' mean and swings widely; the first and last quarters' means show
-    whether the policy learned."""
+def quarter_means(curve: list[dict]) -> tuple[float, float, float, float] | None:
+    """Mean reward and KL of the first and of the last quarter of an RL curve's logged steps (reward first, reward
+    last, KL first, KL last); None under 8 steps. One logged step's reward is a few groups' mean and swings widely;
+    the quarters show whether the policy learned."""
     n = len(curve) // 4
     if n < 2:
-        return ""
+        return None
     first, last = curve[:n], curve[-n:]
     r0, r1, k0, k1 = (fmean(c.get(k) or 0.0 for c in part) for k in ("reward_mean", "kl") for part in (first, last))
+    return r0, r1, k0, k1
+
+
+def _quarters(curve: list[dict]) -> str:
+    q = quarter_means(curve)
+    if q is None:
+        return ""
+    r0, r1, k0, k1 = q
     return (f" (first and last logged step; mean of the first and last quarter {r0:.3f} -> {r1:.3f}, "
             f"KL {k0:.3f} -> {k1:.3f})")
 
@@ -194,7 +203,7 @@ def feedback_lines(r: dict) -> list[str]:
     if "ppo" in r:
         pp = r["ppo"]
         lines.append(f"- PPO: {pp['updates']} updates, mean reward {pp['reward_first']:.3f} -> "
-                     f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}")
+                     f"{pp['reward_last']:.3f}, KL {pp['kl_last']:.2f}{_quarters(pp.get('curve') or [])}")
     if "dpo" in r:
         dp = r["dpo"]
         lines.append(f"- DPO: {dp['pairs']} pairs, {dp['steps']} steps, loss {_num(dp['loss_first'])} -> "
