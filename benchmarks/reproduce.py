@@ -127,6 +127,16 @@ TABLES: dict[str, Table] = {
     "encode-backends": Table("Encoding backends: torch vs ONNX Runtime (issue 17)", 10, [
         Step("python benchmarks/encode_backends.py --docs 1000", table=True),
     ]),
+    "cpu-roofline": Table("A real AVX2-only CPU again: the demo, the engines and the roofline (issue 17, "
+                          "twenty-first session)", 30, [
+        Step("ragtune demo out=runs/demo-avx2", creates="runs/demo-avx2/report.json"),
+        Step("python benchmarks/demo_budget.py check runs/demo-avx2", table=True),
+        Step("python benchmarks/cpu_roofline.py", table=True),
+        Step("python benchmarks/generation_engines.py --adapter runs/demo-avx2/round-0/sft/adapter --engines "
+             "transformers:float32,ctranslate2:float32,ctranslate2:int8 --docs 128 --work runs/generation-engines-avx2",
+             table=True),
+        Step("python benchmarks/encode_backends.py --backends torch-fp32,onnx-int8", table=True),
+    ]),
     "filter-throughput": Table("Pseudo-query filters (issue 4)", 5, [
         Step("python benchmarks/filter_throughput.py --skip-dense", table=True),
     ]),

@@ -106,6 +106,18 @@ def cpu_has_fast_bf16() -> bool:
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_has_vnni() -> bool:
+    """True when the CPU multiplies and adds int8 in one instruction (AVX512-VNNI or AVX-VNNI), read from CPUID via
+    torch; only there does int8 inference beat float32 by much (BENCHMARKS.md, "Encoding backends"). RAGTUNE_CPU_VNNI
+    =0/1 overrides."""
+    forced = os.environ.get("RAGTUNE_CPU_VNNI")
+    if forced in ("0", "1"):
+        return forced == "1"
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+
+
 def cpu_has_amx() -> bool:
     """True when bf16 matmuls can run on AMX tiles: native bf16 (`cpu_has_fast_bf16`, which honours its overrides and
     the ISA caps), the CPU's amx_bf16 flag, and no oneDNN cap below AMX. RAGTUNE_CPU_AMX=0/1 overrides."""

@@ -90,10 +90,14 @@ def test_failed_export_leaves_nothing_behind(tiny_bert, tmp_path, monkeypatch):
         onnx_encoder.exported_model(tmp_path / "no-such-model", "int8")
 
 
-def test_auto_backend_keeps_torch_only_on_amx(monkeypatch):
+def test_auto_backend_picks_onnx_only_where_vnni_makes_int8_pay_and_there_is_no_amx(monkeypatch):
     cfg = DenseConfig(backend="auto")
     monkeypatch.delenv("RAGTUNE_CPU_AMX", raising=False)
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
+    monkeypatch.setenv("RAGTUNE_CPU_VNNI", "0")
+    # AVX2 only (a first-generation Zen EPYC): ONNX int8 1.05x torch float32, so torch
+    assert resolve_backend(cfg, "cpu") == ("torch", "float32")
+    monkeypatch.setenv("RAGTUNE_CPU_VNNI", "1")
     assert resolve_backend(cfg, "cpu") == ("onnx", "float32")
     # native bf16 without AMX (AVX512-BF16, e.g. AMD EPYC): ONNX int8 measured faster than torch bf16 there
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "1")
