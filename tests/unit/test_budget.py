@@ -46,6 +46,10 @@ def test_workloads_follow_rounds_and_rl(tiny_beir):
                                                                                       "train": 3})
     assert "round-1/retriever" in two and "round-1/ppo" not in two and "round-0/ppo" in two
     assert "round-1/sft" not in two
+    more = budget.workloads(_cfg(tiny_beir, "rounds=2", "candidates_per_document=6"), {"docs": 5, "test": 3,
+                                                                                      "train": 3})
+    assert more["round-0/generate"] == two["round-0/generate"]  # round 0 writes query_per_document (2)
+    assert more["round-1/generate"] == {k: 3 * v for k, v in two["round-1/generate"].items()}  # 6 candidates
     dpo = budget.workloads(_cfg(tiny_beir, "rl=dpo", "dpo={max_steps: 7}", "train_only_baseline=true"),
                            {"docs": 5, "test": 3, "train": 3})
     assert dpo["round-0/dpo"] == {"dpo": 7} and "round-0/ppo" not in dpo and "round-0/reward_model" not in dpo
@@ -141,6 +145,12 @@ def test_rerun_reuses_the_plan_and_a_changed_workload_measures_again(tiny_beir, 
     budget.plan_budget(_cfg(tiny_beir, "budget={minutes: 2}", "sft={max_steps: 31}"), tiny_beir, tmp_path,
                        log=lambda m: None)
     assert calls == ["encoder", "sft", "encoder", "sft"]
+    two = ["budget={minutes: 2}", "sft={max_steps: 31}", "rounds=2"]
+    budget.plan_budget(_cfg(tiny_beir, *two), tiny_beir, tmp_path, log=lambda m: None)
+    budget.plan_budget(_cfg(tiny_beir, *two), tiny_beir, tmp_path, log=lambda m: None)
+    assert calls == ["encoder", "sft"] * 3
+    budget.plan_budget(_cfg(tiny_beir, *two, "candidates_per_document=4"), tiny_beir, tmp_path, log=lambda m: None)
+    assert calls == ["encoder", "sft"] * 4  # more candidates in later rounds: a new workload
 
 
 def test_the_timers_run_the_run_s_models(tiny_beir, tiny_bert, tiny_lm):

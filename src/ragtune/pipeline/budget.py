@@ -205,10 +205,16 @@ def workloads(cfg: RunConfig, n: dict[str, int]) -> dict[str, dict[str, float]]:
     n_gen = (gen.sample_num or n["docs"]) * gen.query_per_document * gen.sampling.max_new_tokens / 24
     ret = cfg.retriever
     rows = ret.per_device_train_batch_size * (2 + getattr(ret, "neg_nums", 1))
-    retriever = {"retriever": float(_steps(ret, n["train"] + n_gen) * rows)}
     evaluate = {"evaluate": float(n["docs"] + n["test"])}
-    per_round = {"generate": {_generation_part(cfg): n_gen}, "filter": {"filter": n_gen}, "retriever": retriever,
-                 "evaluate": evaluate, "difficulty": {"difficulty": n_gen}}
+
+    def per_round(r: int) -> dict[str, dict[str, float]]:
+        # rounds k >= 1 may write more candidates per document (for a difficulty filter to choose from)
+        g = n_gen * cfg.candidates_per_document / gen.query_per_document if r and cfg.candidates_per_document \
+            else n_gen
+        return {"generate": {_generation_part(cfg): g}, "filter": {"filter": g},
+                "retriever": {"retriever": float(_steps(ret, n["train"] + g) * rows)}, "evaluate": evaluate,
+                "difficulty": {"difficulty": g}}
+
     feedback = {
         "ppo": {"reward_model": {"reward_model": float(_steps(cfg.reward, cfg.rl_prompts))},
                 "ppo": {"ppo": float(cfg.ppo.steps * cfg.ppo.batch_size)}},
@@ -223,7 +229,7 @@ def workloads(cfg: RunConfig, n: dict[str, int]) -> dict[str, dict[str, float]]:
     for r in range(cfg.rounds):
         if r == 0 and cfg.generator_adapter is None:
             out["round-0/sft"] = {"sft": float(_steps(cfg.sft, max(n["train"], 1)))}
-        for stage, parts in per_round.items():
+        for stage, parts in per_round(r).items():
             out[f"round-{r}/{stage}"] = parts
         if r < cfg.rounds - 1 or cfg.rl_after_last_round:
             for stage, parts in feedback.items():
@@ -283,7 +289,7 @@ def budget_key(cfg: RunConfig, src: Path) -> str:
     parts = cfg.model_dump(mode="json", include={"budget", "subset", "rounds", "generator", "sft", "generate",
                                                  "encoder", "retriever", "reward", "rl", "ppo", "dpo", "grpo",
                                                  "rl_prompts", "dense_dtype", "test_split", "unlabeled",
-                                                 "rl_after_last_round"})
+                                                 "rl_after_last_round", "candidates_per_document"})
     import torch
 
     blob = json.dumps([parts, str(src.resolve()), cpu_model(), os.cpu_count(), torch.get_num_threads()],
