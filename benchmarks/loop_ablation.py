@@ -105,6 +105,8 @@ ROWS = [
     Row("round2_select_random", "round 2, no RL: 4 per abstract, as many kept per abstract as the band row, at random",
         [RECIPE, *ROUND2, *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2, select: random}}]"],
         parent="round2_select", evaluate="round-1/evaluate"),
+    Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
+        [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
     Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
     Row("wise", "+ WiSE-FT (weights interpolated toward zero-shot, share chosen on dev)", [RECIPE, WISE],
@@ -118,13 +120,13 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
            "round2_select": "round2", "round2_select_random": "round2_select",
-           "colbert": "base", "pca": "base",
+           "gemma": "base", "colbert": "base", "pca": "base",
            "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "colbert", "pca",
-           "wise", "pca_wise"]
+           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "gemma", "colbert",
+           "pca", "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
@@ -160,13 +162,17 @@ def ragtune_run(overrides: list[str], out: Path) -> None:
 
 
 def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str], tag: str = "seed") -> None:
-    """The row again with each `retriever.seed` in `seeds`, in `<work>/<row>-<tag><k>` (copied from the row)."""
+    """The row again with each `retriever.seed` in `seeds`, in `<work>/<row>-<tag><k>`: copied from its parent's
+    run with the same seed where that exists (the seed's round-0 retriever and what follows it are shared, as
+    between the rows themselves), else from the row."""
     # without the train-pairs-only baseline, which would double each seed's time
     own = [o for o in row.overrides if o != "train_only_baseline=true"]
     for k in seeds:
         out = work / f"{row.name}-{tag}{k}"
+        parent = work / f"{row.parent}-{tag}{k}" if row.parent else None
         if not out.exists():
-            shutil.copytree(folder(work, row), out, ignore=COPY_IGNORE)
+            source = parent if parent is not None and parent.exists() else folder(work, row)
+            shutil.copytree(source, out, ignore=COPY_IGNORE)
         ragtune_run([*own, *extra, f"retriever.seed={k}"], out)
 
 

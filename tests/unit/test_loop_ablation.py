@@ -147,3 +147,18 @@ def test_dev_size_rescores_a_score_folder_whose_weights_are_not_the_ones_it_scor
     (child / "model" / "model.safetensors").write_bytes(b"the seed's own weights")
     assert not dev_size.scored_by(child / "dev-size" / "last-test", child / "model")
     assert not (child / "dev-size" / "last-test" / "per_query.tsv").exists()
+
+
+def test_a_seed_run_starts_from_its_parents_run_with_the_same_seed_where_there_is_one(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(la, "ragtune_run", lambda overrides, out: ran.append((overrides[-1], out.name)))
+    row = la.BY_NAME["round2_select_random"]
+    for name, text in ((f"{row.parent}-seed1", "parent seed 1"), (row.name, "row, seed 0")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "origin.txt").write_text(text)
+        (tmp_path / name / "report.json").write_text("{}")  # a finished run's: never copied into another
+    la.run_seeds(tmp_path, row, [1, 2], [])
+    assert (tmp_path / f"{row.name}-seed1" / "origin.txt").read_text() == "parent seed 1"
+    assert (tmp_path / f"{row.name}-seed2" / "origin.txt").read_text() == "row, seed 0"  # no parent run of seed 2
+    assert not list(tmp_path.glob(f"{row.name}-seed*/report.json"))
+    assert ran == [("retriever.seed=1", f"{row.name}-seed1"), ("retriever.seed=2", f"{row.name}-seed2")]
