@@ -56,17 +56,10 @@ class DifficultyFilter:
         self.cfg, self.corpus, self.show_progress = cfg, corpus, show_progress
 
     def difficulties(self, candidates: list[Candidate]) -> list[float]:
-        from ragtune.retrieval.colbert import ColbertConfig
-        from ragtune.retrieval.dense import DenseConfig
-        from ragtune.retrieval.factory import index_corpus
+        from ragtune.retrieval.factory import index_trained
 
         cfg, docs = self.cfg, list(self.corpus.values())
-        if cfg.kind == "colbert":
-            r = index_corpus("colbert", docs, colbert=ColbertConfig(model=str(cfg.model), index=cfg.index),
-                             show_progress=self.show_progress)
-        else:
-            r = index_corpus("dense", docs, dense=DenseConfig(model=str(cfg.model), dtype=cfg.dtype),
-                             show_progress=self.show_progress)
+        r = index_trained(cfg.kind, str(cfg.model), docs, cfg.dtype, cfg.index, self.show_progress)
         depth = min(cfg.depth, len(docs))
         run = r.search({c.query_id: c.text for c in candidates}, k=depth, show_progress=self.show_progress)
         diff = score_difficulty(run, {c.query_id: c.doc_id for c in candidates}, depth=depth,
