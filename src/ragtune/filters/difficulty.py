@@ -10,7 +10,8 @@ rewards, without training the generator).
 drawn at random (seeded) from all of that document's candidates, so the two differ only in *which* queries are kept.
 
 In `ragtune run` a difficulty filter that names no model judges with the previous round's retriever and applies
-from round 1 on (pipeline/selection.py); alone (`ragtune filter`) it needs `model`.
+from round 1 on, in the preferences' band unless it names one (pipeline/loop_rounds.run_filters); alone
+(`ragtune filter`) it needs `model`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class DifficultyFilterConfig(ConfigModel):
     """The retriever that judges (a bi-encoder or ColBERT folder); in `ragtune run`, unset = the previous round's."""
     kind: Literal["bi_encoder", "colbert"] = "bi_encoder"
     band: Band = (0.3, 0.7)
-    """Keep candidates whose difficulty lies inside this band (the loop reward's and preferences' default)."""
+    """Keep candidates whose difficulty lies inside this band; in `ragtune run`, unset = `preferences.band`."""
     per_document: int | None = Field(None, ge=1)
     """At most this many kept per source document (nearest the band's centre first); None = every one in band."""
     select: Literal["band", "random"] = "band"
