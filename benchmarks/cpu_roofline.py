@@ -76,16 +76,19 @@ def sft_step() -> tuple[float, float]:
     """(seconds per step, achieved GFLOPS) of the demo's calibration step."""
     import torch
 
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     from ragtune.config import load_config
-    from ragtune.models import load_causal_lm, resolve_causal_lm
+    from ragtune.models import resolve_causal_lm
     from ragtune.pipeline.budget import time_sft_step
     from ragtune.pipeline.loop import RunConfig
 
     cfg = load_config(RunConfig, REPO / "src" / "ragtune" / "configs" / "demo.yaml")
     seconds, _ = time_sft_step(cfg)
-    model, _ = load_causal_lm(resolve_causal_lm(cfg.generator), dtype="float32", device="cpu")
+    c = AutoConfig.from_pretrained(resolve_causal_lm(cfg.generator))
+    with torch.device("meta"):  # the module shapes without loading the weights a second time
+        model = AutoModelForCausalLM.from_config(c)
     params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    c = model.config
     half = min(cfg.sft.cutoff_len, 512) // 2
     tokens = cfg.sft.per_device_train_batch_size * half
     attn = cfg.sft.per_device_train_batch_size * c.num_hidden_layers * 2 * half * half * c.hidden_size

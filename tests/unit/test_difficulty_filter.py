@@ -86,6 +86,12 @@ def test_in_the_loop_it_judges_with_the_previous_rounds_retriever_from_round_1_o
     assert (diff.model, diff.kind, diff.temperature, diff.per_document) == (str(model), "bi_encoder", 0.2, 1)
     named = _run_cfg("filters=[{name: difficulty, model: org/judge, temperature: 0.05}]")
     assert [(f.model, f.temperature) for f in run_filters(named, None)] == [("org/judge", 0.05)]
+    assert diff.band == (0.3, 0.7)
+    banded = _run_cfg("preferences={band: [0.2, 0.6]}")  # the loop reward's band, unless the filter names its own
+    assert run_filters(banded, model)[1].band == (0.2, 0.6)
+    own = _run_cfg("preferences={band: [0.2, 0.6]}",
+                   "filters=[{name: difficulty, per_document: 1, band: [0.4, 0.9]}]")
+    assert run_filters(own, model)[0].band == (0.4, 0.9)
 
 
 def test_a_run_that_could_never_apply_it_or_cannot_sample_candidates_is_refused():

@@ -9,7 +9,8 @@ MODULES = ["ragtune.train.generator.ppo_core", "ragtune.filters.lossnet", "ragtu
            "ragtune.retrieval.colbert", "ragtune.train.retriever.llm_reranker", "ragtune.train.retriever.dev",
            "ragtune.data.language", "ragtune.retrieval.fusion", "ragtune.retrieval.rerank",
            "ragtune.evaluate.multiple_testing", "ragtune.evaluate.significance", "ragtune.evaluate.generator_quality",
-           "ragtune.train.generator.loop_reward"]
+           "ragtune.train.generator.loop_reward", "ragtune.filters.difficulty",
+           "ragtune.filters.run"]
 
 
 @pytest.mark.parametrize("name", MODULES)

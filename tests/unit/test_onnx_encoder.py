@@ -53,21 +53,27 @@ def test_export_is_cached_and_embeddings_of_each_backend_apart(tiny_bert, monkey
 def test_export_key_covers_model_files_quantization_and_onnxruntime_version(tiny_bert, tmp_path, monkeypatch):
     import shutil
 
+    monkeypatch.delenv("RAGTUNE_CPU_VNNI", raising=False)
     key = onnx_encoder.export_key(tiny_bert, "int8")
     assert onnx_encoder.export_key(tiny_bert, "int8") == key
     key_none = onnx_encoder.export_key(tiny_bert, "none")
     assert key_none != key
-    monkeypatch.setattr(ort, "__version__", "0.0.1")
-    assert onnx_encoder.export_key(tiny_bert, "int8") != key
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(ort, "__version__", "0.0.1")
+        assert onnx_encoder.export_key(tiny_bert, "int8") != key
     import torch
 
     vnni = torch.cpu._is_vnni_supported()  # no VNNI: 7-bit weights (AVX2's int8 kernel saturates with 8)
-    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: not vnni)
-    assert onnx_encoder.reduce_range("int8") == vnni and not onnx_encoder.reduce_range("none")
-    assert onnx_encoder.export_key(tiny_bert, "int8") != key
-    assert onnx_encoder.export_key(tiny_bert, "none") == key_none  # float32 does not depend on VNNI
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(torch.cpu, "_is_vnni_supported", lambda: not vnni)
+        assert onnx_encoder.reduce_range("int8") == vnni and not onnx_encoder.reduce_range("none")
+        assert onnx_encoder.export_key(tiny_bert, "int8") != key
+        assert onnx_encoder.export_key(tiny_bert, "none") == key_none  # float32 does not depend on VNNI
+    for forced, seven_bits in (("1", False), ("0", True)):  # the override auto's backend choice honours, too
+        with monkeypatch.context() as m:
+            m.setenv("RAGTUNE_CPU_VNNI", forced)
+            assert onnx_encoder.reduce_range("int8") is seven_bits
+            assert (onnx_encoder.export_key(tiny_bert, "int8") == key) is (seven_bits != vnni)
     copy = shutil.copytree(tiny_bert, tmp_path / "copy")
     key_copy = onnx_encoder.export_key(copy, "int8")
     weights = next(Path(copy).rglob("*.safetensors"))

@@ -10,7 +10,8 @@ rewards, without training the generator).
 drawn at random (seeded) from all of that document's candidates, so the two differ only in *which* queries are kept.
 
 In `ragtune run` a difficulty filter that names no model judges with the previous round's retriever and applies
-from round 1 on (pipeline/selection.py); alone (`ragtune filter`) it needs `model`.
+from round 1 on, in the preferences' band unless it names one (pipeline/loop_rounds.run_filters); alone
+(`ragtune filter`) it needs `model`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class DifficultyFilterConfig(ConfigModel):
     """The retriever that judges (a bi-encoder or ColBERT folder); in `ragtune run`, unset = the previous round's."""
     kind: Literal["bi_encoder", "colbert"] = "bi_encoder"
     band: Band = (0.3, 0.7)
-    """Keep candidates whose difficulty lies inside this band (the loop reward's and preferences' default)."""
+    """Keep candidates whose difficulty lies inside this band; in `ragtune run`, unset = `preferences.band`."""
     per_document: int | None = Field(None, ge=1)
     """At most this many kept per source document (nearest the band's centre first); None = every one in band."""
     select: Literal["band", "random"] = "band"
@@ -56,17 +57,10 @@ class DifficultyFilter:
         self.cfg, self.corpus, self.show_progress = cfg, corpus, show_progress
 
     def difficulties(self, candidates: list[Candidate]) -> list[float]:
-        from ragtune.retrieval.colbert import ColbertConfig
-        from ragtune.retrieval.dense import DenseConfig
-        from ragtune.retrieval.factory import index_corpus
+        from ragtune.retrieval.factory import index_trained
 
         cfg, docs = self.cfg, list(self.corpus.values())
-        if cfg.kind == "colbert":
-            r = index_corpus("colbert", docs, colbert=ColbertConfig(model=str(cfg.model), index=cfg.index),
-                             show_progress=self.show_progress)
-        else:
-            r = index_corpus("dense", docs, dense=DenseConfig(model=str(cfg.model), dtype=cfg.dtype),
-                             show_progress=self.show_progress)
+        r = index_trained(cfg.kind, str(cfg.model), docs, cfg.dtype, cfg.index, self.show_progress)
         depth = min(cfg.depth, len(docs))
         run = r.search({c.query_id: c.text for c in candidates}, k=depth, show_progress=self.show_progress)
         diff = score_difficulty(run, {c.query_id: c.doc_id for c in candidates}, depth=depth,

@@ -48,8 +48,18 @@ def _settings(spec: ConfigModel) -> str:
                       "band", "per_document", "select")
             if d.get(k) is not None]
     model = d.get("model") or (d.get("dense") or {}).get("model")
-    parts = [f"{k}={d[k]}" for k in keys] + ([f"model={Path(str(model)).name}"] if model else [])
+    parts = [f"{k}={d[k]}" for k in keys] + ([f"model={model_label(model)}"] if model else [])
     return ", ".join(parts)
+
+
+def model_label(model: str) -> str:
+    """A model's name for the report: the folder's, or with its parents when the folder is a stage's `model`.
+
+    >>> model_label("sentence-transformers/all-MiniLM-L6-v2"), model_label("runs/x/round-0/retriever/model")
+    ('all-MiniLM-L6-v2', 'round-0/retriever/model')
+    """
+    path = Path(str(model))
+    return path.name if path.name != "model" else "/".join(path.parts[-3:])
 
 
 def run_filter(cfg: FilterConfig) -> dict:

@@ -36,14 +36,16 @@ def run_filters(cfg, retriever: Path | None = None, accepted: list[Path] | None 
     (and no dtype the run's `dense_dtype`); a LossNet filter learns the loss of the run's retriever kind, starting
     from the latest trained `retriever` (else the encoder), and adds the queries kept in earlier rounds
     (`accepted`) to its training pairs; a difficulty filter that names no model judges with the latest trained
-    `retriever`, so it applies from round 1 on."""
+    `retriever`, so it applies from round 1 on, and keeps the preferences' band (the loop reward's) unless it names
+    its own."""
     out = []
     for f in cfg.filters:
         if isinstance(f, DifficultyFilterConfig) and f.model is None:
             if retriever is None:
                 continue
             fill = {"model": str(retriever), "kind": cfg.retriever.kind, "dtype": cfg.dense_dtype,
-                    "temperature": cfg.difficulty_temperature, "index": getattr(cfg.retriever, "index", "flat")}
+                    "temperature": cfg.difficulty_temperature, "index": getattr(cfg.retriever, "index", "flat"),
+                    "band": tuple(cfg.preferences.band)}
             f = f.model_copy(update={k: v for k, v in fill.items() if k not in f.model_fields_set})
         if isinstance(f, DenseFilterConfig):
             update = {k: v for k, v in (("model", cfg.encoder), ("dtype", cfg.dense_dtype))
@@ -203,15 +205,14 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             upstream=[data.key, gen_key],
         )
         filters = run_filters(cfg, model_dir, list(pseudo_sets))
-        judged = any(isinstance(f, DifficultyFilterConfig) for f in filters)
+        # LossNet starts from the last round's retriever and a difficulty filter judges with it; LossNet also
+        # learns from earlier rounds' kept queries
+        reads_ret = ret is not None and (lossnet or any(isinstance(f, DifficultyFilterConfig) for f in filters))
         filt = rd.stage(
             f"{r}/filter",
             [_plain(f) | ({"model": rel(f.model)} if isinstance(f, DifficultyFilterConfig) else {}) for f in filters],
             lambda out, g=gen.out, fs=filters: stages.filter_queries(g, d, out, fs),
-            # LossNet starts from the last round's retriever and learns from earlier rounds' kept queries; a
-            # difficulty filter judges with the last round's retriever
-            upstream=[gen.key, *([ret.key, *pseudo_keys] if lossnet and ret else []),
-                      *([ret.key] if judged and ret and not lossnet else [])],
+            upstream=[gen.key, *([ret.key] if reads_ret else []), *(pseudo_keys if lossnet and ret else [])],
         )
         if cfg.guard.enabled and holdout is None:
             # each guard stage gets its settings rebuilt from its key: what does not key it cannot reach it

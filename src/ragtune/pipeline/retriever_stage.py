@@ -181,14 +181,9 @@ def apply_curriculum(records: Path, mined: Path, curriculum: Path, settings: Loo
 def search(data: Path, model: Path | str, kind: Kind, queries: dict[str, str], depth: int = 100,
            index: str = "flat", dtype: str = "float32") -> Run:
     """Rank the corpus for `queries` with the trained retriever (the bi-encoder's corpus embeddings are cached)."""
-    from ragtune.retrieval.dense import DenseConfig
-    from ragtune.retrieval.factory import index_corpus
+    from ragtune.retrieval.factory import index_trained
 
-    docs = load_corpus(data / "corpus.jsonl").values()
-    if kind == "colbert":
-        r = index_corpus("colbert", docs, colbert=colbert_search(model, index))
-    else:
-        r = index_corpus("dense", docs, dense=DenseConfig(model=str(model), dtype=dtype))
+    r = index_trained(kind, str(model), load_corpus(data / "corpus.jsonl").values(), dtype, index)
     return r.search(queries, k=depth, show_progress=True)  # thousands of pseudo queries: minutes with ColBERT
 
 

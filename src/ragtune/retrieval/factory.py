@@ -34,3 +34,15 @@ def index_corpus(kind: str, docs: Iterable[Doc], bm25: BM25Config | None = None,
     retriever = build_retriever(kind, bm25, dense, colbert)
     retriever.index(docs, show_progress=show_progress)
     return retriever
+
+
+def index_trained(kind: str, model: str, docs: Iterable[Doc], dtype: str = "float32", index: str = "flat",
+                  show_progress: bool = False) -> Retriever:
+    """A trained retriever of the loop's kind (`bi_encoder` or `colbert`) with `docs` indexed: what the difficulty
+    filter, the loop reward and the retriever stage all judge queries with."""
+    if kind == "colbert":
+        return index_corpus("colbert", docs, colbert=ColbertConfig(model=model, index=index),
+                            show_progress=show_progress)
+    if kind == "bi_encoder":
+        return index_corpus("dense", docs, dense=DenseConfig(model=model, dtype=dtype), show_progress=show_progress)
+    raise ValueError(f'unknown trained retriever kind "{kind}"; choose bi_encoder or colbert')

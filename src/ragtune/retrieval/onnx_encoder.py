@@ -42,12 +42,11 @@ def require_onnxruntime():
 def reduce_range(quantize: Quantize) -> bool:
     """7-bit int8 weights, on CPUs without VNNI. There ORT's AVX2 int8 kernel adds pairs of uint8 x int8 products
     in int16, which saturates with full 8-bit weights (SciFact NDCG@10 -0.0069 against float32 under AVX2
-    emulation, -0.0015 with VNNI; BENCHMARKS.md); 7-bit weights cannot overflow it. Read from CPUID via torch."""
-    if quantize != "int8":
-        return False
-    import torch
+    emulation, -0.0015 with VNNI; BENCHMARKS.md); 7-bit weights cannot overflow it. `hardware.cpu_has_vnni` decides
+    (CPUID via torch, or RAGTUNE_CPU_VNNI), the same test `dense.backend: auto` uses."""
+    from ragtune.hardware import cpu_has_vnni
 
-    return not getattr(torch.cpu, "_is_vnni_supported", lambda: False)()  # unknown: the safe 7 bits
+    return quantize == "int8" and not cpu_has_vnni()  # unknown: the safe 7 bits
 
 
 def export_key(model_path: str | Path, quantize: Quantize) -> str:

@@ -74,18 +74,12 @@ class LoopReward:
 
     def __init__(self, corpus: dict[str, Doc], retriever_model: str | Path, cfg: LoopRewardSettings | None = None):
         from ragtune.retrieval.bm25 import BM25Retriever
-        from ragtune.retrieval.colbert import ColbertConfig
         from ragtune.retrieval.dense import DenseConfig, DenseRetriever
-        from ragtune.retrieval.factory import index_corpus
+        from ragtune.retrieval.factory import index_trained
 
         self.cfg = cfg = cfg or LoopRewardSettings()
         docs = list(corpus.values())
-        if cfg.kind == "colbert":
-            self.retriever = index_corpus("colbert", docs, colbert=ColbertConfig(model=str(retriever_model),
-                                                                                 index=cfg.index))
-        else:
-            self.retriever = index_corpus("dense", docs, dense=DenseConfig(model=str(retriever_model),
-                                                                           dtype=cfg.dtype))
+        self.retriever = index_trained(cfg.kind, str(retriever_model), docs, cfg.dtype, cfg.index)
         self.bm25 = self.zero_shot = None
         if cfg.bm25_k:
             self.bm25 = BM25Retriever()
