@@ -75,7 +75,6 @@ def encoder(docs: int, batch: int) -> tuple[float, float]:
 def sft_step() -> tuple[float, float]:
     """(seconds per step, achieved GFLOPS) of the demo's calibration step."""
     import torch
-
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from ragtune.config import load_config
