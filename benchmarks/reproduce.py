@@ -322,6 +322,9 @@ TABLES: dict[str, Table] = {
              "round2_grpo_bandonly"),
         # twentieth session: the band-only GRPO with four times the steps and prompts (46 minutes of GRPO)
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_grpo_bandlong"),
+        # twenty-second session: best-of-4 selection into the band against as many kept at random, over three seeds
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_select,round2_select_random "
+             "--retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows wise,pca_wise"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows pca --retriever-seeds 1,2,3,4"),
