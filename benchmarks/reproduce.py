@@ -325,6 +325,7 @@ TABLES: dict[str, Table] = {
         # twenty-second session: best-of-4 selection into the band against as many kept at random, over three seeds
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_select,round2_select_random "
              "--retriever-seeds 1,2"),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows gemma"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows wise,pca_wise"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base --retriever-seeds 1,2"),
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows pca --retriever-seeds 1,2,3,4"),
