@@ -373,9 +373,13 @@ def fingerprint(path: str | Path) -> str:
     Tokenizer files count (vocab.txt, merges.txt, tokenizer.model, *.tiktoken): a new vocabulary changes every
     embedding. Checkpoints and training logs that trainers write beside a saved model are ignored, so writing
     a summary after training does not invalidate caches keyed by this fingerprint.
+
+    The folder's own path does not count where it holds model files: a copy that keeps the files' times
+    (`shutil.copytree`, `cp -p`) is the same model and reuses its cached embeddings; a folder without model
+    files (a hub name) is known by its path alone.
     """
     path = Path(path)
-    h = hashlib.sha256(str(path.resolve()).encode())
+    h = hashlib.sha256()
     skip_names = {"train_summary.json", "trainer_state.json", "rl_summary.json", "reward_summary.json"}
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
                    and p.name not in skip_names
@@ -383,4 +387,6 @@ def fingerprint(path: str | Path) -> str:
     for p in files:
         st = p.stat()
         h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    if not files:
+        h.update(str(path.resolve()).encode())
     return h.hexdigest()[:16]

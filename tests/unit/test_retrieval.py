@@ -143,6 +143,22 @@ def test_model_fingerprint_covers_weights_configs_and_tokenizer_files_but_not_tr
         assert (fingerprint(tmp_path) == before) == ignored, name
 
 
+def test_model_fingerprint_follows_a_copy_that_keeps_file_times_and_tells_hub_names_apart(tmp_path):
+    import shutil
+
+    from ragtune.models import fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "model.safetensors").write_text("weights")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")  # copy2: the files keep their times
+    assert fingerprint(tmp_path / "copy") == fingerprint(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "model.safetensors", tmp_path / "b")  # new times: not provably the same
+    os.utime(tmp_path / "b" / "model.safetensors", ns=(1, 1))
+    assert fingerprint(tmp_path / "b") != fingerprint(tmp_path / "a")
+    assert fingerprint("org/model-one") != fingerprint("org/model-two")
+
+
 ENCODE_SLOWLY = """
 import sys, time
 from pathlib import Path
