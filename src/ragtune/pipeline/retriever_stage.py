@@ -79,12 +79,6 @@ def trainer_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k not in LOOP_KEYS}
 
 
-def colbert_search(model: Path | str, index: str = "flat"):
-    from ragtune.retrieval.colbert import ColbertConfig
-
-    return ColbertConfig(model=str(model), index=index)
-
-
 # ---------------------------------------------------------------- training
 
 
@@ -193,11 +187,10 @@ def evaluate(data: Path, model: Path | str, kind: Kind, out: Path, split: str, m
     adjusted over the family of every metric against every baseline."""
     from ragtune.evaluate.multiple_testing import holm_adjusted
     from ragtune.evaluate.retrieval_eval import CompareConfig, EvalConfig, run_compare, run_eval
-    from ragtune.retrieval.dense import DenseConfig
+    from ragtune.retrieval.factory import trained_settings
 
-    by_kind = {"retriever": "colbert", "colbert": colbert_search(model, index)} if kind == "colbert" else \
-        {"retriever": "dense", "dense": DenseConfig(model=str(model), dtype=dtype)}
-    info = run_eval(EvalConfig(data=data, split=split, metrics=metrics, out=out, show_progress=True, **by_kind))
+    info = run_eval(EvalConfig(data=data, split=split, metrics=metrics, out=out, show_progress=True,
+                               **trained_settings(kind, str(model), dtype, index)))
     result: dict[str, Any] = {"kind": kind, "metrics": info["metrics"]}
     for name, run in baselines.items():
         cmp = run_compare(CompareConfig(run_a=run, run_b=out / "run.trec", data=data, split=split, metrics=metrics))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ragtune.data.records import Doc
 from ragtune.retrieval.base import Retriever
@@ -36,13 +37,19 @@ def index_corpus(kind: str, docs: Iterable[Doc], bm25: BM25Config | None = None,
     return retriever
 
 
+def trained_settings(kind: str, model: str, dtype: str = "float32", index: str = "flat") -> dict[str, Any]:
+    """The retriever name and config of a trained retriever of the loop's kind (`bi_encoder` or `colbert`), as
+    `index_corpus` and `ragtune eval`'s EvalConfig take them: {"retriever": name, name: config}."""
+    if kind == "colbert":
+        return {"retriever": "colbert", "colbert": ColbertConfig(model=model, index=index)}
+    if kind == "bi_encoder":
+        return {"retriever": "dense", "dense": DenseConfig(model=model, dtype=dtype)}
+    raise ValueError(f'unknown trained retriever kind "{kind}"; choose bi_encoder or colbert')
+
+
 def index_trained(kind: str, model: str, docs: Iterable[Doc], dtype: str = "float32", index: str = "flat",
                   show_progress: bool = False) -> Retriever:
-    """A trained retriever of the loop's kind (`bi_encoder` or `colbert`) with `docs` indexed: what the difficulty
-    filter, the loop reward and the retriever stage all judge queries with."""
-    if kind == "colbert":
-        return index_corpus("colbert", docs, colbert=ColbertConfig(model=model, index=index),
-                            show_progress=show_progress)
-    if kind == "bi_encoder":
-        return index_corpus("dense", docs, dense=DenseConfig(model=model, dtype=dtype), show_progress=show_progress)
-    raise ValueError(f'unknown trained retriever kind "{kind}"; choose bi_encoder or colbert')
+    """A trained retriever of the loop's kind with `docs` indexed: what the difficulty filter, the loop reward and
+    the retriever stage all judge queries with."""
+    settings = trained_settings(kind, model, dtype, index)
+    return index_corpus(settings.pop("retriever"), docs, show_progress=show_progress, **settings)
