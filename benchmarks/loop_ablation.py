@@ -351,6 +351,17 @@ def diagnostics(work: Path, names: list[str]) -> None:
                      "retriever top-1", "in band", "copy rate", "words"], rows)
 
 
+def parents_first(wanted: list[str], parent: dict[str, str | None]) -> list[str]:
+    """The rows to run for `wanted`, each after the row its folder is copied from, each once."""
+    todo: list[str] = []
+    for n in wanted:
+        chain = [n]
+        while parent[chain[-1]]:
+            chain.append(parent[chain[-1]])
+        todo += [c for c in reversed(chain) if c not in todo]
+    return todo
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/ablation"))
@@ -366,13 +377,7 @@ def main() -> None:
     seeds = [int(k) for k in args.retriever_seeds.split(",") if k]
     print(hardware_line(), file=sys.stderr)
     if not args.table:
-        todo: list[str] = []
-        for n in wanted:  # parents first, each once
-            chain = [n]
-            while BY_NAME[chain[-1]].parent:
-                chain.append(BY_NAME[chain[-1]].parent)
-            todo += [c for c in reversed(chain) if c not in todo]
-        for n in todo:
+        for n in parents_first(wanted, {r.name: r.parent for r in ROWS}):
             run(args.work, BY_NAME[n], args.extra)
         for n in wanted:
             if seeds and n != "train_only":

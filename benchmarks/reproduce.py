@@ -335,6 +335,10 @@ TABLES: dict[str, Table] = {
         # nineteenth session: seeds no earlier run used, to confirm (or not) "keep the last checkpoint"
         Step("python benchmarks/dev_size.py --work runs/ablation --seeds 5,6,7,8,9 --confirm 5,6,7,8,9", table=True),
     ]),
+    # twenty-third session: round 2 in unlabeled mode, band selection against its random control
+    "unlabeled-round2": Table("The loop's feedback half (issue 13)", 100, [
+        Step("python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2", table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),

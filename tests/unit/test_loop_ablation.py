@@ -162,3 +162,10 @@ def test_a_seed_run_starts_from_its_parents_run_with_the_same_seed_where_there_i
     assert (tmp_path / f"{row.name}-seed2" / "origin.txt").read_text() == "row, seed 0"  # no parent run of seed 2
     assert not list(tmp_path.glob(f"{row.name}-seed*/report.json"))
     assert ran == [("retriever.seed=1", f"{row.name}-seed1"), ("retriever.seed=2", f"{row.name}-seed2")]
+
+
+def test_rows_run_after_the_row_their_folder_is_copied_from_each_once():
+    parent = {"a": None, "b": "a", "c": "b", "d": "a"}
+    assert la.parents_first(["c", "d", "b"], parent) == ["a", "b", "c", "d"]
+    order = la.parents_first(["round2_select_random"], {r.name: r.parent for r in la.ROWS})
+    assert order == ["base", "round2", "round2_select", "round2_select_random"]
