@@ -3,6 +3,7 @@
     python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2                    # every row, in order
     python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2 --rows select_random
     python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2 --table            # only print the table
+    python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2 --rows select,select_random --retriever-seeds 1
 
 Every row is configs/loop-scifact-unlabeled-cpu.yaml (no labeled pair reaches the retriever; the generator learns
 doc -> query from SciFact's train pairs) with a few overrides, run into `<work>/<row>`, copied from its parent's
@@ -14,6 +15,10 @@ from both rounds' kept queries:
   at most 2 per abstract inside the loop reward's difficulty band (0.3-0.7) as judged by round 0's retriever: what a
   generator that RL had taught the band perfectly would write, without RL;
 - `select_random`: the same candidates, as many kept per abstract as `select` keeps, at random (the control).
+
+`--retriever-seeds 1` runs the asked rows again with `retriever.seed=1` in `<work>/<row>-seed1` (the same queries,
+other retrievers, so another judge of the band) and adds a table of each round-2 row's per-query NDCG@10 averaged
+over the seeds, against its own round 1 and the row it extends.
 
 Columns: test NDCG@10 of the row's last retriever, the paired t-test against zero-shot MiniLM, against the row's own
 round 1 (the same run's round-0 retriever) and against the row it is compared with; the queries the last round kept,
@@ -80,9 +85,22 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def scores(work: Path, row: Row, round_name: str | None = None) -> dict[str, float] | None:
-    """Per-query test NDCG@10 of a finished row's retriever of `round_name` (default: its last round)."""
-    run_dir = work / row.name
+def run_seed(work: Path, row: Row, seed: int, extra: list[str]) -> None:
+    """The row again with `retriever.seed`, in `<work>/<row>-seed<k>`: copied from its parent's run with the same
+    seed where that exists (the seed's round-0 retriever is shared), else from the row (its queries are reused, the
+    retrievers and what reads them run again)."""
+    out = work / f"{row.name}-seed{seed}"
+    if not out.exists():
+        parent = work / f"{row.parent}-seed{seed}" if row.parent else None
+        shutil.copytree(parent if parent is not None and parent.exists() else work / row.name, out,
+                        ignore=COPY_IGNORE)
+    run(work, Row(out.name, row.label, (*row.overrides, f"retriever.seed={seed}"), None, None), extra)
+
+
+def scores(work: Path, row: Row, round_name: str | None = None, seed: int | None = None) -> dict[str, float] | None:
+    """Per-query test NDCG@10 of a finished row's retriever of `round_name` (default: its last round), under the
+    default retriever seed or `seed`."""
+    run_dir = work / (row.name if seed is None else f"{row.name}-seed{seed}")
     p = run_dir / (round_name or row.last_round) / "evaluate" / "per_query.tsv"
     return per_query(p) if p.is_file() and (run_dir / "report.json").is_file() else None
 
@@ -146,13 +164,42 @@ def table(work: Path, names: list[str]) -> None:
                  "kept (last round)", "kept: difficulty, in band", "guard: delta -> ships", "wall min"], rows)
 
 
+def seed_table(work: Path, seeds: list[int]) -> None:
+    """Each round-2 row under every retriever seed, and its per-query NDCG@10 averaged over the seeds against its
+    own round 1 (each seed's round-0 retriever) and against the row it extends, paired over the test queries."""
+    from ragtune.evaluate.significance import paired_ttest
+
+    def averaged(row: Row, round_name: str | None = None) -> tuple[list[float], dict[str, float]] | None:
+        found = [scores(work, row, round_name, k) for k in (None, *seeds)]
+        if not all(found):
+            return None
+        return [mean_of(f) for f in found], {q: sum(f[q] for f in found) / len(found) for q in found[0]}
+
+    def vs(a: tuple | None, b: dict[str, float]) -> str:
+        return "" if a is None else f"{mean_of(b) - mean_of(a[1]):+.4f}, p = {paired_ttest(a[1], b):.2g}"
+
+    rows = []
+    for row in ROWS:
+        mine = averaged(row) if row.last_round == "round-1" else None
+        if mine is None:
+            continue
+        other = averaged(BY_NAME[row.versus]) if row.versus else None
+        rows.append([row.label, *(f"{m:.4f}" for m in mine[0]), f"{mean_of(mine[1]):.4f}",
+                     vs(averaged(row, "round-0"), mine[1]), f"{vs(other, mine[1])} (vs {row.versus})" if other else ""])
+    if rows:
+        print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean",
+                     "vs its round 1, seed-averaged", "vs the row it extends, seed-averaged"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/unlabeled-round2"))
     ap.add_argument("--rows", default=",".join(r.name for r in ROWS))
     ap.add_argument("--set", dest="extra", action="append", default=[], help="run-config override for every row")
     ap.add_argument("--table", action="store_true", help="only print the table from existing runs")
+    ap.add_argument("--retriever-seeds", default="", help="comma list: run the rows again with these retriever seeds")
     args = ap.parse_args()
+    seeds = [int(k) for k in args.retriever_seeds.split(",") if k]
     wanted = args.rows.split(",")
     unknown = [n for n in wanted if n not in BY_NAME]
     if unknown:
@@ -162,7 +209,12 @@ def main() -> None:
         for n in parents_first(wanted, {r.name: r.parent for r in ROWS}):
             if scores(args.work, BY_NAME[n]) is None or n in wanted:
                 run(args.work, BY_NAME[n], args.extra)
+        for n in wanted:
+            for k in seeds:
+                run_seed(args.work, BY_NAME[n], k, args.extra)
     table(args.work, [r.name for r in ROWS])
+    if seeds:
+        seed_table(args.work, seeds)
 
 
 if __name__ == "__main__":

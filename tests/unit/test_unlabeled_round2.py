@@ -33,7 +33,7 @@ def _run(folder: Path, rounds: list[list[float]], finished: bool = True) -> None
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("query-id\tndcg@10\trecall@100\n" + "".join(f"q{i}\t{s}\t1.0\n" for i, s in enumerate(scores)))
         provenance = folder / f"round-{k}" / "filter" / "provenance.jsonl"
-        provenance.parent.mkdir(parents=True)
+        provenance.parent.mkdir(parents=True, exist_ok=True)
         judged = [0.5, 0.1, 0.3] if k else [None, None]  # round 1 ran a difficulty filter; the unkept 0.9 not counted
         provenance.write_text("".join(json.dumps({"filters": {"kept": True, "difficulty": d}}) + "\n" for d in judged)
                               + json.dumps({"filters": {"kept": False, "difficulty": 0.9}}) + "\n")
@@ -61,3 +61,23 @@ def test_table_compares_round_2_with_its_own_round_1_and_skips_unfinished_rows(t
     assert second[6:9] == ["200", "0.30, 67%", "+0.0100 -> trained"] and second[-2] == "9"
     assert first[7] == ""  # no difficulty filter judged round 0's queries
     assert lines[ur.BY_NAME["select"].label][2] == "not run"
+
+
+def test_a_seed_run_starts_from_its_parents_seed_run_and_the_seed_table_averages_over_seeds(tmp_path, capsys,
+                                                                                          monkeypatch):
+    ran = []
+    monkeypatch.setattr(ur, "run", lambda work, row, extra: ran.append((row.name, row.overrides[-1])))
+    _run(tmp_path / "select", [[0.5, 0.6, 0.4, 0.7], [0.6, 0.7, 0.5, 0.8]])
+    (tmp_path / "select" / "queries-of-select").write_text("")
+    ur.run_seed(tmp_path, ur.BY_NAME["select"], 1, [])  # no round1-seed1: copied from the row itself
+    assert (tmp_path / "select-seed1" / "queries-of-select").is_file()
+    _run(tmp_path / "select-seed1", [[0.4, 0.5, 0.3, 0.6], [0.6, 0.7, 0.5, 0.8]])
+    (tmp_path / "select-seed1" / "judge-of-seed1").write_text("")
+    ur.run_seed(tmp_path, ur.BY_NAME["select_random"], 1, [])  # the band row's seed run holds seed 1's round 0
+    assert (tmp_path / "select_random-seed1" / "judge-of-seed1").is_file()
+    assert ran == [("select-seed1", "retriever.seed=1"), ("select_random-seed1", "retriever.seed=1")]
+    ur.seed_table(tmp_path, [1])
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| round 2"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[2:5] == ["0.6500", "0.6500", "0.6500"] and cells[5].startswith("+0.1500, p = ")
+    assert cells[6] == ""  # the row it extends (round2) has no seed runs
