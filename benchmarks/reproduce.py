@@ -336,8 +336,10 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/dev_size.py --work runs/ablation --seeds 5,6,7,8,9 --confirm 5,6,7,8,9", table=True),
     ]),
     # twenty-third session: round 2 in unlabeled mode, band selection against its random control
-    "unlabeled-round2": Table("The loop's feedback half (issue 13)", 100, [
-        Step("python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2", table=True),
+    "unlabeled-round2": Table("The loop's feedback half (issue 13)", 130, [
+        Step("python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2"),
+        Step("python benchmarks/unlabeled_round2.py --work runs/unlabeled-round2 --rows select,select_random "
+             "--retriever-seeds 1", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
