@@ -162,18 +162,21 @@ def ragtune_run(overrides: list[str], out: Path) -> None:
 
 
 def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str], tag: str = "seed") -> None:
-    """The row again with each `retriever.seed` in `seeds`, in `<work>/<row>-<tag><k>`: copied from its parent's
-    run with the same seed where that exists (the seed's round-0 retriever and what follows it are shared, as
-    between the rows themselves), else from the row."""
-    # without the train-pairs-only baseline, which would double each seed's time
+    """The row again with each `retriever.seed` in `seeds`, in `<work>/<row>-<tag><k>` (see `seed_folder`), without
+    the train-pairs-only baseline, which would double each seed's time."""
     own = [o for o in row.overrides if o != "train_only_baseline=true"]
     for k in seeds:
-        out = work / f"{row.name}-{tag}{k}"
-        parent = work / f"{row.parent}-{tag}{k}" if row.parent else None
-        if not out.exists():
-            source = parent if parent is not None and parent.exists() else folder(work, row)
-            shutil.copytree(source, out, ignore=COPY_IGNORE)
-        ragtune_run([*own, *extra, f"retriever.seed={k}"], out)
+        ragtune_run([*own, *extra, f"retriever.seed={k}"], seed_folder(work, row.name, row.parent, folder(work, row),
+                                                                       f"{tag}{k}"))
+
+
+def seed_folder(work: Path, name: str, parent: str | None, own: Path, suffix: str) -> Path:
+    """`<work>/<name>-<suffix>`, first copied from the parent's run with that suffix if it exists (the seed's round-0
+    retriever is shared, as between the rows), else from the row's folder `own` (its queries are reused)."""
+    out, twin = work / f"{name}-{suffix}", work / f"{parent}-{suffix}"
+    if not out.exists():
+        shutil.copytree(twin if parent and twin.exists() else own, out, ignore=COPY_IGNORE)
+    return out
 
 
 def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
@@ -362,19 +365,23 @@ def parents_first(wanted: list[str], parent: dict[str, str | None]) -> list[str]
     return todo
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("runs/ablation"))
-    ap.add_argument("--rows", default=",".join(r.name for r in ROWS))
+def row_args(doc: str, work: str, names: list[str]) -> tuple[argparse.Namespace, list[str], list[int]]:
+    """The command line an ablation script over named rows takes: (args, the rows asked for, the retriever seeds)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path(work))
+    ap.add_argument("--rows", default=",".join(names))
     ap.add_argument("--set", dest="extra", action="append", default=[], help="run-config override for every row")
     ap.add_argument("--table", action="store_true", help="only print the table from existing runs")
     ap.add_argument("--retriever-seeds", default="", help="comma list: run the rows again with these retriever seeds")
     args = ap.parse_args()
     wanted = args.rows.split(",")
-    unknown = [n for n in wanted if n not in BY_NAME]
-    if unknown:
-        ap.error(f"unknown rows {unknown}; rows: {', '.join(BY_NAME)}")
-    seeds = [int(k) for k in args.retriever_seeds.split(",") if k]
+    if unknown := [n for n in wanted if n not in names]:
+        ap.error(f"unknown rows {unknown}; rows: {', '.join(names)}")
+    return args, wanted, [int(k) for k in args.retriever_seeds.split(",") if k]
+
+
+def main() -> None:
+    args, wanted, seeds = row_args(__doc__, "runs/ablation", [r.name for r in ROWS])
     print(hardware_line(), file=sys.stderr)
     if not args.table:
         for n in parents_first(wanted, {r.name: r.parent for r in ROWS}):

@@ -30,7 +30,6 @@ final evaluation of each round.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import hardware_line, print_table
-from loop_ablation import COPY_IGNORE, mean_of, parents_first, per_query
+from loop_ablation import COPY_IGNORE, mean_of, parents_first, per_query, row_args, seed_folder
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/loop-scifact-unlabeled-cpu.yaml"
@@ -89,11 +88,7 @@ def run_seed(work: Path, row: Row, seed: int, extra: list[str]) -> None:
     """The row again with `retriever.seed`, in `<work>/<row>-seed<k>`: copied from its parent's run with the same
     seed where that exists (the seed's round-0 retriever is shared), else from the row (its queries are reused, the
     retrievers and what reads them run again)."""
-    out = work / f"{row.name}-seed{seed}"
-    if not out.exists():
-        parent = work / f"{row.parent}-seed{seed}" if row.parent else None
-        shutil.copytree(parent if parent is not None and parent.exists() else work / row.name, out,
-                        ignore=COPY_IGNORE)
+    out = seed_folder(work, row.name, row.parent, work / row.name, f"seed{seed}")
     run(work, Row(out.name, row.label, (*row.overrides, f"retriever.seed={seed}"), None, None), extra)
 
 
@@ -192,18 +187,7 @@ def seed_table(work: Path, seeds: list[int]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("runs/unlabeled-round2"))
-    ap.add_argument("--rows", default=",".join(r.name for r in ROWS))
-    ap.add_argument("--set", dest="extra", action="append", default=[], help="run-config override for every row")
-    ap.add_argument("--table", action="store_true", help="only print the table from existing runs")
-    ap.add_argument("--retriever-seeds", default="", help="comma list: run the rows again with these retriever seeds")
-    args = ap.parse_args()
-    seeds = [int(k) for k in args.retriever_seeds.split(",") if k]
-    wanted = args.rows.split(",")
-    unknown = [n for n in wanted if n not in BY_NAME]
-    if unknown:
-        ap.error(f"unknown rows {unknown}; rows: {', '.join(BY_NAME)}")
+    args, wanted, seeds = row_args(__doc__, "runs/unlabeled-round2", [r.name for r in ROWS])
     print(hardware_line(), file=sys.stderr)
     if not args.table:
         for n in parents_first(wanted, {r.name: r.parent for r in ROWS}):
