@@ -136,10 +136,21 @@ def embedding_trained(s: dict, cfg) -> None:
 def reranker_trained(s: dict, cfg) -> None:
     trained(s, f"train reranker ({s['model_type']})")
     if "dev_bm25" in s:
-        best = s.get("dev_final") or {"best " + k: v for k, v in (s["dev_history"] or [{}])[-1].items()}
+        kept = s.get("dev_final") or kept_dev_scores(s)
         out.print("dev: first stage " + ", ".join(f"{k} {v:.4f}" for k, v in s["dev_bm25"].items())
-                  + " -> re-ranked " + ", ".join(f"{k} {v}" for k, v in best.items()), highlight=False)
+                  + " -> re-ranked " + ", ".join(f"{k} {v:.4f}" for k, v in kept.items()), highlight=False)
     out.print(f"outputs in {s['output_dir']}", highlight=False)
+
+
+def kept_dev_scores(s: dict) -> dict[str, float]:
+    """The dev scores of the checkpoint a trainer kept: the best one's evaluation, or the last's."""
+    history = s.get("dev_history") or []
+    step = str(s.get("best_checkpoint") or "").rpartition("checkpoint-")[2]
+    if s.get("kept_checkpoint") == "best" and step.isdigit():
+        history = [h for h in history if h.get("steps") == int(step)] or history
+    last = history[-1] if history else {}
+    return {f"{k} (step {last['steps']})" if k == "ndcg@10" else k: v for k, v in last.items()
+            if k not in ("steps", "epoch", "seconds")}
 
 
 def mined(result, cfg) -> None:

@@ -256,3 +256,14 @@ def test_fusion_weight_is_chosen_on_dev_and_used_by_eval(tmp_path, encoder, tiny
     missing = CliRunner().invoke(app, ["eval", "--data", str(tiny_beir), "--retriever", "bm25", "--rerank",
                                        str(tmp_path), "--set", "rerank_fusion=dev"])
     assert missing.exit_code == 1 and FUSION_FILE in missing.output
+
+
+def test_the_dev_line_reports_the_kept_checkpoint_not_the_last_evaluation():
+    from ragtune.cli_tables import kept_dev_scores
+
+    history = [{"steps": s, "epoch": s / 200, "ndcg@10": n, "mrr@10": n - 0.03, "seconds": 40.0}
+               for s, n in ((183, 0.63), (366, 0.70), (648, 0.68))]
+    best = {"dev_history": history, "best_checkpoint": "runs/rr/checkpoint-366", "kept_checkpoint": "best"}
+    assert kept_dev_scores(best) == {"ndcg@10 (step 366)": 0.70, "mrr@10": pytest.approx(0.67)}
+    assert kept_dev_scores(best | {"kept_checkpoint": "last"})["ndcg@10 (step 648)"] == 0.68
+    assert kept_dev_scores({"dev_history": []}) == {}
