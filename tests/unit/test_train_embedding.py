@@ -104,6 +104,18 @@ def test_negatives_are_resampled_to_neg_nums(tmp_path, encoder):
     assert all(r[f"neg_{i}"] != "p3" for r in rows[2:] for i in (1, 2, 3))  # drawn from other rows, not its pos
 
 
+def test_teacher_scale_brings_the_teachers_scores_to_the_students_scale(tmp_path, encoder):
+    from ragtune.data.records import Embedding
+
+    recs = [Embedding(query="a", pos=["p1"], neg=["n1", "n2"], scores=[8.0, 2.0, -4.0])]
+    plain, _ = embedding_rows(recs, "distill", _cfg(tmp_path, encoder, tmp_path / "x.jsonl", "neg_nums=2"))
+    scaled, _ = embedding_rows(recs, "distill", _cfg(tmp_path, encoder, tmp_path / "x.jsonl", "neg_nums=2",
+                                                       "teacher_scale=0.25"))
+    assert plain[0]["label"][0] == 8.0 and sorted(plain[0]["label"][1:]) == [-4.0, 2.0]
+    assert scaled[0]["neg_1"] == plain[0]["neg_1"]
+    assert scaled[0]["label"] == [0.25 * x for x in plain[0]["label"]]
+
+
 def test_dev_slice_is_carved_from_train_and_removed_from_training(tmp_path, encoder, tiny_beir):
     from ragtune.data.beir import load_beir
     from ragtune.data.records import Embedding

@@ -78,6 +78,10 @@ class EmbeddingSettings(WiseFtSettings, CurriculumSettings, RetrieverTrainSettin
     """MNRL logit scale (1 / temperature) over cosine similarities."""
     temperature: float = Field(1.0, gt=0)
     """DistillKL temperature; set without `scale`, MNRL's too (scale = 1 / temperature, RAG-Retrieval's meaning)."""
+    teacher_scale: float = Field(1.0, gt=0)
+    """distill: the teacher's scores are multiplied by this before the loss. A normalized student's cosines span
+    [-1, 1] and a cross-encoder's logits about +-10, so MarginMSE needs the teacher's margins brought to the
+    student's scale (benchmarks/margin_distill.py fits it as the ratio of the two margins' spreads)."""
     mini_batch_size: int = Field(16, ge=1)
     """cached_mnrl: GradCache chunk; memory scales with it, the effective batch stays the full batch."""
     use_mrl: bool = False

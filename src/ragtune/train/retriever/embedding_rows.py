@@ -98,7 +98,7 @@ def embedding_rows(records: list[Embedding], fmt: str, cfg: EmbeddingTrainConfig
                                       '"neg" passages to contrast with')
                 picked = _fill(neg_scored, cfg.neg_nums, rng, neg_scored)
                 row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, (n, _) in enumerate(picked)}
-                row["label"] = [float(scores[i])] + [float(s) for _, s in picked]
+                row["label"] = [cfg.teacher_scale * float(s) for s in (scores[i], *(s for _, s in picked))]
             else:
                 picked = _fill(negs, cfg.neg_nums, rng, own_pool)
                 row = {"query": query, "pos": p} | {f"neg_{j + 1}": n for j, n in enumerate(picked)} | weight

@@ -1,0 +1,187 @@
+"""Issue 13: does the retriever learn more from more pseudo queries when a cross-encoder grades them?
+
+    python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher --work runs/distill
+    python benchmarks/margin_distill.py ... --table          # only print the table
+
+With in-batch and BM25-mined negatives (the loop's contrastive recipe), a second round's pseudo queries did not
+move the bi-encoder (loop_ablation.py, unlabeled_round2.py). This is GPL's answer to that: a cross-encoder scores
+each query's candidates and the bi-encoder learns the teacher's margins (MarginMSE), so every query teaches through
+graded scores rather than one positive and a few negatives.
+
+- Queries: the `round2` ablation row's last retriever mix (`<loop>/round2/round-1/retriever/mix`): SciFact's train
+  queries, round 0's kept pseudo queries (`pq0-*`) and round 1's (`pq1-*`). The subsets are train only, + round 0
+  (the queries of the `base` row's retriever) and + rounds 0 and 1 (those of the `round2` row's).
+- Teacher: `ragtune train reranker` on the train pairs (configs/scifact-reranker.yaml with its dev slice widened
+  to the student's 50 queries, so no query the student selects on was taught to the teacher).
+- Candidates: `ragtune train mine` over BM25's top 20 for every query, false negatives dropped by the teacher,
+  4 negatives kept with the teacher's scores; the trainer draws one per example (the loop's `neg_nums: 1`).
+- `teacher_scale`: a normalized student's cosines span [-1, 1], the teacher's logits far more; the scale is the
+  ratio of the spreads of zero-shot MiniLM's margins and the teacher's over the rows (fitted without labels).
+- Student: all-MiniLM-L6-v2 with the loop's retriever settings (read from `<loop>/base/config.yaml`), format
+  distill, loss margin_mse; the checkpoint is chosen on 50 dev queries carved from train. Test is read only by
+  the final evaluation.
+
+Columns: test NDCG@10 and Recall@100, the paired t-test against the loop's contrastive retriever on the same
+queries, and against the subset before it (the question: do more queries help once a teacher grades them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from _common import hardware_line, print_table
+from loop_ablation import mean_of, per_query
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = "../shared/data/beir/scifact"
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+SUBSETS = {"train": (), "train+round0": ("pq0-",), "train+rounds0-1": ("pq0-", "pq1-")}
+CONTRASTIVE = {"train": "base/train_only/evaluate", "train+round0": "base/round-0/evaluate",
+               "train+rounds0-1": "round2/round-1/evaluate"}
+MINE = ["split=train", "neg_start=0", "neg_end=20", "neg_per_query=4", "rescore_max_length=160"]
+
+
+def ragtune(*args: str) -> None:
+    cmd = [str(Path(sys.executable).parent / "ragtune"), *args]
+    print("+ ragtune " + " ".join(args), flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+
+
+def mine(loop: Path, teacher: Path, out: Path) -> None:
+    if (out / "embedding.jsonl").is_file():
+        return
+    ragtune("train", "mine", f"data={loop / 'round2/round-1/retriever/mix'}", f"rescore={teacher}", *MINE,
+            f"out={out}")
+
+
+def is_kept(qid: str, prefixes: tuple[str, ...]) -> bool:
+    """Train queries (no `pq<round>-` prefix) always; pseudo queries of the rounds named."""
+    return not qid.startswith("pq") or qid.startswith(prefixes)
+
+
+def split_rows(mined: Path, out: Path) -> dict[str, int]:
+    """One record file per subset, cut from the mined rows by the audit's query ids (written in the same order)."""
+    rows = (mined / "embedding.jsonl").read_text(encoding="utf-8").splitlines()
+    qids = [json.loads(line)["query_id"] for line in (mined / "mined_negatives.jsonl").read_text().splitlines()]
+    if len(qids) != len(rows):
+        raise SystemExit(f"{mined}: {len(qids)} audit rows for {len(rows)} records")
+    # a query whose every candidate the teacher judged a likely false negative has nothing to contrast with
+    contrasted = [(row, q) for row, q in zip(rows, qids, strict=True) if json.loads(row).get("neg")]
+    counts = {"without negatives": len(rows) - len(contrasted)}
+    for name, prefixes in SUBSETS.items():
+        kept = [row for row, q in contrasted if is_kept(q, prefixes)]
+        (out / name).mkdir(parents=True, exist_ok=True)
+        (out / name / "records.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
+        counts[name] = len(kept)
+    return counts
+
+
+def spread_ratio(student: list[float], teacher: list[float]) -> float:
+    """std(student margins) / std(teacher margins): the factor that puts the teacher's margins on the student's
+    scale without moving their order."""
+    import numpy as np
+
+    t = float(np.std(teacher))
+    if t == 0:
+        raise SystemExit("the teacher gives every margin the same value: nothing to distill")
+    return float(np.std(student)) / t
+
+
+def fit_scale(records: Path, out: Path, sample: int = 512) -> float:
+    """teacher_scale from zero-shot MiniLM's and the teacher's positive-minus-first-negative margins."""
+    if out.is_file():
+        return json.loads(out.read_text())["teacher_scale"]
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.models import resolve_model
+
+    rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()[:sample]]
+    rows = [r for r in rows if r.get("neg")]
+    model = SentenceTransformer(resolve_model(ENCODER), device="cpu")
+
+    def enc(texts: list[str]):
+        return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+    q, p, n = enc([r["query"] for r in rows]), enc([r["pos"][0] for r in rows]), enc([r["neg"][0] for r in rows])
+    student = ((q * p).sum(1) - (q * n).sum(1)).tolist()
+    teacher = [r["scores"][0] - r["scores"][len(r["pos"])] for r in rows]
+    scale = spread_ratio(student, teacher)
+    out.write_text(json.dumps({"teacher_scale": scale, "rows": len(rows)}, indent=1) + "\n")
+    return scale
+
+
+def student_keys(loop: Path) -> list[str]:
+    """The loop's retriever settings (the base row's), as `ragtune train embedding` overrides."""
+    settings = yaml.safe_load((loop / "base" / "config.yaml").read_text())["retriever"]
+    dev = {"data": DATA, "split": "train", "fraction": 0.1, "max_queries": 50} | settings.pop("dev", {})
+    return [f"{k}={v}" for k, v in settings.items()] + [f"dev.{k}={v}" for k, v in dev.items()]
+
+
+def train_and_evaluate(work: Path, name: str, scale: float, keys: list[str]) -> None:
+    sub = work / name
+    if not (sub / "model" / "train_summary.json").is_file():
+        ragtune("train", "embedding", f"model_name_or_path={ENCODER}", f"train_data={sub / 'records.jsonl'}",
+                f"output_dir={sub / 'model'}", "format=distill", "loss=margin_mse", f"teacher_scale={scale:.6g}",
+                "overwrite_output_dir=true", *keys)
+    if not (sub / "eval" / "per_query.tsv").is_file():
+        ragtune("eval", "--data", DATA, "--retriever", "dense", "--set", f"dense.model={sub / 'model'}",
+                "--out", str(sub / "eval"))
+
+
+def table(loop: Path, work: Path) -> None:
+    from ragtune.evaluate.significance import paired_ttest
+
+    def vs(a: dict[str, float] | None, b: dict[str, float]) -> str:
+        return "" if a is None else f"{mean_of(b) - mean_of(a):+.4f}, p = {paired_ttest(a, b):.2g}"
+
+    print(hardware_line())
+    scale = json.loads((work / "scale.json").read_text())
+    print(f"teacher_scale {scale['teacher_scale']:.4f} (fitted on {scale['rows']} rows)")
+    zero_shot = per_query(loop / "base" / "baselines" / "zero_shot" / "per_query.tsv")
+    print(f"zero-shot MiniLM: NDCG@10 {mean_of(zero_shot):.4f}")
+    rows, before = [], None
+    for name in SUBSETS:
+        sub = work / name
+        path = sub / "eval" / "per_query.tsv"
+        contrastive = per_query(loop / CONTRASTIVE[name] / "per_query.tsv")
+        if not path.is_file():
+            rows.append([name, "not run", "", "", "", "", "", f"{mean_of(contrastive):.4f}", ""])
+            continue
+        s = per_query(path)
+        recall = mean_of(per_query(path, "recall@100"))
+        summary = json.loads((sub / "model" / "train_summary.json").read_text())
+        step = str(summary["best_checkpoint"]).rpartition("checkpoint-")[2]
+        rows.append([name, summary["examples"], f"{summary['best_metric']:.4f} ({step}/{summary['global_step']})",
+                     f"{mean_of(s):.4f}", f"{recall:.4f}", vs(zero_shot, s), vs(contrastive, s),
+                     f"{mean_of(contrastive):.4f}", vs(before, s)])
+        before = s
+    print_table(["queries", "examples", "dev NDCG@10 (step kept)", "test NDCG@10 (MarginMSE)", "R@100",
+                 "vs zero-shot", "vs contrastive, same queries", "contrastive NDCG@10", "vs the subset before"], rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loop", type=Path, default=Path("runs/ablation"), help="loop_ablation.py's --work")
+    ap.add_argument("--teacher", type=Path, default=Path("runs/distill/teacher"))
+    ap.add_argument("--work", type=Path, default=Path("runs/distill"))
+    ap.add_argument("--table", action="store_true", help="only print the table")
+    args = ap.parse_args()
+    loop, work = args.loop.resolve(), args.work.resolve()
+    if not args.table:
+        mine(loop, args.teacher.resolve(), work / "mined")
+        print(split_rows(work / "mined", work))
+        scale = fit_scale(work / "train+rounds0-1" / "records.jsonl", work / "scale.json")
+        keys = student_keys(loop)
+        for name in SUBSETS:
+            train_and_evaluate(work, name, scale, keys)
+    table(loop, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""benchmarks/margin_distill.py: the query subsets, the teacher's scale, and the student's settings match the loop's."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import margin_distill as md  # noqa: E402
+
+
+def test_subsets_keep_train_queries_and_only_the_rounds_named(tmp_path):
+    mined = tmp_path / "mined"
+    mined.mkdir()
+    qids = ["12", "pq0-5-0", "pq1-7-1", "pq0-9-1", "40"]
+    rows = [{"query": q, "pos": ["p"], "neg": ["n"] if q != "40" else None, "scores": [1.0, 0.0]} for q in qids]
+    (mined / "embedding.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (mined / "mined_negatives.jsonl").write_text("".join(json.dumps({"query_id": q}) + "\n" for q in qids))
+    counts = md.split_rows(mined, tmp_path)
+    assert counts == {"without negatives": 1, "train": 1, "train+round0": 3, "train+rounds0-1": 4}
+    kept = [json.loads(line)["query"] for line in (tmp_path / "train+round0" / "records.jsonl").open()]
+    assert kept == ["12", "pq0-5-0", "pq0-9-1"]  # "40": every candidate dropped, nothing to contrast
+
+
+def test_split_refuses_an_audit_that_does_not_match_the_records(tmp_path):
+    (tmp_path / "embedding.jsonl").write_text('{"query": "a"}\n{"query": "b"}\n')
+    (tmp_path / "mined_negatives.jsonl").write_text('{"query_id": "a"}\n')
+    with pytest.raises(SystemExit, match="1 audit rows for 2 records"):
+        md.split_rows(tmp_path, tmp_path / "out")
+
+
+def test_spread_ratio_puts_the_teachers_margins_on_the_students_scale():
+    import numpy as np
+
+    teacher = [8.0, -2.0, 4.0, 0.0]
+    student = [0.4, -0.1, 0.2, 0.0]
+    scale = md.spread_ratio(student, teacher)
+    assert scale == pytest.approx(0.05)
+    assert np.std([scale * t for t in teacher]) == pytest.approx(np.std(student))
+    with pytest.raises(SystemExit, match="same value"):
+        md.spread_ratio(student, [1.0] * 4)
+
+
+def test_student_trains_with_the_loops_retriever_settings(tmp_path):
+    from ragtune.config import load_config
+    from ragtune.train.retriever.embedding import EmbeddingTrainConfig
+
+    (tmp_path / "base").mkdir()
+    retriever = {"num_train_epochs": 1.0, "per_device_train_batch_size": 32, "neg_nums": 1,
+                 "dev": {"fraction": 0.1, "candidates": 30}, "eval_steps": 15}
+    (tmp_path / "base" / "config.yaml").write_text(yaml.safe_dump({"retriever": retriever}))
+    keys = md.student_keys(tmp_path)
+    cfg = load_config(EmbeddingTrainConfig, None, ["train_data=x.jsonl", "output_dir=o", "format=distill",
+                                                    "loss=margin_mse", "teacher_scale=0.05", *keys])
+    assert (cfg.per_device_train_batch_size, cfg.neg_nums, cfg.eval_steps) == (32, 1, 15)
+    assert cfg.dev.split == "train" and cfg.dev.max_queries == 50 and cfg.dev.candidates == 30
+    assert cfg.teacher_scale == 0.05
