@@ -1,6 +1,7 @@
 """Issue 13: does the retriever learn more from more pseudo queries when a cross-encoder grades them?
 
     python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher --work runs/distill
+    python benchmarks/margin_distill.py ... --hybrid         # + MNRL on the train pairs, MarginMSE on pseudo queries
     python benchmarks/margin_distill.py ... --table          # only print the table
 
 With in-batch and BM25-mined negatives (the loop's contrastive recipe), a second round's pseudo queries did not
@@ -20,6 +21,10 @@ graded scores rather than one positive and a few negatives.
 - Student: all-MiniLM-L6-v2 with the loop's retriever settings (read from `<loop>/base/config.yaml`), format
   distill, loss margin_mse; the checkpoint is chosen on 50 dev queries carved from train. Test is read only by
   the final evaluation.
+
+`--hybrid` adds the rows that keep the loop's contrastive rows (MNRL, BM25 ranks 10-100) for the train pairs and
+distil only the pseudo queries: `ragtune train embedding` trains files of two formats as two datasets, each with
+its own loss.
 
 Columns: test NDCG@10 and Recall@100, the paired t-test against the loop's contrastive retriever on the same
 queries, and against the subset before it (the question: do more queries help once a teacher grades them).
@@ -42,8 +47,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = "../shared/data/beir/scifact"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SUBSETS = {"train": (), "train+round0": ("pq0-",), "train+rounds0-1": ("pq0-", "pq1-")}
+HYBRID = {"hybrid+round0": ("pq0-",), "hybrid+rounds0-1": ("pq0-", "pq1-")}
+"""The train pairs keep the loop's contrastive rows (MNRL, BM25 ranks 10-100); only pseudo queries are distilled."""
 CONTRASTIVE = {"train": "base/train_only/evaluate", "train+round0": "base/round-0/evaluate",
-               "train+rounds0-1": "round2/round-1/evaluate"}
+               "train+rounds0-1": "round2/round-1/evaluate", "hybrid+round0": "base/round-0/evaluate",
+               "hybrid+rounds0-1": "round2/round-1/evaluate"}
 MINE = ["split=train", "neg_start=0", "neg_end=20", "neg_per_query=4", "rescore_max_length=160"]
 
 
@@ -67,18 +75,39 @@ def is_kept(qid: str, prefixes: tuple[str, ...]) -> bool:
 
 def split_rows(mined: Path, out: Path) -> dict[str, int]:
     """One record file per subset, cut from the mined rows by the audit's query ids (written in the same order)."""
-    rows = (mined / "embedding.jsonl").read_text(encoding="utf-8").splitlines()
-    qids = [json.loads(line)["query_id"] for line in (mined / "mined_negatives.jsonl").read_text().splitlines()]
-    if len(qids) != len(rows):
-        raise SystemExit(f"{mined}: {len(qids)} audit rows for {len(rows)} records")
+    pairs = ids_and_rows(mined)
     # a query whose every candidate the teacher judged a likely false negative has nothing to contrast with
-    contrasted = [(row, q) for row, q in zip(rows, qids, strict=True) if json.loads(row).get("neg")]
-    counts = {"without negatives": len(rows) - len(contrasted)}
+    contrasted = [(row, q) for q, row in pairs if json.loads(row).get("neg")]
+    counts = {"without negatives": len(pairs) - len(contrasted)}
     for name, prefixes in SUBSETS.items():
         kept = [row for row, q in contrasted if is_kept(q, prefixes)]
         (out / name).mkdir(parents=True, exist_ok=True)
         (out / name / "records.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
         counts[name] = len(kept)
+    return counts
+
+
+def ids_and_rows(folder: Path) -> list[tuple[str, str]]:
+    """(query id, record line) of a mining output: the audit's ids, written in the records' order."""
+    rows = (folder / "embedding.jsonl").read_text(encoding="utf-8").splitlines()
+    qids = [json.loads(line)["query_id"] for line in (folder / "mined_negatives.jsonl").read_text().splitlines()]
+    if len(qids) != len(rows):
+        raise SystemExit(f"{folder}: {len(qids)} audit rows for {len(rows)} records")
+    return list(zip(qids, rows, strict=True))
+
+
+def split_hybrid(loop_records: Path, mined: Path, work: Path) -> dict[str, int]:
+    """For each HYBRID row: the loop's contrastive rows of the train queries, and the teacher-scored rows of the
+    rounds' pseudo queries (those left with a negative to contrast)."""
+    labeled = [row for q, row in ids_and_rows(loop_records) if not q.startswith("pq")]
+    scored = [(q, row) for q, row in ids_and_rows(mined) if json.loads(row).get("neg")]
+    counts = {"labeled (contrastive)": len(labeled)}
+    for name, prefixes in HYBRID.items():
+        pseudo = [row for q, row in scored if q.startswith(prefixes)]
+        (work / name).mkdir(parents=True, exist_ok=True)
+        (work / name / "labeled.jsonl").write_text("\n".join(labeled) + "\n", encoding="utf-8")
+        (work / name / "pseudo.jsonl").write_text("\n".join(pseudo) + "\n", encoding="utf-8")
+        counts[name] = len(pseudo)
     return counts
 
 
@@ -125,10 +154,12 @@ def student_keys(loop: Path) -> list[str]:
 
 def train_and_evaluate(work: Path, name: str, scale: float, keys: list[str]) -> None:
     sub = work / name
+    # a hybrid row's two files differ in format: the trainer gives each its own dataset and loss (mnrl, margin_mse)
+    data = f"train_data={sub / 'labeled.jsonl'},{sub / 'pseudo.jsonl'}" if name in HYBRID else \
+        f"train_data={sub / 'records.jsonl'}"
     if not (sub / "model" / "train_summary.json").is_file():
-        ragtune("train", "embedding", f"model_name_or_path={ENCODER}", f"train_data={sub / 'records.jsonl'}",
-                f"output_dir={sub / 'model'}", "format=distill", "loss=margin_mse", f"teacher_scale={scale:.6g}",
-                "overwrite_output_dir=true", *keys)
+        ragtune("train", "embedding", f"model_name_or_path={ENCODER}", data, f"output_dir={sub / 'model'}",
+                "loss=margin_mse", f"teacher_scale={scale:.6g}", "overwrite_output_dir=true", *keys)
     if not (sub / "eval" / "per_query.tsv").is_file():
         ragtune("eval", "--data", DATA, "--retriever", "dense", "--set", f"dense.model={sub / 'model'}",
                 "--out", str(sub / "eval"))
@@ -146,7 +177,9 @@ def table(loop: Path, work: Path) -> None:
     zero_shot = per_query(loop / "base" / "baselines" / "zero_shot" / "per_query.tsv")
     print(f"zero-shot MiniLM: NDCG@10 {mean_of(zero_shot):.4f}")
     rows, before = [], None
-    for name in SUBSETS:
+    for name in [*SUBSETS, *HYBRID]:
+        if name == next(iter(HYBRID)):
+            before = None
         sub = work / name
         path = sub / "eval" / "per_query.tsv"
         contrastive = per_query(loop / CONTRASTIVE[name] / "per_query.tsv")
@@ -170,6 +203,8 @@ def main() -> None:
     ap.add_argument("--loop", type=Path, default=Path("runs/ablation"), help="loop_ablation.py's --work")
     ap.add_argument("--teacher", type=Path, default=Path("runs/distill/teacher"))
     ap.add_argument("--work", type=Path, default=Path("runs/distill"))
+    ap.add_argument("--hybrid", action="store_true", help="also the rows that keep MNRL on the train pairs and "
+                    "distil only the pseudo queries")
     ap.add_argument("--table", action="store_true", help="only print the table")
     args = ap.parse_args()
     loop, work = args.loop.resolve(), args.work.resolve()
@@ -180,6 +215,10 @@ def main() -> None:
         keys = student_keys(loop)
         for name in SUBSETS:
             train_and_evaluate(work, name, scale, keys)
+        if args.hybrid:
+            print(split_hybrid(loop / "round2/round-1/retriever/records", work / "mined", work))
+            for name in HYBRID:
+                train_and_evaluate(work, name, scale, keys)
     table(loop, work)
 
 

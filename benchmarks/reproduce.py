@@ -343,7 +343,7 @@ TABLES: dict[str, Table] = {
     ]),
     # twenty-fourth session: margin distillation from a cross-encoder trained on the train pairs (GPL's recipe)
     # (up to 2 hours more when the ablation's base and round2 rows have not run: the students learn their queries)
-    "margin-distill": Table("The loop's feedback half (issue 13)", 75, [
+    "margin-distill": Table("The loop's feedback half (issue 13)", 95, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,round2"),
         Step(f"ragtune data convert beir-reranker data={DATA} split=train out=runs/distill/rr-data layout=group "
              "neg_start=0 neg_end=50 neg_per_query=8", creates="runs/distill/rr-data"),
@@ -351,7 +351,7 @@ TABLES: dict[str, Table] = {
              "train_data=[runs/distill/rr-data/reranker_group.jsonl] --set output_dir=runs/distill/teacher "
              "--set dev.max_queries=50", creates="runs/distill/teacher/train_summary.json"),
         Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
-             "--work runs/distill", table=True),
+             "--work runs/distill --hybrid", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [

@@ -60,3 +60,24 @@ def test_student_trains_with_the_loops_retriever_settings(tmp_path):
     assert (cfg.per_device_train_batch_size, cfg.neg_nums, cfg.eval_steps) == (32, 1, 15)
     assert cfg.dev.split == "train" and cfg.dev.max_queries == 50 and cfg.dev.candidates == 30
     assert cfg.teacher_scale == 0.05
+
+
+def _mining_output(folder: Path, qids: list[str], with_neg=lambda q: True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"query": q, "pos": ["p"], "neg": ["n"] if with_neg(q) else None, "scores": [1.0, 0.0]} for q in qids]
+    (folder / "embedding.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "mined_negatives.jsonl").write_text("".join(json.dumps({"query_id": q}) + "\n" for q in qids))
+
+
+def test_hybrid_rows_keep_the_loops_contrastive_train_rows_and_distil_only_pseudo_queries(tmp_path):
+    _mining_output(tmp_path / "loop", ["12", "pq0-5-0", "40", "pq1-7-1"])
+    _mining_output(tmp_path / "mined", ["12", "pq0-5-0", "pq1-7-1", "pq0-9-1", "40"], lambda q: q != "pq0-9-1")
+    counts = md.split_hybrid(tmp_path / "loop", tmp_path / "mined", tmp_path)
+    assert counts == {"labeled (contrastive)": 2, "hybrid+round0": 1, "hybrid+rounds0-1": 2}
+
+    def queries(name: str, part: str) -> list[str]:
+        return [json.loads(line)["query"] for line in (tmp_path / name / f"{part}.jsonl").open()]
+
+    assert queries("hybrid+round0", "labeled") == ["12", "40"]
+    assert queries("hybrid+round0", "pseudo") == ["pq0-5-0"]  # pq0-9-1 lost every candidate
+    assert queries("hybrid+rounds0-1", "pseudo") == ["pq0-5-0", "pq1-7-1"]

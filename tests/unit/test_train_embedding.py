@@ -61,6 +61,22 @@ def test_each_format_loads_trains_and_reloads(tmp_path, encoder, fmt, loss, trai
     assert (cfg.output_dir / "train_summary.json").is_file() and (cfg.output_dir / "config.yaml").is_file()
 
 
+def test_files_of_two_formats_train_as_two_datasets_each_with_its_loss(tmp_path, encoder, trainer_runs):
+    labeled, scored = _write_format(tmp_path, "hard_neg"), _write_format(tmp_path, "distill")
+    cfg = _cfg(tmp_path, encoder, f"{labeled},{scored}", "neg_nums=1", "loss=margin_mse", "teacher_scale=0.1")
+    summary = train_embedding(cfg)
+    assert summary["format"] == "hard_neg+distill" and summary["loss"] == "mnrl+margin_mse"
+    assert summary["hard_neg_examples"] == summary["distill_examples"] == 16 and summary["examples"] == 32
+    assert summary["global_step"] == 3 and np.isfinite(summary["train_loss"])
+    [(untrained, trained_model, _)] = trainer_runs
+    texts = ["star planet orbit", "bread oven flour"]
+    assert np.abs(trained_model.encode(texts) - untrained.encode(texts)).max() > 1e-4
+    with pytest.raises(ConfigError, match='loss "mse" does not fit the hard_neg and distill records'):
+        train_embedding(_cfg(tmp_path / "b", encoder, f"{labeled},{scored}", "loss=mse"))
+    with pytest.raises(ConfigError, match="example_order=file and val_data do not support"):
+        train_embedding(_cfg(tmp_path / "c", encoder, f"{labeled},{scored}", "example_order=file"))
+
+
 def test_bad_row_names_file_line_and_field(tmp_path, encoder):
     from tiny_bert import write_jsonl
 

@@ -51,6 +51,8 @@ from ragtune.train.retriever.embedding_rows import (
 from ragtune.train.retriever.weight_interpolation import WiseFtSettings, choose_interpolation, snapshot
 
 FORMATS = ("pair", "hard_neg", "distill", "teacher")
+LOSS_FORMATS = {"kl": ("distill",), "margin_mse": ("distill",), "mse": ("teacher",), "cosine": ("teacher",),
+                "mnrl": ("pair", "hard_neg"), "cached_mnrl": ("pair", "hard_neg")}
 
 
 class EmbeddingSettings(WiseFtSettings, CurriculumSettings, RetrieverTrainSettings):
@@ -106,11 +108,9 @@ class EmbeddingSettings(WiseFtSettings, CurriculumSettings, RetrieverTrainSettin
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingSettings:
-        pairs = {"kl": ("distill",), "margin_mse": ("distill",), "mse": ("teacher",), "cosine": ("teacher",),
-                 "mnrl": ("pair", "hard_neg"), "cached_mnrl": ("pair", "hard_neg")}
-        if self.loss != "auto" and self.format != "auto" and self.format not in pairs[self.loss]:
+        if self.loss != "auto" and self.format != "auto" and self.format not in LOSS_FORMATS[self.loss]:
             raise ValueError(f'loss "{self.loss}" does not fit format "{self.format}"; it takes '
-                             f"{' or '.join(pairs[self.loss])} records")
+                             f"{' or '.join(LOSS_FORMATS[self.loss])} records")
         if self.use_mrl and (sorted(self.mrl_dims, reverse=True) != self.mrl_dims or min(self.mrl_dims) < 1):
             raise ValueError(f"mrl_dims must be positive and in decreasing order, got {self.mrl_dims}")
         if self.mrl_weights is not None and len(self.mrl_weights) != len(self.mrl_dims):
@@ -127,7 +127,9 @@ class EmbeddingTrainConfig(EmbeddingSettings, RetrieverTrainConfig):
     """Fine-tune a sentence-transformers bi-encoder."""
 
     train_data: Annotated[list[Path], CommaList] = Field(min_length=1)
-    """JSONL record files (comma list); all must share one format."""
+    """JSONL record files (comma list). Files of different formats (labeled hard_neg pairs beside teacher-scored
+    distill rows) train as separate datasets, each batch drawn from one in proportion to its size, each with its own
+    loss: `loss` where it fits the format, the format's default elsewhere."""
     val_data: Path | None = None
     """A validation file in the training format (RAG-Retrieval's val_dataset; teacher rows: vectors beside it):
     its loss is logged each evaluation and, without dev.data, picks the best checkpoint."""
@@ -136,18 +138,24 @@ class EmbeddingTrainConfig(EmbeddingSettings, RetrieverTrainConfig):
 # ---------------------------------------------------------------- loss
 
 
-def resolve_loss(cfg: EmbeddingTrainConfig, fmt: str) -> str:
-    if cfg.loss != "auto":
+def resolve_loss(cfg: EmbeddingTrainConfig, fmt: str, formats: tuple[str, ...] = ()) -> str:
+    """`loss`, or the format's default for `auto`. With files of several `formats`, `loss` goes to those it fits
+    and the others take their default."""
+    if cfg.loss != "auto" and fmt not in LOSS_FORMATS[cfg.loss]:
+        if not set(formats) & set(LOSS_FORMATS[cfg.loss]):
+            raise ConfigError(f'loss "{cfg.loss}" does not fit the {" and ".join(formats or (fmt,))} records of '
+                              f"train_data; it takes {' or '.join(LOSS_FORMATS[cfg.loss])} records")
+    elif cfg.loss != "auto":
         return cfg.loss
     return {"pair": "mnrl", "hard_neg": "mnrl", "distill": "kl", "teacher": "mse"}[fmt]
 
 
-def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str, weighted: bool = False):
+def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str, weighted: bool = False, formats: tuple[str, ...] = ()):
     from sentence_transformers.sentence_transformer import losses
 
     from ragtune.train.retriever.curriculum import WeightedMNRL
 
-    name = resolve_loss(cfg, fmt)
+    name = resolve_loss(cfg, fmt, formats)
     scale = 1.0 / cfg.temperature if "temperature" in cfg.model_fields_set and "scale" not in cfg.model_fields_set \
         else cfg.scale
     if weighted:
@@ -183,7 +191,7 @@ def build_loss(model, cfg: EmbeddingTrainConfig, fmt: str, weighted: bool = Fals
 
 def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     """Fine-tune the bi-encoder; returns a summary (format, loss, examples, dev metrics, outputs)."""
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
@@ -199,7 +207,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         raise ConfigError('key "wise_ft": the interpolation is chosen on the dev slice; set dev.data')
     train = load_training_rows(cfg, dev)
     fmt, rows, stats = train.fmt, train.rows, train.stats
-    loss_name = resolve_loss(cfg, fmt)
+    formats = list(train.parts or [fmt])
+    loss_name = "+".join(resolve_loss(cfg, f, tuple(formats)) for f in formats)
     if fmt == "teacher" and cfg.use_mrl:
         raise ConfigError("use_mrl is not available with teacher-vector distillation (MSE on full vectors)")
 
@@ -219,7 +228,8 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
     start = snapshot(model) if cfg.wise_ft else None
     val_rows = validation_rows(cfg, fmt)
     weighted = fmt in ("pair", "hard_neg") and "label" in rows[0]
-    loss = build_loss(model, cfg, fmt, weighted)
+    loss = build_loss(model, cfg, fmt, weighted) if train.parts is None else \
+        {f: build_loss(model, cfg, f, formats=tuple(formats)) for f in train.parts}
     dims = list(cfg.mrl_dims) if cfg.use_mrl else None
 
     evaluator = None
@@ -233,8 +243,11 @@ def train_embedding(cfg: EmbeddingTrainConfig) -> dict[str, Any]:
         sampler = ordered_batch_sampler
     args = SentenceTransformerTrainingArguments(
         **trainer_kwargs(cfg, device, dev is not None or val_rows is not None,
-                         f"dev_{cfg.dev.metric_for_best}" if dev is not None else None), batch_sampler=sampler)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss,
+                         f"dev_{cfg.dev.metric_for_best}" if dev is not None else None), batch_sampler=sampler,
+        multi_dataset_batch_sampler="proportional")  # several formats: each batch from one, in proportion to size
+    dataset = Dataset.from_list(rows) if train.parts is None else \
+        DatasetDict({f: Dataset.from_list(part) for f, part in train.parts.items()})
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=evaluator,
                                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None)
     use_stable_proportion(trainer, cfg)

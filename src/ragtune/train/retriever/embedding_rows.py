@@ -144,6 +144,9 @@ class TrainingRows(NamedTuple):
     stats: dict[str, int]
     records: list[Embedding]
     """What the rows were built from (empty for teacher files), so they can be rebuilt under another seed."""
+    parts: dict[str, list[dict[str, Any]]] | None = None
+    """Files of different formats (e.g. labeled hard_neg pairs beside teacher-scored distill rows): each format's
+    rows, trained as their own dataset with their own loss. None when every file has one format."""
 
 
 def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> TrainingRows:
@@ -158,10 +161,16 @@ def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> Trainin
         return TrainingRows("teacher", rows, {"records": len(rows) + dropped, "dropped_dev_queries": dropped,
                                               "examples": len(rows), "teacher_dim": dim}, [])
     records: list[Embedding] = []
+    by_format: dict[str, list[Embedding]] = {}
     for path in cfg.train_data:
-        records += [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
+        file_records = [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
+        records += file_records
+        if file_records:
+            by_format.setdefault(detect_format(file_records, False), []).extend(file_records)
     if not records:
         raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')
+    if cfg.format == "auto" and len(by_format) > 1:
+        return _mixed_rows(by_format, cfg, dev, records)
     fmt = detect_format(records, False) if cfg.format == "auto" else cfg.format
     if fmt == "teacher":
         raise ConfigError('format "teacher" needs a .npy of teacher vectors: set teacher_vectors=PATH')
@@ -171,11 +180,33 @@ def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> Trainin
     return TrainingRows(fmt, rows, stats, records)
 
 
+def _mixed_rows(by_format: dict[str, list[Embedding]], cfg: EmbeddingTrainConfig, dev: DevSet | None,
+                records: list[Embedding]) -> TrainingRows:
+    if cfg.example_order == "file" or cfg.val_data is not None:
+        raise ConfigError('key "train_data": files of different formats (' + ", ".join(by_format) + ") train as "
+                          "separate datasets, which example_order=file and val_data do not support")
+    parts: dict[str, list[dict[str, Any]]] = {}
+    stats: dict[str, int] = {}
+    for fmt, recs in by_format.items():
+        parts[fmt], part_stats = embedding_rows(recs, fmt, cfg, dev)
+        for k, v in part_stats.items():
+            stats[k] = stats.get(k, 0) + v
+        stats[f"{fmt}_examples"] = part_stats["examples"]
+    if any(any("label" in row for row in rows) for fmt, rows in parts.items() if fmt != "distill"):
+        raise ConfigError('records with a "weight" need every train file in one format')
+    parts = {fmt: rows for fmt, rows in parts.items() if rows}
+    if not parts:
+        raise ConfigError("no training example left after removing the dev queries")
+    return TrainingRows("+".join(parts), [row for rows in parts.values() for row in rows], stats, records, parts)
+
+
 def pca_texts(cfg: EmbeddingTrainConfig, train: TrainingRows, dev: DevSet | None) -> list[str]:
     """The texts the PCA rotation is fitted on, drawn with `mrl_pca_seed` (else `seed`): the rows are rebuilt from
     the records with that seed when it differs, since their resampled negatives follow the seed."""
     seed = cfg.seed if cfg.mrl_pca_seed is None else cfg.mrl_pca_seed
     rows = train.rows
     if seed != cfg.seed and train.records:
-        rows = embedding_rows(train.records, train.fmt, cfg.model_copy(update={"seed": seed}), dev)[0]
+        reseeded = cfg.model_copy(update={"seed": seed})
+        rows = embedding_rows(train.records, train.fmt, reseeded, dev)[0] if train.parts is None else \
+            load_training_rows(reseeded, dev).rows
     return rotation_texts(rows, cfg.mrl_pca_texts, seed)
