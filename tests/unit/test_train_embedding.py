@@ -71,6 +71,11 @@ def test_files_of_two_formats_train_as_two_datasets_each_with_its_loss(tmp_path,
     [(untrained, trained_model, _)] = trainer_runs
     texts = ["star planet orbit", "bread oven flour"]
     assert np.abs(trained_model.encode(texts) - untrained.encode(texts)).max() > 1e-4
+    from ragtune.train.retriever.embedding_rows import load_training_rows
+
+    pairs = _write_format(tmp_path, "pair")
+    one = load_training_rows(_cfg(tmp_path, encoder, f"{pairs},{labeled}", "neg_nums=1"), None)
+    assert one.fmt == "hard_neg" and one.parts is None  # pair and hard_neg files share MNRL: one dataset, as before
     with pytest.raises(ConfigError, match='loss "mse" does not fit the hard_neg and distill records'):
         train_embedding(_cfg(tmp_path / "b", encoder, f"{labeled},{scored}", "loss=mse"))
     with pytest.raises(ConfigError, match="example_order=file and val_data do not support"):

@@ -161,16 +161,16 @@ def load_training_rows(cfg: EmbeddingTrainConfig, dev: DevSet | None) -> Trainin
         return TrainingRows("teacher", rows, {"records": len(rows) + dropped, "dropped_dev_queries": dropped,
                                               "examples": len(rows), "teacher_dim": dim}, [])
     records: list[Embedding] = []
-    by_format: dict[str, list[Embedding]] = {}
+    by_loss: dict[bool, list[Embedding]] = {}  # scored (distillation) files apart from contrastive ones
     for path in cfg.train_data:
         file_records = [r for r in read_records(path, "embedding") if isinstance(r, Embedding)]
         records += file_records
         if file_records:
-            by_format.setdefault(detect_format(file_records, False), []).extend(file_records)
+            by_loss.setdefault(detect_format(file_records, False) == "distill", []).extend(file_records)
     if not records:
         raise ConfigError(f'key "train_data": no records in {", ".join(map(str, cfg.train_data))}')
-    if cfg.format == "auto" and len(by_format) > 1:
-        return _mixed_rows(by_format, cfg, dev, records)
+    if cfg.format == "auto" and len(by_loss) > 1:
+        return _mixed_rows({detect_format(recs, False): recs for recs in by_loss.values()}, cfg, dev, records)
     fmt = detect_format(records, False) if cfg.format == "auto" else cfg.format
     if fmt == "teacher":
         raise ConfigError('format "teacher" needs a .npy of teacher vectors: set teacher_vectors=PATH')
