@@ -2,6 +2,8 @@
 
     python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher --work runs/distill
     python benchmarks/margin_distill.py ... --hybrid         # + MNRL on the train pairs, MarginMSE on pseudo queries
+    python benchmarks/margin_distill.py ... --teacher-fusion --work runs/distill-fused \
+        --rows hybrid+round0,hybrid+rounds0-1                # the cross-encoder fused with BM25 grades
     python benchmarks/margin_distill.py ... --table          # only print the table
 
 With in-batch and BM25-mined negatives (the loop's contrastive recipe), a second round's pseudo queries did not
@@ -61,8 +63,13 @@ def ragtune(*args: str) -> None:
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def mine(loop: Path, teacher: Path, out: Path) -> None:
+def mine(loop: Path, teacher: Path, out: Path, fused: bool = False) -> None:
     if (out / "embedding.jsonl").is_file():
+        return
+    if fused:
+        from fused_teacher import mine_fused
+
+        print(mine_fused(loop / "round2/round-1/retriever/mix", teacher, out), flush=True)
         return
     ragtune("train", "mine", f"data={loop / 'round2/round-1/retriever/mix'}", f"rescore={teacher}", *MINE,
             f"out={out}")
@@ -205,19 +212,24 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/distill"))
     ap.add_argument("--hybrid", action="store_true", help="also the rows that keep MNRL on the train pairs and "
                     "distil only the pseudo queries")
+    ap.add_argument("--teacher-fusion", action="store_true", help="grade with the cross-encoder fused with BM25 at "
+                    "its dev-chosen weight (fused_teacher.py) instead of the cross-encoder alone")
+    ap.add_argument("--rows", default=",".join(SUBSETS), help=f"rows to train, of {', '.join([*SUBSETS, *HYBRID])}")
     ap.add_argument("--table", action="store_true", help="only print the table")
     args = ap.parse_args()
     loop, work = args.loop.resolve(), args.work.resolve()
+    rows = args.rows.split(",") + (list(HYBRID) if args.hybrid else [])
+    unknown = set(rows) - {*SUBSETS, *HYBRID}
+    if unknown:
+        ap.error(f"unknown rows {', '.join(sorted(unknown))}")
     if not args.table:
-        mine(loop, args.teacher.resolve(), work / "mined")
+        mine(loop, args.teacher.resolve(), work / "mined", args.teacher_fusion)
         print(split_rows(work / "mined", work))
+        print(split_hybrid(loop / "round2/round-1/retriever/records", work / "mined", work))
         scale = fit_scale(work / "train+rounds0-1" / "records.jsonl", work / "scale.json")
         keys = student_keys(loop)
-        for name in SUBSETS:
-            train_and_evaluate(work, name, scale, keys)
-        if args.hybrid:
-            print(split_hybrid(loop / "round2/round-1/retriever/records", work / "mined", work))
-            for name in HYBRID:
+        for name in [*SUBSETS, *HYBRID]:
+            if name in rows:
                 train_and_evaluate(work, name, scale, keys)
     table(loop, work)
 

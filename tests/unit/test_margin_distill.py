@@ -81,3 +81,32 @@ def test_hybrid_rows_keep_the_loops_contrastive_train_rows_and_distil_only_pseud
     assert queries("hybrid+round0", "labeled") == ["12", "40"]
     assert queries("hybrid+round0", "pseudo") == ["pq0-5-0"]  # pq0-9-1 lost every candidate
     assert queries("hybrid+rounds0-1", "pseudo") == ["pq0-5-0", "pq1-7-1"]
+
+
+def test_fused_teacher_grades_by_the_dev_chosen_fusion_and_drops_what_it_ranks_above_a_positive(tmp_path, monkeypatch):
+    import fused_teacher
+    import ragtune.retrieval.rerank as rerank
+    from ragtune.data.beir import write_beir
+    from ragtune.data.formats import read_records
+
+    docs = [{"_id": "d1", "title": "", "text": "Enzymes catalyse reactions in cells."},
+            {"_id": "d2", "title": "", "text": "Cells divide by mitosis in tissue."},
+            {"_id": "d3", "title": "", "text": "Cells need enzymes to make energy."},
+            {"_id": "d4", "title": "", "text": "Plant cells have walls of cellulose."},
+            {"_id": "d5", "title": "", "text": "Muscle cells contract."}]
+    write_beir(tmp_path / "mix", docs, {"q1": "what do enzymes do in cells"}, {"train": {"q1": {"d1": 1}}})
+
+    class Fake:  # the cross-encoder ranks d3 above the positive: a likely unjudged positive
+        def compute_score(self, pairs, batch_size=32, show_progress=False):
+            return [6.0 if "energy" in d else 5.0 if "Enzymes" in d else -float(len(d)) for _, d in pairs]
+
+    monkeypatch.setattr(rerank, "load_reranker", lambda *a, **k: Fake())
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / rerank.FUSION_FILE).write_text(json.dumps({"weight": 0.7, "k": 60}))
+    counts = fused_teacher.mine_fused(tmp_path / "mix", tmp_path / "teacher", tmp_path / "out", depth=5, per_query=2)
+    assert counts["queries"] == 1 and counts["dropped as likely false negatives"] == 1
+    [rec] = read_records(tmp_path / "out" / "embedding.jsonl", "embedding")
+    assert rec.pos == [docs[0]["text"]] and len(rec.neg) == 2 and docs[2]["text"] not in rec.neg
+    assert rec.scores[0] > max(rec.scores[1:]) and all(0 < s < 1 / 61 + 1e-9 for s in rec.scores)
+    audit = json.loads((tmp_path / "out" / "mined_negatives.jsonl").read_text())
+    assert audit["query_id"] == "q1" and "d3" not in audit["negatives"]
