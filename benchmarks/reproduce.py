@@ -343,7 +343,7 @@ TABLES: dict[str, Table] = {
     ]),
     # twenty-fourth session: margin distillation from a cross-encoder trained on the train pairs (GPL's recipe)
     # (up to 2 hours more when the ablation's base and round2 rows have not run: the students learn their queries)
-    "margin-distill": Table("The loop's feedback half (issue 13)", 95, [
+    "margin-distill": Table("The loop's feedback half (issue 13)", 125, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,round2"),
         Step(f"ragtune data convert beir-reranker data={DATA} split=train out=runs/distill/rr-data layout=group "
              "neg_start=0 neg_end=50 neg_per_query=8", creates="runs/distill/rr-data"),
@@ -352,6 +352,8 @@ TABLES: dict[str, Table] = {
              "--set dev.max_queries=50", creates="runs/distill/teacher/train_summary.json"),
         Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
              "--work runs/distill --hybrid", table=True),
+        Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
+             "--work runs/distill-fused --teacher-fusion --rows hybrid+round0,hybrid+rounds0-1", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
