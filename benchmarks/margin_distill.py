@@ -82,12 +82,10 @@ def is_kept(qid: str, prefixes: tuple[str, ...]) -> bool:
 
 def split_rows(mined: Path, out: Path) -> dict[str, int]:
     """One record file per subset, cut from the mined rows by the audit's query ids (written in the same order)."""
-    pairs = ids_and_rows(mined)
-    # a query whose every candidate the teacher judged a likely false negative has nothing to contrast with
-    contrasted = [(row, q) for q, row in pairs if json.loads(row).get("neg")]
-    counts = {"without negatives": len(pairs) - len(contrasted)}
+    scored = contrasted(mined)
+    counts = {"without negatives": len(ids_and_rows(mined)) - len(scored)}
     for name, prefixes in SUBSETS.items():
-        kept = [row for row, q in contrasted if is_kept(q, prefixes)]
+        kept = [row for q, row in scored if is_kept(q, prefixes)]
         (out / name).mkdir(parents=True, exist_ok=True)
         (out / name / "records.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
         counts[name] = len(kept)
@@ -103,11 +101,17 @@ def ids_and_rows(folder: Path) -> list[tuple[str, str]]:
     return list(zip(qids, rows, strict=True))
 
 
+def contrasted(mined: Path) -> list[tuple[str, str]]:
+    """(query id, record line) of the mined rows left with a negative: a query whose every candidate the teacher
+    judged a likely false negative has nothing to contrast with."""
+    return [(q, row) for q, row in ids_and_rows(mined) if json.loads(row).get("neg")]
+
+
 def split_hybrid(loop_records: Path, mined: Path, work: Path) -> dict[str, int]:
     """For each HYBRID row: the loop's contrastive rows of the train queries, and the teacher-scored rows of the
     rounds' pseudo queries (those left with a negative to contrast)."""
     labeled = [row for q, row in ids_and_rows(loop_records) if not q.startswith("pq")]
-    scored = [(q, row) for q, row in ids_and_rows(mined) if json.loads(row).get("neg")]
+    scored = contrasted(mined)
     counts = {"labeled (contrastive)": len(labeled)}
     for name, prefixes in HYBRID.items():
         pseudo = [row for q, row in scored if q.startswith(prefixes)]
