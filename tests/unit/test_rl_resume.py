@@ -85,6 +85,7 @@ def test_dpo_checkpoints_and_the_loops_restarted_stage_resumes_from_them(tiny_lm
     summary = dpo(prefs, out, str(tiny_lm), None, over)  # what the loop runs when the stage restarts
     assert len(steps) == 2 and summary["steps"] == 4
     assert (out / "merged" / "config.json").exists()
+    assert not list(out.rglob("training_args.bin"))  # a pickle, in no checkpoint and no saved adapter
 
 
 def test_grpo_checkpoints_and_resumes(tiny_lm, tmp_path, monkeypatch):

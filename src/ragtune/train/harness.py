@@ -21,6 +21,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ragtune.atomic import atomic_open, write_json
 from ragtune.config import CommaList, ConfigError, ConfigModel, dump_config
+from ragtune.train.args_pickle import args_pickle_dropper, drop_args_pickle
 from ragtune.train.precision import Bf16
 
 SUMMARY = "train_summary.json"
@@ -265,10 +266,8 @@ def resolve_resume(cfg: ResumeSettings, is_main: bool = True, marker: str = "tra
 
 
 # Trainer state files that resume loads (transformers loads each with torch.load(weights_only=True): tensors and
-# plain containers only). training_args.bin is a full pickle that transformers writes and ragtune never reads.
+# plain containers only).
 _STATE_FILES = ("*.pt", "*.pth", "pytorch_model.bin")  # optimizer, scheduler, scaler, rng_state*, weights
-
-
 def train_resuming(trainer: Any, resume: str | None) -> Any:
     """`trainer.train(resume_from_checkpoint=resume)`. A checkpoint state file that holds more than tensors is
     refused unread by torch's weights-only loader; that becomes a clear error naming the file, not a traceback
@@ -280,6 +279,7 @@ def train_resuming(trainer: Any, resume: str | None) -> Any:
 
     if resume is not None:
         check_sharded_checkpoint(resume)
+    trainer.add_callback(args_pickle_dropper())
     try:
         return trainer.train(resume_from_checkpoint=resume)
     except pickle.UnpicklingError:
@@ -296,10 +296,12 @@ def save_final_model(trainer: Any, output_dir: str | Path) -> None:
     plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
     if not getattr(trainer, "is_fsdp_enabled", False) or "FULL_STATE_DICT" in str(plugin.state_dict_type):
         trainer.save_model(str(output_dir))
-        return
-    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    else:
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+        if trainer.args.should_save:
+            trainer._save(str(output_dir), state_dict=state_dict)
     if trainer.args.should_save:
-        trainer._save(str(output_dir), state_dict=state_dict)
+        drop_args_pickle(output_dir)
 
 
 def _refused_state_file(checkpoint: Path) -> Path:
@@ -337,6 +339,7 @@ def finish(trainer, cfg: TrainerConfig, summary: dict[str, Any], title: str, bes
     summary["output_dir"] = str(out)
     summary.setdefault("world_size", trainer.args.world_size)
     if trainer.is_world_process_zero():
+        drop_args_pickle(out)  # the final save's; each checkpoint's went when it was saved
         dump_config(cfg, out / "config.yaml")
         if cfg.plot_loss:
             png = plot_loss(trainer.state.log_history, out / LOSS_PNG, title=title)
