@@ -260,12 +260,23 @@ def test_mining_excludes_positives_and_filters_false_negatives_with_a_reranker(t
     assert res.counts["dropped as likely false negatives"] >= 1
     assert all("comet" not in n.lower() for r in recs for n in r.neg or [])
     assert all(r.scores is not None and len(r.scores) == len(r.pos) + len(r.neg or []) for r in recs)
+    audit = [json.loads(x) for x in (tmp_path / "cf" / "mined_negatives.jsonl").read_text().splitlines()]
+    for a in audit:  # the whole scored window stays in the audit, dropped candidates too, each with its score
+        assert set(a["negatives"]) <= set(a["window"]) and not set(a["window"]) & set(a["positives"])
+        assert [s for d, s in zip(a["window"], a["window_scores"], strict=True) if d in a["negatives"]] == a["scores"]
+    assert sum(len(a["window"]) + len(a["positives"]) for a in audit) == res.counts["candidates scored"]
+    assert any(s == 5.0 and d not in a["negatives"]  # a dropped candidate, kept with its score
+               for a in audit for d, s in zip(a["window"], a["window_scores"], strict=True))
 
 
 def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
     data = _write_format(tmp_path, "pair")
     first = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=2", "save_steps=1", "gradient_checkpointing=true"))
     assert first["global_step"] == 2
+    # transformers pickles its TrainingArguments beside each save; the model and checkpoints keep none, and resume
+    # does not need it
+    assert (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not list((tmp_path / "out").rglob("training_args.bin"))
     with pytest.raises(ConfigError, match="resume_from_checkpoint"):
         train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3"))
     resumed = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=3", "resume_from_checkpoint=true"))
@@ -273,10 +284,6 @@ def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
 
 
 class _RunsCode:
-    # transformers pickles its TrainingArguments beside each save; the model and checkpoints keep none, and resume
-    # does not need it
-    assert (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").is_file()
-    assert not list((tmp_path / "out").rglob("training_args.bin"))
     def __init__(self, marker):
         self.marker = str(marker)
 

@@ -14,7 +14,9 @@ ranks}`, ranks 1-based) so the choice can be audited.
 groups from the mined window. `ragtune train mine` is the embedding conversion plus, with `rescore: MODEL`,
 a cross-encoder (or LLM reranker) pass over the whole window: candidates the reranker scores at least
 `false_negative_ratio` of the query's weakest positive are dropped as likely unjudged positives, and every
-written row carries the reranker's `scores` (positives, then negatives), ready for score distillation.
+written row carries the reranker's `scores` (positives, then negatives), ready for score distillation. Its audit
+also keeps the whole window in rank order with every score (`window`, `window_scores`, dropped candidates too),
+so another filter or teacher mix can be tried on one scoring pass.
 """
 
 from __future__ import annotations
@@ -201,7 +203,8 @@ def mine(cfg: MineConfig) -> ConvertResult:
                                  prompt_for_query=cfg.query_prompt))
         audit.append({"query_id": q, "positives": list(pos[q]), "negatives": [d for d, _, _ in picked],
                       "ranks": [r for _, r, _ in picked], "scores": [s for _, _, s in picked],
-                      "positive_scores": pos_scores})
+                      "positive_scores": pos_scores, "window": [d for d, _ in cands],
+                      "window_scores": list(cand_scores)})
     out = Path(cfg.out)
     n = write_records(out / "embedding.jsonl", records)
     write_jsonl(out / MINED, audit)
