@@ -110,3 +110,18 @@ def test_fused_teacher_grades_by_the_dev_chosen_fusion_and_drops_what_it_ranks_a
     assert rec.scores[0] > max(rec.scores[1:]) and all(0 < s < 1 / 61 + 1e-9 for s in rec.scores)
     audit = json.loads((tmp_path / "out" / "mined_negatives.jsonl").read_text())
     assert audit["query_id"] == "q1" and "d3" not in audit["negatives"]
+
+    # `ragtune train mine rescore_fusion=true` grades the same way: the same negatives with the same scores (the
+    # library sorts them by rank, the benchmark kept its draw's order)
+    from ragtune.retrieval.mining import MineConfig, mine
+
+    res = mine(MineConfig(data=tmp_path / "mix", out=tmp_path / "lib", neg_start=0, neg_end=5, neg_per_query=2,
+                          rescore=str(tmp_path / "teacher"), rescore_fusion=True))
+    [lib] = read_records(tmp_path / "lib" / "embedding.jsonl", "embedding")
+    assert res.counts["dropped as likely false negatives"] == 1
+    assert lib.pos == rec.pos and dict(zip(lib.neg, lib.scores[1:], strict=True)) == pytest.approx(
+        dict(zip(rec.neg, rec.scores[1:], strict=True))) and lib.scores[0] == pytest.approx(rec.scores[0])
+    lib_audit = json.loads((tmp_path / "lib" / "mined_negatives.jsonl").read_text())
+    # the dropped d3 stays in the audit's window, with the reranker's own score
+    assert dict(zip(lib_audit["window"], lib_audit["window_scores"], strict=True))["d3"] == 6.0
+

@@ -367,3 +367,13 @@ def test_bf16_trains_on_cpu(tmp_path, encoder):
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"query": r["query"], "pos": r["pos"]} for r in toy_topic_rows(16)])
     s = train_embedding(_cfg(tmp_path, encoder, data, "max_steps=2", "bf16=true"))
     assert s["global_step"] == 2 and np.isfinite(s["train_loss"])
+
+
+def test_fused_rescoring_needs_the_rerankers_dev_chosen_weight(tmp_path, tiny_beir):
+    from ragtune.retrieval.mining import MineConfig, mine
+
+    (tmp_path / "reranker").mkdir()
+    with pytest.raises(ConfigError, match="ragtune_fusion.json not found"):
+        mine(MineConfig(data=tiny_beir, out=tmp_path / "out", rescore=str(tmp_path / "reranker"),
+                        rescore_fusion=True))
+    assert not (tmp_path / "out").exists()

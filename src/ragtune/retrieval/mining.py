@@ -15,8 +15,10 @@ groups from the mined window. `ragtune train mine` is the embedding conversion p
 a cross-encoder (or LLM reranker) pass over the whole window: candidates the reranker scores at least
 `false_negative_ratio` of the query's weakest positive are dropped as likely unjudged positives, and every
 written row carries the reranker's `scores` (positives, then negatives), ready for score distillation. Its audit
-also keeps the whole window in rank order with every score (`window`, `window_scores`, dropped candidates too),
-so another filter or teacher mix can be tried on one scoring pass.
+also keeps the whole window in rank order with every reranker score (`window`, `window_scores`, dropped candidates
+too), so another filter or teacher mix can be tried on one scoring pass. `rescore_fusion: true` grades with the
+reranker fused with the miner's ranking at the reranker's dev-chosen weight (RRF values; a candidate fused at or
+above the weakest positive is dropped).
 """
 
 from __future__ import annotations
@@ -84,16 +86,26 @@ class BeirRerankerConfig(MiningConfig):
     layout: Literal["point", "group", "both"] = "both"
 
 
+def rankings(ds: BeirDataset, pos: dict[str, dict[str, int]], cfg: MiningSettings, depth: int
+             ) -> dict[str, list[tuple[str, float]]]:
+    """qid -> the miner's top `depth` [(docid, score)], best first (ties by id)."""
+    retriever = index_corpus(cfg.miner, ds.corpus.values(), cfg.bm25, cfg.dense)
+    run = retriever.search({q: ds.queries[q] for q in pos}, k=depth)
+    return {q: sorted(run.get(q, {}).items(), key=lambda kv: (-kv[1], kv[0])) for q in pos}
+
+
+def rank_window(ranking: list[tuple[str, float]], positives: dict[str, int], cfg: MiningSettings
+                ) -> list[tuple[str, int]]:
+    """[(docid, 1-based rank)] of the ranking's slice [neg_start, neg_end), positives excluded."""
+    return [(d, r + 1) for r, (d, _) in enumerate(ranking) if cfg.neg_start <= r < cfg.neg_end and d not in positives]
+
+
 def mine_negatives(ds: BeirDataset, pos: dict[str, dict[str, int]], cfg: MiningConfig
                    ) -> dict[str, list[tuple[str, int]]]:
     """qid -> [(docid, 1-based rank)] sampled from the configured rank window, positives excluded."""
-    retriever = index_corpus(cfg.miner, ds.corpus.values(), cfg.bm25, cfg.dense)
-    run = retriever.search({q: ds.queries[q] for q in pos}, k=cfg.neg_end)
     mined: dict[str, list[tuple[str, int]]] = {}
-    for qid in pos:
-        ranking = sorted(run.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))
-        window = [(d, r + 1) for r, (d, _) in enumerate(ranking)
-                  if cfg.neg_start <= r < cfg.neg_end and d not in pos[qid]]
+    for qid, ranking in rankings(ds, pos, cfg, cfg.neg_end).items():
+        window = rank_window(ranking, pos[qid], cfg)
         rng = random.Random(f"{cfg.seed}:{qid}")
         picked = rng.sample(window, min(cfg.neg_per_query, len(window)))
         mined[qid] = sorted(picked, key=lambda dr: dr[1])
@@ -167,21 +179,30 @@ class MineConfig(BeirEmbeddingConfig):
     """Drop a candidate whose sigmoid(reranker score) >= ratio x that of the query's weakest positive."""
     rescore_batch_size: int = Field(32, ge=1)
     rescore_max_length: int | None = Field(None, ge=8)
+    rescore_fusion: bool = False
+    """Grade with the reranker fused with the miner's ranking by weighted RRF, at the weight the reranker's dev
+    slice chose (its `ragtune_fusion.json`, written by `ragtune train reranker`): rows carry the RRF values, and a
+    candidate the fusion ranks at or above the query's weakest positive is dropped. The better teacher where the
+    reranker alone does not beat BM25 (BENCHMARKS.md, margin distillation)."""
+
+
+FUSION_DEPTH = 100
+"""The miner's depth a fused grade reads: a positive below it ranks last on the miner's side."""
 
 
 def mine(cfg: MineConfig) -> ConvertResult:
-    """Mine hard negatives; with `rescore`, filter false negatives and attach reranker scores."""
+    """Mine hard negatives; with `rescore`, filter false negatives and attach reranker (or fused) scores."""
     if cfg.rescore is None:
         result = beir_to_embedding(cfg)
         result.outputs.append(dump_config(cfg, Path(cfg.out) / "mine.config.yaml"))
         return result
-    import math
-
     from ragtune.retrieval.rerank import load_reranker
 
+    fusion = fusion_weight(cfg.rescore) if cfg.rescore_fusion else None
     ds = load_beir(cfg.data, [cfg.split])
     pos = positives(ds, cfg.split, cfg.min_score)
-    window = mine_negatives(ds, pos, cfg.model_copy(update={"neg_per_query": cfg.neg_end - cfg.neg_start}))
+    ranked = rankings(ds, pos, cfg, max(cfg.neg_end, FUSION_DEPTH) if fusion else cfg.neg_end)
+    window = {q: rank_window(ranked[q], pos[q], cfg) for q in pos}
     reranker = load_reranker(cfg.rescore, max_length=cfg.rescore_max_length)
     pairs = [(ds.queries[q], ds.corpus[d].content) for q in pos for d in [*pos[q], *(d for d, _ in window[q])]]
     flat = reranker.compute_score(pairs, batch_size=cfg.rescore_batch_size, show_progress=True)
@@ -189,11 +210,13 @@ def mine(cfg: MineConfig) -> ConvertResult:
     dropped = i = 0
     for q in pos:
         n_pos, cands = len(pos[q]), window[q]
-        pos_scores, cand_scores = flat[i:i + n_pos], flat[i + n_pos:i + n_pos + len(cands)]
+        raw = flat[i:i + n_pos + len(cands)]
         i += n_pos + len(cands)
-        floor = min(1 / (1 + math.exp(-s)) for s in pos_scores)
+        grade = fused_grades(dict(ranked[q]), [*pos[q], *(d for d, _ in cands)], raw, fusion) if fusion \
+            else list(raw)
+        pos_scores, cand_scores = grade[:n_pos], grade[n_pos:]
         keep = [(d, r, s) for (d, r), s in zip(cands, cand_scores, strict=True)
-                if 1 / (1 + math.exp(-s)) < cfg.false_negative_ratio * floor]
+                if not likely_positive(s, pos_scores, cfg.false_negative_ratio, fused=fusion is not None)]
         dropped += len(cands) - len(keep)
         picked = sorted(random.Random(f"{cfg.seed}:{q}").sample(keep, min(cfg.neg_per_query, len(keep))),
                         key=lambda x: x[1])
@@ -204,7 +227,7 @@ def mine(cfg: MineConfig) -> ConvertResult:
         audit.append({"query_id": q, "positives": list(pos[q]), "negatives": [d for d, _, _ in picked],
                       "ranks": [r for _, r, _ in picked], "scores": [s for _, _, s in picked],
                       "positive_scores": pos_scores, "window": [d for d, _ in cands],
-                      "window_scores": list(cand_scores)})
+                      "window_scores": list(raw[n_pos:])})
     out = Path(cfg.out)
     n = write_records(out / "embedding.jsonl", records)
     write_jsonl(out / MINED, audit)
@@ -213,3 +236,40 @@ def mine(cfg: MineConfig) -> ConvertResult:
               "negatives": sum(len(a["negatives"]) for a in audit),
               "queries without negatives": sum(not a["negatives"] for a in audit)}
     return ConvertResult(counts, [out / "embedding.jsonl", out / MINED, dump_config(cfg, out / "mine.config.yaml")])
+
+
+def fusion_weight(reranker: str | Path) -> dict[str, float]:
+    """The reranker folder's dev-chosen fusion (`weight` of the reranker's ranks against the first stage's, RRF
+    `k`)."""
+    from ragtune.config import ConfigError
+    from ragtune.data.jsonl import read_json
+    from ragtune.retrieval.rerank import FUSION_FILE
+
+    path = Path(reranker) / FUSION_FILE
+    if not path.is_file():
+        raise ConfigError(f'key "rescore_fusion": {path} not found; `ragtune train reranker` writes it when it has '
+                          "a dev slice to choose the weight on (or set rescore_fusion=false)")
+    fusion = read_json(path)
+    return {"weight": float(fusion["weight"]), "k": float(fusion.get("k", 60))}
+
+
+def fused_grades(first: dict[str, float], docs: list[str], reranker_scores: list[float],
+                 fusion: dict[str, float]) -> list[float]:
+    """Each of `docs`' weighted-RRF value over the reranker's ranks and the miner's (`first`: docid -> score; a
+    document missing there ranks last on that side)."""
+    from ragtune.retrieval.rerank import fuse_with_first_stage
+
+    first_stage = {"q": {d: first.get(d, float("-inf")) for d in docs}}
+    fused = fuse_with_first_stage(first_stage, {"q": dict(zip(docs, reranker_scores, strict=True))},
+                                  fusion["weight"], top=len(docs), k=int(fusion["k"]))["q"]
+    return [fused[d] for d in docs]
+
+
+def likely_positive(score: float, positive_scores: list[float], ratio: float, fused: bool) -> bool:
+    """A candidate graded like a positive: fused, at or above the weakest positive's RRF value; else at least
+    `ratio` x the weakest positive's sigmoid(reranker score)."""
+    if fused:
+        return score >= min(positive_scores)
+    import math
+
+    return 1 / (1 + math.exp(-score)) >= ratio * min(1 / (1 + math.exp(-s)) for s in positive_scores)
