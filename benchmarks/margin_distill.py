@@ -4,6 +4,8 @@
     python benchmarks/margin_distill.py ... --hybrid         # + MNRL on the train pairs, MarginMSE on pseudo queries
     python benchmarks/margin_distill.py ... --teacher-fusion --work runs/distill-fused \
         --rows hybrid+round0,hybrid+rounds0-1                # the cross-encoder fused with BM25 grades
+    python benchmarks/margin_distill.py ... --teacher-fusion --work runs/distill-fused \
+        --rows hybrid+round0,hybrid+rounds0-1 --seeds 1,2    # two more retriever seeds, contrastive twins too
     python benchmarks/margin_distill.py ... --table          # only print the table
 
 With in-batch and BM25-mined negatives (the loop's contrastive recipe), a second round's pseudo queries did not
@@ -27,6 +29,11 @@ graded scores rather than one positive and a few negatives.
 `--hybrid` adds the rows that keep the loop's contrastive rows (MNRL, BM25 ranks 10-100) for the train pairs and
 distil only the pseudo queries: `ragtune train embedding` trains files of two formats as two datasets, each with
 its own loss.
+
+`--seeds 1,2` trains the hybrid rows again with only the trainer's seed changed (`<work>/<row>-seed<k>`), and the
+loop's contrastive retrievers on the same queries from their own saved configs and records
+(`<work>/contrastive-<queries>-seed<k>`); the seed table's paired tests compare per-query scores averaged over
+the seeds, so one seed's luck no longer decides a comparison.
 
 Columns: test NDCG@10 and Recall@100, the paired t-test against the loop's contrastive retriever on the same
 queries, and against the subset before it (the question: do more queries help once a teacher grades them).
@@ -163,17 +170,37 @@ def student_keys(loop: Path) -> list[str]:
     return [f"{k}={v}" for k, v in settings.items()] + [f"dev.{k}={v}" for k, v in dev.items()]
 
 
-def train_and_evaluate(work: Path, name: str, scale: float, keys: list[str]) -> None:
-    sub = work / name
+def train_and_evaluate(work: Path, name: str, scale: float, keys: list[str], seed: int | None = None) -> None:
+    """The row `name` from its record files in `<work>/<name>`; with `seed`, retrained with only the trainer's
+    seed changed, in `<work>/<name>-seed<seed>`."""
+    rows, sub = work / name, work / (name if seed is None else f"{name}-seed{seed}")
     # a hybrid row's two files differ in format: the trainer gives each its own dataset and loss (mnrl, margin_mse)
-    data = f"train_data={sub / 'labeled.jsonl'},{sub / 'pseudo.jsonl'}" if name in HYBRID else \
-        f"train_data={sub / 'records.jsonl'}"
+    data = f"train_data={rows / 'labeled.jsonl'},{rows / 'pseudo.jsonl'}" if name in HYBRID else \
+        f"train_data={rows / 'records.jsonl'}"
     if not (sub / "model" / "train_summary.json").is_file():
         ragtune("train", "embedding", f"model_name_or_path={ENCODER}", data, f"output_dir={sub / 'model'}",
-                "loss=margin_mse", f"teacher_scale={scale:.6g}", "overwrite_output_dir=true", *keys)
+                "loss=margin_mse", f"teacher_scale={scale:.6g}", "overwrite_output_dir=true", *keys,
+                *([] if seed is None else [f"seed={seed}"]))
+    evaluate(sub)
+
+
+def evaluate(sub: Path) -> None:
     if not (sub / "eval" / "per_query.tsv").is_file():
         ragtune("eval", "--data", DATA, "--retriever", "dense", "--set", f"dense.model={sub / 'model'}",
                 "--out", str(sub / "eval"))
+
+
+def contrastive_seed(loop: Path, work: Path, name: str, seed: int) -> Path:
+    """The loop's contrastive retriever on the same queries as row `name`, retrained from the loop's own saved
+    config and records with only `seed` changed, in `<work>/contrastive-<queries>-seed<seed>`."""
+    stage = loop / Path(CONTRASTIVE[name]).parent / "retriever"
+    sub = work / f"contrastive-{name.partition('+')[2]}-seed{seed}"
+    if not (sub / "model" / "train_summary.json").is_file():
+        ragtune("train", "embedding", str(stage / "model" / "config.yaml"),
+                f"train_data={stage / 'records' / 'embedding.jsonl'}", f"output_dir={sub / 'model'}",
+                "overwrite_output_dir=true", f"seed={seed}")
+    evaluate(sub)
+    return sub
 
 
 def table(loop: Path, work: Path) -> None:
@@ -209,6 +236,47 @@ def table(loop: Path, work: Path) -> None:
                  "vs zero-shot", "vs contrastive, same queries", "contrastive NDCG@10", "vs the subset before"], rows)
 
 
+def seed_runs(loop: Path, work: Path, name: str, seeds: list[int]) -> dict[str, list[Path]]:
+    """Row `name`'s and its contrastive twin's per-query files: the default seed's, then each of `seeds`."""
+    twin = f"contrastive-{name.partition('+')[2]}"
+    return {name: [work / name / "eval", *(work / f"{name}-seed{k}" / "eval" for k in seeds)],
+            twin: [loop / CONTRASTIVE[name], *(work / f"{twin}-seed{k}" / "eval" for k in seeds)]}
+
+
+def pooled(folders: list[Path]) -> dict[str, float]:
+    """Each query's NDCG@10 averaged over the seeds' runs: the recipe's score with the seed's noise averaged out."""
+    runs = [per_query(f / "per_query.tsv") for f in folders]
+    return {q: sum(r[q] for r in runs) / len(runs) for q in runs[0]}
+
+
+def seed_table(loop: Path, work: Path, seeds: list[int]) -> None:
+    """The hybrid rows and the contrastive retrievers on the same queries under each retriever seed, and the paired
+    tests on per-query scores averaged over the seeds."""
+    import statistics
+
+    from ragtune.evaluate.significance import paired_ttest
+
+    rows, recipes = [], {}
+    for name in HYBRID:
+        for label, folders in seed_runs(loop, work, name, seeds).items():
+            if not all((f / "per_query.tsv").is_file() for f in folders):
+                continue
+            means = [mean_of(per_query(f / "per_query.tsv")) for f in folders]
+            recipes[label] = pooled(folders)
+            rows.append([label, *(f"{m:.4f}" for m in means), f"{statistics.mean(means):.4f}",
+                         f"{statistics.stdev(means):.4f}"])
+    if not rows:
+        return
+    print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
+    tests = [("contrastive-round0", "hybrid+round0"), ("contrastive-rounds0-1", "hybrid+rounds0-1"),
+             ("hybrid+round0", "hybrid+rounds0-1"), ("contrastive-round0", "contrastive-rounds0-1")]
+    found = [(a, b) for a, b in tests if a in recipes and b in recipes]
+    if found:
+        print_table(["over the seeds' mean per query", "difference", "paired p"],
+                    [[f"{b} vs {a}", f"{mean_of(recipes[b]) - mean_of(recipes[a]):+.4f}",
+                      f"{paired_ttest(recipes[a], recipes[b]):.2g}"] for a, b in found])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loop", type=Path, default=Path("runs/ablation"), help="loop_ablation.py's --work")
@@ -219,13 +287,19 @@ def main() -> None:
     ap.add_argument("--teacher-fusion", action="store_true", help="grade with the cross-encoder fused with BM25 at "
                     "its dev-chosen weight (fused_teacher.py) instead of the cross-encoder alone")
     ap.add_argument("--rows", default=",".join(SUBSETS), help=f"rows to train, of {', '.join([*SUBSETS, *HYBRID])}")
+    ap.add_argument("--seeds", default="", help="comma list: train the rows asked for and their contrastive "
+                    "twins again with these retriever seeds, and pool the seeds in the paired tests")
     ap.add_argument("--table", action="store_true", help="only print the table")
     args = ap.parse_args()
+    seeds = [int(k) for k in args.seeds.split(",") if k]
     loop, work = args.loop.resolve(), args.work.resolve()
     rows = args.rows.split(",") + (list(HYBRID) if args.hybrid else [])
     unknown = set(rows) - {*SUBSETS, *HYBRID}
     if unknown:
         ap.error(f"unknown rows {', '.join(sorted(unknown))}")
+    if seeds and set(rows) - set(HYBRID):
+        ap.error("--seeds retrains the hybrid rows and their contrastive twins: pass --rows "
+                 + ",".join(HYBRID))
     if not args.table:
         mine(loop, args.teacher.resolve(), work / "mined", args.teacher_fusion)
         print(split_rows(work / "mined", work))
@@ -235,7 +309,13 @@ def main() -> None:
         for name in [*SUBSETS, *HYBRID]:
             if name in rows:
                 train_and_evaluate(work, name, scale, keys)
+        for k in seeds:
+            for name in rows:
+                train_and_evaluate(work, name, scale, keys, k)
+                contrastive_seed(loop, work, name, k)
     table(loop, work)
+    if seeds:
+        seed_table(loop, work, seeds)
 
 
 if __name__ == "__main__":

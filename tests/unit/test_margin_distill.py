@@ -125,3 +125,23 @@ def test_fused_teacher_grades_by_the_dev_chosen_fusion_and_drops_what_it_ranks_a
     # the dropped d3 stays in the audit's window, with the reranker's own score
     assert dict(zip(lib_audit["window"], lib_audit["window_scores"], strict=True))["d3"] == 6.0
 
+
+def test_seed_reruns_change_only_the_seed_and_pool_per_query(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(md, "ragtune", lambda *a: calls.append(a))
+    work, loop = tmp_path / "work", tmp_path / "loop"
+    md.train_and_evaluate(work, "hybrid+round0", 0.5, ["eval_steps=15"], seed=1)
+    train, _ = calls
+    assert f"train_data={work / 'hybrid+round0' / 'labeled.jsonl'},{work / 'hybrid+round0' / 'pseudo.jsonl'}" in train
+    assert f"output_dir={work / 'hybrid+round0-seed1' / 'model'}" in train and train[-2:] == ("eval_steps=15", "seed=1")
+    calls.clear()
+    md.contrastive_seed(loop, work, "hybrid+rounds0-1", 2)  # the loop's round2 retriever, from its saved config
+    stage = loop / "round2" / "round-1" / "retriever"
+    assert calls[0][2:] == (str(stage / "model" / "config.yaml"), f"train_data={stage / 'records' / 'embedding.jsonl'}",
+                            f"output_dir={work / 'contrastive-rounds0-1-seed2' / 'model'}",
+                            "overwrite_output_dir=true", "seed=2")
+    for name, scores in {"a": (0.2, 0.4), "b": (0.6, 0.0)}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "per_query.tsv").write_text(
+            "query-id\tndcg@10\n" + "".join(f"q{i}\t{s}\n" for i, s in enumerate(scores)))
+    assert md.pooled([tmp_path / "a", tmp_path / "b"]) == pytest.approx({"q0": 0.4, "q1": 0.2})
