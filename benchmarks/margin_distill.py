@@ -129,37 +129,16 @@ def split_hybrid(loop_records: Path, mined: Path, work: Path) -> dict[str, int]:
     return counts
 
 
-def spread_ratio(student: list[float], teacher: list[float]) -> float:
-    """std(student margins) / std(teacher margins): the factor that puts the teacher's margins on the student's
-    scale without moving their order."""
-    import numpy as np
-
-    t = float(np.std(teacher))
-    if t == 0:
-        raise SystemExit("the teacher gives every margin the same value: nothing to distill")
-    return float(np.std(student)) / t
-
-
 def fit_scale(records: Path, out: Path, sample: int = 512) -> float:
     """teacher_scale from zero-shot MiniLM's and the teacher's positive-minus-first-negative margins."""
     if out.is_file():
         return json.loads(out.read_text())["teacher_scale"]
-    from sentence_transformers import SentenceTransformer
-
-    from ragtune.models import resolve_model
+    from ragtune.train.retriever.teacher_scale import fit_teacher_scale
 
     rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()[:sample]]
-    rows = [r for r in rows if r.get("neg")]
-    model = SentenceTransformer(resolve_model(ENCODER), device="cpu")
-
-    def enc(texts: list[str]):
-        return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-
-    q, p, n = enc([r["query"] for r in rows]), enc([r["pos"][0] for r in rows]), enc([r["neg"][0] for r in rows])
-    student = ((q * p).sum(1) - (q * n).sum(1)).tolist()
-    teacher = [r["scores"][0] - r["scores"][len(r["pos"])] for r in rows]
-    scale = spread_ratio(student, teacher)
-    out.write_text(json.dumps({"teacher_scale": scale, "rows": len(rows)}, indent=1) + "\n")
+    scale = fit_teacher_scale(rows, ENCODER, sample)
+    out.write_text(json.dumps({"teacher_scale": scale, "rows": sum(bool(r.get("neg")) for r in rows)}, indent=1)
+                   + "\n")
     return scale
 
 

@@ -348,3 +348,42 @@ def test_colbert_loop_with_lossnet_and_curriculum_two_rounds(tiny_lm, tiny_bert,
                                     "round-1/grpo"]
     rows = [json.loads(x) for x in (out / "round-1/retriever/records/embedding.jsonl").read_text().splitlines()]
     assert all(r["weight"] > 0 for r in rows) and weighted["rounds"][1]["retriever"]["loss"] == "mnrl (weighted)"
+
+
+def test_a_teacher_grades_the_pseudo_queries_and_its_files_key_the_stage(tiny_lm, tiny_bert, toy_beir_with_test,
+                                                                          tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from ragtune.config import ConfigError
+    from ragtune.retrieval.rerank import FUSION_FILE
+
+    teacher = tmp_path / "teacher"
+    CrossEncoder(str(tiny_bert), num_labels=1, max_length=64, device="cpu").save(str(teacher))
+    # the tiny generator's queries are noise that BM25 rarely matches: the dense miner ranks every document, the
+    # teacher grades all 60, and at fusion weight 0 it does not reorder the miner's ranks, so the candidates below
+    # the positive stay (whatever rank the noise gives it)
+    (teacher / FUSION_FILE).write_text(json.dumps({"weight": 0.0, "k": 60}))
+    out = tmp_path / "run"
+    base = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), "rl=none", "train_only_baseline=true",
+            "filters=[]", "mining.miner=dense", f"mining.dense.model={tiny_bert}", f"retriever.teacher={teacher}",
+            "retriever.teacher_depth=60", "retriever.teacher_negatives=2"]
+    ret = run_loop(load_config(RunConfig, None, base))["rounds"][0]["retriever"]
+    stage = out / "round-0" / "retriever"
+    graded = [json.loads(x) for x in (stage / "graded.jsonl").read_text().splitlines()]
+    labeled = [json.loads(x) for x in (stage / "labeled.jsonl").read_text().splitlines()]
+    # the train pairs stay contrastive (no grades), every kept pseudo query left with a negative is graded
+    assert ret["loss"] == "mnrl+margin_mse" and ret["contrastive_rows"] == len(labeled) == 20
+    assert ret["graded_queries"] == len(graded) >= 12 and not any("scores" in r for r in labeled)
+    assert all(len(r["scores"]) == len(r["pos"]) + len(r["neg"]) and len(r["neg"]) <= 2 for r in graded)
+    # the fused grades are RRF values, brought to the student's scale by the fitted teacher_scale
+    assert all(0 < s <= 2 / 61 for r in graded for s in r["scores"]) and ret["teacher_scale"] > 1
+    saved = yaml.safe_load((stage / "model" / "config.yaml").read_text())
+    assert saved["teacher_scale"] == pytest.approx(ret["teacher_scale"]) and saved["loss"] == "margin_mse"
+    assert run_loop(load_config(RunConfig, None, base))["executed"] == []
+    # the teacher's files key the stage: another fusion weight regrades and retrains; the train-pairs-only
+    # baseline, which no teacher reaches, stays cached
+    (teacher / FUSION_FILE).write_text(json.dumps({"weight": 0.2, "k": 60}))
+    again = run_loop(load_config(RunConfig, None, base))["executed"]
+    assert again[:2] == ["round-0/retriever", "round-0/evaluate"] and "train_only" not in again
+    with pytest.raises(ConfigError, match="do not combine"):
+        load_config(RunConfig, None, [*base, "retriever.curriculum=easy_to_hard"])

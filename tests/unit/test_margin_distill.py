@@ -34,18 +34,6 @@ def test_split_refuses_an_audit_that_does_not_match_the_records(tmp_path):
         md.split_rows(tmp_path, tmp_path / "out")
 
 
-def test_spread_ratio_puts_the_teachers_margins_on_the_students_scale():
-    import numpy as np
-
-    teacher = [8.0, -2.0, 4.0, 0.0]
-    student = [0.4, -0.1, 0.2, 0.0]
-    scale = md.spread_ratio(student, teacher)
-    assert scale == pytest.approx(0.05)
-    assert np.std([scale * t for t in teacher]) == pytest.approx(np.std(student))
-    with pytest.raises(SystemExit, match="same value"):
-        md.spread_ratio(student, [1.0] * 4)
-
-
 def test_student_trains_with_the_loops_retriever_settings(tmp_path):
     from ragtune.config import load_config
     from ragtune.train.retriever.embedding import EmbeddingTrainConfig

@@ -20,6 +20,7 @@ from ragtune.pipeline import guard as guard_mod
 from ragtune.pipeline import quality as quality_mod
 from ragtune.pipeline import retriever_stage, stages
 from ragtune.pipeline.report import RoundReport
+from ragtune.pipeline.retriever_teacher import teacher_key
 from ragtune.pipeline.rundir import RunDir, StageResult, stage_key
 from ragtune.pipeline.style import SHOTS, read_examples, style
 from ragtune.retrieval.colbert_model import ColbertModelSettings
@@ -141,7 +142,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
                                          cfg.metrics, base_runs, index, dt)
             return {"retriever": r, "evaluate": e}
 
-        only = rd.stage("train_only", {"encoder": cfg.encoder, **retriever_stage.without_curriculum(ret_over),
+        only = rd.stage("train_only", {"encoder": cfg.encoder, **retriever_stage.labeled_only(ret_over),
                                        "mining": mining_over,
                                        "metrics": cfg.metrics, "split": cfg.test_split, **_dtype(cfg)},
                         train_only, upstream=[data.key, base.key])
@@ -240,7 +241,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             f"{r}/retriever",
             # a round without a curriculum (round 0) is not keyed by the curriculum settings
             {"encoder": cfg.encoder, **(ret_over if cur else retriever_stage.without_curriculum(ret_over)),
-             "mining": mining_over, **({"guard_dev": True} if dev else {})},
+             "mining": mining_over, **({"guard_dev": True} if dev else {}), **teacher_key(cfg.retriever)},
             lambda out, p=list(pseudo_sets), c=cur, dv=dev, h=held: retriever_stage.train(
                 d, p, out, cfg.encoder, cfg.retriever, ret_over, mining_over,
                 c.out / retriever_stage.CURRICULUM_FILE if c else None, h, dv),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from ragtune.atomic import write_jsonl
 from ragtune.config import Band, ConfigModel
@@ -25,6 +25,7 @@ from ragtune.data.beir import load_beir, load_corpus, load_qrels, load_queries, 
 from ragtune.data.jsonl import iter_jsonl
 from ragtune.data.trec import Run
 from ragtune.evaluate.difficulty import CurriculumMode
+from ragtune.pipeline.retriever_teacher import TEACHER_KEYS, TeacherSettings
 from ragtune.train.retriever.colbert import ColbertSettings
 from ragtune.train.retriever.embedding import EmbeddingSettings
 
@@ -45,10 +46,18 @@ class LoopRetrieverSettings(ConfigModel):
     curriculum_width: float = Field(0.25, gt=0)
 
 
-class BiEncoderLoopSettings(LoopRetrieverSettings, EmbeddingSettings):
-    """`retriever.kind: bi_encoder` (the default): `ragtune train embedding` keys but the paths."""
+class BiEncoderLoopSettings(LoopRetrieverSettings, TeacherSettings, EmbeddingSettings):
+    """`retriever.kind: bi_encoder` (the default): `ragtune train embedding` keys but the paths, and a teacher
+    for the pseudo queries (pipeline/retriever_teacher.py)."""
 
     kind: Literal["bi_encoder"] = "bi_encoder"
+
+    @model_validator(mode="after")
+    def _teacher_alone(self) -> BiEncoderLoopSettings:
+        if self.teacher and self.curriculum != "none":
+            raise ValueError(f"teacher and curriculum: {self.curriculum} do not combine (the curriculum orders or "
+                             "weights one file of contrastive rows; a teacher adds a second, graded one)")
+        return self
 
 
 class ColbertLoopSettings(LoopRetrieverSettings, ColbertSettings):
@@ -67,11 +76,16 @@ def _kind(value: Any) -> str:
 RetrieverSettings = Annotated[Annotated[BiEncoderLoopSettings, Tag("bi_encoder")]
                               | Annotated[ColbertLoopSettings, Tag("colbert")], Discriminator(_kind)]
 
-LOOP_KEYS = frozenset({"kind", "index", *LoopRetrieverSettings.model_fields})
+LOOP_KEYS = frozenset({"kind", "index", *LoopRetrieverSettings.model_fields, *TEACHER_KEYS})
 
 
 def without_curriculum(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k not in LoopRetrieverSettings.model_fields}
+
+
+def labeled_only(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The keys a retriever trained on the train pairs alone depends on: no curriculum, no pseudo-query teacher."""
+    return {k: v for k, v in without_curriculum(overrides).items() if k not in TEACHER_KEYS}
 
 
 def trainer_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +130,10 @@ def train(data: Path, pseudo: list[Path], out: Path, model: str, settings: Retri
     beir_to_embedding(build_config(BeirEmbeddingConfig, {"data": str(mix), "split": "train",
                                                                 "out": str(out / "records"), **mining}, "mining"))
     records = out / "records" / "embedding.jsonl"
+    train_data, taught = [str(records)], {}
+    if getattr(settings, "teacher", None) and n_pseudo:
+        train_data, taught = _with_teacher(mix, records, set(ds.qrels["train"]) if labeled else set(), out,
+                                           settings, mining, model, overrides)
     plan: dict[str, Any] = {"curriculum": "none"}
     if curriculum is not None and settings.curriculum != "none":
         plan = apply_curriculum(records, out / "records" / "mined_negatives.jsonl", curriculum, settings,
@@ -125,8 +143,9 @@ def train(data: Path, pseudo: list[Path], out: Path, model: str, settings: Retri
         | overrides.get("dev", {}) | (dev or {})
     from ragtune.train.harness import resume_if_checkpointed
 
-    keys = {"model_name_or_path": model, "output_dir": str(out / "model"), "train_data": [str(records)],
-            **resume_if_checkpointed(out / "model"), **trainer_overrides(overrides), "dev": dev}
+    keys = {"model_name_or_path": model, "output_dir": str(out / "model"), "train_data": train_data,
+            **resume_if_checkpointed(out / "model"), **trainer_overrides(overrides), "dev": dev,
+            **taught.pop("keys", {})}
     if plan.get("ordered"):
         keys["example_order"] = "file"
     if settings.kind == "colbert":
@@ -138,8 +157,25 @@ def train(data: Path, pseudo: list[Path], out: Path, model: str, settings: Retri
 
         summary = train_embedding(build_config(EmbeddingTrainConfig, keys, "retriever"))
     return {"kind": settings.kind, "train_queries": n_train, "pseudo_queries": n_pseudo,
-            "held_out_pseudo_queries": n_held, **plan,
+            "held_out_pseudo_queries": n_held, **plan, **taught,
             **{k: v for k, v in summary.items() if isinstance(v, (int, float, str)) or k == "wise_ft_dev"}}
+
+
+def _with_teacher(mix: Path, records: Path, labeled: set[str], out: Path, settings: TeacherSettings,
+                  mining: dict[str, Any], model: str, overrides: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The train files when a teacher grades the pseudo queries: the train pairs' contrastive rows (if any), then
+    the graded rows; and what the summary reports, with the trainer keys under "keys"."""
+    from ragtune.pipeline import retriever_teacher as rt
+
+    graded, info = rt.graded_rows(mix, set(load_qrels(mix / "qrels" / "train.tsv")) - labeled, out, settings,
+                                  mining)
+    files = [str(graded)]
+    if labeled:
+        info["contrastive_rows"] = rt.split_labeled(records, labeled, out / "labeled.jsonl")
+        files.insert(0, str(out / "labeled.jsonl"))
+    keys = rt.distill_keys(graded, model, overrides)
+    return files, {**info, "teacher": settings.teacher, "teacher_fusion": settings.teacher_fusion,
+                   "teacher_scale": keys.get("teacher_scale", overrides.get("teacher_scale")), "keys": keys}
 
 
 def apply_curriculum(records: Path, mined: Path, curriculum: Path, settings: LoopRetrieverSettings,
