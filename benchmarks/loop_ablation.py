@@ -80,6 +80,7 @@ GRPO_5E4 = ("rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4")
 SELECT = ("candidates_per_document=4",)
 """Round 1 writes 4 candidates per abstract for a difficulty filter to choose from: what a generator that RL had
 taught the band perfectly would write, without RL (the band is round 0's retriever's, as the loop reward's)."""
+TEACHER = "retriever.teacher=runs/distill/teacher"  # margin_distill.py's cross-encoder, fused with BM25
 ROWS = [
     Row("base", "+ dense filter (the shipped recipe: train pairs + BM25- and dense-filtered pseudo queries)",
         ["train_only_baseline=true", RECIPE]),
@@ -105,6 +106,7 @@ ROWS = [
     Row("round2_select_random", "round 2, no RL: 4 per abstract, as many kept per abstract as the band row, at random",
         [RECIPE, *ROUND2, *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2, select: random}}]"],
         parent="round2_select", evaluate="round-1/evaluate"),
+    round2("round2_teacher", "round 2, no RL, pseudo queries graded by a fused cross-encoder (`teacher`)", TEACHER),
     Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
         [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
@@ -119,14 +121,14 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
-           "round2_select": "round2", "round2_select_random": "round2_select",
+           "round2_select": "round2", "round2_select_random": "round2_select", "round2_teacher": "round2",
            "gemma": "base", "colbert": "base", "pca": "base",
            "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "gemma", "colbert",
-           "pca", "wise", "pca_wise"]
+           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
+           "gemma", "colbert", "pca", "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
