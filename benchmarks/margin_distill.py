@@ -248,7 +248,8 @@ def seed_table(loop: Path, work: Path, seeds: list[int]) -> None:
         return
     print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
     tests = [("contrastive-round0", "hybrid+round0"), ("contrastive-rounds0-1", "hybrid+rounds0-1"),
-             ("hybrid+round0", "hybrid+rounds0-1"), ("contrastive-round0", "contrastive-rounds0-1")]
+             ("hybrid+round0", "hybrid+rounds0-1"), ("contrastive-round0", "contrastive-rounds0-1"),
+             ("contrastive-round0", "hybrid+rounds0-1")]  # the last: against stopping after a contrastive round 1
     found = [(a, b) for a, b in tests if a in recipes and b in recipes]
     if found:
         print_table(["over the seeds' mean per query", "difference", "paired p"],

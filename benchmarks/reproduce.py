@@ -116,6 +116,20 @@ COLBERT_30 = Step("ragtune train colbert configs/scifact-colbert.yaml projection
                   "eval_steps=15 threads=1 output_dir=runs/scifact/colbert-30",
                   creates="runs/scifact/colbert-30/train_summary.json")
 
+MARGIN_DISTILL = [
+    Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,round2"),
+    Step(f"ragtune data convert beir-reranker data={DATA} split=train out=runs/distill/rr-data layout=group "
+         "neg_start=0 neg_end=50 neg_per_query=8", creates="runs/distill/rr-data"),
+    Step("ragtune train reranker configs/scifact-reranker.yaml --set "
+         "train_data=[runs/distill/rr-data/reranker_group.jsonl] --set output_dir=runs/distill/teacher "
+         "--set dev.max_queries=50", creates="runs/distill/teacher/train_summary.json"),
+    Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
+         "--work runs/distill --hybrid", table=True),
+    Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
+         "--work runs/distill-fused --teacher-fusion --rows hybrid+round0,hybrid+rounds0-1", table=True),
+]
+"""Margin distillation from a cross-encoder trained on the train pairs (twenty-fourth session)."""
+
 TABLES: dict[str, Table] = {
     "retrieval-quality": Table("Retrieval quality (issue 2)", 8, [
         BM25, ZEROSHOT,
@@ -343,17 +357,16 @@ TABLES: dict[str, Table] = {
     ]),
     # twenty-fourth session: margin distillation from a cross-encoder trained on the train pairs (GPL's recipe)
     # (up to 2 hours more when the ablation's base and round2 rows have not run: the students learn their queries)
-    "margin-distill": Table("The loop's feedback half (issue 13)", 125, [
-        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows base,round2"),
-        Step(f"ragtune data convert beir-reranker data={DATA} split=train out=runs/distill/rr-data layout=group "
-             "neg_start=0 neg_end=50 neg_per_query=8", creates="runs/distill/rr-data"),
-        Step("ragtune train reranker configs/scifact-reranker.yaml --set "
-             "train_data=[runs/distill/rr-data/reranker_group.jsonl] --set output_dir=runs/distill/teacher "
-             "--set dev.max_queries=50", creates="runs/distill/teacher/train_summary.json"),
+    "margin-distill": Table("The loop's feedback half (issue 13)", 125, MARGIN_DISTILL),
+    # twenty-fifth session: two more retriever seeds of the fused hybrid rows and their contrastive twins, then the
+    # fused teacher as the loop's own retriever stage (`retriever.teacher`) in the round-2 ablation row (100
+    # minutes here once margin-distill has run)
+    "loop-teacher": Table("The loop's feedback half (issue 13)", 100, [
+        *MARGIN_DISTILL,
         Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
-             "--work runs/distill --hybrid", table=True),
-        Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
-             "--work runs/distill-fused --teacher-fusion --rows hybrid+round0,hybrid+rounds0-1", table=True),
+             "--work runs/distill-fused --teacher-fusion --rows hybrid+round0,hybrid+rounds0-1 --seeds 1,2",
+             table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher", table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
