@@ -387,3 +387,7 @@ def test_a_teacher_grades_the_pseudo_queries_and_its_files_key_the_stage(tiny_lm
     assert again[:2] == ["round-0/retriever", "round-0/evaluate"] and "train_only" not in again
     with pytest.raises(ConfigError, match="do not combine"):
         load_config(RunConfig, None, [*base, "retriever.curriculum=easy_to_hard"])
+    with pytest.raises(ConfigError, match="is not a folder"):  # before the generator trains, not after
+        run_loop(load_config(RunConfig, None, [*base, f"retriever.teacher={tmp_path / 'nowhere'}",
+                                               f"out={tmp_path / 'bad'}"]))
+    assert not (tmp_path / "bad" / "round-0").exists()

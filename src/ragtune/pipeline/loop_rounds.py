@@ -114,6 +114,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
 
     sft_over, gen_over, ret_over, mining_over, reward_over, dpo_over, grpo_over = (overrides(x) for x in (
         cfg.sft, cfg.generate, cfg.retriever, cfg.mining, cfg.reward, cfg.dpo, cfg.grpo))
+    teacher = teacher_key(cfg.retriever)  # here, so a teacher that cannot grade stops the run before any training
     # the generator trains on the document as `generate` will show it (cut to max_doc_tokens), not on more
     sft_over = {"max_prompt_tokens": cfg.generate.max_doc_tokens} | sft_over
     kind = cfg.retriever.kind
@@ -241,7 +242,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             f"{r}/retriever",
             # a round without a curriculum (round 0) is not keyed by the curriculum settings
             {"encoder": cfg.encoder, **(ret_over if cur else retriever_stage.without_curriculum(ret_over)),
-             "mining": mining_over, **({"guard_dev": True} if dev else {}), **teacher_key(cfg.retriever)},
+             "mining": mining_over, **({"guard_dev": True} if dev else {}), **teacher},
             lambda out, p=list(pseudo_sets), c=cur, dv=dev, h=held: retriever_stage.train(
                 d, p, out, cfg.encoder, cfg.retriever, ret_over, mining_over,
                 c.out / retriever_stage.CURRICULUM_FILE if c else None, h, dv),

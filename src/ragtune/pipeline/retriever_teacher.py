@@ -48,11 +48,20 @@ TEACHER_KEYS = frozenset(TeacherSettings.model_fields)
 
 
 def teacher_key(settings: Any) -> dict[str, str]:
-    """The stage-key entry for a set teacher: its files' fingerprint (weights, configs and the fusion weight)."""
+    """The stage-key entry for a set teacher: its files' fingerprint (weights, configs and the fusion weight). A
+    teacher that cannot grade (no folder; no fusion weight where `teacher_fusion` wants one) is a config error."""
+    from ragtune.config import ConfigError
     from ragtune.models import fingerprint
+    from ragtune.retrieval.mining import fusion_weight
 
     teacher = getattr(settings, "teacher", None)
-    return {"teacher_fingerprint": fingerprint(teacher)} if teacher else {}
+    if not teacher:
+        return {}
+    if not Path(teacher).is_dir():
+        raise ConfigError(f'key "retriever.teacher": {teacher} is not a folder (a `ragtune train reranker` output)')
+    if settings.teacher_fusion:
+        fusion_weight(teacher)  # its dev-chosen weight must be there
+    return {"teacher_fingerprint": fingerprint(teacher)}
 
 
 def split_labeled(records: Path, labeled: set[str], out: Path) -> int:
