@@ -359,14 +359,15 @@ TABLES: dict[str, Table] = {
     # (up to 2 hours more when the ablation's base and round2 rows have not run: the students learn their queries)
     "margin-distill": Table("The loop's feedback half (issue 13)", 125, MARGIN_DISTILL),
     # twenty-fifth session: two more retriever seeds of the fused hybrid rows and their contrastive twins, then the
-    # fused teacher as the loop's own retriever stage (`retriever.teacher`) in the round-2 ablation row (100
+    # fused teacher as the loop's own retriever stage (`retriever.teacher`) in the round-2 ablation row (125
     # minutes here once margin-distill has run)
-    "loop-teacher": Table("The loop's feedback half (issue 13)", 100, [
+    "loop-teacher": Table("The loop's feedback half (issue 13)", 125, [
         *MARGIN_DISTILL,
         Step("python benchmarks/margin_distill.py --loop runs/ablation --teacher runs/distill/teacher "
              "--work runs/distill-fused --teacher-fusion --rows hybrid+round0,hybrid+rounds0-1 --seeds 1,2",
              table=True),
-        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher", table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher --retriever-seeds 1",
+             table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
