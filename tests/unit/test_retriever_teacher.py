@@ -18,7 +18,7 @@ def test_a_teacher_that_cannot_grade_is_refused_before_anything_runs(tmp_path):
     (tmp_path / "ce").mkdir()
     (tmp_path / "ce" / "config.json").write_text("{}")
     unfused = load_config(BiEncoderLoopSettings, None, [f"teacher={tmp_path / 'ce'}"])
-    with pytest.raises(ConfigError, match="ragtune_fusion.json not found"):
+    with pytest.raises(ConfigError, match="retriever.teacher_fusion.*ragtune_fusion.json not found"):
         teacher_key(unfused)
     own_scores = load_config(BiEncoderLoopSettings, None, [f"teacher={tmp_path / 'ce'}", "teacher_fusion=false"])
     key = teacher_key(own_scores)["teacher_fingerprint"]

@@ -60,7 +60,7 @@ def teacher_key(settings: Any) -> dict[str, str]:
     if not Path(teacher).is_dir():
         raise ConfigError(f'key "retriever.teacher": {teacher} is not a folder (a `ragtune train reranker` output)')
     if settings.teacher_fusion:
-        fusion_weight(teacher)  # its dev-chosen weight must be there
+        fusion_weight(teacher, "retriever.teacher_fusion")  # its dev-chosen weight must be there
     return {"teacher_fingerprint": fingerprint(teacher)}
 
 

@@ -238,17 +238,17 @@ def mine(cfg: MineConfig) -> ConvertResult:
     return ConvertResult(counts, [out / "embedding.jsonl", out / MINED, dump_config(cfg, out / "mine.config.yaml")])
 
 
-def fusion_weight(reranker: str | Path) -> dict[str, float]:
+def fusion_weight(reranker: str | Path, key: str = "rescore_fusion") -> dict[str, float]:
     """The reranker folder's dev-chosen fusion (`weight` of the reranker's ranks against the first stage's, RRF
-    `k`)."""
+    `k`); `key` is the setting an error names."""
     from ragtune.config import ConfigError
     from ragtune.data.jsonl import read_json
     from ragtune.retrieval.rerank import FUSION_FILE
 
     path = Path(reranker) / FUSION_FILE
     if not path.is_file():
-        raise ConfigError(f'key "rescore_fusion": {path} not found; `ragtune train reranker` writes it when it has '
-                          "a dev slice to choose the weight on (or set rescore_fusion=false)")
+        raise ConfigError(f'key "{key}": {path} not found; `ragtune train reranker` writes it when it has a dev '
+                          f"slice to choose the weight on (or set {key}=false)")
     fusion = read_json(path)
     return {"weight": float(fusion["weight"]), "k": float(fusion.get("k", 60))}
 
