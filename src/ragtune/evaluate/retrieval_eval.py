@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -119,13 +118,9 @@ def rerank(cfg: EvalConfig, run: Run, weight: float | None = None) -> tuple[Run,
 def fusion_weight(cfg: EvalConfig) -> float:
     if cfg.rerank_fusion != "dev":
         return float(cfg.rerank_fusion)
-    from ragtune.retrieval.rerank import FUSION_FILE
+    from ragtune.retrieval.rerank import read_dev_fusion
 
-    path = Path(str(cfg.rerank)) / FUSION_FILE
-    if not path.is_file():
-        raise ConfigError(f'key "rerank_fusion": dev needs {path}, written by `ragtune train reranker` when it has a '
-                          "dev slice; give a number in [0, 1] instead")
-    return float(json.loads(path.read_text())["weight"])
+    return read_dev_fusion(str(cfg.rerank), "rerank_fusion", "or give a number in [0, 1]")["weight"]
 
 
 def run_fingerprint(cfg: EvalConfig) -> dict[str, str] | None:

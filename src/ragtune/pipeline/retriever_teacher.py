@@ -52,7 +52,7 @@ def teacher_key(settings: Any) -> dict[str, str]:
     teacher that cannot grade (no folder; no fusion weight where `teacher_fusion` wants one) is a config error."""
     from ragtune.config import ConfigError
     from ragtune.models import fingerprint
-    from ragtune.retrieval.mining import fusion_weight
+    from ragtune.retrieval.rerank import read_dev_fusion
 
     teacher = getattr(settings, "teacher", None)
     if not teacher:
@@ -60,7 +60,7 @@ def teacher_key(settings: Any) -> dict[str, str]:
     if not Path(teacher).is_dir():
         raise ConfigError(f'key "retriever.teacher": {teacher} is not a folder (a `ragtune train reranker` output)')
     if settings.teacher_fusion:
-        fusion_weight(teacher, "retriever.teacher_fusion")  # its dev-chosen weight must be there
+        read_dev_fusion(teacher, "retriever.teacher_fusion", "or set retriever.teacher_fusion=false")
     return {"teacher_fingerprint": fingerprint(teacher)}
 
 

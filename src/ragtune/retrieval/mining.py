@@ -196,9 +196,10 @@ def mine(cfg: MineConfig) -> ConvertResult:
         result = beir_to_embedding(cfg)
         result.outputs.append(dump_config(cfg, Path(cfg.out) / "mine.config.yaml"))
         return result
-    from ragtune.retrieval.rerank import load_reranker
+    from ragtune.retrieval.rerank import load_reranker, read_dev_fusion
 
-    fusion = fusion_weight(cfg.rescore) if cfg.rescore_fusion else None
+    fusion = read_dev_fusion(cfg.rescore, "rescore_fusion", "or set rescore_fusion=false") if cfg.rescore_fusion \
+        else None
     ds = load_beir(cfg.data, [cfg.split])
     pos = positives(ds, cfg.split, cfg.min_score)
     ranked = rankings(ds, pos, cfg, max(cfg.neg_end, FUSION_DEPTH) if fusion else cfg.neg_end)
@@ -236,21 +237,6 @@ def mine(cfg: MineConfig) -> ConvertResult:
               "negatives": sum(len(a["negatives"]) for a in audit),
               "queries without negatives": sum(not a["negatives"] for a in audit)}
     return ConvertResult(counts, [out / "embedding.jsonl", out / MINED, dump_config(cfg, out / "mine.config.yaml")])
-
-
-def fusion_weight(reranker: str | Path, key: str = "rescore_fusion") -> dict[str, float]:
-    """The reranker folder's dev-chosen fusion (`weight` of the reranker's ranks against the first stage's, RRF
-    `k`); `key` is the setting an error names."""
-    from ragtune.config import ConfigError
-    from ragtune.data.jsonl import read_json
-    from ragtune.retrieval.rerank import FUSION_FILE
-
-    path = Path(reranker) / FUSION_FILE
-    if not path.is_file():
-        raise ConfigError(f'key "{key}": {path} not found; `ragtune train reranker` writes it when it has a dev '
-                          f"slice to choose the weight on (or set {key}=false)")
-    fusion = read_json(path)
-    return {"weight": float(fusion["weight"]), "k": float(fusion.get("k", 60))}
 
 
 def fused_grades(first: dict[str, float], docs: list[str], reranker_scores: list[float],

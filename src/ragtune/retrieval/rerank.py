@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ragtune.config import ConfigModel
+from ragtune.config import ConfigError, ConfigModel
 from ragtune.data.trec import Run
 
 LLM_CONFIG = "ragtune_llm_reranker.json"
@@ -263,6 +263,17 @@ def with_tail(head: dict[str, float], tail: list[str]) -> dict[str, float]:
 
 FUSION_FILE = "ragtune_fusion.json"
 """Written beside a trained reranker: the fusion weight chosen on the dev slice (`rerank_fusion: dev`)."""
+
+
+def read_dev_fusion(reranker: str | Path, key: str, instead: str) -> dict[str, float]:
+    """The reranker folder's dev-chosen fusion: the `weight` of its ranks against the first stage's and the RRF
+    `k`. A missing file is a config error naming the setting `key` and what to set `instead`."""
+    path = Path(reranker) / FUSION_FILE
+    if not path.is_file():
+        raise ConfigError(f'key "{key}": {path} not found; `ragtune train reranker` writes it when it has a dev '
+                          f"slice to choose the weight on ({instead})")
+    fusion = json.loads(path.read_text(encoding="utf-8"))
+    return {"weight": float(fusion["weight"]), "k": float(fusion.get("k", 60))}
 
 
 def fuse_with_first_stage(first: Run, reranked: Run, weight: float, top: int = 100, k: int = 60) -> Run:
