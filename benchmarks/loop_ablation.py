@@ -107,6 +107,8 @@ ROWS = [
         [RECIPE, *ROUND2, *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2, select: random}}]"],
         parent="round2_select", evaluate="round-1/evaluate"),
     round2("round2_teacher", "round 2, no RL, pseudo queries graded by a fused cross-encoder (`teacher`)", TEACHER),
+    round2("round2_ance", "round 2, no RL, negatives mined by round 1's retriever (`mine_with: previous_round`)",
+           "retriever.mine_with=previous_round"),
     Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
         [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
@@ -122,13 +124,13 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
            "round2_select": "round2", "round2_select_random": "round2_select", "round2_teacher": "round2",
-           "gemma": "base", "colbert": "base", "pca": "base",
+           "round2_ance": "round2", "gemma": "base", "colbert": "base", "pca": "base",
            "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
            "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
-           "gemma", "colbert", "pca", "wise", "pca_wise"]
+           "round2_ance", "gemma", "colbert", "pca", "wise", "pca_wise"]
 
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")

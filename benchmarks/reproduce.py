@@ -369,6 +369,12 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher --retriever-seeds 1",
              table=True),
     ]),
+    # twenty-sixth session: round 2's hard negatives mined by round 1's retriever (ANCE-style), three retriever
+    # seeds (about 50 minutes here once the ablation's round2 row has run; the script runs its parents first)
+    "loop-ance": Table("The loop's feedback half (issue 13)", 50, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ance --retriever-seeds 1,2",
+             table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),

@@ -20,19 +20,6 @@ def _per_query(folder, metric: str) -> dict[str, float]:
     return {r[0]: float(r[header.index(metric)]) for r in rows}
 
 
-@pytest.fixture
-def toy_beir_with_test(tmp_path):
-    from ragtune.data.beir import write_beir
-    from tiny_lm import toy_corpus
-
-    docs, pairs = toy_corpus(60)
-    queries = {f"q{i}": q for i, (_, q) in enumerate(pairs)}
-    train = {f"q{i}": {d: 1} for i, (d, _) in enumerate(pairs[:20])}
-    test = {f"q{i}": {d: 1} for i, (d, _) in enumerate(pairs[20:30], start=20)}
-    write_beir(tmp_path / "toy", docs, {q: queries[q] for q in [*train, *test]}, {"train": train, "test": test})
-    return tmp_path / "toy"
-
-
 def _overrides(tiny_lm, tiny_bert, data, out):
     return [f"data={data}", f"out={out}", f"generator={tiny_lm}", f"encoder={tiny_bert}",
             "sft={max_steps: 2, per_device_train_batch_size: 4, cutoff_len: 128, lora_rank: 4, plot_loss: false}",

@@ -47,16 +47,23 @@ class LoopRetrieverSettings(ConfigModel):
 
 
 class BiEncoderLoopSettings(LoopRetrieverSettings, TeacherSettings, EmbeddingSettings):
-    """`retriever.kind: bi_encoder` (the default): `ragtune train embedding` keys but the paths, and a teacher
-    for the pseudo queries (pipeline/retriever_teacher.py)."""
+    """`retriever.kind: bi_encoder` (the default): `ragtune train embedding` keys but the paths, a teacher for the
+    pseudo queries (pipeline/retriever_teacher.py), and which retriever mines the hard negatives."""
 
     kind: Literal["bi_encoder"] = "bi_encoder"
+    mine_with: Literal["miner", "previous_round"] = "miner"
+    """Who mines round k's hard negatives: `mining:`'s miner (BM25 by default) in every round, or, from round 1
+    on, round k-1's trained retriever (ANCE-style: the negatives the retriever itself now ranks high; `mining:`'s
+    rank window and `dense` settings apply, its model is replaced)."""
 
     @model_validator(mode="after")
     def _teacher_alone(self) -> BiEncoderLoopSettings:
         if self.teacher and self.curriculum != "none":
             raise ValueError(f"teacher and curriculum: {self.curriculum} do not combine (the curriculum orders or "
                              "weights one file of contrastive rows; a teacher adds a second, graded one)")
+        if self.teacher and self.mine_with != "miner":
+            raise ValueError("teacher and mine_with: previous_round do not combine (the teacher's fusion weight was "
+                             "chosen against BM25's ranks, which the teacher's candidates then no longer are)")
         return self
 
 
@@ -76,7 +83,7 @@ def _kind(value: Any) -> str:
 RetrieverSettings = Annotated[Annotated[BiEncoderLoopSettings, Tag("bi_encoder")]
                               | Annotated[ColbertLoopSettings, Tag("colbert")], Discriminator(_kind)]
 
-LOOP_KEYS = frozenset({"kind", "index", *LoopRetrieverSettings.model_fields, *TEACHER_KEYS})
+LOOP_KEYS = frozenset({"kind", "index", "mine_with", *LoopRetrieverSettings.model_fields, *TEACHER_KEYS})
 
 
 def without_curriculum(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +92,25 @@ def without_curriculum(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def labeled_only(overrides: dict[str, Any]) -> dict[str, Any]:
     """The keys a retriever trained on the train pairs alone depends on: no curriculum, no pseudo-query teacher."""
-    return {k: v for k, v in without_curriculum(overrides).items() if k not in TEACHER_KEYS}
+    return {k: v for k, v in without_curriculum(overrides).items() if k not in TEACHER_KEYS and k != "mine_with"}
+
+
+def round_overrides(overrides: dict[str, Any], curriculum: bool, previous: bool) -> dict[str, Any]:
+    """The `retriever:` keys a round's retriever stage is keyed by: a round without a curriculum stage (round 0)
+    leaves out the curriculum's keys, and `mine_with` counts only where an earlier retriever mines."""
+    keys = overrides if curriculum else without_curriculum(overrides)
+    mined = previous and keys.get("mine_with") == "previous_round"
+    return keys if mined else {k: v for k, v in keys.items() if k != "mine_with"}
+
+
+def round_mining(settings: Any, mining: dict[str, Any], previous: Path | None, dtype: str
+                 ) -> tuple[dict[str, Any], bool]:
+    """A round's `mining:` keys and whether round k-1's retriever (`previous`) mines them (`mine_with:
+    previous_round`, from round 1 on): then it is the dense miner, ranking as the loop evaluates it."""
+    if previous is None or getattr(settings, "mine_with", "miner") != "previous_round":
+        return mining, False
+    return mining | {"miner": "dense", "dense": {**mining.get("dense", {}), "model": str(previous),
+                                                 "dtype": dtype}}, True
 
 
 def trainer_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
