@@ -112,6 +112,12 @@ def test_fused_teacher_grades_by_the_dev_chosen_fusion_and_drops_what_it_ranks_a
     lib_audit = json.loads((tmp_path / "lib" / "mined_negatives.jsonl").read_text())
     # the dropped d3 stays in the audit's window, with the reranker's own score
     assert dict(zip(lib_audit["window"], lib_audit["window_scores"], strict=True))["d3"] == 6.0
+    # a second grading of the same pairs reads the pair-score cache: nothing reaches the reranker, same output
+    monkeypatch.setattr(Fake, "compute_score", lambda *a, **k: pytest.fail("scored a cached pair"))
+    again = mine(MineConfig(data=tmp_path / "mix", out=tmp_path / "again", neg_start=0, neg_end=5, neg_per_query=2,
+                            rescore=str(tmp_path / "teacher"), rescore_fusion=True))
+    assert again.counts["scored anew (not cached)"] == 0 and res.counts["scored anew (not cached)"] == 5
+    assert (tmp_path / "again" / "embedding.jsonl").read_bytes() == (tmp_path / "lib" / "embedding.jsonl").read_bytes()
 
 
 def test_seed_reruns_change_only_the_seed_and_pool_per_query(tmp_path, monkeypatch):

@@ -254,8 +254,9 @@ def test_mining_excludes_positives_and_filters_false_negatives_with_a_reranker(t
             return [5.0 if "comet" in d.lower() or q.split()[-1] in d.lower() else -5.0 for q, d in pairs]
 
     monkeypatch.setattr(rerank, "load_reranker", lambda *a, **k: Fake())
+    (tmp_path / "fake").mkdir()  # its own folder: the pair-score cache knows a reranker by its files and path
     res = mine(MineConfig(data=tiny_beir, out=tmp_path / "cf", neg_start=0, neg_end=6, neg_per_query=5,
-                          rescore="fake"))
+                          rescore=str(tmp_path / "fake")))
     recs = list(read_records(tmp_path / "cf" / "embedding.jsonl", "embedding"))
     assert res.counts["dropped as likely false negatives"] >= 1
     assert all("comet" not in n.lower() for r in recs for n in r.neg or [])

@@ -48,7 +48,7 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
     final = folder / "emb.npy"
     if not final.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        with _writer(folder):
+        with one_writer(folder):
             if not final.exists():  # whoever held the lock before may have finished it
                 _encode_into(folder, ids, texts, encode, dim, chunk, progress, encode_chunks)
                 return np.load(final, mmap_mode="r")
@@ -58,7 +58,8 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
 
 
 @contextmanager
-def _writer(folder: Path) -> Iterator[None]:
+def one_writer(folder: Path) -> Iterator[None]:
+    """Hold an flock beside `folder` (a cache entry, folder or file): one writer at a time across processes."""
     try:
         import fcntl
     except ImportError:  # no flock (Windows): no protection between processes
@@ -68,7 +69,7 @@ def _writer(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("%s: another process is encoding this corpus; waiting for it", folder)
+            log.info("%s: another process is writing this cache entry; waiting for it", folder)
             fcntl.flock(f, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 

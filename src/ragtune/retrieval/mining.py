@@ -179,6 +179,9 @@ class MineConfig(BeirEmbeddingConfig):
     """Drop a candidate whose sigmoid(reranker score) >= ratio x that of the query's weakest positive."""
     rescore_batch_size: int = Field(32, ge=1)
     rescore_max_length: int | None = Field(None, ge=8)
+    rescore_cache: bool = True
+    """Reuse the reranker's scores of pairs it already graded (~/.cache/ragtune/pair-scores, or $RAGTUNE_CACHE;
+    keyed by the reranker's files and rescore_max_length): a loop round or seed rerun grades only new pairs."""
     rescore_fusion: bool = False
     """Grade with the reranker fused with the miner's ranking by weighted RRF, at the weight the reranker's dev
     slice chose (its `ragtune_fusion.json`, written by `ragtune train reranker`): rows carry the RRF values, and a
@@ -196,7 +199,7 @@ def mine(cfg: MineConfig) -> ConvertResult:
         result = beir_to_embedding(cfg)
         result.outputs.append(dump_config(cfg, Path(cfg.out) / "mine.config.yaml"))
         return result
-    from ragtune.retrieval.rerank import load_reranker, read_dev_fusion
+    from ragtune.retrieval.rerank import read_dev_fusion
 
     fusion = read_dev_fusion(cfg.rescore, "rescore_fusion", "or set rescore_fusion=false") if cfg.rescore_fusion \
         else None
@@ -204,9 +207,8 @@ def mine(cfg: MineConfig) -> ConvertResult:
     pos = positives(ds, cfg.split, cfg.min_score)
     ranked = rankings(ds, pos, cfg, max(cfg.neg_end, FUSION_DEPTH) if fusion else cfg.neg_end)
     window = {q: rank_window(ranked[q], pos[q], cfg) for q in pos}
-    reranker = load_reranker(cfg.rescore, max_length=cfg.rescore_max_length)
     pairs = [(ds.queries[q], ds.corpus[d].content) for q in pos for d in [*pos[q], *(d for d, _ in window[q])]]
-    flat = reranker.compute_score(pairs, batch_size=cfg.rescore_batch_size, show_progress=True)
+    flat, fresh = _grade(cfg, pairs)
     records, audit = [], []
     dropped = i = 0
     for q in pos:
@@ -232,11 +234,29 @@ def mine(cfg: MineConfig) -> ConvertResult:
     out = Path(cfg.out)
     n = write_records(out / "embedding.jsonl", records)
     write_jsonl(out / MINED, audit)
-    counts = {"records": n, "queries": len(pos), "candidates scored": len(flat),
+    counts = {"records": n, "queries": len(pos), "candidates scored": len(flat), "scored anew (not cached)": fresh,
               "dropped as likely false negatives": dropped,
               "negatives": sum(len(a["negatives"]) for a in audit),
               "queries without negatives": sum(not a["negatives"] for a in audit)}
     return ConvertResult(counts, [out / "embedding.jsonl", out / MINED, dump_config(cfg, out / "mine.config.yaml")])
+
+
+def _grade(cfg: MineConfig, pairs: list[tuple[str, str]]) -> tuple[list[float], int]:
+    """The rescorer's score of each pair (through the pair-score cache unless `rescore_cache: false`), and how many
+    pairs it scored anew."""
+    from ragtune.models import fingerprint, resolve_model
+    from ragtune.paths import cache_dir
+    from ragtune.retrieval.rerank import load_reranker
+    from ragtune.retrieval.score_cache import cached_scores, scores_key
+
+    reranker = load_reranker(cfg.rescore, max_length=cfg.rescore_max_length)
+    if not cfg.rescore_cache:
+        return list(reranker.compute_score(pairs, batch_size=cfg.rescore_batch_size, show_progress=True)), len(pairs)
+    kind = getattr(reranker, "kind", type(reranker).__name__)
+    key = scores_key(fingerprint(resolve_model(cfg.rescore)), f"{kind}|max_length={cfg.rescore_max_length}")
+    return cached_scores(cache_dir("pair-scores") / f"{key}.jsonl", pairs,
+                         lambda ps: list(reranker.compute_score(ps, batch_size=cfg.rescore_batch_size)),
+                         show_progress=True)
 
 
 def fused_grades(first: dict[str, float], docs: list[str], reranker_scores: list[float],
