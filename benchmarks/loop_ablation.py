@@ -32,107 +32,12 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import hardware_line, print_table
+from ablation_rows import BY_NAME, COMMON, CONFIG, DISPLAY, EXTENDS, ROWS, Row  # noqa: F401 (scripts import them here)
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = "configs/loop-scifact-cpu.yaml"
-COMMON = ["rl=none", "rounds=1"]
-BM25 = "{name: bm25, k: 10}"
-DENSE = "{name: dense, k: 10}"
-RECIPE = f"filters=[{BM25},{DENSE}]"
-"""The shipped recipe's filters: BM25, then the zero-shot encoder."""
-LOSSNET = "{name: lossnet, keep_fraction: 0.75, epochs: 2, batch_size: 16}"
-MRL = ["retriever.use_mrl=true", "retriever.mrl_dims=[384,192,96,48]", "retriever.mrl_weights=[1,1,3,1]",
-       "retriever.mrl_init=pca", "retriever.mrl_select_dim=96", "retriever.num_train_epochs=3"]
-ROUND2 = ["rounds=2", "rl_after_last_round=false", "fresh_documents=true"]
-"""Round 1 writes for other documents (seed + 1): with the same documents, seed and generator, round 2 without RL
-regenerates round 1's queries word for word and only counts them twice (measured, BENCHMARKS.md)."""
-RL_EVAL = "rl_eval_docs=100"
-"""The generator before and after RL write for 100 held-out abstracts, scored by the loop reward: did RL move it?"""
-WISE = "retriever.wise_ft=[0.5,0.6,0.7,0.8,0.9,1.0]"
-"""WiSE-FT: the retriever's weights interpolated back toward its start, the share chosen on the dev slice."""
-COLBERT = ("retriever={kind: colbert, dim: 128, projection_init: pca, query_length: 32, document_length: 128, "
-           "neg_nums: 1, loss: mnrl, per_device_train_batch_size: 16, max_steps: 150, learning_rate: 1.0e-4, "
-           "warmup_ratio: 0.1, logging_steps: 5, eval_steps: 50, "
-           "dev: {fraction: 0.1, max_queries: 40, candidates: 20}}")
-"""configs/loop-scifact-colbert-cpu.yaml's retriever, measured there (BENCHMARKS.md)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    label: str
-    overrides: list[str] = field(default_factory=list)
-    parent: str | None = None
-    evaluate: str = "round-0/evaluate"
-    """The stage folder whose per_query.tsv scores the row."""
-
-
-def round2(name: str, label: str, *overrides: str) -> Row:
-    """A two-round row on the recipe's filters, round 1 on fresh documents, scored by its round-1 retriever."""
-    return Row(name, label, [RECIPE, *ROUND2, *overrides], parent="round2", evaluate="round-1/evaluate")
-
-
-GRPO_5E4 = ("rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4")
-SELECT = ("candidates_per_document=4",)
-"""Round 1 writes 4 candidates per abstract for a difficulty filter to choose from: what a generator that RL had
-taught the band perfectly would write, without RL (the band is round 0's retriever's, as the loop reward's)."""
-TEACHER = "retriever.teacher=runs/distill/teacher"  # margin_distill.py's cross-encoder, fused with BM25
-ROWS = [
-    Row("base", "+ dense filter (the shipped recipe: train pairs + BM25- and dense-filtered pseudo queries)",
-        ["train_only_baseline=true", RECIPE]),
-    Row("train_only", "train pairs only", parent="base", evaluate="train_only/evaluate"),
-    Row("unfiltered", "+ unfiltered pseudo queries", ["filters=[]"], parent="base"),
-    Row("bm25", "+ BM25 filter", [f"filters=[{BM25}]"], parent="base"),
-    Row("lossnet", "+ LossNet", [f"filters=[{BM25},{DENSE},{LOSSNET}]"], parent="base"),
-    Row("round2", "round 2, no RL", [RECIPE, *ROUND2], parent="base", evaluate="round-1/evaluate"),
-    round2("curriculum", "+ curriculum (round 2, easy to hard)", "retriever.curriculum=easy_to_hard"),
-    *(round2(f"round2_{m}", f"round 2 after {m.upper()}", f"rl={m}", RL_EVAL) for m in ("ppo", "dpo", "grpo")),
-    round2("round2_grpo_lr", "round 2 after GRPO at 10x the learning rate (5e-4)", *GRPO_5E4),
-    round2("round2_grpo_band", "round 2 after GRPO at 5e-4, reward weighted toward the difficulty band", *GRPO_5E4,
-           "reward_weights=[0.5,1.0,0.1]"),
-    round2("round2_grpo_steep", "round 2 after GRPO at 5e-4, a steep band part (0 at 0.1 outside the band)",
-           *GRPO_5E4, "reward_band_falloff=0.1"),
-    round2("round2_grpo_bandonly", "round 2 after GRPO at 5e-4, reward = the steep band part alone", *GRPO_5E4,
-           "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]"),
-    round2("round2_grpo_bandlong", "round 2 after GRPO at 5e-4 on the steep band part alone, 4x the steps and prompts",
-           *GRPO_5E4, "reward_band_falloff=0.1", "reward_weights=[0.0,1.0,0.0]", "grpo.max_steps=200",
-           "rl_prompts=256"),
-    round2("round2_select", "round 2, no RL: 4 queries per abstract, keep <= 2 inside the band (best-of-4 selection)",
-           *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2}}]"),
-    Row("round2_select_random", "round 2, no RL: 4 per abstract, as many kept per abstract as the band row, at random",
-        [RECIPE, *ROUND2, *SELECT, f"filters=[{BM25},{DENSE},{{name: difficulty, per_document: 2, select: random}}]"],
-        parent="round2_select", evaluate="round-1/evaluate"),
-    round2("round2_teacher", "round 2, no RL, pseudo queries graded by a fused cross-encoder (`teacher`)", TEACHER),
-    round2("round2_ance", "round 2, no RL, negatives mined by round 1's retriever (`mine_with: previous_round`)",
-           "retriever.mine_with=previous_round"),
-    Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
-        [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
-    Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
-    Row("pca", "Matryoshka + `mrl_init: pca` (3 epochs)", [RECIPE, *MRL], parent="base"),
-    Row("wise", "+ WiSE-FT (weights interpolated toward zero-shot, share chosen on dev)", [RECIPE, WISE],
-        parent="base"),
-    Row("pca_wise", "Matryoshka + `mrl_init: pca` + WiSE-FT", [RECIPE, *MRL, WISE], parent="pca"),
-]
-BY_NAME = {r.name: r for r in ROWS}
-EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
-           "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
-           "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
-           "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
-           "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
-           "round2_select": "round2", "round2_select_random": "round2_select", "round2_teacher": "round2",
-           "round2_ance": "round2", "gemma": "base", "colbert": "base", "pca": "base",
-           "wise": "base", "pca_wise": "pca"}
-"""The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
-DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
-           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
-           "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
-           "round2_ance", "gemma", "colbert", "pca", "wise", "pca_wise"]
-
-
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
 """A copied folder holds its parent's evaluations until its own run ends by writing report.json; the benchmarks'
 scores of the parent's model (`dev-size/`) stay behind."""

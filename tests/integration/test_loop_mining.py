@@ -1,9 +1,10 @@
-"""retriever.mine_with: previous_round: from round 1 on, the round before's retriever mines the hard negatives
-(ANCE-style), and round 0 stays the stage a BM25-mined run already cached."""
+"""retriever.mine_with / init: previous_round: from round 1 on, the round before's retriever mines the hard negatives
+(ANCE-style) or is where the round's retriever starts, and round 0 stays the stage a plain run already cached."""
 
 import json
 
 import pytest
+import yaml
 from test_loop import _overrides
 
 from ragtune.config import ConfigError, load_config
@@ -17,8 +18,8 @@ def _mined(stage) -> dict[str, list[tuple[str, int]]]:
     return {r["query_id"]: list(zip(r["negatives"], r["ranks"], strict=True)) for r in rows}
 
 
-def test_round_1_mines_with_round_0s_retriever_and_round_0_stays_cached(tiny_lm, tiny_bert, toy_beir_with_test,
-                                                                        tmp_path):
+def test_round_1_mines_with_or_starts_from_round_0s_retriever_and_round_0_stays_cached(tiny_lm, tiny_bert,
+                                                                                       toy_beir_with_test, tmp_path):
     out = tmp_path / "run"
     base = [*_overrides(tiny_lm, tiny_bert, toy_beir_with_test, out), "rl=none", "rounds=2", "filters=[]",
             "mining={neg_start: 2, neg_end: 30, neg_per_query: 3}"]
@@ -41,6 +42,13 @@ def test_round_1_mines_with_round_0s_retriever_and_round_0_stays_cached(tiny_lm,
         assert negatives and all(order[r - 1] == d and 3 <= r <= 30 for d, r in negatives), q
     assert mined != by_bm25 and set(mined) == set(by_bm25)
     assert run_loop(load_config(RunConfig, None, [*base, "retriever.mine_with=previous_round"]))["executed"] == []
+    # init: previous_round starts round 1's retriever from round 0's; round 0 is still the same stage
+    warm = run_loop(load_config(RunConfig, None, [*base, "retriever.mine_with=previous_round",
+                                                  "retriever.init=previous_round"]))["executed"]
+    assert warm[0] == "round-1/retriever" and not any(s.startswith("round-0") for s in warm)
+    saved = yaml.safe_load((stage / "model" / "config.yaml").read_text())
+    assert saved["model_name_or_path"] == str(out / "round-0" / "retriever" / "model")
+    assert _mined(stage) == mined  # the same miner: the same negatives
 
 
 def test_mine_with_refuses_a_teacher_and_colbert(tmp_path):

@@ -238,17 +238,17 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
                     d, p, m, kind, out, temperature=cfg.difficulty_temperature, index=index),
                 upstream=[ret.key, data.key, *pseudo_keys],
             )
-        mine, by_prev = retriever_stage.round_mining(cfg.retriever, mining_over, model_dir, dt)
+        plan = retriever_stage.round_plan(cfg.retriever, cfg.encoder, mining_over, model_dir, dt)
         ret = rd.stage(
             f"{r}/retriever",
             {"encoder": cfg.encoder, **retriever_stage.round_overrides(ret_over, cur is not None, ret is not None),
              "mining": mining_over, **({"guard_dev": True} if dev else {}), **teacher,
-             **(_dtype(cfg) if by_prev else {})},
-            lambda out, p=list(pseudo_sets), c=cur, dv=dev, h=held, mk=mine: retriever_stage.train(
-                d, p, out, cfg.encoder, cfg.retriever, ret_over, mk,
+             **(_dtype(cfg) if plan.reads_previous else {})},
+            lambda out, p=list(pseudo_sets), c=cur, dv=dev, h=held, rp=plan: retriever_stage.train(
+                d, p, out, rp.start, cfg.retriever, ret_over, rp.mining,
                 c.out / retriever_stage.CURRICULUM_FILE if c else None, h, dv),
             upstream=[data.key, *pseudo_keys, *([cur.key] if cur else []), *([holdout.key] if holdout else []),
-                      *([ret.key] if by_prev and ret else [])],
+                      *([ret.key] if plan.reads_previous and ret else [])],
         )
         model_dir = ret.out / "model"
         round_info: RoundReport = {"round": k, "filter": filt.metrics, "retriever": ret.metrics,

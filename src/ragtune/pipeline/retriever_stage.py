@@ -15,7 +15,7 @@ keeps the order) or with a per-example loss `weight`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -55,6 +55,9 @@ class BiEncoderLoopSettings(LoopRetrieverSettings, TeacherSettings, EmbeddingSet
     """Who mines round k's hard negatives: `mining:`'s miner (BM25 by default) in every round, or, from round 1
     on, round k-1's trained retriever (ANCE-style: the negatives the retriever itself now ranks high; `mining:`'s
     rank window and `dense` settings apply, its model is replaced)."""
+    init: Literal["encoder", "previous_round"] = "encoder"
+    """Where round k's retriever starts: the run's `encoder` in every round, or, from round 1 on, round k-1's
+    trained retriever (it trains on the train pairs and every round's kept queries again from there)."""
 
     @model_validator(mode="after")
     def _teacher_alone(self) -> BiEncoderLoopSettings:
@@ -83,7 +86,8 @@ def _kind(value: Any) -> str:
 RetrieverSettings = Annotated[Annotated[BiEncoderLoopSettings, Tag("bi_encoder")]
                               | Annotated[ColbertLoopSettings, Tag("colbert")], Discriminator(_kind)]
 
-LOOP_KEYS = frozenset({"kind", "index", "mine_with", *LoopRetrieverSettings.model_fields, *TEACHER_KEYS})
+PREVIOUS_ROUND_KEYS = frozenset({"mine_with", "init"})
+LOOP_KEYS = frozenset({"kind", "index", *PREVIOUS_ROUND_KEYS, *LoopRetrieverSettings.model_fields, *TEACHER_KEYS})
 
 
 def without_curriculum(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -92,25 +96,34 @@ def without_curriculum(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def labeled_only(overrides: dict[str, Any]) -> dict[str, Any]:
     """The keys a retriever trained on the train pairs alone depends on: no curriculum, no pseudo-query teacher."""
-    return {k: v for k, v in without_curriculum(overrides).items() if k not in TEACHER_KEYS and k != "mine_with"}
+    return {k: v for k, v in without_curriculum(overrides).items() if k not in TEACHER_KEYS | PREVIOUS_ROUND_KEYS}
 
 
 def round_overrides(overrides: dict[str, Any], curriculum: bool, previous: bool) -> dict[str, Any]:
     """The `retriever:` keys a round's retriever stage is keyed by: a round without a curriculum stage (round 0)
-    leaves out the curriculum's keys, and `mine_with` counts only where an earlier retriever mines."""
+    leaves out the curriculum's keys, and `mine_with`/`init` count only where an earlier retriever is read."""
     keys = overrides if curriculum else without_curriculum(overrides)
-    mined = previous and keys.get("mine_with") == "previous_round"
-    return keys if mined else {k: v for k, v in keys.items() if k != "mine_with"}
+    return {k: v for k, v in keys.items() if k not in PREVIOUS_ROUND_KEYS or (previous and v == "previous_round")}
 
 
-def round_mining(settings: Any, mining: dict[str, Any], previous: Path | None, dtype: str
-                 ) -> tuple[dict[str, Any], bool]:
-    """A round's `mining:` keys and whether round k-1's retriever (`previous`) mines them (`mine_with:
-    previous_round`, from round 1 on): then it is the dense miner, ranking as the loop evaluates it."""
-    if previous is None or getattr(settings, "mine_with", "miner") != "previous_round":
-        return mining, False
-    return mining | {"miner": "dense", "dense": {**mining.get("dense", {}), "model": str(previous),
-                                                 "dtype": dtype}}, True
+class RoundPlan(NamedTuple):
+    mining: dict[str, Any]
+    start: str
+    """The weights the round's retriever starts from."""
+    reads_previous: bool
+    """Whether the stage reads round k-1's retriever (then its key follows that stage's)."""
+
+
+def round_plan(settings: Any, encoder: str, mining: dict[str, Any], previous: Path | None, dtype: str) -> RoundPlan:
+    """What round k's retriever stage takes from round k-1's retriever (`previous`; None in round 0): the hard
+    negatives (`mine_with: previous_round`: the dense miner, ranking as the loop evaluates it) and the starting
+    weights (`init: previous_round`)."""
+    mines = previous is not None and getattr(settings, "mine_with", "miner") == "previous_round"
+    warm = previous is not None and getattr(settings, "init", "encoder") == "previous_round"
+    if mines:
+        mining = mining | {"miner": "dense", "dense": {**mining.get("dense", {}), "model": str(previous),
+                                                      "dtype": dtype}}
+    return RoundPlan(mining, str(previous) if warm else encoder, mines or warm)
 
 
 def trainer_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
