@@ -31,6 +31,8 @@ def test_a_torn_last_row_is_skipped_and_its_pair_scored_again(tmp_path):
     calls: list = []
     scores, fresh = cached_scores(path, [("q", "a"), ("q", "b")], _scorer(calls))
     assert scores == [1.5, 2.0] and fresh == 1 and calls == [[("q", "b")]]
+    # the row written after the torn one starts on its own line: a later reading knows both pairs
+    assert read_scores(path) == {pair_hash(("q", "a")): 1.5, pair_hash(("q", "b")): 2.0}
 
 
 def test_the_key_covers_the_rerankers_files_and_settings():

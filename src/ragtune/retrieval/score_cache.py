@@ -58,15 +58,23 @@ def cached_scores(path: Path, pairs: Sequence[Pair], score: Callable[[list[Pair]
         todo = list(dict.fromkeys(h for h in hashes if h not in known))
         if todo:
             first = {h: p for h, p in zip(hashes, pairs, strict=True) if h not in known}
-            log.info("%s: %d of %d pairs cached, scoring %d", path.name, len(pairs) - len(first), len(pairs),
-                     len(todo))
+            log.info("%s: %d of %d pairs cached, scoring %d", path.name, sum(h in known for h in hashes),
+                     len(pairs), len(todo))
             with path.open("a", encoding="utf-8") as f, tqdm(total=len(todo), unit="pair", desc="reranker",
                                                              disable=not show_progress) as bar:
+                if f.tell() and _last_byte(path) != b"\n":
+                    f.write("\n")  # after a torn row: the next row starts on a line of its own
                 for start in range(0, len(todo), chunk):
                     part = todo[start:start + chunk]
-                    got = score([first[h] for h in part])
-                    f.write("".join(json.dumps([h, float(s)]) + "\n" for h, s in zip(part, got, strict=True)))
+                    got = [float(s) for s in score([first[h] for h in part])]
+                    f.write("".join(json.dumps([h, s]) + "\n" for h, s in zip(part, got, strict=True)))
                     f.flush()
                     known.update(zip(part, got, strict=True))
                     bar.update(len(part))
     return [known[h] for h in hashes], len(todo)
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        return f.read(1)
