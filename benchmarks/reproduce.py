@@ -369,10 +369,17 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher --retriever-seeds 1",
              table=True),
     ]),
-    # twenty-sixth session: round 2's hard negatives mined by round 1's retriever (ANCE-style), three retriever
-    # seeds (about 50 minutes here once the ablation's round2 row has run; the script runs its parents first)
-    "loop-ance": Table("The loop's feedback half (issue 13)", 50, [
+    # twenty-sixth session: round 2's hard negatives mined by round 1's retriever (ANCE-style), then also starting
+    # from it, three retriever seeds each, the warm start's control without round 1's new queries, and a third
+    # seed of the teacher row (the pair-score cache's first use); about two and a half hours here once the
+    # ablation's round2 and round2_teacher rows have run (loop_ablation.py runs a row's parents first)
+    "loop-ance": Table("The loop's feedback half (issue 13)", 150, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ance --retriever-seeds 1,2",
+             table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ance_warm --retriever-seeds 1,2",
+             table=True),
+        Step("python benchmarks/warm_control.py --loop runs/ablation --seeds 42,1,2", table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher --retriever-seeds 2",
              table=True),
     ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
