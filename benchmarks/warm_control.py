@@ -41,12 +41,11 @@ def row_folder(loop: Path, seed: int) -> Path:
 
 def without_new_queries(records: Path, out: Path) -> int:
     """The records whose query is not one of round 1's new pseudo queries (the mining audit names each row's)."""
+    from ragtune.pipeline.retriever_teacher import split_labeled
+
     ids = [json.loads(line)["query_id"] for line in (records.parent / "mined_negatives.jsonl").open()]
-    rows = records.read_text(encoding="utf-8").splitlines()
-    kept = [row for q, row in zip(ids, rows, strict=True) if not q.startswith(NEW)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(r + "\n" for r in kept), encoding="utf-8")
-    return len(kept)
+    return split_labeled(records, {q for q in ids if not q.startswith(NEW)}, out)
 
 
 def control(loop: Path, work: Path, seed: int) -> Path:
