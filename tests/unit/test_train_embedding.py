@@ -269,6 +269,15 @@ def test_mining_excludes_positives_and_filters_false_negatives_with_a_reranker(t
     assert any(s == 5.0 and d not in a["negatives"]  # a dropped candidate, kept with its score
                for a in audit for d, s in zip(a["window"], a["window_scores"], strict=True))
 
+    def unloadable(*a, **k):
+        raise AssertionError("the reranker was loaded though every pair was cached")
+
+    monkeypatch.setattr(rerank, "load_reranker", unloadable)  # the second grading: all cached, nothing loaded
+    again = mine(MineConfig(data=tiny_beir, out=tmp_path / "again", neg_start=0, neg_end=6, neg_per_query=5,
+                            rescore=str(tmp_path / "fake")))
+    assert again.counts["scored anew (not cached)"] == 0
+    assert (tmp_path / "again" / "embedding.jsonl").read_bytes() == (tmp_path / "cf" / "embedding.jsonl").read_bytes()
+
 
 def test_resume_from_checkpoint_continues_the_run(tmp_path, encoder):
     data = _write_format(tmp_path, "pair")

@@ -246,17 +246,22 @@ def _grade(cfg: MineConfig, pairs: list[tuple[str, str]]) -> tuple[list[float], 
     pairs it scored anew."""
     from ragtune.models import fingerprint, resolve_model
     from ragtune.paths import cache_dir
-    from ragtune.retrieval.rerank import load_reranker
+    from ragtune.retrieval.rerank import load_reranker, reranker_kind
     from ragtune.retrieval.score_cache import cached_scores, scores_key
 
-    reranker = load_reranker(cfg.rescore, max_length=cfg.rescore_max_length)
     if not cfg.rescore_cache:
+        reranker = load_reranker(cfg.rescore, max_length=cfg.rescore_max_length)
         return list(reranker.compute_score(pairs, batch_size=cfg.rescore_batch_size, show_progress=True)), len(pairs)
-    kind = getattr(reranker, "kind", type(reranker).__name__)
-    key = scores_key(fingerprint(resolve_model(cfg.rescore)), f"{kind}|max_length={cfg.rescore_max_length}")
-    return cached_scores(cache_dir("pair-scores") / f"{key}.jsonl", pairs,
-                         lambda ps: list(reranker.compute_score(ps, batch_size=cfg.rescore_batch_size)),
-                         show_progress=True)
+    path = resolve_model(cfg.rescore)
+    key = scores_key(fingerprint(path), f"{reranker_kind(path)}|max_length={cfg.rescore_max_length}")
+    loaded: list = []
+
+    def score(ps: list[tuple[str, str]]) -> list[float]:
+        if not loaded:  # loaded only when some pair is not cached yet
+            loaded.append(load_reranker(cfg.rescore, max_length=cfg.rescore_max_length))
+        return list(loaded[0].compute_score(ps, batch_size=cfg.rescore_batch_size))
+
+    return cached_scores(cache_dir("pair-scores") / f"{key}.jsonl", pairs, score, show_progress=True)
 
 
 def fused_grades(first: dict[str, float], docs: list[str], reranker_scores: list[float],

@@ -198,6 +198,11 @@ class CrossEncoderReranker:
 Reranker = LLMReranker | CrossEncoderReranker
 
 
+def reranker_kind(path: Path) -> str:
+    """The `kind` `load_reranker` would give the reranker at `path` (a resolved folder), without loading it."""
+    return LLMReranker.kind if (path / LLM_CONFIG).is_file() else CrossEncoderReranker.kind
+
+
 def load_reranker(name_or_path: str | Path, device: str = "auto", max_length: int | None = None) -> Reranker:
     """An LLM reranker folder (has ragtune_llm_reranker.json) or a cross-encoder."""
     from ragtune.hardware import pick_device
