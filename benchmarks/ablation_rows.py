@@ -79,6 +79,9 @@ ROWS = [
     Row("round2_ance_warm", "round 2, no RL, mined by round 1's retriever and starting from it (+ `init`)",
         [RECIPE, *ROUND2, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
         parent="round2_ance", evaluate="round-1/evaluate"),
+    Row("round2_grpo_warm", "round 2 after GRPO at 5e-4, mined by round 1's retriever and starting from it",
+        [RECIPE, *ROUND2, *GRPO_5E4, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
+        parent="round2_ance_warm", evaluate="round-1/evaluate"),
     Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
         [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
@@ -94,10 +97,11 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
            "round2_select": "round2", "round2_select_random": "round2_select", "round2_teacher": "round2",
-           "round2_ance": "round2", "round2_ance_warm": "round2_ance", "gemma": "base", "colbert": "base",
+           "round2_ance": "round2", "round2_ance_warm": "round2_ance",
+           "round2_grpo_warm": "round2_ance_warm", "gemma": "base", "colbert": "base",
            "pca": "base", "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
            "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
            "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
-           "round2_ance", "round2_ance_warm", "gemma", "colbert", "pca", "wise", "pca_wise"]
+           "round2_ance", "round2_ance_warm", "round2_grpo_warm", "gemma", "colbert", "pca", "wise", "pca_wise"]
