@@ -1,12 +1,23 @@
-"""Shared bits for benchmark scripts: the hardware line, a markdown table printer, a trainer step timer."""
+"""Shared bits for benchmark scripts: the hardware line, a markdown table printer, a trainer step timer, the
+`ragtune` command."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ragtune(*args: str) -> None:
+    """`ragtune ARGS` from this interpreter's environment, run in the repository; a failure stops the benchmark."""
+    print("$ ragtune " + " ".join(args), file=sys.stderr, flush=True)
+    subprocess.run([str(Path(sys.executable).parent / "ragtune"), *args], cwd=REPO, check=True)
 
 
 def hardware_line() -> str:

@@ -30,14 +30,12 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 from ablation_rows import BY_NAME, COMMON, CONFIG, DISPLAY, EXTENDS, ROWS, Row  # noqa: F401 (scripts import them here)
 
-REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
 """A copied folder holds its parent's evaluations until its own run ends by writing report.json; the benchmarks'
 scores of the parent's model (`dev-size/`) stay behind."""
@@ -65,9 +63,7 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
 
 
 def ragtune_run(overrides: list[str], out: Path) -> None:
-    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *COMMON, *overrides, f"out={out}"]
-    print("$ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    ragtune("run", CONFIG, *COMMON, *overrides, f"out={out}")
 
 
 def run_seeds(work: Path, row: Row, seeds: list[int], extra: list[str], tag: str = "seed") -> None:

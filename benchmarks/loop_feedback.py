@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/loop-scifact-rl-cpu.yaml"
 DEFAULTS = ["rounds=1", "rl_after_last_round=true", "train_only_baseline=false", "rl_eval_docs=32",
             "retriever.num_train_epochs=1"]
@@ -38,9 +36,7 @@ def run(work: Path, method: str, extra: list[str]) -> None:
     first = work / "ppo"
     if method != "ppo" and not out.exists() and first.exists():
         shutil.copytree(first, out, ignore=shutil.ignore_patterns("ppo", "reward_model", "rl_eval", ".lock"))
-    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *DEFAULTS, *extra, f"rl={method}", f"out={out}"]
-    print("$ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    ragtune("run", CONFIG, *DEFAULTS, *extra, f"rl={method}", f"out={out}")
 
 
 def tables(work: Path, methods: list[str]) -> None:

@@ -43,16 +43,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 from loop_ablation import mean_of, per_query
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = "../shared/data/beir/scifact"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SUBSETS = {"train": (), "train+round0": ("pq0-",), "train+rounds0-1": ("pq0-", "pq1-")}
@@ -62,12 +59,6 @@ CONTRASTIVE = {"train": "base/train_only/evaluate", "train+round0": "base/round-
                "train+rounds0-1": "round2/round-1/evaluate", "hybrid+round0": "base/round-0/evaluate",
                "hybrid+rounds0-1": "round2/round-1/evaluate"}
 MINE = ["split=train", "neg_start=0", "neg_end=20", "neg_per_query=4", "rescore_max_length=160"]
-
-
-def ragtune(*args: str) -> None:
-    cmd = [str(Path(sys.executable).parent / "ragtune"), *args]
-    print("+ ragtune " + " ".join(args), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
 
 
 def mine(loop: Path, teacher: Path, out: Path, fused: bool = False) -> None:

@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 from loop_ablation import COPY_IGNORE, mean_of, parents_first, per_query, row_args, seed_folder
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/loop-scifact-unlabeled-cpu.yaml"
 ROUND2 = ["rounds=2", "rl=none", "rl_after_last_round=false", "fresh_documents=true"]
 RECIPE = "{name: bm25, k: 10},{name: dense, k: 10}"
@@ -79,9 +77,7 @@ def run(work: Path, row: Row, extra: list[str]) -> None:
     source = work / row.parent if row.parent else None
     if source is not None and not out.exists() and source.exists():
         shutil.copytree(source, out, ignore=COPY_IGNORE)
-    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *row.overrides, *extra, f"out={out}"]
-    print("$ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    ragtune("run", CONFIG, *row.overrides, *extra, f"out={out}")
 
 
 def run_seed(work: Path, row: Row, seed: int, extra: list[str]) -> None:

@@ -21,14 +21,12 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 from loop_ablation import COPY_IGNORE, mean_of, per_query
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/loop-scifact-unlabeled-cpu.yaml"
 VARIANTS = {"plain": ["retriever.wise_ft=null"], "wise": []}
 SCORES = "round-0/evaluate/per_query.tsv"
@@ -44,9 +42,7 @@ def run(work: Path, variant: str, seed: int | None, extra: list[str]) -> None:
     if out != source and not out.exists() and source.exists():
         shutil.copytree(source, out, ignore=COPY_IGNORE)
     overrides = [*VARIANTS[variant], *([] if seed is None else [f"retriever.seed={seed}"]), *extra]
-    cmd = [str(Path(sys.executable).parent / "ragtune"), "run", CONFIG, *overrides, f"out={out}"]
-    print("$ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    ragtune("run", CONFIG, *overrides, f"out={out}")
 
 
 def finished(run_dir: Path) -> dict | None:

@@ -16,23 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from _common import hardware_line, print_table
+from _common import hardware_line, print_table, ragtune
 from loop_ablation import mean_of, per_query
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = "../shared/data/beir/scifact"
 ROW = "round2_ance_warm"
 NEW = "pq1-"
 """Round 1's pseudo queries' id prefix (round k's are pq<k>-...)."""
-
-
-def ragtune(*args: str) -> None:
-    print("+ ragtune " + " ".join(args), flush=True)
-    subprocess.run([str(Path(sys.executable).parent / "ragtune"), *args], cwd=REPO, check=True)
 
 
 def row_folder(loop: Path, seed: int) -> Path:
