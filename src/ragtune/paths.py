@@ -6,6 +6,7 @@ the working directory. Caches: $RAGTUNE_CACHE, else ~/.cache/ragtune.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def shared_dir() -> Path:
 def shared_data(*parts: str) -> Path:
     """Path under shared/data, e.g. shared_data("beir", "scifact")."""
     return shared_dir().joinpath("data", *parts)
+
+
+def mark_used(entry: Path) -> None:
+    """Stamp a cache entry (folder or file) as read now: `ragtune cache prune --older-than` keeps what runs use."""
+    with contextlib.suppress(OSError):  # a read-only cache still serves reads
+        os.utime(entry)
 
 
 def cache_dir(*parts: str) -> Path:

@@ -17,8 +17,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 LAYERS: dict[str, int] = {
-    # leaf utilities: the package face (__version__), atomic writers, where data and caches live, devices
-    "ragtune": 0, "ragtune.atomic": 0, "ragtune.paths": 0, "ragtune.hardware": 0,
+    # leaf utilities: the package face (__version__), atomic writers, where data and caches live (and their
+    # listing and pruning), devices
+    "ragtune": 0, "ragtune.atomic": 0, "ragtune.paths": 0, "ragtune.cache": 0, "ragtune.hardware": 0,
     "ragtune.config": 1,  # config classes, YAML + key=value loading (writes through atomic)
     "ragtune.aliases": 1,  # other tools' key names for ragtune's config keys (read by config)
     "ragtune.models": 2,  # default names, name -> local path, the causal-LM loader (raises ConfigError)
@@ -27,7 +28,7 @@ LAYERS: dict[str, int] = {
     "ragtune.filters": 5, "ragtune.evaluate": 5,
     "ragtune.train": 6, "ragtune.rag": 6,
     "ragtune.pipeline": 7,
-    "ragtune.cli": 8, "ragtune.cli_tables": 8, "ragtune.cli_plain": 8,
+    "ragtune.cli": 8, "ragtune.cli_tables": 8, "ragtune.cli_plain": 8, "ragtune.cli_cache": 8,
 }
 
 

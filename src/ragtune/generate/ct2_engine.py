@@ -24,7 +24,7 @@ from typing import Literal
 
 from ragtune.generate.config import SamplingConfig
 from ragtune.generate.query_generator import QueryGenerator
-from ragtune.paths import cache_dir
+from ragtune.paths import cache_dir, mark_used
 
 ComputeType = Literal["float32", "int8"]
 CONVERT_RECIPE = 1
@@ -65,6 +65,7 @@ def converted_model(model_name_or_path: str, adapter: Path | None, compute_type:
     adapters = adapter_stack([Path(adapter)]) if adapter is not None else []
     target = cache_dir("ct2", convert_key(base, adapters, compute_type))
     if (target / "model.bin").is_file():
+        mark_used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

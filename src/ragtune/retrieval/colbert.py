@@ -32,7 +32,7 @@ from ragtune.config import CommaList, ConfigModel
 from ragtune.data.records import Doc
 from ragtune.hardware import auto_dtype
 from ragtune.models import fingerprint, resolve_model
-from ragtune.paths import cache_dir
+from ragtune.paths import cache_dir, mark_used
 from ragtune.retrieval.base import DocIndex, Run
 from ragtune.retrieval.colbert_plaid import PlaidIndex, PlaidSettings
 from ragtune.retrieval.dense import precision
@@ -147,6 +147,7 @@ class ColbertRetriever(DocIndex):
             settings = f"colbert|{self.model[0].document_length}|{self.cfg.dtype}|{self.encode_dtype}"
             folder = cache_dir("colbert-tokens", corpus_key(fingerprint(self.cache_model), settings, ids, texts))
             if (folder / "offsets.npy").exists():
+                mark_used(folder)
                 return np.load(folder / "tokens.npy"), np.load(folder / "offsets.npy")
         if self.cfg.encode_devices and self._own_model:
             from ragtune.retrieval.workers import WorkerPool, chunks_of

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from ragtune.atomic import write_json
+from ragtune.paths import mark_used
 
 log = logging.getLogger("ragtune.encode")
 
@@ -54,6 +55,7 @@ def cached_encode(folder: Path, ids: Sequence[str], texts: Sequence[str],
                 return np.load(final, mmap_mode="r")
     if progress:
         progress(len(texts))
+    mark_used(folder)
     return np.load(final, mmap_mode="r")
 
 

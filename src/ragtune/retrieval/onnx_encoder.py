@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ragtune.paths import cache_dir
+from ragtune.paths import cache_dir, mark_used
 
 Quantize = Literal["int8", "none"]
 EXPORT_RECIPE = 1
@@ -81,6 +81,7 @@ def exported_model(model_path: str | Path, quantize: Quantize = "int8") -> Path:
                 os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    mark_used(target)
     return target / "model.onnx"
 
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ragtune.paths import mark_used
 from ragtune.retrieval.encode_cache import one_writer
 
 log = logging.getLogger("ragtune.rerank")
@@ -35,6 +36,7 @@ def read_scores(path: Path) -> dict[str, float]:
     known: dict[str, float] = {}
     if not path.is_file():
         return known
+    mark_used(path)
     with path.open(encoding="utf-8") as f:
         for line in f:
             try:
