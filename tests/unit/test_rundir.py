@@ -243,7 +243,7 @@ def _recording_loop(monkeypatch):
 
     monkeypatch.setattr(guard, "holdout", holdout)
     monkeypatch.setattr(loop_rounds, "style", lambda *a, **k: {**record_style(*a, **k), "pairs": 2})
-    monkeypatch.setattr(loop_rounds, "rl_eval_docs", lambda *a: ["d1"])
+    monkeypatch.setattr(quality, "rl_eval_docs", lambda *a: ["d1"])
     monkeypatch.setattr(loop, "make_subset", recorder("make_subset"))
     monkeypatch.setattr(retrieval_eval, "run_eval", recorder("run_eval"))
     monkeypatch.setattr(loop, "write_run_report", lambda *a, **k: None)

@@ -17,8 +17,8 @@ from ragtune.filters.difficulty import DifficultyFilterConfig
 from ragtune.filters.lossnet import LossNetFilterConfig
 from ragtune.filters.run import FilterSpec
 from ragtune.pipeline import guard as guard_mod
+from ragtune.pipeline import loop_guard, retriever_stage, stages
 from ragtune.pipeline import quality as quality_mod
-from ragtune.pipeline import retriever_stage, stages
 from ragtune.pipeline.report import RoundReport
 from ragtune.pipeline.retriever_teacher import teacher_key
 from ragtune.pipeline.rundir import RunDir, StageResult, stage_key
@@ -223,7 +223,8 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
                 f, d, out, guard_mod.GuardConfig(**g)), upstream=[filt.key])
             extra["holdout"] = holdout.metrics
             if cfg.guard.decide_on == "other_generator":
-                decide_q = _other_generator_queries(cfg, rd, d, holdout, data.key, style_stage, gen_over, rel)
+                decide_q = loop_guard.other_generator_stage(cfg, rd, d, holdout, data.key, style_stage, gen_over,
+                                                            rel)
                 extra["guard_queries"] = decide_q.metrics
         held = guard_mod.held_documents(holdout.out if holdout else None)
         dev = guard_mod.select_dev(holdout.out, cfg.guard) if holdout is not None and cfg.unlabeled else None
@@ -334,7 +335,7 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             round_info["grpo"] = rl.metrics
         if rl is not None and cfg.rl_eval_docs:
             cpu = rl_cpu + (rl.cpu_seconds or 0.0)
-            docs = rl_eval_docs(d, gen.out, held, cfg.rl_eval_docs, cfg.seed)
+            docs = quality_mod.rl_eval_docs(d, gen.out, held, cfg.rl_eval_docs, cfg.seed)
             rle = rd.stage(
                 f"{r}/rl_eval", {"documents": cfg.rl_eval_docs, "reward": _reward_key(reward_cfg), **gk_key},
                 lambda out, m=gen_model, a=gen_adapter, after=rl.out / "merged", md=model_dir, c=cpu, g=gk, ds=docs:
@@ -346,55 +347,5 @@ def run_rounds(cfg, rd: RunDir, data: StageResult) -> tuple[list[RoundReport], d
             gen_model, gen_adapter, gen_key = str(rl.out / "merged"), None, rl.key  # next round's generator
         rounds.append(round_info)
     if holdout is not None:
-        extra["shipped"] = shipped(rounds, base.metrics)
+        extra["shipped"] = loop_guard.shipped(rounds, base.metrics)
     return rounds, extra
-
-
-def _other_generator_queries(cfg, rd: RunDir, d: Path, holdout: StageResult, data_key: str,
-                             style_stage: StageResult | None, gen_over: dict[str, Any], rel) -> StageResult:
-    """The guard's decide queries from another generator: the run's base model (or `guard.other_generator`) with no
-    adapter; its example pairs are the style stage's when the run has one (the target's style), else judged train
-    pairs of `sft_data` (or of the data)."""
-    g = cfg.guard
-    model = g.other_generator or cfg.generator
-    over = {k: v for k, v in gen_over.items() if k not in ("few_shot", "few_shot_file", "sample_num")}
-    if style_stage is not None:
-        shots: Path | tuple[Path, str] = style_stage.out / SHOTS
-        over["few_shot_doc_tokens"] = cfg.style.shot_doc_tokens
-        source, upstream, inputs = rel(shots), [style_stage.key], []
-    else:
-        folder = Path(cfg.sft_data or d)
-        shots, source = (folder, "train"), {"folder": rel(folder), "split": "train"}
-        upstream, inputs = [], [folder] if cfg.sft_data else []
-    used = {"other_queries": g.other_queries, "other_shots": g.other_shots, "seed": g.seed}  # not alpha, metric, ...
-    key = {"guard": used, "model": model, "template": cfg.template, "generate": over, "shots": source}
-    return rd.stage("round-0/guard_queries", key,
-                    lambda out: guard_mod.other_generator_queries(d, holdout.out, out, guard_mod.GuardConfig(**used),
-                                                                  model, cfg.template, over, shots),
-                    upstream=[data_key, holdout.key, *upstream], inputs=inputs)
-
-
-def rl_eval_docs(data: Path, generated: Path, held: set[str], n: int, seed: int) -> list[str]:
-    """Documents the round neither generated for nor held out for the guard."""
-    from ragtune.data.beir import load_corpus
-    from ragtune.data.jsonl import iter_jsonl
-
-    seen = {row["doc_id"] for _, row in iter_jsonl(generated / "provenance.jsonl")}
-    return quality_mod.eval_documents(list(load_corpus(data / "corpus.jsonl")), seen | held, n, seed)
-
-
-def shipped(rounds: list[RoundReport], baselines: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The guard's pick over the run: the approved round with the best guard score, else the zero-shot encoder;
-    with its test figures (read after the decision, for the report)."""
-    approved = [r for r in rounds if r.get("guard", {}).get("ships") == "trained"]
-    on = ("another generator's queries for the held-out documents"
-          if any(r.get("guard", {}).get("decide_on") == "other_generator" for r in rounds)
-          else "the held-out pseudo queries")
-    if not approved:
-        return {"ships": "zero_shot", "round": None, "test": baselines["zero_shot"],
-                "reason": f"no trained retriever beat the zero-shot encoder on {on}"}
-    best = max(approved, key=lambda r: r["guard"]["trained"])
-    return {"ships": "trained", "round": best["round"], "test": best["evaluate"]["metrics"],
-            "vs_zero_shot": best["evaluate"].get("vs_zero_shot"),
-            "reason": f"round {best['round']}'s retriever beat zero-shot on {on} "
-                      f"(one-sided p={best['guard']['p_one_sided']:.2g})"}

@@ -57,6 +57,12 @@ def eval_documents(corpus_ids: list[str], exclude: set[str], n: int, seed: int) 
     return sorted(random.Random(seed).sample(pool, min(n, len(pool))))
 
 
+def rl_eval_docs(data: Path, generated: Path, held: set[str], n: int, seed: int) -> list[str]:
+    """Documents the round neither generated for nor held out for the guard."""
+    seen = {row["doc_id"] for _, row in iter_jsonl(generated / "provenance.jsonl")}
+    return eval_documents(list(load_corpus(data / "corpus.jsonl")), seen | held, n, seed)
+
+
 def rl_eval(data: Path, docs: list[str], retriever_model: Path, out: Path, before: tuple[str, Path | None],
             after: tuple[str, Path | None], template: str, gen_over: dict[str, Any], reward_cfg,
             rl_cpu_seconds: float | None) -> dict[str, Any]:
