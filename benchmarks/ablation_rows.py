@@ -55,6 +55,8 @@ ROWS = [
     Row("unfiltered", "+ unfiltered pseudo queries", ["filters=[]"], parent="base"),
     Row("bm25", "+ BM25 filter", [f"filters=[{BM25}]"], parent="base"),
     Row("lossnet", "+ LossNet", [f"filters=[{BM25},{DENSE},{LOSSNET}]"], parent="base"),
+    Row("epochs2", "the recipe trained 2 epochs (one round: more training, no second round)",
+        [RECIPE, "retriever.num_train_epochs=2"], parent="base"),
     Row("round2", "round 2, no RL", [RECIPE, *ROUND2], parent="base", evaluate="round-1/evaluate"),
     round2("curriculum", "+ curriculum (round 2, easy to hard)", "retriever.curriculum=easy_to_hard"),
     *(round2(f"round2_{m}", f"round 2 after {m.upper()}", f"rl={m}", RL_EVAL) for m in ("ppo", "dpo", "grpo")),
@@ -92,7 +94,7 @@ ROWS = [
 ]
 BY_NAME = {r.name: r for r in ROWS}
 EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered", "base": "bm25", "lossnet": "base",
-           "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
+           "epochs2": "base", "round2": "base", "curriculum": "round2", "round2_ppo": "round2", "round2_dpo": "round2",
            "round2_grpo": "round2", "round2_grpo_lr": "round2_grpo",
            "round2_grpo_band": "round2_grpo_lr", "round2_grpo_steep": "round2_grpo_lr",
            "round2_grpo_bandonly": "round2_grpo_steep", "round2_grpo_bandlong": "round2_grpo_bandonly",
@@ -101,7 +103,7 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_grpo_warm": "round2_ance_warm", "gemma": "base", "colbert": "base",
            "pca": "base", "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
-DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "round2", "curriculum", "round2_ppo", "round2_dpo",
-           "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
+DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "epochs2", "round2", "curriculum", "round2_ppo",
+           "round2_dpo", "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
            "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
            "round2_ance", "round2_ance_warm", "round2_grpo_warm", "gemma", "colbert", "pca", "wise", "pca_wise"]
