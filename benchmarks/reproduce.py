@@ -382,6 +382,15 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_teacher --retriever-seeds 2",
              table=True),
     ]),
+    # twenty-seventh session: RL (GRPO at 5e-4) before the warm-started, self-mined round 2, three retriever seeds
+    # (each seed reruns GRPO: its reward reads that seed's round-0 retriever), and the one-round recipe trained 2
+    # epochs, the "more training" control; about two hours here once the round2_ance_warm rows exist
+    "loop-grpo-warm": Table("The loop's feedback half (issue 13)", 120, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_grpo_warm --retriever-seeds 1,2",
+             table=True),
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows epochs2 --retriever-seeds 1,2",
+             table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),
