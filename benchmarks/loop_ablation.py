@@ -139,7 +139,7 @@ def table(work: Path, names: list[str]) -> None:
     from ragtune.evaluate.significance import paired_ttest
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names:
+    for name in dict.fromkeys([*names, *(EXTENDS[n] for n in names if EXTENDS[n])]):  # a row's p needs its parent
         row = BY_NAME[name]
         p = scores_file(folder(work, row), row)
         if p is not None:

@@ -56,6 +56,13 @@ def test_table_compares_rows_and_counts_only_the_stages_a_row_depends_on(tmp_pat
     assert float(base_line[4]) < 0.001  # every query gains 0.1 or so over train pairs only
     assert base_line[5] == ""  # the row it extends (bm25) has not run
 
+    wise = tmp_path / "wise"  # extends base; asked for without it, its p against base is still there
+    _per_query(wise / "round-0" / "evaluate" / "per_query.tsv", [0.35, 0.55, 0.5, 0.65, 0.25, 0.75])
+    (wise / "manifest.json").write_text((base / "manifest.json").read_text())
+    la.table(tmp_path, ["train_only", "wise"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| + WiSE-FT"))
+    assert line.split("|")[5].strip().endswith("(vs base)") and float(line.split("|")[5].split()[0]) < 0.001
+
 
 def test_round2_rows_compare_with_their_own_round_1(tmp_path):
     row = la.BY_NAME["round2_dpo"]
