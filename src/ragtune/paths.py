@@ -30,6 +30,11 @@ def shared_data(*parts: str) -> Path:
     return shared_dir().joinpath("data", *parts)
 
 
+def entry_lock(entry: Path) -> Path:
+    """The flock file beside a cache entry (folder or file) that its writers take, and `ragtune cache prune` too."""
+    return entry.parent / f".{entry.name}.lock"
+
+
 def mark_used(entry: Path) -> None:
     """Stamp a cache entry (folder or file) as read now: `ragtune cache prune --older-than` keeps what runs use."""
     with contextlib.suppress(OSError):  # a read-only cache still serves reads

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from ragtune.atomic import write_json
-from ragtune.paths import mark_used
+from ragtune.paths import entry_lock, mark_used
 
 log = logging.getLogger("ragtune.encode")
 
@@ -67,7 +67,7 @@ def one_writer(folder: Path) -> Iterator[None]:
     except ImportError:  # no flock (Windows): no protection between processes
         yield
         return
-    with open(folder.parent / f".{folder.name}.lock", "a") as f:  # beside the entry: its files stay its own
+    with open(entry_lock(folder), "a") as f:  # beside the entry: its files stay its own
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
