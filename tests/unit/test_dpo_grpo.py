@@ -115,3 +115,40 @@ def test_loop_reward_orders_filter_outcome_then_band_then_rank(tiny_bert, monkey
     for p, s in zip(parts, steep, strict=True):
         assert s["band"] == band_score(p["difficulty"], (0.3, 0.7), 0.1) <= p["band"]
         assert s["reward"] == pytest.approx(1.0 * s["kept"] + 0.5 * s["band"] + 0.1 * s["rr"])
+
+
+class _FixedRanking:
+    """A round's retriever that ranks the corpus in one fixed order for every query."""
+
+    def __init__(self, order: list[str]):
+        self.doc_ids = order
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+        return {q: {d: float(len(self.doc_ids) - i) for i, d in enumerate(self.doc_ids[:k])} for q in queries}
+
+
+def test_loop_reward_gap_pays_for_what_bm25_finds_and_the_retriever_misses(tiny_bert, monkeypatch, tmp_path):
+    """gap = max(0, 1/BM25 rank - 1/retriever rank): positive only where BM25 ranks the source document above the
+    round's retriever, and it is the whole reward when the other weights are 0."""
+    from ragtune.train.generator.loop_reward import LoopReward, LoopRewardSettings
+
+    monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path / "cache"))
+    corpus = {"target": Doc(_id="target", text=" ".join(A)), "other": Doc(_id="other", text=" ".join(B)),
+              "third": Doc(_id="third", text="unrelated words about weather and rivers")}
+    cfg = LoopRewardSettings(bm25_k=None, dense_k=None, band=None, weights=(0.0, 0.0, 0.0), gap_weight=2.0, depth=3)
+    reward = LoopReward(corpus, tiny_bert, cfg)
+    queries = ["protein cancer heart", "receptor signal growth"]  # BM25: 'target' first, then not above 'other'
+    reward.retriever = _FixedRanking(["other", "third", "target"])  # the retriever misses 'target' (rank 3)
+    missed = reward.parts(queries, ["target", "target"])
+    assert missed[0]["rank"] == 3 and missed[0]["kept"] and missed[0]["bm25_rank"] is None  # no BM25 filter part
+    assert missed[0]["gap"] == pytest.approx(1.0 - 1 / 3) and missed[0]["reward"] == pytest.approx(2.0 * (1 - 1 / 3))
+    judge = BM25Retriever()
+    judge.index(list(corpus.values()))
+    order = sorted(judge.search({"q": queries[1]}, k=3)["q"].items(), key=lambda kv: (-kv[1], kv[0]))
+    second = next((i for i, (d, _) in enumerate(order, 1) if d == "target"), None)
+    assert second != 1 and missed[1]["gap"] == pytest.approx(max(0.0, (1 / second if second else 0.0) - 1 / 3))
+    reward.retriever = _FixedRanking(["target", "other", "third"])  # the retriever already finds it first
+    assert [p["gap"] for p in reward.parts(queries, ["target", "target"])] == [0.0, 0.0]
+    reward.cfg = cfg.model_copy(update={"gap_weight": 0.0, "weights": (0.0, 0.0, 1.0)})
+    off = reward.parts(queries, ["target", "target"])
+    assert [p["gap"] for p in off] == [0.0, 0.0] and [p["reward"] for p in off] == [1.0, 1.0]

@@ -173,6 +173,7 @@ PERTURB: dict[str, list[str]] = {
     "online_reward": ["online_reward=rank_band"],
     "reward_weights": ["reward_weights=[1.0, 0.2, 0.1]"],
     "reward_band_falloff": ["reward_band_falloff=0.1"],
+    "reward_gap_weight": ["reward_gap_weight=0.5"],
     "ppo_reward": ["ppo_reward=retrieval"],
     "rl_after_last_round": ["rl_after_last_round=false"],
     "rl_eval_docs": ["rl_eval_docs=4"],

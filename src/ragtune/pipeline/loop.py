@@ -128,6 +128,9 @@ class RunConfig(ConfigModel):
     reward_band_falloff: float = Field(1.0, gt=0, le=1)
     """How far outside the band the loop reward's band part falls to 0 (1.0: 1 - distance to the band, so a trivial
     query keeps 0.7-0.8 of it; 0.1: only queries near the band score)."""
+    reward_gap_weight: float = Field(0.0, ge=0)
+    """The loop reward's gap part (0: off): max(0, 1/BM25 rank - 1/rank under the round's retriever), paying for
+    queries the retriever misses and BM25 finds (train/generator/loop_reward.py)."""
     ppo_reward: Literal["reward_model", "retrieval"] = "reward_model"
     """What scores PPO's rollouts: the round's reward model, or the loop reward computed online."""
     rl_prompts: int = Field(32, ge=1)

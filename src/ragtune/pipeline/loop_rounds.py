@@ -75,7 +75,7 @@ def loop_reward(cfg) -> LoopRewardSettings:
             ks[f.name] = f.k
     return LoopRewardSettings(bm25_k=ks["bm25"], dense_k=ks["dense"], filter_encoder=cfg.encoder,
                               band=cfg.preferences.band, band_falloff=cfg.reward_band_falloff,
-                              weights=cfg.reward_weights,
+                              weights=cfg.reward_weights, gap_weight=cfg.reward_gap_weight,
                               temperature=cfg.difficulty_temperature, dtype=cfg.dense_dtype,
                               kind=cfg.retriever.kind, index=getattr(cfg.retriever, "index", "flat"))
 
@@ -85,10 +85,12 @@ def _plain(cfg: ConfigModel | Any) -> Any:
 
 
 def _reward_key(reward_cfg: LoopRewardSettings) -> dict[str, Any]:
-    """The loop reward as a stage key entry; band_falloff only off its default (older runs keep their keys)."""
+    """The loop reward as a stage key entry; band_falloff and gap_weight only off their defaults (older runs keep
+    their keys)."""
     out = _plain(reward_cfg)
-    if reward_cfg.band_falloff == 1.0:
-        out.pop("band_falloff")
+    for name, default in (("band_falloff", 1.0), ("gap_weight", 0.0)):
+        if getattr(reward_cfg, name) == default:
+            out.pop(name)
     return out
 
 

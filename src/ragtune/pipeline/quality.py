@@ -104,7 +104,7 @@ def rl_eval(data: Path, docs: list[str], retriever_model: Path, out: Path, befor
         return [sum(float(x[key]) for x in sides[name][d]) / len(sides[name][d]) for d in shared]
 
     result: dict[str, Any] = {"documents": len(shared)}
-    for key in ("reward", "kept", "band", "rr", "copy", "words"):
+    for key in ("reward", "kept", "band", "rr", "gap", "copy", "words"):
         b, a = mean_of("before", key), mean_of("after", key)
         result[key] = {"before": sum(b) / len(b), "after": sum(a) / len(a), "delta": (sum(a) - sum(b)) / len(b)}
     b, a = mean_of("before", "reward"), mean_of("after", "reward")

@@ -216,12 +216,16 @@ def feedback_lines(r: dict) -> list[str]:
         e = r["rl_eval"]
         rw = e["reward"]
         cpu = e.get("rl_cpu_seconds")
+        gap = e.get("gap") or {}
         lines.append(f"- RL effect on {e['documents']} held-out documents (loop reward, before -> after): "
                      f"{rw['before']:.3f} -> {rw['after']:.3f} (delta {rw['delta']:+.3f}, paired p "
                      f"{_fmt_p(rw.get('p_value'))}); kept {_pct(e['kept']['before'])} -> {_pct(e['kept']['after'])}, "
-                     f"in band {e['band']['before']:.3f} -> {e['band']['after']:.3f}, copy rate "
-                     f"{e['copy']['before']:.3f} -> {e['copy']['after']:.3f}, words {e['words']['before']:.1f} -> "
-                     f"{e['words']['after']:.1f}"
+                     f"in band {e['band']['before']:.3f} -> {e['band']['after']:.3f}, reciprocal rank "
+                     f"{e['rr']['before']:.3f} -> {e['rr']['after']:.3f}"
+                     + (f", BM25 gap {gap['before']:.3f} -> {gap['after']:.3f}" if gap.get("after") or
+                        gap.get("before") else "")
+                     + f", copy rate {e['copy']['before']:.3f} -> {e['copy']['after']:.3f}, words "
+                     f"{e['words']['before']:.1f} -> {e['words']['after']:.1f}"
                      + (f"; {cpu / 60:.1f} CPU min, delta per CPU minute "
                         f"{e['reward_delta_per_cpu_minute']:+.4f}" if cpu else ""))
     return lines

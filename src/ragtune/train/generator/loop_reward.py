@@ -5,12 +5,17 @@
 2. **difficulty band**: the query's difficulty under the round's retriever (`evaluate.difficulty`) is inside `band`
    (not trivial, not hopeless): 1 inside, falling linearly outside to 0 at `band_falloff` from the band (the
    default 1.0 is 1 - distance, under which a trivial query still scores 0.7-0.8);
-3. **rank**: the reciprocal rank of the source document under the round's retriever.
+3. **rank**: the reciprocal rank of the source document under the round's retriever;
+4. **gap** (off by default, `gap_weight`): how much higher BM25 ranks the source document than the round's retriever
+   does, max(0, 1/BM25 rank - 1/retriever rank). It pays for a query the retriever misses while a judge that does
+   not share its blind spots finds the right document: a hard query whose label is still likely right, the kind a
+   retriever has something to learn from, where the rank part pays for queries it already answers.
 
-The scalar is `w_filter * kept + w_band * band_score + w_rank * rr`. With the default weights (1, 0.5, 0.1) a kept
-query always outscores a dropped one and a band difference of more than 0.2 outweighs any rank difference, which
-is the lexicographic order of the preference pairs (`preferences.criterion: [filter, difficulty_band, rank]`) in
-one number, so GRPO, PPO (`reward_source: retrieval`) and the RL evaluation score what the reward model learns.
+The scalar is `w_filter * kept + w_band * band_score + w_rank * rr + gap_weight * gap`. With the default weights
+(1, 0.5, 0.1) and no gap part a kept query always outscores a dropped one and a band difference of more than 0.2
+outweighs any rank difference, which is the lexicographic order of the preference pairs
+(`preferences.criterion: [filter, difficulty_band, rank]`) in one number, so GRPO, PPO (`reward_source: retrieval`)
+and the RL evaluation score what the reward model learns.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class LoopRewardSettings(ConfigModel):
     """How far outside the band the band part reaches 0 (1.0: 1 - distance; 0.1: only near-band queries score)."""
     weights: tuple[float, float, float] = (1.0, 0.5, 0.1)
     """Weights of (filter, band, rank)."""
+    gap_weight: float = Field(0.0, ge=0)
+    """Weight of the gap part, max(0, 1/BM25 rank - 1/retriever rank) with BM25 searched to `depth` (0: off)."""
     depth: int = Field(100, ge=1)
     temperature: float = Field(0.1, gt=0)
     """Difficulty's margin temperature (the loop's `difficulty_temperature`)."""
@@ -81,7 +88,7 @@ class LoopReward:
         docs = list(corpus.values())
         self.retriever = index_trained(cfg.kind, str(retriever_model), docs, cfg.dtype, cfg.index)
         self.bm25 = self.zero_shot = None
-        if cfg.bm25_k:
+        if cfg.bm25_k or cfg.gap_weight:
             self.bm25 = BM25Retriever()
             self.bm25.index(docs)
         if cfg.dense_k:
@@ -89,27 +96,32 @@ class LoopReward:
             self.zero_shot.index(docs)
 
     def parts(self, queries: list[str], doc_ids: list[str]) -> list[dict[str, Any]]:
-        """Per query: {kept, bm25_rank, dense_rank, rank, difficulty, band, rr, reward}."""
+        """Per query: {kept, bm25_rank, dense_rank, rank, difficulty, band, rr, gap, reward}; bm25_rank is the
+        rank within BM25's top `bm25_k` (None below it), the gap part's judge sees BM25 to `depth`."""
         cfg = self.cfg
         qs = {str(i): q if q.strip() else "-" for i, q in enumerate(queries)}
         run = self.retriever.search(qs, k=min(cfg.depth, len(self.retriever.doc_ids)))
         diff = score_difficulty(run, {str(i): d for i, d in enumerate(doc_ids)}, depth=cfg.depth,
                                 temperature=cfg.temperature)
-        bm25 = self.bm25.search(qs, k=cfg.bm25_k) if self.bm25 is not None and cfg.bm25_k else None
+        n_docs = len(self.retriever.doc_ids)
+        bm25_depth = min(max(cfg.bm25_k or 0, cfg.depth if cfg.gap_weight else 0), n_docs)
+        bm25 = self.bm25.search(qs, k=bm25_depth) if self.bm25 is not None and bm25_depth else None
         dense = self.zero_shot.search(qs, k=cfg.dense_k) if self.zero_shot is not None and cfg.dense_k else None
         w_filter, w_band, w_rank = cfg.weights
         out = []
         for i, doc in enumerate(doc_ids):
             q = str(i)
-            b_rank = _rank(bm25.get(q, {}), doc) if bm25 is not None else None
+            judge = _rank(bm25.get(q, {}), doc) if bm25 is not None else None
+            b_rank = judge if judge is not None and cfg.bm25_k and judge <= cfg.bm25_k else None
             d_rank = _rank(dense.get(q, {}), doc) if dense is not None else None
-            kept = (bm25 is None or b_rank is not None) and (dense is None or d_rank is not None)
+            kept = (not cfg.bm25_k or b_rank is not None) and (dense is None or d_rank is not None)
             d = diff[q]
             rr = 1.0 / d.rank if d.rank else 0.0
             band = band_score(d.difficulty, cfg.band, cfg.band_falloff) if cfg.band else 0.0
+            gap = max(0.0, (1.0 / judge if judge else 0.0) - rr) if cfg.gap_weight else 0.0
             out.append({"kept": kept, "bm25_rank": b_rank, "dense_rank": d_rank, "rank": d.rank,
-                        "difficulty": d.difficulty, "band": band, "rr": rr,
-                        "reward": w_filter * kept + w_band * band + w_rank * rr})
+                        "difficulty": d.difficulty, "band": band, "rr": rr, "gap": gap,
+                        "reward": w_filter * kept + w_band * band + w_rank * rr + cfg.gap_weight * gap})
         return out
 
     def __call__(self, prompts: list, completions: list, doc_id: list[str], **_: Any) -> list[float]:
