@@ -61,31 +61,59 @@ def entries(kinds: Sequence[str] = ()) -> list[Entry]:
     return sorted(found, key=lambda e: e.last_used)
 
 
-def prune(older_than_days: float, kinds: Sequence[str] = (), dry_run: bool = False
-          ) -> tuple[list[Entry], list[Entry]]:
-    """Delete the entries last used more than `older_than_days` ago: (deleted, skipped because a process holds
-    them). With `dry_run`, only say what would be deleted."""
-    if older_than_days < 0:
+def prune(older_than_days: float | None = None, kinds: Sequence[str] = (), dry_run: bool = False,
+          max_bytes: int | None = None) -> tuple[list[Entry], list[Entry]]:
+    """Delete the entries last used more than `older_than_days` ago, then, with `max_bytes`, the least recently used
+    of the rest until the kinds asked for hold at most `max_bytes`: (deleted, skipped because a process holds them).
+    With `dry_run`, only say what would be deleted. One of the two limits is required: nothing goes by default."""
+    if older_than_days is None and max_bytes is None:
+        raise ValueError("say what to prune: --older-than DAYS and/or --max-size SIZE")
+    if older_than_days is not None and older_than_days < 0:
         raise ValueError(f"--older-than must be at least 0 days, got {older_than_days}")
-    cutoff = time.time() - older_than_days * DAY
+    if max_bytes is not None and max_bytes < 0:
+        raise ValueError(f"--max-size must be at least 0 bytes, got {max_bytes}")
+    cutoff = None if older_than_days is None else time.time() - older_than_days * DAY
+    found = entries(kinds)  # least recently used first
+    left = sum(e.bytes for e in found)
     deleted, busy = [], []
-    for entry in entries(kinds):
-        if entry.last_used >= cutoff:
+    for entry in found:
+        too_old = cutoff is not None and entry.last_used < cutoff
+        too_big = max_bytes is not None and left > max_bytes
+        if not (too_old or too_big):
             continue
-        if dry_run:
+        if dry_run or _delete(entry):
             deleted.append(entry)
-            continue
-        with _unless_busy(entry.path) as free:
-            if not free:
-                busy.append(entry)
-                continue
-            if entry.path.is_dir() and not entry.path.is_symlink():
-                shutil.rmtree(entry.path)
-            else:
-                entry.path.unlink()
-            deleted.append(entry)
-        entry_lock(entry.path).unlink(missing_ok=True)
+            left -= entry.bytes
+        else:
+            busy.append(entry)
     return deleted, busy
+
+
+def _delete(entry: Entry) -> bool:
+    """Delete one entry and its lock file under its writer lock; False (nothing deleted) when a process holds it."""
+    with _unless_busy(entry.path) as free:
+        if not free:
+            return False
+        if entry.path.is_dir() and not entry.path.is_symlink():
+            shutil.rmtree(entry.path)
+        else:
+            entry.path.unlink()
+    entry_lock(entry.path).unlink(missing_ok=True)
+    return True
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size as people write it: `500M`, `2G`, `1.5GiB`, `800 MB`, `4096` (binary units throughout).
+
+    >>> parse_size("2G"), parse_size("1.5 GiB"), parse_size("500mb"), parse_size("4096")
+    (2147483648, 1610612736, 524288000, 4096)
+    """
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise ValueError(f"--max-size {text!r}: write a size such as 500M, 2G or 1.5GiB")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
 
 
 def human_size(n: float) -> str:

@@ -23,21 +23,30 @@ def cache_list(kind: KindOption = None) -> None:
     found = cache.entries(kind or [])
     _entries(f"ragtune's caches in {cache_dir()}", found)
     out.print(f"{_count(found)}, {cache.human_size(sum(e.bytes for e in found))}", highlight=False)
+    for k in sorted({e.kind for e in found}):
+        out.print(f"  {k}: {cache.KINDS[k]}", highlight=False)
 
 
 def cache_prune(
-    older_than: Annotated[float, typer.Option("--older-than", help="delete the entries no run used for this many "
-                                              "days (0: all)", show_default=False)],
+    older_than: Annotated[float | None, typer.Option("--older-than", help="delete the entries no run used for this "
+                                                     "many days (0: all)", show_default=False)] = None,
+    max_size: Annotated[str | None, typer.Option("--max-size", help="then delete the least recently used entries "
+                                                 "until the cache holds at most this much (500M, 2G, 1.5GiB)",
+                                                 show_default=False)] = None,
     kind: KindOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would be deleted")] = False,
 ) -> None:
-    """Delete cache entries no run used for `--older-than` days; an entry being written by a running process is
-    skipped. A later run that needs a deleted entry computes it again."""
+    """Delete cache entries no run used for `--older-than` days and/or the least recently used ones beyond
+    `--max-size`; one of the two is required. An entry being written by a running process is skipped. A later run
+    that needs a deleted entry computes it again."""
     from ragtune import cache
 
-    deleted, busy = cache.prune(older_than, kind or [], dry_run)
+    max_bytes = cache.parse_size(max_size) if max_size is not None else None
+    deleted, busy = cache.prune(older_than, kind or [], dry_run, max_bytes=max_bytes)
     verb = "would delete" if dry_run else "deleted"
-    _entries(f"{verb}: entries unused for more than {older_than:g} days", deleted)
+    why = " and ".join(x for x in (f"unused for more than {older_than:g} days" if older_than is not None else "",
+                                   f"least recently used beyond {max_size}" if max_size is not None else "") if x)
+    _entries(f"{verb}: entries {why}", deleted)
     out.print(f"{verb} {_count(deleted)}, {cache.human_size(sum(e.bytes for e in deleted))}", highlight=False)
     for e in busy:
         out.print(f"skipped {e.path}: a running process is writing it", highlight=False)

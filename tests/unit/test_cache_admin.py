@@ -3,9 +3,10 @@ import os
 import time
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
-from ragtune.cache import entries, prune
+from ragtune.cache import entries, parse_size, prune
 from ragtune.cli import app
 
 runner = CliRunner()
@@ -107,4 +108,45 @@ def test_cli_lists_prunes_and_names_an_unknown_kind(tmp_path, monkeypatch):
 
     bad = runner.invoke(app, ["cache", "list", "--kind", "embedings"])
     assert bad.exit_code == 1 and "unknown cache kind 'embedings'" in bad.output and "Traceback" not in bad.output
-    assert runner.invoke(app, ["cache", "prune"]).exit_code == 2  # nothing is deleted without --older-than
+    bare = runner.invoke(app, ["cache", "prune"])  # nothing is deleted without a limit
+    assert bare.exit_code == 1 and "--older-than DAYS and/or --max-size SIZE" in bare.output
+
+    big = _entry(tmp_path, "embeddings", "big", 3, size=4096)
+    small = _entry(tmp_path, "embeddings", "small", 1, size=512)
+    capped = runner.invoke(app, ["cache", "prune", "--max-size", "1K"])
+    assert capped.exit_code == 0 and "deleted 1 entry, 4.0 KiB" in capped.output, capped.output
+    assert not big.exists() and small.exists()
+    typo = runner.invoke(app, ["cache", "prune", "--max-size", "lots"])
+    assert typo.exit_code == 1 and "write a size such as 500M" in typo.output and small.exists()
+
+
+def test_max_size_deletes_the_least_recently_used_until_the_cache_fits(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path))
+    old, mid, new = (_entry(tmp_path, "embeddings", n, days, size=1000) for n, days in
+                     (("old", 40, ), ("mid", 10), ("new", 1)))
+    scores = tmp_path / "pair-scores" / "k.jsonl"  # another kind: counted only when its kind is asked for
+    scores.parent.mkdir()
+    scores.write_bytes(b"x" * 5000)
+
+    would, _ = prune(max_bytes=1500, kinds=["embeddings"], dry_run=True)
+    assert [e.path for e in would] == [old, mid] and old.exists() and mid.exists()
+    # both limits: what is too old goes, then the oldest of the rest while over the size
+    assert [e.path for e in prune(30, kinds=["embeddings"], max_bytes=2500, dry_run=True)[0]] == [old]
+    assert [e.path for e in prune(5, kinds=["embeddings"], max_bytes=2500, dry_run=True)[0]] == [old, mid]
+
+    with open(tmp_path / "embeddings" / ".old.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the oldest is being written: the next ones go in its place
+        deleted, busy = prune(max_bytes=1500, kinds=["embeddings"])
+    assert [e.path for e in busy] == [old] and [e.path for e in deleted] == [mid, new]
+    assert old.exists() and not mid.exists() and not new.exists() and scores.exists()
+    assert [e.path for e in prune(max_bytes=0)[0]] == [old, scores]
+
+
+def test_sizes_are_read_as_people_write_them():
+    assert [parse_size(x) for x in ("4096", "500M", "500 MB", "2g", "1.5GiB", "1K")] == \
+        [4096, 500 * 2**20, 500 * 2**20, 2 * 2**30, 3 * 2**29, 1024]
+    for bad in ("", "2X", "-1G", "1e9"):
+        with pytest.raises(ValueError, match="500M"):
+            parse_size(bad)
+    with pytest.raises(ValueError, match="--older-than DAYS and/or --max-size SIZE"):
+        prune()
