@@ -252,7 +252,7 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/rl_speed.py", table=True),
     ]),
     "loop-scifact": Table("The closed loop: `make demo` (issue 6)", 45, [
-        Step("ragtune run configs/loop-scifact-cpu.yaml", table=True),
+        Step("ragtune run configs/loop-scifact-cpu.yaml retriever.num_train_epochs=1", table=True),
     ]),
     "answerer-squad": Table("Grounded answering with refusal (issue 7)", 60, [
         Step("python benchmarks/answerer_quality.py all squad --work runs/answerer-bench", table=True),
