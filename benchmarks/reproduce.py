@@ -391,6 +391,11 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows epochs2 --retriever-seeds 1,2",
              table=True),
     ]),
+    # twenty-eighth session: GRPO on filter outcome + the BM25 gap before the warm, self-mined round 2
+    "loop-gap-warm": Table("The loop's feedback half (issue 13)", 150, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_gap_warm --retriever-seeds 1,2",
+             table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),
