@@ -100,10 +100,10 @@ class LoopReward:
         rank within BM25's top `bm25_k` (None below it), the gap part's judge sees BM25 to `depth`."""
         cfg = self.cfg
         qs = {str(i): q if q.strip() else "-" for i, q in enumerate(queries)}
-        run = self.retriever.search(qs, k=min(cfg.depth, len(self.retriever.doc_ids)))
+        n_docs = len(self.retriever.doc_ids)
+        run = self.retriever.search(qs, k=min(cfg.depth, n_docs))
         diff = score_difficulty(run, {str(i): d for i, d in enumerate(doc_ids)}, depth=cfg.depth,
                                 temperature=cfg.temperature)
-        n_docs = len(self.retriever.doc_ids)
         bm25_depth = min(max(cfg.bm25_k or 0, cfg.depth if cfg.gap_weight else 0), n_docs)
         bm25 = self.bm25.search(qs, k=bm25_depth) if self.bm25 is not None and bm25_depth else None
         dense = self.zero_shot.search(qs, k=cfg.dense_k) if self.zero_shot is not None and cfg.dense_k else None
