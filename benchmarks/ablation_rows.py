@@ -19,6 +19,7 @@ MRL = ["retriever.use_mrl=true", "retriever.mrl_dims=[384,192,96,48]", "retrieve
 ROUND2 = ["rounds=2", "rl_after_last_round=false", "fresh_documents=true"]
 """Round 1 writes for other documents (seed + 1): with the same documents, seed and generator, round 2 without RL
 regenerates round 1's queries word for word and only counts them twice (measured, BENCHMARKS.md)."""
+WARM = ("retriever.mine_with=previous_round", "retriever.init=previous_round")
 RL_EVAL = "rl_eval_docs=100"
 """The generator before and after RL write for 100 held-out abstracts, scored by the loop reward: did RL move it?"""
 WISE = "retriever.wise_ft=[0.5,0.6,0.7,0.8,0.9,1.0]"
@@ -43,6 +44,13 @@ class Row:
 def round2(name: str, label: str, *overrides: str) -> Row:
     """A two-round row on the recipe's filters, round 1 on fresh documents, scored by its round-1 retriever."""
     return Row(name, label, [RECIPE, *ROUND2, *overrides], parent="round2", evaluate="round-1/evaluate")
+
+
+def warm(name: str, label: str, *overrides: str) -> Row:
+    """A warm round-2 row: `round2_ance_warm` (round 1's retriever mines round 2's negatives and is where round 2's
+    training starts) with `overrides`, copied from that row's folder so round 0 is reused."""
+    return Row(name, label, [RECIPE, *ROUND2, *overrides, *WARM], parent="round2_ance_warm",
+               evaluate="round-1/evaluate")
 
 
 GRPO_5E4 = ("rl=grpo", RL_EVAL, "grpo.learning_rate=5.0e-4")
@@ -87,19 +95,17 @@ ROWS = [
     round2("round2_ance", "round 2, no RL, negatives mined by round 1's retriever (`mine_with: previous_round`)",
            "retriever.mine_with=previous_round"),
     Row("round2_ance_warm", "round 2, no RL, mined by round 1's retriever and starting from it (+ `init`)",
-        [RECIPE, *ROUND2, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
-        parent="round2_ance", evaluate="round-1/evaluate"),
-    Row("round2_grpo_warm", "round 2 after GRPO at 5e-4, mined by round 1's retriever and starting from it",
-        [RECIPE, *ROUND2, *GRPO_5E4, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
-        parent="round2_ance_warm", evaluate="round-1/evaluate"),
-    Row("round2_gap_warm", "round 2 after GRPO at 5e-4 on filter outcome + BM25 gap (what BM25 finds and round 1's "
-        "retriever misses), mined by round 1's retriever and starting from it",
-        [RECIPE, *ROUND2, *GRPO_5E4, *GAP, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
-        parent="round2_ance_warm", evaluate="round-1/evaluate"),
-    Row("round2_gaponly_warm", "round 2 after GRPO at 5e-4 on the BM25 gap alone, mined by round 1's retriever and "
-        "starting from it",
-        [RECIPE, *ROUND2, *GRPO_5E4, *GAP_ONLY, "retriever.mine_with=previous_round", "retriever.init=previous_round"],
-        parent="round2_ance_warm", evaluate="round-1/evaluate"),
+        [RECIPE, *ROUND2, *WARM], parent="round2_ance", evaluate="round-1/evaluate"),
+    warm("round2_grpo_warm", "round 2 after GRPO at 5e-4, mined by round 1's retriever and starting from it",
+         *GRPO_5E4),
+    warm("round2_gap_warm", "round 2 after GRPO at 5e-4 on filter outcome + BM25 gap (what BM25 finds and round 1's "
+         "retriever misses), mined by round 1's retriever and starting from it", *GRPO_5E4, *GAP),
+    warm("round2_gaponly_warm", "round 2 after GRPO at 5e-4 on the BM25 gap alone, mined by round 1's retriever and "
+         "starting from it", *GRPO_5E4, *GAP_ONLY),
+    warm("round2_ppo_warm", "round 2 after PPO (the config's 8 updates), mined by round 1's retriever and starting "
+         "from it", "rl=ppo", RL_EVAL),
+    warm("round2_dpo_warm", "round 2 after DPO at 5e-4 (at 5e-5 it did not move the generator), mined by round 1's "
+         "retriever and starting from it", "rl=dpo", RL_EVAL, "dpo.learning_rate=5.0e-4"),
     Row("gemma", "the generator: Gemma-3-270m (base, `template=gemma`) instead of SmolLM2-135M-Instruct",
         [RECIPE, "generator=google/gemma-3-270m", "template=gemma"], parent="base"),
     Row("colbert", "ColBERT instead of the bi-encoder", [RECIPE, COLBERT], parent="base"),
@@ -117,12 +123,13 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_select": "round2", "round2_select_random": "round2_select", "round2_teacher": "round2",
            "round2_ance": "round2", "round2_ance_warm": "round2_ance",
            "round2_grpo_warm": "round2_ance_warm", "round2_gap_warm": "round2_ance_warm",
-           "round2_gaponly_warm": "round2_ance_warm", "gemma": "base",
+           "round2_gaponly_warm": "round2_ance_warm", "round2_ppo_warm": "round2_ance_warm",
+           "round2_dpo_warm": "round2_ance_warm", "gemma": "base",
            "colbert": "base", "pca": "base", "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
 DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "epochs2", "round2", "curriculum", "round2_ppo",
            "round2_dpo", "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
            "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
            "round2_ance", "round2_ance_warm", "round2_grpo_warm", "round2_gap_warm",
-           "round2_gaponly_warm", "gemma", "colbert", "pca", "wise",
+           "round2_gaponly_warm", "round2_ppo_warm", "round2_dpo_warm", "gemma", "colbert", "pca", "wise",
            "pca_wise"]

@@ -396,6 +396,10 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_gap_warm --retriever-seeds 1,2",
              table=True),
     ]),
+    "loop-warm-rl": Table("The loop's feedback half (issue 13)", 200, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ppo_warm,round2_dpo_warm "
+             "--retriever-seeds 1,2", table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),
