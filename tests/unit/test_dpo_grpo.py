@@ -54,6 +54,31 @@ def test_grpo_raises_a_retrieval_reward_on_a_toy_corpus(tiny_lm, tmp_path):
     assert (tmp_path / "grpo" / "adapter" / "adapter_config.json").exists()
 
 
+@pytest.mark.parametrize("mode", ["group", "batch", "none"])
+def test_grpo_passes_its_reward_scaling_to_trl(tiny_lm, tmp_path, monkeypatch, mode):
+    """`scale_rewards` is what decides whether a reward part's weight matters (under "group" a part that alone
+    varies in a group sets the advantage whatever its weight), so it must reach trl's config as asked."""
+    import trl
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_trainer(*, args, **_):
+        seen["scale"] = args.scale_rewards
+        raise Stop
+
+    monkeypatch.setattr(trl, "GRPOTrainer", fake_trainer)
+    cfg = GRPOTrainConfig(model_name_or_path=str(tiny_lm), output_dir=tmp_path / "grpo", max_steps=1,
+                          per_device_train_batch_size=4, num_generations=4, scale_rewards=mode)
+    with pytest.raises(Stop):
+        train_grpo(cfg, ["Write a query."] * 4, ["target"] * 4, RetrievalReward(_retriever().search, k=2))
+    assert seen["scale"] == mode
+    with pytest.raises(ValueError):
+        GRPOTrainConfig(output_dir=tmp_path / "g", scale_rewards="std")
+
+
 def test_dpo_trains_on_preference_rows(tiny_lm, tmp_path):
     rows = [{"instruction": f"Write a query for: the {w} protein", "input": "",
              "output": [f"{w} protein", "the study in patients"]} for w in A[:8]]

@@ -41,6 +41,10 @@ class GRPOSettings(PolicySettings):
     max_completion_length: int = Field(24, ge=1)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.04, ge=0)
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """How trl scales each sample's advantage (reward minus its group's mean): by the group's standard deviation
+    (GRPO), the batch's, or not at all (Dr. GRPO). Under "group" a reward part that alone varies within a group sets
+    the advantage whatever its weight; "batch" and "none" keep the parts' weights."""
 
 
 class GRPOTrainConfig(GRPOSettings, PolicyTrainConfig):
@@ -91,7 +95,7 @@ def train_grpo(cfg: GRPOTrainConfig, prompts: list[str], doc_ids: list[str],
     _, resume = start_policy_run(cfg)
     model, tok = load_policy(cfg)
     args = GRPOConfig(num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-                      temperature=cfg.temperature, **policy_args(cfg))
+                      temperature=cfg.temperature, scale_rewards=cfg.scale_rewards, **policy_args(cfg))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=cfg.lora_config("CAUSAL_LM"))
     with compact_fused_head():  # the LM head on completion tokens only, on CPU too
