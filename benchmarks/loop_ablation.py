@@ -22,6 +22,8 @@ when they ran; `rl_eval` never counts), so rows compare as whole pipelines. Chec
 carved from train; test is read only by the final evaluation. A second table shows what RL did to the generator of
 each round-2 row (reward model, RL curve, loop reward on 100 held-out abstracts before and after, round-0 vs round-1
 query metrics), and `<work>/ablation.png` plots each row's NDCG@10 against the recipe's spread over retriever seeds.
+With `--retriever-seeds`, each round-2 row is also compared with its own round 1 and with the row it extends over
+all the seeds (benchmarks/seed_compare.py): a round-2 row's single-seed p in the first table is never the claim.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from _common import hardware_line, print_table, ragtune
 from ablation_rows import BY_NAME, COMMON, CONFIG, DISPLAY, EXTENDS, ROWS, Row  # noqa: F401 (scripts import them here)
+from seed_compare import HEADER, cells, compare
 
 COPY_IGNORE = shutil.ignore_patterns(".lock", "report.json", "report.md", "dev-size")
 """A copied folder holds its parent's evaluations until its own run ends by writing report.json; the benchmarks'
@@ -100,10 +103,42 @@ def seed_table(work: Path, names: list[str], seeds: list[int]) -> None:
         print_table(["row", "default seed", *(f"seed {k}" for k in seeds), "mean", "sd"], rows)
 
 
+def seed_runs(work: Path, row: Row, seeds: list[int], scores: str | None = None) -> list[dict[str, float]] | None:
+    """The row's per-query test NDCG@10 under the default retriever seed and each of `seeds` (`scores`: another
+    folder of each run than the row's own, e.g. its round 1's); None until all have run."""
+    runs = (folder(work, row), *(work / f"{row.name}-seed{k}" for k in seeds))
+    found = [scores_file(r, row if scores is None else Row(row.name, row.label, evaluate=scores)) for r in runs]
+    if not all(found):
+        return None
+    return [per_query(f) for f in found]
+
+
+def seed_comparisons(work: Path, names: list[str], seeds: list[int]) -> None:
+    """Each round-2 row against its own round 1 and against the row it extends, over all the seeds
+    (seed_compare.py): a round-2 row's single-seed p in the first table is never the claim."""
+    rows = []
+    for name in names:
+        row = BY_NAME[name]
+        if not row.evaluate.startswith("round-1/"):
+            continue
+        mine = seed_runs(work, row, seeds)
+        if mine is None:
+            continue
+        first = seed_runs(work, row, seeds, "round-0/evaluate")
+        if first is not None:
+            rows.append([f"{name} vs its round 1", *cells(compare(mine, first))])
+        ext = EXTENDS.get(name)
+        theirs = seed_runs(work, BY_NAME[ext], seeds) if ext else None
+        if theirs is not None:
+            rows.append([f"{name} vs {ext}", *cells(compare(mine, theirs))])
+    if rows:
+        print_table(["comparison", *HEADER], rows)
+
+
 def seed_means(work: Path, row: Row, seeds: list[int]) -> list[float] | None:
     """The row's mean test NDCG@10 under the default retriever seed and each of `seeds`; None until all have run."""
-    found = [scores_file(r, row) for r in (folder(work, row), *(work / f"{row.name}-seed{k}" for k in seeds))]
-    return [mean_of(per_query(f)) for f in found] if all(found) else None
+    runs = seed_runs(work, row, seeds)
+    return None if runs is None else [mean_of(r) for r in runs]
 
 
 def mean_of(scores: dict[str, float]) -> float:
@@ -298,6 +333,7 @@ def main() -> None:
     diagnostics(args.work, [n for n in DISPLAY if n in wanted])
     if seeds:
         seed_table(args.work, [n for n in DISPLAY if n in wanted and n != "train_only"], seeds)
+        seed_comparisons(args.work, [n for n in DISPLAY if n in wanted], seeds)
     plot(args.work, [n for n in DISPLAY if n in wanted or n == "train_only"], seeds, args.work / "ablation.png")
 
 

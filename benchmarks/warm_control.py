@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _common import hardware_line, print_table, ragtune
 from loop_ablation import mean_of, per_query
+from seed_compare import HEADER, cells, compare
 
 DATA = "../shared/data/beir/scifact"
 ROW = "round2_ance_warm"
@@ -55,10 +56,6 @@ def control(loop: Path, work: Path, seed: int) -> Path:
 
 
 def table(loop: Path, work: Path, seeds: list[int]) -> None:
-    from scipy.stats import ttest_rel
-
-    from ragtune.evaluate.significance import paired_ttest
-
     arms: dict[str, list[dict[str, float]]] = {"round 1": [], "round 2, warm (round2_ance_warm)": [],
                                                "control: warm, without round 1's new queries": []}
     for seed in seeds:
@@ -69,19 +66,10 @@ def table(loop: Path, work: Path, seeds: list[int]) -> None:
     rows = [[name, *(f"{mean_of(r):.4f}" for r in runs), f"{statistics.mean(map(mean_of, runs)):.4f}"]
             for name, runs in arms.items()]
     print_table(["retriever", *(f"seed {s}" for s in seeds), "mean"], rows)
-
-    def pooled(runs: list[dict[str, float]]) -> dict[str, float]:
-        return {q: statistics.mean(r[q] for r in runs) for q in runs[0]}
-
     names = list(arms)
-    tests = []
-    for a, b in [(names[1], names[0]), (names[2], names[0]), (names[1], names[2])]:
-        pa, pb = pooled(arms[a]), pooled(arms[b])
-        by_seed = ttest_rel([mean_of(r) for r in arms[a]], [mean_of(r) for r in arms[b]]).pvalue \
-            if len(seeds) > 2 else float("nan")
-        tests.append([f"{a} vs {b}", f"{mean_of(pa) - mean_of(pb):+.4f}", f"{paired_ttest(pb, pa):.2g}",
-                      f"{by_seed:.2g}"])
-    print_table(["comparison", "difference", "p, per query (seeds averaged)", "p, over the seeds' means"], tests)
+    tests = [[f"{a} vs {b}", *cells(compare(arms[a], arms[b]))]
+             for a, b in [(names[1], names[0]), (names[2], names[0]), (names[1], names[2])]]
+    print_table(["comparison", *HEADER], tests)
 
 
 def main() -> None:

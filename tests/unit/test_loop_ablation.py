@@ -90,6 +90,29 @@ def test_seed_table_reports_the_spread_of_one_row_over_retriever_seeds(tmp_path,
     assert [c.strip() for c in rows[0][2:7]] == ["0.6000", "0.5000", "0.7000", "0.6000", "0.1000"]
 
 
+def test_round2_rows_are_compared_over_all_seeds_with_their_round_1_and_the_row_they_extend(tmp_path, capsys):
+    """Per seed, on the seed-averaged per-query scores and over the seeds' means; a row whose seeds have not all
+    finished is left out rather than read from one seed."""
+    first = [0.5, 0.6, 0.4, 0.7, 0.55, 0.45]
+    for suffix, up, other in (("", 0.03, 0.05), ("-seed1", 0.01, -0.04), ("-seed2", 0.05, 0.0)):
+        gap, warm = tmp_path / f"round2_gap_warm{suffix}", tmp_path / f"round2_ance_warm{suffix}"
+        for run in (gap, warm):
+            _per_query(run / "round-0" / "evaluate" / "per_query.tsv", first)
+        _per_query(gap / "round-1" / "evaluate" / "per_query.tsv", [s + up + 0.01 * (i % 2) for i, s in
+                                                                      enumerate(first)])
+        _per_query(warm / "round-1" / "evaluate" / "per_query.tsv", [s + up - other for s in first])
+    _per_query(tmp_path / "round2_grpo_warm" / "round-1" / "evaluate" / "per_query.tsv", first)  # seeds not run
+    la.seed_comparisons(tmp_path, ["round2_grpo_warm", "round2_gap_warm"], [1, 2])
+    rows = {c[1].strip(): [x.strip() for x in c[2:6]] for c in
+            (line.split("|") for line in capsys.readouterr().out.splitlines()[2:])}
+    assert set(rows) == {"round2_gap_warm vs its round 1", "round2_gap_warm vs round2_ance_warm"}
+    assert rows["round2_gap_warm vs its round 1"][:2] == ["+0.0350, +0.0150, +0.0550", "+0.0350"]
+    assert float(rows["round2_gap_warm vs its round 1"][2]) < 0.001  # every query gains at every seed
+    assert 0.01 < float(rows["round2_gap_warm vs its round 1"][3]) < 0.2  # three seeds: less sure
+    assert rows["round2_gap_warm vs round2_ance_warm"][:2] == ["+0.0550, -0.0350, +0.0050", "+0.0083"]
+    assert float(rows["round2_gap_warm vs round2_ance_warm"][3]) > 0.5
+
+
 def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_after(tmp_path, capsys):
     q0 = {"bm25_top10": 0.80, "retriever_top1": 0.60, "in_band": 0.15, "copy_rate": 0.25, "mean_words": 13.5}
     q1 = {"bm25_top10": 0.90, "retriever_top1": 0.55, "in_band": 0.20, "copy_rate": 0.40, "mean_words": 9.0}
