@@ -15,6 +15,17 @@ def test_grpo_line_rounds_and_averages_the_curve_by_quarter():
         "last quarter 0.200 -> 0.400, KL 0.010 -> 0.070)"]
 
 
+def test_grpo_line_says_how_many_sample_groups_carried_no_signal():
+    """A group whose samples all score the same has no advantage; a reward that is zero for most queries (the gap
+    part) leaves many such groups, and the report says so where trl logged it."""
+    curve = [{"reward_mean": 0.1, "kl": 0.0, "flat_groups": f} for f in (0.5, 0.25, None)]
+    line = feedback_lines({"grpo": {"steps": 3, "prompts": 8, "reward_first": 0.1, "reward_last": 0.1,
+                                    "curve": curve}})[0]
+    assert line.endswith("; 38% of the sample groups had one reward for all samples (no signal)")
+    assert "no signal" not in feedback_lines({"grpo": {"steps": 3, "prompts": 8, "reward_first": 0.1,
+                                                       "reward_last": 0.1, "curve": curve[2:]}})[0]
+
+
 def test_short_curves_and_dpo_losses_print_plainly():
     assert feedback_lines({"grpo": {"steps": 5, "prompts": 8, "reward_first": 0.5, "reward_last": None,
                                     "curve": [{"reward_mean": 0.5, "kl": 0.0}]}}) == [

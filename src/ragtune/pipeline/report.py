@@ -113,6 +113,15 @@ def _quarters(curve: list[dict]) -> str:
             f"KL {k0:.3f} -> {k1:.3f})")
 
 
+def _flat_groups(curve: list[dict]) -> str:
+    """The share of GRPO's sample groups whose rewards were all equal (trl's `frac_reward_zero_std`): such a group
+    has no advantage and teaches nothing, so a sparse reward part can leave GRPO without a gradient."""
+    shares = [c["flat_groups"] for c in curve if c.get("flat_groups") is not None]
+    if not shares:
+        return ""
+    return f"; {100 * fmean(shares):.0f}% of the sample groups had one reward for all samples (no signal)"
+
+
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}%"
 
@@ -211,7 +220,8 @@ def feedback_lines(r: dict) -> list[str]:
     if "grpo" in r:
         gp = r["grpo"]
         lines.append(f"- GRPO: {gp['steps']} steps on {gp['prompts']} prompts, reward "
-                     f"{_num(gp['reward_first'])} -> {_num(gp['reward_last'])}{_quarters(gp.get('curve') or [])}")
+                     f"{_num(gp['reward_first'])} -> {_num(gp['reward_last'])}{_quarters(gp.get('curve') or [])}"
+                     f"{_flat_groups(gp.get('curve') or [])}")
     if "rl_eval" in r:
         e = r["rl_eval"]
         rw = e["reward"]

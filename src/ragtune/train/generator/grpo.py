@@ -136,7 +136,8 @@ def run_grpo_stage(cfg: GRPOStageConfig) -> dict[str, Any]:
     turns = user_turns(cfg.prompts, corpus, docs, load_tokenizer(cfg.model_name_or_path, cfg.adapter_name_or_path))
     summary = train_grpo(cfg, turns, docs, reward)
     rewards = [h["reward"] for h in summary["log"] if "reward" in h]
-    curve = [{"step": h.get("step", i), "reward_mean": h["reward"], "kl": h.get("kl", 0.0)}
+    curve = [{"step": h.get("step", i), "reward_mean": h["reward"], "kl": h.get("kl", 0.0),
+              "flat_groups": h.get("frac_reward_zero_std")}
              for i, h in enumerate(summary["log"]) if "reward" in h]
     if process_state().is_main_process:  # under `accelerate launch` the main process writes the outputs
         if cfg.merge:
