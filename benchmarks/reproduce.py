@@ -392,11 +392,14 @@ TABLES: dict[str, Table] = {
              table=True),
     ]),
     # twenty-eighth session: GRPO on filter outcome + the BM25 gap before the warm, self-mined round 2
-    "loop-gap-warm": Table("The loop's feedback half (issue 13)", 150, [
+    "loop-gap-warm": Table("The loop's feedback half (issue 13)", 205, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_gap_warm --retriever-seeds 1,2",
              table=True),
+        # twenty-ninth session: the gap alone, and unscaled advantages (one seed each)
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_gaponly_warm,round2_gapdr_warm",
+             table=True),
     ]),
-    "loop-warm-rl": Table("The loop's feedback half (issue 13)", 200, [
+    "loop-warm-rl": Table("The loop's feedback half (issue 13)", 125, [
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ppo_warm,round2_dpo_warm "
              "--retriever-seeds 1,2", table=True),
     ]),
