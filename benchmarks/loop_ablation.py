@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import sys
@@ -107,7 +108,8 @@ def seed_runs(work: Path, row: Row, seeds: list[int], scores: str | None = None)
     """The row's per-query test NDCG@10 under the default retriever seed and each of `seeds` (`scores`: another
     folder of each run than the row's own, e.g. its round 1's); None until all have run."""
     runs = (folder(work, row), *(work / f"{row.name}-seed{k}" for k in seeds))
-    found = [scores_file(r, row if scores is None else Row(row.name, row.label, evaluate=scores)) for r in runs]
+    which = row if scores is None else dataclasses.replace(row, evaluate=scores)
+    found = [scores_file(r, which) for r in runs]
     if not all(found):
         return None
     return [per_query(f) for f in found]

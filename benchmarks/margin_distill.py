@@ -49,6 +49,7 @@ import yaml
 
 from _common import hardware_line, print_table, ragtune
 from loop_ablation import mean_of, per_query
+from seed_compare import pooled as seed_pooled
 
 DATA = "../shared/data/beir/scifact"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -215,8 +216,7 @@ def seed_runs(loop: Path, work: Path, name: str, seeds: list[int]) -> dict[str, 
 
 def pooled(folders: list[Path]) -> dict[str, float]:
     """Each query's NDCG@10 averaged over the seeds' runs: the recipe's score with the seed's noise averaged out."""
-    runs = [per_query(f / "per_query.tsv") for f in folders]
-    return {q: sum(r[q] for r in runs) / len(runs) for q in runs[0]}
+    return seed_pooled([per_query(f / "per_query.tsv") for f in folders])
 
 
 def seed_table(loop: Path, work: Path, seeds: list[int]) -> None:

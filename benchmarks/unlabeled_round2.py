@@ -38,6 +38,7 @@ from pathlib import Path
 
 from _common import hardware_line, print_table, ragtune
 from loop_ablation import COPY_IGNORE, mean_of, parents_first, per_query, row_args, seed_folder
+from seed_compare import pooled
 
 CONFIG = "configs/loop-scifact-unlabeled-cpu.yaml"
 ROUND2 = ["rounds=2", "rl=none", "rl_after_last_round=false", "fresh_documents=true"]
@@ -164,7 +165,7 @@ def seed_table(work: Path, seeds: list[int]) -> None:
         found = [scores(work, row, round_name, k) for k in (None, *seeds)]
         if not all(found):
             return None
-        return [mean_of(f) for f in found], {q: sum(f[q] for f in found) / len(found) for q in found[0]}
+        return [mean_of(f) for f in found], pooled(found)
 
     def vs(a: tuple | None, b: dict[str, float]) -> str:
         return "" if a is None else f"{mean_of(b) - mean_of(a[1]):+.4f}, p = {paired_ttest(a[1], b):.2g}"
