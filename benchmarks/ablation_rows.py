@@ -70,6 +70,12 @@ under trl's default group scaling a part's weight barely matters (the filter par
 groups), and the gap alone left 36% of the 4-sample groups without signal (GRPO barely moved, KL 0.016). Unscaled,
 a sample's advantage is its reward minus its group's mean, so a gap weighs 3x a filter outcome; with 8 samples
 about 88% of groups hold a query with a gap (23% of the SFT generator's queries have one), against 65% with 4."""
+GAP_SELECT = f"filters=[{BM25},{DENSE},{{name: difficulty, select: gap, per_document: 2}}]"
+"""Best-of-4 by the gap, no RL: of an abstract's 4 candidates past BM25 and dense, keep at most 2 that BM25 ranks
+the abstract higher for than round 0's retriever does, the largest gap first: what a generator that RL had taught
+the gap perfectly would write (the gap rows' RL did not teach it)."""
+GAP_RANDOM = (f"filters=[{BM25},{DENSE},{{name: difficulty, select: random, count_like: gap, "
+              "per_document: 2}]")
 TEACHER = "retriever.teacher=runs/distill/teacher"  # margin_distill.py's cross-encoder, fused with BM25
 ROWS = [
     Row("base", "+ dense filter (the shipped recipe: train pairs + BM25- and dense-filtered pseudo queries)",
@@ -112,6 +118,11 @@ ROWS = [
     warm("round2_gapdr_warm", "round 2 after GRPO at 5e-4 on filter outcome + 3x the BM25 gap, advantages not "
          "scaled (Dr. GRPO), 8 samples a prompt, mined by round 1's retriever and starting from it", *GRPO_5E4,
          *GAP_DR),
+    warm("round2_gapsel_warm", "round 2, no RL: 4 queries per abstract, keep <= 2 with the largest BM25 gap "
+         "(best-of-4 by the gap), mined by round 1's retriever and starting from it", *SELECT, GAP_SELECT),
+    Row("round2_gapsel_random_warm", "round 2, no RL: 4 per abstract, as many kept per abstract as the gap row, at "
+        "random, mined by round 1's retriever and starting from it", [RECIPE, *ROUND2, *SELECT, GAP_RANDOM, *WARM],
+        parent="round2_gapsel_warm", evaluate="round-1/evaluate"),
     warm("round2_ppo_warm", "round 2 after PPO (the config's 8 updates), mined by round 1's retriever and starting "
          "from it", "rl=ppo", RL_EVAL),
     warm("round2_dpo_warm", "round 2 after DPO at 5e-4 (at 5e-5 it did not move the generator), mined by round 1's "
@@ -134,7 +145,8 @@ EXTENDS = {"train_only": None, "unfiltered": "train_only", "bm25": "unfiltered",
            "round2_ance": "round2", "round2_ance_warm": "round2_ance",
            "round2_grpo_warm": "round2_ance_warm", "round2_gap_warm": "round2_ance_warm",
            "round2_gaponly_warm": "round2_ance_warm", "round2_gapdr_warm": "round2_ance_warm",
-           "round2_ppo_warm": "round2_ance_warm",
+           "round2_ppo_warm": "round2_ance_warm", "round2_gapsel_warm": "round2_ance_warm",
+           "round2_gapsel_random_warm": "round2_gapsel_warm",
            "round2_dpo_warm": "round2_ance_warm", "gemma": "base",
            "colbert": "base", "pca": "base", "wise": "base", "pca_wise": "pca"}
 """The row each row is compared with ("the row it extends"); differs from the folder it is copied from."""
@@ -142,5 +154,6 @@ DISPLAY = ["train_only", "unfiltered", "bm25", "base", "lossnet", "epochs2", "ro
            "round2_dpo", "round2_grpo", "round2_grpo_lr", "round2_grpo_band", "round2_grpo_steep",
            "round2_grpo_bandonly", "round2_grpo_bandlong", "round2_select", "round2_select_random", "round2_teacher",
            "round2_ance", "round2_ance_warm", "round2_grpo_warm", "round2_gap_warm",
-           "round2_gaponly_warm", "round2_gapdr_warm", "round2_ppo_warm", "round2_dpo_warm", "gemma", "colbert",
+           "round2_gaponly_warm", "round2_gapdr_warm", "round2_gapsel_warm", "round2_gapsel_random_warm",
+           "round2_ppo_warm", "round2_dpo_warm", "gemma", "colbert",
            "pca", "wise", "pca_wise"]

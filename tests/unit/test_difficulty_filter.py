@@ -49,6 +49,40 @@ def test_random_control_keeps_as_many_per_document_as_band_drawn_from_all_and_is
     assert any(not 0.3 <= values[i] <= 0.7 for d in draws for i in d)  # drawn from all, not from the band
 
 
+def test_gap_keeps_the_largest_gaps_per_document_and_random_can_match_its_counts():
+    cs = _candidates([("a", "x"), ("b", "x"), ("c", "x"), ("d", "y"), ("e", "y"), ("f", "z")])
+    values = [0.5] * 6  # all inside the band: the band would keep every one
+    gaps = [0.0, 0.5, 0.9, 0.0, 0.0, 0.25]
+    cfg = DifficultyFilterConfig(model="m", select="gap", per_document=1)
+    assert sorted(cs[i].query_id for i in select(cs, values, cfg, gaps)) == ["c", "f"]  # y has no gap: none kept
+    assert len(select(cs, values, cfg.model_copy(update={"per_document": None}), gaps)) == 3
+    for seed in range(5):
+        rnd = select(cs, values, cfg.model_copy(update={"select": "random", "count_like": "gap", "seed": seed}), gaps)
+        assert sorted(cs[i].doc_id for i in rnd) == ["x", "z"]
+    with pytest.raises(ValueError, match="one gap per candidate"):
+        select(cs, values, cfg)
+
+
+def test_gap_filter_measures_bm25_against_the_retriever(tiny_beir, tiny_bert):
+    corpus = load_beir(tiny_beir, splits=[]).corpus
+    cs = [Candidate("a", "d1", "comet tail sun"), Candidate("b", "d2", "bread yeast"),
+          Candidate("c", "d5", "violin bow string"), Candidate("d", "d6", "galaxies light"),
+          Candidate("e", "d4", "bond prices"), Candidate("f", "d3", "enzymes proteins")]
+    f = DifficultyFilter(DifficultyFilterConfig(model=str(tiny_bert), select="gap"), corpus)
+    _, ranks = f.difficulties(cs)
+    from ragtune.filters.rank import source_ranks
+    from ragtune.retrieval.bm25 import BM25Retriever
+
+    bm25 = BM25Retriever()
+    bm25.index(corpus.values())
+    b_ranks = source_ranks(bm25.search({c.query_id: c.text for c in cs}, k=len(corpus)), cs)
+    expected = [max(0.0, (1 / b if b else 0) - (1 / r if r else 0)) for b, r in zip(b_ranks, ranks, strict=True)]
+    assert any(e > 0 for e in expected)  # the tiny random encoder ranks some source below BM25
+    verdicts = f(cs)
+    assert [v.values["gap"] for v in verdicts] == pytest.approx(expected, abs=1e-6)
+    assert [v.kept for v in verdicts] == [e > 0 for e in expected]
+
+
 def test_filter_scores_with_the_named_retriever_and_keeps_what_lies_in_the_band(tiny_beir, tiny_bert):
     corpus = load_beir(tiny_beir, splits=[]).corpus
     cs = [Candidate("a", "d1", "comet tail sun"), Candidate("b", "d2", "bread yeast"),
