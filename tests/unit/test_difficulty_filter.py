@@ -134,3 +134,11 @@ def test_a_run_that_could_never_apply_it_or_cannot_sample_candidates_is_refused(
     with pytest.raises(ConfigError, match="query_per_document"):
         _run_cfg("candidates_per_document=4", "generate={sampling: {do_sample: false}}")
     assert _run_cfg("candidates_per_document=4").candidates_per_document == 4
+
+
+def test_the_filter_report_names_the_selection_a_random_control_counts_like():
+    from ragtune.filters.run import _settings
+
+    gap = _settings(DifficultyFilterConfig(model="runs/x/round-0/retriever/model", select="random", count_like="gap"))
+    assert "select=random" in gap and "count_like=gap" in gap
+    assert "count_like" not in _settings(DifficultyFilterConfig(model="m", select="gap", per_document=2))

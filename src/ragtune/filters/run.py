@@ -48,6 +48,8 @@ def _settings(spec: ConfigModel) -> str:
                       "band", "per_document", "select")
             if d.get(k) is not None]
     model = d.get("model") or (d.get("dense") or {}).get("model")
+    if d.get("select") == "random":
+        keys.append("count_like")
     parts = [f"{k}={d[k]}" for k in keys] + ([f"model={model_label(model)}"] if model else [])
     return ", ".join(parts)
 
