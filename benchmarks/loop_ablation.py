@@ -254,9 +254,10 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 
 def diagnostics(work: Path, names: list[str]) -> None:
-    """Where a round-2 row's signal goes: the RL stage's own figures and what the generator wrote in round 0 (before
-    RL) and round 1 (after), from each run's report.json."""
-    from ragtune.pipeline.report import quarter_means
+    """Where a round-2 row's signal goes: the RL stage's own figures (for GRPO the share of sample groups with one
+    reward for every sample, which teach nothing) and what the generator wrote in round 0 (before RL) and round 1
+    (after), from each run's report.json."""
+    from ragtune.pipeline.report import flat_group_share, quarter_means
 
     rows = []
     for name in names:
@@ -278,6 +279,8 @@ def diagnostics(work: Path, names: list[str]) -> None:
             curve = f"reward {_f(rl['reward_first'])} -> {_f(rl['reward_last'])}"
             q = quarter_means(rl.get("curve") or [])
             curve += f" (quarter means {q[0]:.3f} -> {q[1]:.3f})" if q else ""
+            flat = flat_group_share(rl.get("curve") or [])
+            curve += f", {100 * flat:.0f}% of groups flat" if flat is not None else ""
         else:
             curve = ""
         q0, q1 = r0.get("quality", {}), r1.get("quality", {})

@@ -125,13 +125,19 @@ def test_diagnostics_show_the_rl_stage_and_what_the_generator_wrote_before_and_a
               {"filter": {"kept_fraction": 0.80}, "quality": q1}]
     (tmp_path / "round2_ppo").mkdir()
     (tmp_path / "round2_ppo" / "report.json").write_text(json.dumps({"rounds": rounds}))
-    la.diagnostics(tmp_path, ["base", "round2_ppo"])
+    grpo = [{**rounds[0], "ppo": None, "grpo": {**rounds[0]["ppo"], "curve": [
+        {"reward_mean": r, "kl": 0.0, "flat_groups": f} for r, f in ((0.5, 0.5), (0.6, 0.25), (0.7, None))]}},
+        rounds[1]]
+    (tmp_path / "round2_gap_warm").mkdir()
+    (tmp_path / "round2_gap_warm" / "report.json").write_text(json.dumps({"rounds": grpo}))
+    la.diagnostics(tmp_path, ["base", "round2_ppo", "round2_gap_warm"])
     rows = [[c.strip() for c in line.split("|")] for line in capsys.readouterr().out.splitlines()
             if line.startswith("| round2")]
-    assert rows == [["", "round2_ppo", "0.610 [0.55, 0.67] n=250",
-                     "reward -1.500 -> -1.200 (quarter means -1.600 -> -1.100)",
-                     "0.500 -> 0.600 (p = 0.012)", "0.74 -> 0.80",
-                     "0.80 -> 0.90", "0.60 -> 0.55", "0.15 -> 0.20", "0.25 -> 0.40", "13.50 -> 9.00", ""]]
+    assert rows[0] == ["", "round2_ppo", "0.610 [0.55, 0.67] n=250",
+                       "reward -1.500 -> -1.200 (quarter means -1.600 -> -1.100)",
+                       "0.500 -> 0.600 (p = 0.012)", "0.74 -> 0.80",
+                       "0.80 -> 0.90", "0.60 -> 0.55", "0.15 -> 0.20", "0.25 -> 0.40", "13.50 -> 9.00", ""]
+    assert rows[1][3].endswith(", 38% of groups flat")  # the mean of the logged steps that record it
 
 
 def test_dev_size_simulation_always_picks_a_model_better_on_every_query_and_never_one_worse():

@@ -113,13 +113,19 @@ def _quarters(curve: list[dict]) -> str:
             f"KL {k0:.3f} -> {k1:.3f})")
 
 
-def _flat_groups(curve: list[dict]) -> str:
-    """The share of GRPO's sample groups whose rewards were all equal (trl's `frac_reward_zero_std`): such a group
-    has no advantage and teaches nothing, so a sparse reward part can leave GRPO without a gradient."""
+def flat_group_share(curve: list[dict]) -> float | None:
+    """The share of GRPO's sample groups whose rewards were all equal (trl's `frac_reward_zero_std`), averaged over
+    the logged steps: such a group has no advantage and teaches nothing, so a sparse reward part can leave GRPO
+    without a gradient. None when the curve does not record it (PPO, DPO, older runs)."""
     shares = [c["flat_groups"] for c in curve if c.get("flat_groups") is not None]
-    if not shares:
+    return fmean(shares) if shares else None
+
+
+def _flat_groups(curve: list[dict]) -> str:
+    share = flat_group_share(curve)
+    if share is None:
         return ""
-    return f"; {100 * fmean(shares):.0f}% of the sample groups had one reward for all samples (no signal)"
+    return f"; {100 * share:.0f}% of the sample groups had one reward for all samples (no signal)"
 
 
 def _pct(x: float | None) -> str:
