@@ -141,4 +141,7 @@ def test_the_filter_report_names_the_selection_a_random_control_counts_like():
 
     gap = _settings(DifficultyFilterConfig(model="runs/x/round-0/retriever/model", select="random", count_like="gap"))
     assert "select=random" in gap and "count_like=gap" in gap
-    assert "count_like" not in _settings(DifficultyFilterConfig(model="m", select="gap", per_document=2))
+    assert "band" not in gap
+    by_gap = _settings(DifficultyFilterConfig(model="m", select="gap", per_document=2))
+    assert "count_like" not in by_gap and "band" not in by_gap and "select=gap" in by_gap
+    assert "band=(0.3, 0.7)" in _settings(DifficultyFilterConfig(model="m", select="random"))
