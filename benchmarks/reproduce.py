@@ -403,6 +403,15 @@ TABLES: dict[str, Table] = {
         Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_ppo_warm,round2_dpo_warm "
              "--retriever-seeds 1,2", table=True),
     ]),
+    # thirtieth session: best-of-4 by the BM25 gap without RL, and the warm round 2's own controls
+    "loop-gap-select": Table("The loop's feedback half (issue 13)", 55, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_gapsel_warm,"
+             "round2_gapsel_random_warm --retriever-seeds 1,2", table=True),
+    ]),
+    "loop-warm-controls": Table("The loop's feedback half (issue 13)", 110, [
+        Step("python benchmarks/loop_ablation.py --work runs/ablation --rows round2_repeat_warm,round2_warm_e2 "
+             "--retriever-seeds 1,2", table=True),
+    ]),
     # fourteenth session: WiSE-FT in the unlabeled loops (the plain SciFact run's SFT adapter serves MS MARCO too)
     "unlabeled-wise": Table("The loop's feedback half (issue 13)", 120, [
         Step("python benchmarks/unlabeled_seeds.py --work runs/unlabeled --retriever-seeds 2,3", table=True),
