@@ -41,7 +41,8 @@ class DifficultyFilterConfig(ConfigModel):
     band: Band = (0.3, 0.7)
     """Keep candidates whose difficulty lies inside this band; in `ragtune run`, unset = `preferences.band`."""
     per_document: int | None = Field(None, ge=1)
-    """At most this many kept per source document (nearest the band's centre first); None = every one in band."""
+    """At most this many kept per source document (nearest the band's centre first, or the largest gaps); None =
+    every one in the band (with a gap)."""
     select: Literal["band", "gap", "random"] = "band"
     """gap: per document up to `per_document` with a BM25 gap, largest first; random: the control, per document as
     many as `count_like` keeps, drawn at random from all its candidates."""
@@ -54,6 +55,11 @@ class DifficultyFilterConfig(ConfigModel):
     index: Literal["flat", "plaid"] = "flat"
     """kind colbert: the token index to search with."""
     seed: int = 0
+
+    @property
+    def by_gap(self) -> bool:
+        """Whether the BM25 gap selects or counts (and must be measured)."""
+        return self.select == "gap" or (self.select == "random" and self.count_like == "gap")
 
 
 class DifficultyFilter:
@@ -91,8 +97,7 @@ class DifficultyFilter:
         if not candidates:
             return []
         values, ranks = self.difficulties(candidates)
-        gap = self.cfg.select == "gap" or (self.cfg.select == "random" and self.cfg.count_like == "gap")
-        gaps = self.gaps(candidates, ranks) if gap else None
+        gaps = self.gaps(candidates, ranks) if self.cfg.by_gap else None
         keep = select(candidates, values, self.cfg, gaps)
         return [Verdict(i in keep, {"difficulty": round(v, 6), **({"gap": round(gaps[i], 6)} if gaps else {})})
                 for i, v in enumerate(values)]
@@ -110,8 +115,7 @@ def select(candidates: list[Candidate], values: list[float], cfg: DifficultyFilt
     >>> sorted(select(cs, [0.5, 0.35, 0.9, 0.1], DifficultyFilterConfig(model="m", select="gap"), [0, .5, .2, 0]))
     [1, 2]
     """
-    by_gap = cfg.select == "gap" or (cfg.select == "random" and cfg.count_like == "gap")
-    if by_gap and (gaps is None or len(gaps) != len(candidates)):
+    if cfg.by_gap and (gaps is None or len(gaps) != len(candidates)):
         raise ValueError("selecting or counting by `gap` needs one gap per candidate")
     lo, hi = cfg.band
     centre = (lo + hi) / 2
@@ -122,7 +126,7 @@ def select(candidates: list[Candidate], values: list[float], cfg: DifficultyFilt
     kept: set[int] = set()
     for doc in sorted(by_doc):
         ids = by_doc[doc]
-        if by_gap:
+        if cfg.by_gap:
             inside = sorted((i for i in ids if gaps[i] > 0), key=lambda i: (-gaps[i], candidates[i].query_id))
         else:
             inside = sorted((i for i in ids if lo <= values[i] <= hi),

@@ -50,7 +50,7 @@ def _settings(spec: ConfigModel) -> str:
     model = d.get("model") or (d.get("dense") or {}).get("model")
     if d.get("select") == "random":
         keys.append("count_like")
-    if d.get("select") == "gap" or d.get("count_like") == "gap" and d.get("select") == "random":
+    if getattr(spec, "by_gap", False):
         keys.remove("band")  # the gap selection does not read the band
     parts = [f"{k}={d[k]}" for k in keys] + ([f"model={model_label(model)}"] if model else [])
     return ", ".join(parts)
