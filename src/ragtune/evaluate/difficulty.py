@@ -37,6 +37,16 @@ class Difficulty:
         return asdict(self)
 
 
+def bm25_gap(bm25_rank: int | None, rank: int | None) -> float:
+    """How much higher BM25 ranks a query's source document than a retriever does: max(0, 1/BM25 rank - 1/rank),
+    an absent rank counting as 1/rank = 0. The loop reward's gap part and the difficulty filter's gap selection.
+
+    >>> bm25_gap(1, 2), bm25_gap(2, 1), bm25_gap(1, None), bm25_gap(None, 3)
+    (0.5, 0.0, 1.0, 0.0)
+    """
+    return max(0.0, (1.0 / bm25_rank if bm25_rank else 0.0) - (1.0 / rank if rank else 0.0))
+
+
 def score_difficulty(run: Run, sources: dict[str, str], depth: int | None = None,
                      temperature: float = 0.1) -> dict[str, Difficulty]:
     """`sources`: pseudo query id -> source doc id. Queries missing from the run are maximally hard."""

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from ragtune.config import Band, ConfigModel
 from ragtune.data.records import Doc
-from ragtune.evaluate.difficulty import score_difficulty
+from ragtune.evaluate.difficulty import bm25_gap, score_difficulty
 from ragtune.filters.base import Candidate, Verdict, register
 
 
@@ -61,6 +61,12 @@ class DifficultyFilterConfig(ConfigModel):
         """Whether the BM25 gap selects or counts (and must be measured)."""
         return self.select == "gap" or (self.select == "random" and self.count_like == "gap")
 
+    @property
+    def report_keys(self) -> list[str]:
+        """The settings the filter report shows: what the selection reads."""
+        keys = ["band", "per_document", "select"] + (["count_like"] if self.select == "random" else [])
+        return [k for k in keys if k != "band" or not self.by_gap]
+
 
 class DifficultyFilter:
     name = "difficulty"
@@ -90,8 +96,7 @@ class DifficultyFilter:
         bm25 = BM25Retriever()
         bm25.index(self.corpus.values())
         run = bm25.search({c.query_id: c.text for c in candidates}, k=min(self.cfg.depth, len(self.corpus)))
-        return [max(0.0, (1.0 / b if b else 0.0) - (1.0 / r if r else 0.0))
-                for b, r in zip(source_ranks(run, candidates), ranks, strict=True)]
+        return [bm25_gap(b, r) for b, r in zip(source_ranks(run, candidates), ranks, strict=True)]
 
     def __call__(self, candidates: list[Candidate]) -> list[Verdict]:
         if not candidates:

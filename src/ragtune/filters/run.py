@@ -44,14 +44,10 @@ class FilterConfig(ConfigModel):
 
 def _settings(spec: ConfigModel) -> str:
     d = spec.model_dump(exclude={"name"})
-    keys = [k for k in ("k", "sample_doc_num", "keep_fraction", "keep_top", "drop_tail", "threshold", "scorer",
-                      "band", "per_document", "select")
-            if d.get(k) is not None]
+    shown = ("k", "sample_doc_num", "keep_fraction", "keep_top", "drop_tail", "threshold", "scorer",
+             *getattr(spec, "report_keys", ()))
+    keys = [k for k in shown if d.get(k) is not None]
     model = d.get("model") or (d.get("dense") or {}).get("model")
-    if d.get("select") == "random":
-        keys.append("count_like")
-    if getattr(spec, "by_gap", False):
-        keys.remove("band")  # the gap selection does not read the band
     parts = [f"{k}={d[k]}" for k in keys] + ([f"model={model_label(model)}"] if model else [])
     return ", ".join(parts)
 

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from ragtune.config import Band, ConfigModel
 from ragtune.data.records import Doc
-from ragtune.evaluate.difficulty import score_difficulty
+from ragtune.evaluate.difficulty import bm25_gap, score_difficulty
 from ragtune.models import DEFAULT_ENCODER
 
 
@@ -118,7 +118,7 @@ class LoopReward:
             d = diff[q]
             rr = 1.0 / d.rank if d.rank else 0.0
             band = band_score(d.difficulty, cfg.band, cfg.band_falloff) if cfg.band else 0.0
-            gap = max(0.0, (1.0 / judge if judge else 0.0) - rr) if cfg.gap_weight else 0.0
+            gap = bm25_gap(judge, d.rank) if cfg.gap_weight else 0.0
             out.append({"kept": kept, "bm25_rank": b_rank, "dense_rank": d_rank, "rank": d.rank,
                         "difficulty": d.difficulty, "band": band, "rr": rr, "gap": gap,
                         "reward": w_filter * kept + w_band * band + w_rank * rr + cfg.gap_weight * gap})
